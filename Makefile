@@ -1,0 +1,35 @@
+# The two commands: `make run` (whole pipeline on the bundled sample) and `make test`.
+# Both bootstrap .venv from requirements.lock first.
+SHELL := /bin/bash
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PYTHONWARNINGS := ignore::FutureWarning
+VENV := .venv/bin
+CONFIG ?= configs/local.yaml
+
+.PHONY: bootstrap run test test-all test-fast lock clean
+
+bootstrap:
+	@infra/bootstrap.sh
+
+run: bootstrap
+	$(VENV)/synthdetect run --config $(CONFIG)
+
+# Default suite: unit tests plus one real end-to-end pipeline run at tiny image size (CI runs this).
+test: bootstrap
+	$(VENV)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# Everything, including slow tests over ../shared/data/eval-v1.
+test-all: bootstrap
+	$(VENV)/python -m pytest $(PYTEST_ARGS)
+
+# Unit tests only (no pipeline run).
+test-fast: bootstrap
+	$(VENV)/python -m pytest -m "not slow and not e2e" $(PYTEST_ARGS)
+
+# Re-resolve requirements.in into the committed lock file (needs the package registry).
+lock:
+	uv pip compile requirements.in -o requirements.lock --python-version 3.10 --python-platform x86_64-manylinux_2_28
+
+clean:
+	rm -rf runs registry test-artifacts .pytest_cache

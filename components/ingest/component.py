@@ -1,0 +1,34 @@
+"""The ingestion component: a FileBasedExampleGen running our Beam image executor."""
+from __future__ import annotations
+
+import os
+
+from tfx import v1 as tfx
+from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.dsl.components.base import executor_spec
+
+from components.ingest.executor import Executor, pack_options
+from schemas.config import PipelineConfig, is_gcs
+
+
+def input_base_and_pattern(data_input: str) -> tuple[str, str]:
+    """A folder is read by layout ('*'); a manifest file is named by the split pattern."""
+    if data_input.endswith((".csv", ".jsonl")):
+        return (data_input.rsplit("/", 1)[0] if is_gcs(data_input) else os.path.dirname(data_input),
+                os.path.basename(data_input))
+    return data_input.rstrip("/"), "*"
+
+
+def make_example_gen(cfg: PipelineConfig):
+    base, pattern = input_base_and_pattern(cfg.data.input)
+    splits = [tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
+              for name, buckets in cfg.data.split_ratios.items()]
+    return FileBasedExampleGen(
+        input_base=base,
+        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="all", pattern=pattern)]),
+        # Split by content hash: byte-identical copies always land in the same split.
+        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(
+            splits=splits, partition_feature_name="sha256")),
+        custom_config=pack_options(cfg.ingest.model_dump()),
+        custom_executor_spec=executor_spec.BeamExecutorSpec(Executor),
+    ).with_id("ImageExampleGen")

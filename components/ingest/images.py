@@ -1,0 +1,260 @@
+"""Listing labelled image inputs and turning one file into a tf.Example (or a quarantine record).
+
+Pure functions, no Beam: the Beam executor (`executor.py`) and the tests call them directly.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import posixpath
+from pathlib import Path
+from typing import Iterator
+
+import tensorflow as tf
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+LABELS = ("real", "synthesized")
+LABEL_IDS = {"real": 0, "synthesized": 1}
+MANIFEST_NAMES = ("manifest.csv", "manifest.jsonl")
+# Files in a label folder that are documentation, not data.
+IGNORED_NAMES = {"readme.md", "readme.txt", "license", "license.txt", ".ds_store"} | set(MANIFEST_NAMES)
+_EXT_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".gif": "GIF", ".webp": "WEBP",
+                ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+
+# Pillow raises DecompressionBombError itself above 2x its limit; we check the limit ourselves
+# (configurable) and never let Pillow decide, so the reason code is ours.
+Image.MAX_IMAGE_PIXELS = None
+
+
+class InputError(Exception):
+    """The input location is unusable (user mistake); one-line message."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageInput:
+    path: str
+    label: str
+    source: str = "unknown"
+    generator: str = ""
+    content: str = "unknown"
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestOptions:
+    neutralize_format: bool = True
+    codec: str = "JPEG"
+    quality: int = 95
+    max_side: int = 256
+    max_pixels: int = 89_478_485
+    background: tuple[int, int, int] = (255, 255, 255)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "IngestOptions":
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        for k in ("quality", "max_side", "max_pixels"):
+            if k in kw:
+                kw[k] = int(kw[k])
+        if "background" in kw:
+            kw["background"] = tuple(int(x) for x in kw["background"])
+        return cls(**kw)
+
+
+# --------------------------------------------------------------------------------------- listing
+def _is_gcs(p: str) -> bool:
+    return p.startswith("gs://")
+
+
+def _read_text(path: str) -> str:
+    from apache_beam.io.filesystems import FileSystems
+    with FileSystems.open(path) as f:
+        return f.read().decode("utf-8")
+
+
+def _join(root: str, rel: str) -> str:
+    if _is_gcs(root):
+        return posixpath.join(root, rel)
+    return rel if os.path.isabs(rel) else os.path.join(root, rel)
+
+
+def _manifest_rows(manifest: str) -> Iterator[dict]:
+    text = _read_text(manifest)
+    if manifest.endswith(".jsonl"):
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    raise InputError(f"{manifest}: line {n} is not valid JSON") from None
+    else:
+        yield from csv.DictReader(io.StringIO(text))
+
+
+def read_manifest(manifest: str) -> list[ImageInput]:
+    root = posixpath.dirname(manifest) if _is_gcs(manifest) else os.path.dirname(os.path.abspath(manifest))
+    out = []
+    for n, row in enumerate(_manifest_rows(manifest), 2):
+        if not row.get("path") or not row.get("label"):
+            raise InputError(f"{manifest}: row {n} needs 'path' and 'label'")
+        label = row["label"].strip().lower()
+        if label not in LABELS:
+            raise InputError(f"{manifest}: row {n} has label {row['label']!r}; expected one of {', '.join(LABELS)}")
+        out.append(ImageInput(path=_join(root, row["path"]), label=label,
+                              source=row.get("source") or "unknown", generator=row.get("generator") or "",
+                              content=row.get("content") or "unknown"))
+    if not out:
+        raise InputError(f"{manifest}: no rows")
+    return out
+
+
+def _walk(root: str) -> Iterator[str]:
+    if _is_gcs(root):
+        from google.cloud import storage
+        bucket, _, prefix = root[len("gs://"):].partition("/")
+        prefix = prefix.rstrip("/") + "/" if prefix else ""
+        for blob in storage.Client().list_blobs(bucket, prefix=prefix):
+            if not blob.name.endswith("/"):
+                yield blob.name[len(prefix):]
+    else:
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for name in sorted(filenames):
+                yield os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
+
+
+def list_inputs(input_base: str) -> list[ImageInput]:
+    """Every labelled input under `input_base`: a manifest file, a folder with a manifest, or a
+    folder laid out as <root>/<real|synthesized>/[<source>/]**/<file>."""
+    base = input_base.rstrip("/")
+    if base.endswith((".csv", ".jsonl")):
+        if not _is_gcs(base) and not os.path.isfile(base):
+            raise InputError(f"manifest {base!r} not found")
+        return read_manifest(base)
+    if not _is_gcs(base) and not os.path.isdir(base):
+        raise InputError(f"input {base!r} is neither a folder nor a manifest (.csv/.jsonl)")
+    rels = list(_walk(base))
+    for name in MANIFEST_NAMES:
+        if name in rels:
+            return read_manifest(_join(base, name))
+    out = []
+    for rel in rels:
+        parts = rel.split("/")
+        if len(parts) < 2 or parts[0].lower() not in LABELS or parts[-1].lower() in IGNORED_NAMES:
+            continue  # documentation next to the label folders
+        source = parts[1] if len(parts) > 2 else "unknown"
+        out.append(ImageInput(path=_join(base, rel), label=parts[0].lower(), source=source))
+    if not out:
+        raise InputError(f"no images under {base!r}: expected {base}/real/... and {base}/synthesized/... or a manifest.csv")
+    return out
+
+
+# --------------------------------------------------------------------------------------- decoding
+def _bytes(v: bytes) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
+
+
+def _int(v: int) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
+
+
+def _read_bytes(path: str) -> bytes:
+    from apache_beam.io.filesystems import FileSystems
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        return f.read()
+
+
+def _to_rgb(img: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, background)
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grayscale: scale to 8 bits
+        img = img.point(lambda v: v / 256).convert("L")
+    return img.convert("RGB")
+
+
+def decode_file(item: ImageInput, opts: IngestOptions, data: bytes | None = None):
+    """Fully decode one file. Returns ("ok", tf.train.Example) or ("quarantine", dict with reason)."""
+    def quarantine(reason: str, detail: str = "") -> tuple[str, dict]:
+        return "quarantine", {"path": item.path, "label": item.label, "source": item.source,
+                              "reason": reason, "detail": detail[:300]}
+
+    if data is None:
+        try:
+            data = _read_bytes(item.path)
+        except Exception as e:  # noqa: BLE001 - every unreadable path is quarantined, never fatal
+            return quarantine("unreadable_path", f"{type(e).__name__}: {e}")
+    if not data:
+        return quarantine("zero_bytes")
+    sha256 = hashlib.sha256(data).hexdigest()
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        return quarantine("not_an_image")
+    except Exception as e:  # noqa: BLE001
+        return quarantine("not_an_image", f"{type(e).__name__}: {e}")
+    fmt = (img.format or "UNKNOWN").upper()
+    width, height = img.size
+    if width * height > opts.max_pixels:
+        return quarantine("too_many_pixels", f"{width}x{height} > {opts.max_pixels}")
+    animated = bool(getattr(img, "is_animated", False))
+    try:
+        img.seek(0)
+        img.load()
+    except Exception as e:  # noqa: BLE001 - truncated/corrupt data
+        return quarantine(f"truncated_{fmt.lower()}" if "truncated" in str(e).lower() else "corrupt_image",
+                          f"{type(e).__name__}: {e}")
+    ext = os.path.splitext(item.path)[1].lower()
+    ext_mismatch = ext in _EXT_FORMATS and _EXT_FORMATS[ext] != fmt
+    try:
+        img = ImageOps.exif_transpose(img) or img
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not reject a good image
+        pass
+    mode = img.mode
+    if opts.neutralize_format:
+        rgb = _to_rgb(img, opts.background)
+        if max(rgb.size) > opts.max_side:
+            rgb.thumbnail((opts.max_side, opts.max_side), Image.LANCZOS)
+        buf = io.BytesIO()
+        if opts.codec == "JPEG":
+            rgb.save(buf, "JPEG", quality=opts.quality)
+        else:
+            rgb.save(buf, opts.codec)
+        encoded, codec = buf.getvalue(), opts.codec
+    elif fmt in ("JPEG", "PNG", "GIF", "BMP") and not animated:
+        encoded, codec = data, fmt  # the paper's raw path: bytes as published
+    else:  # formats tf.io.decode_image cannot read are converted losslessly
+        buf = io.BytesIO()
+        _to_rgb(img, opts.background).save(buf, "PNG")
+        encoded, codec = buf.getvalue(), "PNG"
+    feats = {
+        "image_raw": _bytes(encoded),
+        "label": _bytes(item.label.encode()),
+        "label_id": _int(LABEL_IDS[item.label]),
+        "source": _bytes(item.source.encode()),
+        "generator": _bytes(item.generator.encode()),
+        "content": _bytes(item.content.encode()),
+        "path": _bytes(item.path.encode()),
+        "sha256": _bytes(sha256.encode()),
+        "orig_format": _bytes(fmt.encode()),
+        "orig_mode": _bytes(mode.encode()),
+        "orig_width": _int(width),
+        "orig_height": _int(height),
+        "codec": _bytes(codec.encode()),
+        "animated": _int(animated),
+        "ext_mismatch": _int(ext_mismatch),
+    }
+    return "ok", tf.train.Example(features=tf.train.Features(feature=feats))
+
+
+def example_path(ex: tf.train.Example) -> str:
+    return ex.features.feature["path"].bytes_list.value[0].decode()
+
+
+def default_sample_dir() -> Path:
+    return Path(__file__).resolve().parents[2] / "data" / "sample"

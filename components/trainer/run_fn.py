@@ -1,0 +1,101 @@
+"""TFX Trainer entry point shared by both trainers (`vgg16_finetune` and `baseline`).
+
+The two Trainer components differ only in `custom_config` (weights and variant name). The exported
+SavedModel has two signatures:
+  serving_default  serialized tf.Example [N] -> {"p_synthesized": [N, 1]}  (TFMA, batch jobs)
+  serving_images   encoded image bytes  [N] -> {"p_synthesized": [N, 1]}  (synthdetect predict)
+and `assets.extra/training_history.json` with the per-epoch metrics.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+from absl import logging
+
+from components.trainer.model import build_model
+from components.transform.preprocessing import IMAGE_KEY, LABEL_KEY, decode_images
+
+HISTORY_FILE = "training_history.json"
+
+
+def make_dataset(file_patterns, feature_spec: dict, image_size: int, batch_size: int,
+                 shuffle: bool, seed: int, deterministic: bool = False) -> tf.data.Dataset:
+    files = tf.io.gfile.glob(file_patterns) if isinstance(file_patterns, str) else \
+        [f for p in file_patterns for f in tf.io.gfile.glob(p)]
+    if not files:
+        raise ValueError(f"no TFRecord files match {file_patterns}")
+    opts = tf.data.Options()
+    opts.deterministic = deterministic
+    ds = tf.data.Dataset.from_tensor_slices(sorted(files))
+    ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    if shuffle:
+        ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True)
+    spec = {k: feature_spec[k] for k in (IMAGE_KEY, LABEL_KEY)}
+
+    def parse(serialized):
+        feats = tf.io.parse_example(serialized, spec)
+        images = decode_images(feats[IMAGE_KEY], image_size)
+        labels = tf.cast(tf.reshape(feats[LABEL_KEY], [-1, 1]), tf.float32)
+        return images, labels
+
+    return (ds.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+            .prefetch(tf.data.AUTOTUNE).with_options(opts))
+
+
+def _signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutput, image_size: int) -> dict:
+    model.tft_layer = tf_transform_output.transform_features_layer()
+    raw_spec = tf_transform_output.raw_feature_spec()
+    serving_spec = {IMAGE_KEY: raw_spec[IMAGE_KEY]}
+
+    def predict_from_raw(raw: dict) -> dict:
+        transformed = model.tft_layer(raw)
+        return {"p_synthesized": model(decode_images(transformed[IMAGE_KEY], image_size), training=False)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_tf_examples(serialized):
+        return predict_from_raw(tf.io.parse_example(serialized, serving_spec))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    def serve_images(images):
+        return predict_from_raw({IMAGE_KEY: tf.reshape(images, [-1, 1])})
+
+    return {"serving_default": serve_tf_examples.get_concrete_function(),
+            "serving_images": serve_images.get_concrete_function()}
+
+
+def run_fn(fn_args) -> None:
+    cc = dict(fn_args.custom_config or {})
+    variant = cc.get("variant", "vgg16_finetune")
+    image_size = int(cc.get("image_size", 224))
+    batch_size = int(cc.get("batch_size", 32))
+    epochs = int(cc.get("epochs", 10))
+    seed = int(cc.get("seed", 42))
+    deterministic = bool(cc.get("deterministic", False))
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    spec = tf_transform_output.transformed_feature_spec()
+    train_ds = make_dataset(fn_args.train_files, spec, image_size, batch_size, True, seed, deterministic)
+    eval_ds = make_dataset(fn_args.eval_files, spec, image_size, batch_size, False, seed, deterministic)
+
+    model = build_model(image_size, weights=cc.get("weights", "none"), dense_units=int(cc.get("dense_units", 16)),
+                        dropout=float(cc.get("dropout", 0.1)), learning_rate=float(cc.get("learning_rate", 1e-4)))
+    logging.info("training %s: %d params, weights=%s, %d epochs, batch %d, %dpx", variant,
+                 model.count_params(), cc.get("weights", "none"), epochs, batch_size, image_size)
+    history = model.fit(train_ds, validation_data=eval_ds, epochs=epochs, verbose=2,
+                        callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
+
+    model.save(fn_args.serving_model_dir, save_format="tf",
+               signatures=_signatures(model, tf_transform_output, image_size))
+    extra = os.path.join(fn_args.serving_model_dir, "assets.extra")
+    tf.io.gfile.makedirs(extra)
+    with tf.io.gfile.GFile(os.path.join(extra, HISTORY_FILE), "w") as f:
+        json.dump({"variant": variant, "config": cc,
+                   "history": {k: [float(x) for x in v] for k, v in history.history.items()}}, f, indent=2)

@@ -1,0 +1,78 @@
+"""The synthdetect pipeline definition: one function, the same graph for every runner.
+
+ImageExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> Transform
+  -> Trainer[vgg16_finetune] + Trainer[baseline] -> Evaluator (candidate vs baseline) -> Pusher
+"""
+from __future__ import annotations
+
+import os
+
+from tfx import v1 as tfx
+from tfx.orchestration import pipeline as tfx_pipeline
+
+from components.evaluator.eval_config import make_eval_config
+from components.ingest.component import make_example_gen
+from schemas import SCHEMA_DIR
+from schemas.config import PipelineConfig
+
+CANDIDATE_TRAINER = "Trainer_vgg16_finetune"
+BASELINE_TRAINER = "Trainer_baseline"
+MODEL_NAME = "vgg16_finetune"
+
+
+def trainer_config(cfg: PipelineConfig, variant: str) -> dict:
+    m = cfg.model
+    return {"variant": variant, "weights": m.weights if variant == MODEL_NAME else "none",
+            "image_size": m.image_size, "epochs": m.epochs, "batch_size": m.batch_size,
+            "learning_rate": m.learning_rate, "dense_units": m.dense_units, "dropout": m.dropout,
+            "seed": m.seed, "deterministic": m.deterministic}
+
+
+def create_components(cfg: PipelineConfig) -> list:
+    example_gen = make_example_gen(cfg)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=os.path.join(SCHEMA_DIR, "schema.pbtxt"))
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        preprocessing_fn="components.transform.preprocessing.preprocessing_fn")
+
+    def trainer(variant: str, component_id: str):
+        return tfx.components.Trainer(
+            run_fn="components.trainer.run_fn.run_fn",
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema_gen.outputs["schema"],
+            train_args=tfx.proto.TrainArgs(splits=["train"]),
+            eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+            custom_config=trainer_config(cfg, variant),
+        ).with_id(component_id)
+
+    candidate = trainer(MODEL_NAME, CANDIDATE_TRAINER)
+    baseline = trainer("baseline", BASELINE_TRAINER)
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=candidate.outputs["model"],
+        baseline_model=baseline.outputs["model"],
+        example_splits=["eval"],
+        eval_config=make_eval_config(cfg.thresholds))
+    pusher = tfx.components.Pusher(
+        model=candidate.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
+            base_directory=os.path.join(cfg.registry, MODEL_NAME))))
+    return [example_gen, statistics_gen, schema_gen, example_validator, transform,
+            candidate, baseline, evaluator, pusher]
+
+
+def create_pipeline(cfg: PipelineConfig) -> tfx_pipeline.Pipeline:
+    return tfx.dsl.Pipeline(
+        pipeline_name=cfg.pipeline_name,
+        pipeline_root=cfg.pipeline_root,
+        components=create_components(cfg),
+        enable_cache=cfg.enable_cache,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            cfg.metadata_path),
+        beam_pipeline_args=list(cfg.beam_args),
+    )
