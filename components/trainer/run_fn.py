@@ -89,6 +89,7 @@ def run_fn(fn_args) -> None:
                         dropout=float(cc.get("dropout", 0.1)), learning_rate=float(cc.get("learning_rate", 1e-4)))
     logging.info("training %s: %d params, weights=%s, %d epochs, batch %d, %dpx", variant,
                  model.count_params(), cc.get("weights", "none"), epochs, batch_size, image_size)
+    keras.utils.disable_interactive_logging()  # epoch lines go to the run log, not over the progress bar
     history = model.fit(train_ds, validation_data=eval_ds, epochs=epochs, verbose=2,
                         callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
 

@@ -1,0 +1,190 @@
+"""`synthdetect` command line. User mistakes end in one `error:` line and a non-zero exit."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import warnings
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ noise; the run log has the rest
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+import click  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+DEFAULT_CONFIG = "configs/local.yaml"
+console = Console(stderr=False, highlight=False)
+
+
+class UserError(click.ClickException):
+    """Printed as one line: `error: <message>`."""
+
+    def show(self, file=None):
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def _parse_sets(sets: tuple[str, ...]) -> dict:
+    import yaml
+    out: dict = {}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set expects KEY=VALUE (e.g. model.epochs=1), got {item!r}")
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(value)
+    return out
+
+
+def _load(config: str, sets: tuple[str, ...] = ()):
+    from schemas.config import ConfigError, load_config
+    try:
+        return load_config(config, _parse_sets(sets))
+    except ConfigError as e:
+        raise UserError(str(e)) from None
+
+
+config_option = click.option("--config", "-c", default=DEFAULT_CONFIG, show_default=True,
+                             help="pipeline config (YAML)")
+set_option = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                          help="override a config value, e.g. --set model.epochs=1 (repeatable)")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="synthdetect")
+def main() -> None:
+    """synthdetect: a TFX pipeline that tells AI-synthesized images from real photographs."""
+    from pipeline.logs import route_library_logs
+    route_library_logs([], logging.WARNING)
+
+
+@main.command()
+@config_option
+@set_option
+@click.option("--json", "as_json", is_flag=True, help="print the run report as JSON")
+def run(config: str, sets: tuple[str, ...], as_json: bool) -> None:
+    """Run the whole pipeline (ingest -> validate -> transform -> train x2 -> evaluate -> push)."""
+    cfg = _load(config, sets)  # before importing TensorFlow: config mistakes fail in a fraction of a second
+    from components.ingest.images import InputError
+    from components.trainer.model import WeightsError
+    from pipeline.pipeline import create_components
+    from pipeline.report import run_report
+    from pipeline.runner import PipelineFailed, new_run_id, preflight, run_local
+
+    try:
+        n_inputs = preflight(cfg)
+    except (InputError, WeightsError) as e:
+        raise UserError(str(e)) from None
+    run_id = new_run_id()
+    log_path = os.path.join(os.path.dirname(cfg.metadata_path), "logs", f"{run_id}.log")
+    n_components = len(create_components(cfg))
+    console.print(f"run [bold]{run_id}[/]: {n_inputs} input files from {cfg.data.input}; "
+                  f"{n_components} components; log: {log_path}")
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    started: dict[str, float] = {}
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console, transient=False) as progress:
+        task = progress.add_task("starting", total=n_components)
+
+        def on_event(node: str, state: str) -> None:
+            if state == "running":
+                started[node] = time.time()
+                progress.update(task, description=f"running {node}")
+            else:
+                progress.console.print(f"  done {node} ({time.time() - started.get(node, time.time()):.0f}s)")
+                progress.advance(task)
+        t0 = time.time()
+        try:
+            run_local(cfg, log_path, run_id=run_id, on_event=on_event)
+        except PipelineFailed as e:
+            progress.stop()
+            raise click.ClickException(str(e)) from None
+        progress.update(task, description=f"finished in {time.time() - t0:.0f}s")
+    report = run_report(cfg.metadata_path, cfg.pipeline_name, cfg.pipeline_root, run_id)
+    if as_json:
+        click.echo(report.to_json())
+    else:
+        print_report(report)
+
+
+@main.command()
+@config_option
+@set_option
+@click.option("--run", "run_id", default=None, help="run id (default: the latest run)")
+@click.option("--json", "as_json", is_flag=True)
+def report(config: str, sets: tuple[str, ...], run_id: str | None, as_json: bool) -> None:
+    """Show what a pipeline run produced: data, statistics, evaluation, blessing, pushed model."""
+    from pipeline.report import run_report
+    cfg = _load(config, sets)
+    try:
+        rep = run_report(cfg.metadata_path, cfg.pipeline_name, cfg.pipeline_root, run_id)
+    except (FileNotFoundError, LookupError) as e:
+        raise UserError(str(e).strip("'\"")) from None
+    click.echo(rep.to_json()) if as_json else print_report(rep)
+
+
+@main.command("config")
+@config_option
+@set_option
+def show_config(config: str, sets: tuple[str, ...]) -> None:
+    """Validate a config and print it with every default filled in."""
+    import yaml
+    cfg = _load(config, sets)
+    click.echo(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+
+
+def _short(path: str) -> str:
+    rel = os.path.relpath(path) if not path.startswith("gs://") else path
+    return path if rel.startswith("..") else rel
+
+
+def print_report(rep) -> None:
+    labels = {
+        "ImageExampleGen.examples": "TFRecords (train/eval splits)",
+        "StatisticsGen.statistics": "statistics (TFDV)",
+        "ExampleValidator.anomalies": "anomalies vs schemas/schema.pbtxt",
+        "Transform.transform_graph": "transform graph",
+        "Trainer_vgg16_finetune.model": "model: vgg16_finetune (candidate)",
+        "Trainer_baseline.model": "model: baseline (from scratch)",
+        "Evaluator.evaluation": "evaluation (TFMA)",
+        "Evaluator.blessing": "blessing",
+    }
+    table = Table(title=f"run {rep.run_id}", show_lines=False)
+    table.add_column("output")
+    table.add_column("location", overflow="fold")
+    for key, label in labels.items():
+        if key in rep.artifacts:
+            table.add_row(label, _short(rep.artifacts[key]))
+    console.print(table)
+    if rep.ingest:
+        i = rep.ingest
+        console.print(f"ingest: {i['inputs']} inputs -> {i['written']} written, {i['quarantined']} quarantined "
+                      f"{i.get('quarantine_reasons') or ''}")
+    if rep.anomalies:
+        console.print(f"[yellow]data anomalies:[/] {'; '.join(rep.anomalies)}")
+    if rep.metrics:
+        mt = Table(title="evaluation on the eval split")
+        mt.add_column("model")
+        names = ["example_count", "binary_accuracy", "auc", "auc_pr", "precision", "recall", "f1_score"]
+        for short in ("n", "accuracy", "AUC", "AUC-PR", "precision", "recall", "F1"):
+            mt.add_column(short, justify="right")
+        for model, values in rep.metrics.items():
+            mt.add_row(model, *[f"{values[n]:.3f}" if n in values and n != "example_count"
+                                else f"{values.get(n, float('nan')):.0f}" for n in names])
+        console.print(mt)
+    if rep.blessed is None:
+        console.print("[red]no blessing: the evaluator did not finish[/]")
+    elif rep.blessed:
+        console.print("[green]BLESSED[/]: the candidate cleared every threshold")
+    else:
+        console.print("[yellow]NOT BLESSED[/]: " + "; ".join(rep.validation_failures))
+    console.print(f"pushed: {_short(rep.pushed_to)}" if rep.pushed_to else "pushed: nothing (not blessed)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
