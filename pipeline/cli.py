@@ -16,7 +16,8 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 DEFAULT_CONFIG = "configs/local.yaml"
-console = Console(stderr=False, highlight=False)
+console = Console(highlight=False)          # results
+progress_console = Console(stderr=True, highlight=False)  # progress, so stdout stays parseable
 
 
 class UserError(click.ClickException):
@@ -83,12 +84,12 @@ def run(config: str, sets: tuple[str, ...], as_json: bool) -> None:
     run_id = new_run_id()
     log_path = os.path.join(os.path.dirname(cfg.metadata_path), "logs", f"{run_id}.log")
     n_components = len(create_components(cfg))
-    console.print(f"run [bold]{run_id}[/]: {n_inputs} input files from {cfg.data.input}; "
+    progress_console.print(f"run [bold]{run_id}[/]: {n_inputs} input files from {cfg.data.input}; "
                   f"{n_components} components; log: {log_path}")
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     started: dict[str, float] = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console, transient=False) as progress:
+                  TimeElapsedColumn(), console=progress_console, transient=False) as progress:
         task = progress.add_task("starting", total=n_components)
 
         def on_event(node: str, state: str) -> None:

@@ -1,0 +1,95 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from schemas.config import ConfigError, load_config
+from tests.conftest import REPO
+
+LOCAL = REPO / "configs" / "local.yaml"
+CLI = str(Path(sys.executable).parent / "synthdetect")
+
+
+def write(tmp_path, text: str) -> Path:
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_local_config_is_valid_and_paths_are_absolute(monkeypatch):
+    monkeypatch.chdir(REPO)
+    cfg = load_config(LOCAL)
+    assert os.path.isabs(cfg.pipeline_root) and os.path.isabs(cfg.registry) and os.path.isabs(cfg.data.input)
+    assert cfg.runner == "local" and cfg.data.split_ratios == {"train": 7, "eval": 3}
+
+
+def test_paper_defaults_when_keys_are_omitted(tmp_path):
+    cfg = load_config(write(tmp_path, f"data: {{input: {tmp_path}}}\n"))
+    m = cfg.model
+    assert (m.image_size, m.epochs, m.batch_size, m.dense_units, m.dropout, m.weights) == (224, 10, 32, 16, 0.1, "imagenet")
+    assert (cfg.thresholds.min_accuracy, cfg.thresholds.min_auc) == (0.90, 0.95)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("data: {input: /does/not/exist}\n", "data.input: '/does/not/exist' does not exist"),
+    ("data: {input: .}\nmodel: {epochs: many}\n", "model.epochs"),
+    ("data: {input: .}\nmodel: {epoch: 3}\n", "model.epoch: unknown key"),
+    ("data: {input: .}\nmodel: {image_size: 16}\n", "model.image_size"),
+    ("data: {input: .}\nmodel: {weights: /no/such.h5}\n", "weights file '/no/such.h5' does not exist"),
+    ("data: {input: ., split_ratios: {train: 1}}\n", "data.split_ratios"),
+    ("data: [unclosed\n", "not valid YAML (line"),
+    ("- a\n- b\n", "must be a mapping"),
+    ("model: {epochs: 1}\n", "data: Field required"),
+])
+def test_bad_config_gives_one_line(tmp_path, text, fragment):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, text))
+    assert fragment in str(e.value) and "\n" not in str(e.value)
+
+
+def test_overrides_merge_into_nested_sections(tmp_path):
+    cfg = load_config(write(tmp_path, f"data: {{input: {tmp_path}}}\nmodel: {{epochs: 3}}\n"),
+                      {"model": {"image_size": 32}})
+    assert (cfg.model.epochs, cfg.model.image_size) == (3, 32)
+
+
+def _cli(*args, cwd=REPO):
+    return subprocess.run([CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_help_lists_commands():
+    out = _cli("--help")
+    assert out.returncode == 0
+    for cmd in ("run", "report", "config"):
+        assert f"  {cmd} " in out.stdout
+
+
+def test_cli_missing_config_is_one_clear_line():
+    out = _cli("run", "--config", "does-not-exist.yaml")
+    assert out.returncode != 0
+    assert out.stderr.strip() == "error: config file 'does-not-exist.yaml' not found"
+    assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_cli_missing_data_and_bad_override_are_one_line(tmp_path):
+    out = _cli("run", "--set", "data.input=/nope/nothing")
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "error: invalid config 'configs/local.yaml': data.input: '/nope/nothing' does not exist"]
+    out = _cli("run", "--set", "model.epochs")
+    assert out.returncode != 0 and out.stderr.strip().startswith("error: --set expects KEY=VALUE")
+
+
+def test_cli_empty_data_folder_fails_before_the_pipeline(tmp_path):
+    (tmp_path / "empty").mkdir()
+    out = _cli("run", "--set", f"data.input={tmp_path / 'empty'}", "--set", "model.weights=none")
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert out.stderr.strip().startswith("error: no images under")
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_cli_config_prints_resolved_config():
+    out = _cli("config", "--set", "model.epochs=2")
+    assert out.returncode == 0 and "epochs: 2" in out.stdout and "weights: none" in out.stdout

@@ -1,0 +1,82 @@
+"""The whole pipeline through the CLI, on the bundled sample at tiny image size (CI runs this)."""
+import glob
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import yaml
+
+from tests.conftest import REPO, SAMPLE
+
+pytestmark = pytest.mark.e2e
+CLI = str(Path(sys.executable).parent / "synthdetect")
+
+
+def run_pipeline(tmp_path: Path, thresholds: dict) -> dict:
+    cfg = yaml.safe_load((REPO / "configs" / "local.yaml").read_text())
+    cfg.update(pipeline_root=str(tmp_path / "root"), metadata_path=str(tmp_path / "mlmd.sqlite"),
+               registry=str(tmp_path / "registry"), thresholds=thresholds)
+    cfg["data"]["input"] = str(SAMPLE)
+    cfg["model"].update(image_size=32, epochs=1, batch_size=16, weights="none", deterministic=True)
+    path = tmp_path / "e2e.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = subprocess.run([CLI, "run", "--config", str(path), "--json"], capture_output=True, text=True,
+                         timeout=900, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+    return json.loads(out.stdout)
+
+
+def test_pipeline_runs_end_to_end_and_pushes_a_working_model(tmp_path):
+    rep = run_pipeline(tmp_path, {"min_accuracy": 0.0, "min_auc": 0.0,
+                                  "min_accuracy_gain": -1.0, "min_auc_gain": -1.0})
+    # ingestion: every sample file accounted for, TFRecords in both splits
+    ingest = rep["ingest"]
+    n_files = sum(1 for p in SAMPLE.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    assert ingest["inputs"] == n_files == 80
+    assert ingest["written"] + ingest["quarantined"] == ingest["inputs"] and ingest["accounted_for"]
+    examples = rep["artifacts"]["ImageExampleGen.examples"]
+    for split in ("train", "eval"):
+        assert glob.glob(os.path.join(examples, f"Split-{split}", "*.gz")), split
+    n_records = sum(1 for f in glob.glob(os.path.join(examples, "Split-*", "*.gz"))
+                    for _ in tf.data.TFRecordDataset(f, compression_type="GZIP"))
+    assert n_records == ingest["written"]
+    assert glob.glob(os.path.join(rep["artifacts"]["StatisticsGen.statistics"], "Split-*", "FeatureStats.pb"))
+    assert rep["anomalies"] == []
+    # evaluation: accuracy and AUC for both models, on the same eval examples
+    for model in ("candidate", "baseline"):
+        m = rep["metrics"][model]
+        assert 0.0 <= m["binary_accuracy"] <= 1.0 and 0.0 <= m["auc"] <= 1.0
+        assert m["example_count"] > 0
+    assert rep["metrics"]["candidate"]["example_count"] == rep["metrics"]["baseline"]["example_count"]
+    assert rep["blessed"] is True and rep["validation_failures"] == []
+    # push: a version under the registry that loads and scores sample images
+    assert rep["pushed_to"] and rep["pushed_to"].startswith(str(tmp_path / "registry"))
+    loaded = tf.saved_model.load(rep["pushed_to"])
+    images = [p.read_bytes() for p in sorted(SAMPLE.glob("*/*/*"))[:2] + sorted(SAMPLE.glob("synthesized/*/*.png"))[:1]]
+    p = loaded.signatures["serving_images"](images=tf.constant(images))["p_synthesized"].numpy()
+    assert p.shape == (3, 1) and np.all((p >= 0) & (p <= 1))
+    # the tf.Example signature (TFMA's) gives the same score for the same stored image
+    record = next(iter(tf.data.TFRecordDataset(glob.glob(os.path.join(examples, "Split-eval", "*.gz")),
+                                               compression_type="GZIP")))
+    ex = tf.train.Example.FromString(record.numpy())
+    via_example = loaded.signatures["serving_default"](examples=tf.constant([record.numpy()]))["p_synthesized"]
+    via_bytes = loaded.signatures["serving_images"](
+        images=tf.constant([ex.features.feature["image_raw"].bytes_list.value[0]]))["p_synthesized"]
+    np.testing.assert_allclose(via_example.numpy(), via_bytes.numpy(), rtol=1e-5)
+    history = json.loads(Path(rep["pushed_to"], "assets.extra", "training_history.json").read_text())
+    assert history["variant"] == "vgg16_finetune" and len(history["history"]["loss"]) == 1
+
+
+def test_unearned_model_is_not_pushed(tmp_path):
+    rep = run_pipeline(tmp_path, {"min_accuracy": 1.0, "min_auc": 1.0,
+                                  "min_accuracy_gain": 0.5, "min_auc_gain": 0.5})
+    assert rep["blessed"] is False
+    assert any("binary_accuracy" in f for f in rep["validation_failures"])
+    assert rep["pushed_to"] is None
+    assert not (tmp_path / "registry").exists() or not any((tmp_path / "registry").rglob("saved_model.pb"))
