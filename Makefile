@@ -2,7 +2,6 @@
 # Both bootstrap .venv from requirements.lock first.
 SHELL := /bin/bash
 export TF_USE_LEGACY_KERAS := 1
-export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONWARNINGS := ignore::FutureWarning
 VENV := .venv/bin
 CONFIG ?= configs/local.yaml

@@ -187,5 +187,14 @@ def print_report(rep) -> None:
     console.print(f"pushed: {_short(rep.pushed_to)}" if rep.pushed_to else "pushed: nothing (not blessed)")
 
 
+# Command groups that live in their own modules (each attaches itself to `main` on import).
+for _module in ("pipeline.cli_ingest", "pipeline.cli_registry", "pipeline.cli_cloud", "pipeline.cli_curate"):
+    try:
+        __import__(_module)
+    except ModuleNotFoundError as _e:
+        if _e.name != _module:
+            raise
+
+
 if __name__ == "__main__":
     sys.exit(main())

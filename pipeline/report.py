@@ -75,11 +75,22 @@ def _evaluation(report: RunReport, uri: str) -> None:
     except Exception:  # noqa: BLE001
         return
     report.blessed = bool(validation.validation_ok)
-    for failure in validation.metric_validations_per_slice:
-        for f in failure.failures:
-            report.validation_failures.append(
-                f"{f.metric_key.model_name or CANDIDATE}/{f.metric_key.name}"
-                f"{' (change)' if f.metric_key.is_diff else ''}: {f.message}")
+    for per_slice in validation.metric_validations_per_slice:
+        where = ",".join(f"{k.column}={k.bytes_value.decode() or k.int64_value or k.float_value}"
+                         for k in per_slice.slice_key.single_slice_keys)
+        for f in per_slice.failures:
+            report.validation_failures.append(_failure_text(f, where))
+
+
+def _failure_text(f, where: str) -> str:
+    t = f.metric_threshold
+    if f.metric_key.is_diff:
+        bound, what = t.change_threshold.absolute.value, f"{f.metric_key.name} gain over baseline"
+    else:
+        bound, what = t.value_threshold.lower_bound.value, f.metric_key.name
+    value = f.metric_value.double_value.value
+    return f"{what} = {value:.3f} < {bound:g}" + (f" on slice {where}" if where else "") + \
+        (f" ({f.message})" if f.message else "")
 
 
 def run_report(metadata_path: str, pipeline_name: str, pipeline_root: str, run_id: str | None = None) -> RunReport:

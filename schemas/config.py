@@ -47,6 +47,11 @@ class IngestConfig(_Strict):
     quality: int = Field(95, ge=1, le=100)
     max_side: int = Field(256, ge=32, description="longest side after ingestion (both classes alike)")
     max_pixels: int = Field(89_478_485, ge=1, description="decompression-bomb limit (Pillow's default)")
+    dedup: bool = Field(True, description="drop exact and near duplicates (one representative per cluster)")
+    near_duplicate_max_distance: int = Field(6, ge=0, le=32, description="max Hamming distance of 64-bit pHashes")
+    lsh_tables: int = Field(20, ge=1, le=64, description="LSH tables (random bit samples) for near-duplicate search")
+    lsh_bits: int = Field(16, ge=4, le=32, description="bits sampled per LSH table")
+    feedback: str | None = Field(None, description="curator feedback file (exclude / relabel), JSONL")
 
 
 class ModelConfig(_Strict):
@@ -75,6 +80,8 @@ class ThresholdConfig(_Strict):
     min_auc: float = Field(0.95, ge=0, le=1)
     min_accuracy_gain: float = Field(0.0, ge=-1, le=1, description="candidate - baseline")
     min_auc_gain: float = Field(0.0, ge=-1, le=1, description="candidate - baseline")
+    target_fpr: float = Field(0.05, gt=0, lt=1, description="calibrated threshold: FPR on real images")
+    max_robustness_drop: float = Field(0.10, ge=0, le=1, description="max accuracy drop under perturbations")
 
 
 class PipelineConfig(_Strict):

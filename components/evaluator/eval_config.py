@@ -13,11 +13,12 @@ PREDICTION_KEY = "p_synthesized"
 SLICE_FEATURES = ("label", "source", "generator", "content", "orig_format")
 
 
-def _threshold(lower: float, gain: float) -> tfma.MetricThreshold:
-    return tfma.MetricThreshold(
+def _overall(lower: float, gain: float) -> list[tfma.PerSliceMetricThreshold]:
+    """Gate on the overall slice only (per-slice figures are reported, not gated)."""
+    return [tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": lower}),
         change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": gain}))
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": gain})))]
 
 
 def make_eval_config(t: ThresholdConfig) -> tfma.EvalConfig:
@@ -27,8 +28,8 @@ def make_eval_config(t: ThresholdConfig) -> tfma.EvalConfig:
 
     metrics = [
         tfma.MetricConfig(class_name="ExampleCount"),
-        tfma.MetricConfig(class_name="BinaryAccuracy", threshold=_threshold(t.min_accuracy, t.min_accuracy_gain)),
-        tfma.MetricConfig(class_name="AUC", threshold=_threshold(t.min_auc, t.min_auc_gain)),
+        tfma.MetricConfig(class_name="BinaryAccuracy", per_slice_thresholds=_overall(t.min_accuracy, t.min_accuracy_gain)),
+        tfma.MetricConfig(class_name="AUC", per_slice_thresholds=_overall(t.min_auc, t.min_auc_gain)),
         tfma.MetricConfig(class_name="AUC", config='{"name": "auc_pr", "curve": "PR"}'),
         tfma.MetricConfig(class_name="Precision"),
         tfma.MetricConfig(class_name="Recall"),
