@@ -8,6 +8,7 @@ import time
 import warnings
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning")  # Beam workers too
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ noise; the run log has the rest
 warnings.filterwarnings("ignore", category=FutureWarning)
 

@@ -1,14 +1,12 @@
 import io
 import json
 
-import apache_beam as beam
 import pytest
 import tensorflow as tf
-from apache_beam.testing.test_pipeline import TestPipeline
 from PIL import Image
 
-from components.ingest.executor import QUARANTINE_FILE, SUMMARY_FILE, ImagesToExample, pack_options
-from components.ingest.images import ImageInput, IngestOptions, InputError, decode_file, list_inputs
+from components.ingest.images import (ImageInput, IngestOptions, InputError, apply_feedback, decode_file,
+                                      list_inputs, read_feedback)
 from tests.conftest import image_bytes
 
 
@@ -18,7 +16,8 @@ def feat(ex, name):
 
 
 def decode(data: bytes, name="x.jpg", opts=IngestOptions()):
-    return decode_file(ImageInput(path=name, label="real"), opts, data=data)
+    kind, payload = decode_file(ImageInput(path=name, label="real"), opts, data=data)
+    return kind, (payload.example if kind == "ok" else payload)
 
 
 def test_folder_layout_labels_and_sources(make_tree):
@@ -84,6 +83,19 @@ def test_pixel_limit_and_unreadable_path():
     assert (kind, rec["reason"]) == ("quarantine", "unreadable_path")
 
 
+def test_feedback_excludes_and_relabels(tmp_path, make_tree):
+    root = make_tree({"real/a.jpg": image_bytes(), "real/b.jpg": image_bytes(seed=1)})
+    fb = tmp_path / "feedback.jsonl"
+    fb.write_text(json.dumps({"path": str(root / "real/a.jpg"), "action": "exclude"}) + "\n"
+                  + json.dumps({"path": str(root / "real/b.jpg"), "action": "relabel", "label": "synthesized"}) + "\n")
+    kept, excluded = apply_feedback(list_inputs(str(root)), read_feedback(str(fb)))
+    assert [(i.path.rsplit("/", 1)[1], i.label) for i in kept] == [("b.jpg", "synthesized")]
+    assert [(e["path"].rsplit("/", 1)[1], e["reason"]) for e in excluded] == [("a.jpg", "curator_excluded")]
+    fb.write_text('{"path": "x", "action": "delete"}\n')
+    with pytest.raises(InputError, match="line 1 needs path and action"):
+        read_feedback(str(fb))
+
+
 @pytest.mark.parametrize("fmt, mode, save", [("JPEG", "CMYK", {}), ("PNG", "I;16", {}), ("PNG", "L", {}),
                                              ("PNG", "LA", {}), ("PNG", "P", {}), ("GIF", "P", {}),
                                              ("WEBP", "RGB", {})])
@@ -121,27 +133,3 @@ def test_animated_gif_keeps_first_frame_and_says_so():
     assert px[0] > 200 and px[2] < 60
 
 
-def test_beam_transform_accounts_for_every_file(make_tree, tmp_path):
-    root = make_tree({"real/a.jpg": image_bytes(seed=1), "real/b.png": image_bytes("PNG", seed=2),
-                      "synthesized/c.png": image_bytes("PNG", seed=3), "synthesized/empty.png": b"",
-                      "synthesized/junk.jpg": b"junk"})
-    report = tmp_path / "report"
-    report.mkdir()
-    from google.protobuf import json_format
-    props = {"input_base": str(root), "_synthdetect_report_dir": str(report),
-             "custom_config": json_format.MessageToJson(pack_options({"max_side": 64}))}
-    out_dir = tmp_path / "out"
-    with TestPipeline() as p:
-        (p | ImagesToExample(props, "*")
-           | beam.Map(lambda ex: ex.SerializeToString())
-           | beam.io.WriteToTFRecord(str(out_dir / "ex"), num_shards=1))
-    summary = json.loads((report / SUMMARY_FILE).read_text())
-    assert summary["inputs"] == 5 and summary["written"] == 3 and summary["quarantined"] == 2
-    assert summary["accounted_for"] is True
-    assert summary["quarantine_reasons"] == {"not_an_image": 1, "zero_bytes": 1}
-    assert summary["written_by_label"] == {"real": 2, "synthesized": 1}
-    assert summary["options"]["max_side"] == 64
-    lines = [json.loads(l) for l in (report / QUARANTINE_FILE).read_text().splitlines()]
-    assert sorted(l["path"].rsplit("/", 1)[1] for l in lines) == ["empty.png", "junk.jpg"]
-    written = list(tf.data.TFRecordDataset(str(next(out_dir.glob("ex*")))))
-    assert len(written) == 3

@@ -1,4 +1,4 @@
-"""The ingestion component: a FileBasedExampleGen running our Beam image executor."""
+"""The ingestion component: FileBasedExampleGen with our Beam image executor and input driver."""
 from __future__ import annotations
 
 import os
@@ -7,8 +7,15 @@ from tfx import v1 as tfx
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 
-from components.ingest.executor import Executor, pack_options
+from components.ingest.executor import Driver, Executor, pack_options
 from schemas.config import PipelineConfig, is_gcs
+
+
+class ImageExampleGen(FileBasedExampleGen):
+    """Labelled image folders / manifests -> deduplicated, leak-free TFRecord splits."""
+
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+    DRIVER_CLASS = Driver
 
 
 def input_base_and_pattern(data_input: str) -> tuple[str, str]:
@@ -19,16 +26,14 @@ def input_base_and_pattern(data_input: str) -> tuple[str, str]:
     return data_input.rstrip("/"), "*"
 
 
-def make_example_gen(cfg: PipelineConfig):
+def make_example_gen(cfg: PipelineConfig) -> ImageExampleGen:
     base, pattern = input_base_and_pattern(cfg.data.input)
     splits = [tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
               for name, buckets in cfg.data.split_ratios.items()]
-    return FileBasedExampleGen(
+    return ImageExampleGen(
         input_base=base,
         input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="all", pattern=pattern)]),
-        # Split by content hash: byte-identical copies always land in the same split.
-        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(
-            splits=splits, partition_feature_name="sha256")),
+        # hash buckets per split; the executor assigns whole duplicate clusters to splits
+        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=splits)),
         custom_config=pack_options(cfg.ingest.model_dump()),
-        custom_executor_spec=executor_spec.BeamExecutorSpec(Executor),
     ).with_id("ImageExampleGen")

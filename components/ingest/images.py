@@ -17,6 +17,8 @@ from typing import Iterator
 import tensorflow as tf
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from components.ingest import dedup
+
 LABELS = ("real", "synthesized")
 LABEL_IDS = {"real": 0, "synthesized": 1}
 MANIFEST_NAMES = ("manifest.csv", "manifest.jsonl")
@@ -44,6 +46,15 @@ class ImageInput:
 
 
 @dataclasses.dataclass(frozen=True)
+class Decoded:
+    """A decoded, accepted file: the tf.Example plus what deduplication needs."""
+    example: tf.train.Example
+    pixel_sha: str      # sha256 of the oriented RGB pixels (exact duplicates)
+    phash: int          # 64-bit perceptual hash (near duplicates)
+    pixels: int         # width x height, to keep the largest copy of a cluster
+
+
+@dataclasses.dataclass(frozen=True)
 class IngestOptions:
     neutralize_format: bool = True
     codec: str = "JPEG"
@@ -51,12 +62,17 @@ class IngestOptions:
     max_side: int = 256
     max_pixels: int = 89_478_485
     background: tuple[int, int, int] = (255, 255, 255)
+    dedup: bool = True
+    near_duplicate_max_distance: int = 6
+    lsh_tables: int = 20
+    lsh_bits: int = 16
+    feedback: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> "IngestOptions":
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
-        for k in ("quality", "max_side", "max_pixels"):
+        for k in ("quality", "max_side", "max_pixels", "near_duplicate_max_distance", "lsh_tables", "lsh_bits"):
             if k in kw:
                 kw[k] = int(kw[k])
         if "background" in kw:
@@ -152,6 +168,41 @@ def list_inputs(input_base: str) -> list[ImageInput]:
     return out
 
 
+def read_feedback(path: str) -> dict[str, dict]:
+    """Curator decisions (`synthdetect curate export-feedback`): path -> {"action": "exclude"} or
+    {"action": "relabel", "label": ...}."""
+    out = {}
+    for n, line in enumerate(_read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            raise InputError(f"feedback file {path}: line {n} is not valid JSON") from None
+        action = rec.get("action")
+        if not rec.get("path") or action not in ("exclude", "relabel") or (
+                action == "relabel" and rec.get("label") not in LABELS):
+            raise InputError(f"feedback file {path}: line {n} needs path and action exclude|relabel "
+                             f"(relabel with label {'|'.join(LABELS)})")
+        out[rec["path"]] = rec
+    return out
+
+
+def apply_feedback(items: list[ImageInput], feedback: dict[str, dict]) -> tuple[list[ImageInput], list[dict]]:
+    """Returns (items to ingest, quarantine records for excluded files); relabels are applied."""
+    kept, excluded = [], []
+    for it in items:
+        rec = feedback.get(it.path)
+        if rec is None:
+            kept.append(it)
+        elif rec["action"] == "exclude":
+            excluded.append({"path": it.path, "label": it.label, "source": it.source,
+                             "reason": "curator_excluded", "detail": rec.get("note", "")[:300]})
+        else:
+            kept.append(dataclasses.replace(it, label=rec["label"]))
+    return kept, excluded
+
+
 # --------------------------------------------------------------------------------------- decoding
 def _bytes(v: bytes) -> tf.train.Feature:
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
@@ -179,7 +230,7 @@ def _to_rgb(img: Image.Image, background: tuple[int, int, int]) -> Image.Image:
 
 
 def decode_file(item: ImageInput, opts: IngestOptions, data: bytes | None = None):
-    """Fully decode one file. Returns ("ok", tf.train.Example) or ("quarantine", dict with reason)."""
+    """Fully decode one file. Returns ("ok", Decoded) or ("quarantine", dict with reason)."""
     def quarantine(reason: str, detail: str = "") -> tuple[str, dict]:
         return "quarantine", {"path": item.path, "label": item.label, "source": item.source,
                               "reason": reason, "detail": detail[:300]}
@@ -216,8 +267,9 @@ def decode_file(item: ImageInput, opts: IngestOptions, data: bytes | None = None
     except Exception:  # noqa: BLE001 - a broken EXIF block must not reject a good image
         pass
     mode = img.mode
+    rgb = _to_rgb(img, opts.background)
+    pixel_sha, phash = dedup.pixel_hash(rgb), dedup.perceptual_hash(rgb)
     if opts.neutralize_format:
-        rgb = _to_rgb(img, opts.background)
         if max(rgb.size) > opts.max_side:
             rgb.thumbnail((opts.max_side, opts.max_side), Image.LANCZOS)
         buf = io.BytesIO()
@@ -230,7 +282,7 @@ def decode_file(item: ImageInput, opts: IngestOptions, data: bytes | None = None
         encoded, codec = data, fmt  # the paper's raw path: bytes as published
     else:  # formats tf.io.decode_image cannot read are converted losslessly
         buf = io.BytesIO()
-        _to_rgb(img, opts.background).save(buf, "PNG")
+        rgb.save(buf, "PNG")
         encoded, codec = buf.getvalue(), "PNG"
     feats = {
         "image_raw": _bytes(encoded),
@@ -249,7 +301,8 @@ def decode_file(item: ImageInput, opts: IngestOptions, data: bytes | None = None
         "animated": _int(animated),
         "ext_mismatch": _int(ext_mismatch),
     }
-    return "ok", tf.train.Example(features=tf.train.Features(feature=feats))
+    example = tf.train.Example(features=tf.train.Features(feature=feats))
+    return "ok", Decoded(example=example, pixel_sha=pixel_sha, phash=phash, pixels=width * height)
 
 
 def example_path(ex: tf.train.Example) -> str:

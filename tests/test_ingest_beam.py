@@ -1,0 +1,130 @@
+"""Ingestion as a Beam pipeline: accounting invariant, deduplication, leak-free splits, determinism."""
+import io
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import apache_beam as beam
+import numpy as np
+import pytest
+import tensorflow as tf
+from apache_beam.options.pipeline_options import PipelineOptions
+from PIL import Image
+
+from components.ingest.executor import build_ingest, read_summary
+from components.ingest.images import IngestOptions
+
+SPLITS = [("train", 7), ("eval", 3)]
+
+
+def scene(seed: int, size=(160, 120)) -> Image.Image:
+    """A smooth random picture (low-frequency content, like a photo at thumbnail scale)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, size=(6, 8, 3), dtype=np.uint8)
+    return Image.fromarray(small, "RGB").resize(size, Image.BICUBIC)
+
+
+def encode(img: Image.Image, fmt="JPEG", **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def run_ingest(data_input, out_dir, opts=IngestOptions()) -> dict:
+    with beam.Pipeline(options=PipelineOptions(["--direct_running_mode=in_memory"])) as p:
+        build_ingest(p, str(data_input), str(out_dir), opts, SPLITS)
+    return read_summary(str(out_dir))
+
+
+def members(out_dir) -> list[dict]:
+    return [json.loads(l) for l in (Path(out_dir) / "members.jsonl").read_text().splitlines()]
+
+
+def records(out_dir) -> dict[str, list[tf.train.Example]]:
+    out = {}
+    for split, _ in SPLITS:
+        files = sorted(str(p) for p in Path(out_dir, f"Split-{split}").glob("*.gz"))
+        out[split] = [tf.train.Example.FromString(r.numpy())
+                      for r in tf.data.TFRecordDataset(files, compression_type="GZIP")] if files else []
+    return out
+
+
+@pytest.fixture
+def dup_tree(make_tree):
+    base = scene(1)
+    files = {f"real/photos/u{i}.jpg": encode(scene(100 + i)) for i in range(12)}
+    files.update({f"synthesized/sd/s{i}.png": encode(scene(200 + i), "PNG") for i in range(12)})
+    files.update({
+        "real/photos/base.png": encode(base, "PNG"),
+        "real/photos/base_copy.png": encode(base, "PNG"),                    # exact: same pixels
+        "real/photos/base_q100.jpg": encode(base, quality=100),               # near: JPEG changes pixels
+        "real/photos/base_small.jpg": encode(base.resize((144, 108)), quality=95),  # near: resized by 10%
+        "real/photos/base_q70.jpg": encode(base, quality=70),                 # near: recompressed
+        "real/photos/clash.png": encode(scene(7), "PNG"),                     # same pixels, both labels
+        "synthesized/sd/clash.png": encode(scene(7), "PNG"),
+        "synthesized/sd/broken.png": b"\x89PNG\r\n\x1a\n broken",
+    })
+    return make_tree(files), len(files)
+
+
+def test_invariant_dedup_and_conflicts(dup_tree, tmp_path):
+    root, n = dup_tree
+    s = run_ingest(root, tmp_path / "out")
+    assert s["inputs"] == n == 32
+    assert s["inputs"] == s["written"] + s["exact_duplicates"] + s["near_duplicates"] + s["quarantined"]
+    assert s["accounted_for"] is True
+    assert (s["exact_duplicates"], s["near_duplicates"]) == (1, 3)
+    assert s["quarantine_reasons"] == {"label_conflict": 2, "not_an_image": 1}
+    assert s["written"] == 24 + 1
+    m = {Path(x["path"]).name if "clash" not in x["path"] else x["path"].split("/data/")[1]: x for x in members(tmp_path / "out")}
+    base_cluster = {m[k]["cluster_id"] for k in ("base.png", "base_copy.png", "base_q100.jpg",
+                                                   "base_small.jpg", "base_q70.jpg")}
+    assert len(base_cluster) == 1 and base_cluster != {""}
+    assert m["base.png"]["representative"] and m["base.png"]["status"] == "written"  # the largest copy
+    assert m["base_copy.png"]["status"] == "exact_duplicate"
+    assert {m[k]["status"] for k in ("base_q100.jpg", "base_small.jpg", "base_q70.jpg")} == {"near_duplicate"}
+    assert m["real/photos/clash.png"]["reason"] == m["synthesized/sd/clash.png"]["reason"] == "label_conflict"
+
+
+def test_no_cluster_straddles_splits_and_both_labels_everywhere(dup_tree, tmp_path):
+    root, _ = dup_tree
+    run_ingest(root, tmp_path / "out")
+    recs = records(tmp_path / "out")
+    split_of = defaultdict(set)
+    for split, exs in recs.items():
+        for ex in exs:
+            split_of[ex.features.feature["cluster_id"].bytes_list.value[0]].add(split)
+    assert split_of and all(len(s) == 1 for s in split_of.values())
+    assert sum(len(v) for v in recs.values()) == len(split_of)  # one example per cluster
+    for split, exs in recs.items():
+        assert {ex.features.feature["label"].bytes_list.value[0] for ex in exs} == {b"real", b"synthesized"}, split
+    written = [x for x in members(tmp_path / "out") if x["status"] == "written"]
+    assert {x["split"] for x in written} == {"train", "eval"}
+
+
+def test_rerun_gives_byte_identical_tfrecords(dup_tree, tmp_path):
+    root, _ = dup_tree
+    run_ingest(root, tmp_path / "a")
+    run_ingest(root, tmp_path / "b")
+    files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.gz"))
+    assert files_a == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*.gz"))
+    for rel in files_a + [Path("members.jsonl"), Path("ingest_summary.json")]:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+
+
+def test_dedup_off_keeps_every_decodable_file(dup_tree, tmp_path):
+    root, n = dup_tree
+    s = run_ingest(root, tmp_path / "out", IngestOptions(dedup=False))
+    assert (s["written"], s["exact_duplicates"], s["near_duplicates"]) == (n - 1, 0, 0)
+    assert s["quarantine_reasons"] == {"not_an_image": 1}
+
+
+def test_curator_exclusions_are_accounted(dup_tree, tmp_path):
+    root, n = dup_tree
+    fb = tmp_path / "fb.jsonl"
+    fb.write_text(json.dumps({"path": str(root / "real/photos/u0.jpg"), "action": "exclude"}) + "\n")
+    s = run_ingest(root, tmp_path / "out", IngestOptions(feedback=str(fb)))
+    assert s["inputs"] == n and s["accounted_for"]
+    assert s["quarantine_reasons"]["curator_excluded"] == 1
+    excluded = [x for x in members(tmp_path / "out") if x["reason"] == "curator_excluded"]
+    assert [Path(x["path"]).name for x in excluded] == ["u0.jpg"]
