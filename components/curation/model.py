@@ -1,0 +1,115 @@
+"""Scores and embeddings from an exported synthdetect SavedModel.
+
+* p_synthesized through the `serving_images` signature (encoded image bytes -> [N, 1]), the same
+  entry point every consumer of the model uses.
+* Embeddings for FiftyOne Brain from the same network: the VGG16 `block5_pool` feature map
+  global-average-pooled to 512 numbers (the input of the `flatten` layer, made independent of the
+  image size; `dense_relu` has only 16 units, often dead in an undertrained model).
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+from typing import Iterable
+
+import numpy as np
+
+from components.curation.members import CurationError
+
+EMBEDDING_LAYER = "block5_pool"
+DEFAULT_THRESHOLD = 0.5
+
+
+def resolve_model(ref: str, registry_root: str | None = None) -> str:
+    """A SavedModel directory from `/path/to/savedmodel` or `registry:<alias-or-version>`."""
+    if ref.startswith("registry:"):
+        return _resolve_registry(ref, registry_root)
+    path = ref
+    if os.path.isdir(os.path.join(path, "Format-Serving")):  # a TFX Trainer model artifact
+        path = os.path.join(path, "Format-Serving")
+    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        raise CurationError(f"--model {ref!r}: no SavedModel (saved_model.pb) there")
+    return path
+
+
+def _resolve_registry(ref: str, registry_root: str | None) -> str:
+    try:
+        from components import registry as reg  # the versioned registry (components/registry/)
+    except ModuleNotFoundError:
+        raise CurationError(f"--model {ref!r}: the model registry (components/registry) is not available in this "
+                            "version; pass the path of a SavedModel instead") from None
+    for name in ("resolve", "resolve_ref", "resolve_reference", "model_path"):
+        fn = getattr(reg, name, None)
+        if callable(fn):
+            try:
+                out = fn(ref, registry_root) if registry_root is not None else fn(ref)
+            except TypeError:
+                out = fn(ref)
+            except Exception as e:  # noqa: BLE001 - the registry's own message, one line
+                raise CurationError(f"--model {ref!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") \
+                    from None
+            path = str(getattr(out, "path", out))
+            return resolve_model(path)
+    raise CurationError(f"--model {ref!r}: components.registry has no resolve function; pass a SavedModel path")
+
+
+def model_threshold(model_dir: str) -> float | None:
+    """The calibrated decision threshold shipped with the model (assets.extra/*.json with a
+    top-level `threshold`), or None."""
+    for path in sorted(glob.glob(os.path.join(model_dir, "assets.extra", "*.json"))):
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            for key in ("threshold", "calibrated_threshold", "decision_threshold"):
+                if isinstance(data.get(key), (int, float)):
+                    return float(data[key])
+            cal = data.get("calibration")
+            if isinstance(cal, dict) and isinstance(cal.get("threshold"), (int, float)):
+                return float(cal["threshold"])
+    return None
+
+
+class Scorer:
+    """Loads a SavedModel once; `score(images)` -> (p [N], embeddings [N, D] or None)."""
+
+    def __init__(self, model_dir: str, batch_size: int = 32):
+        import tensorflow as tf
+        self.model_dir = model_dir
+        self.batch_size = batch_size
+        try:
+            self._loaded = tf.saved_model.load(model_dir)
+            self._serve = self._loaded.signatures["serving_images"]
+        except KeyError:
+            raise CurationError(f"model {model_dir!r} has no 'serving_images' signature") from None
+        except Exception as e:  # noqa: BLE001
+            raise CurationError(f"cannot load the SavedModel at {model_dir!r}: {type(e).__name__}: "
+                                f"{str(e).splitlines()[0][:200] if str(e) else ''}") from None
+        self._embed = None
+        self.embedding_note = ""
+        try:
+            import tf_keras as keras
+            model = keras.models.load_model(model_dir, compile=False)
+            layer = model.get_layer(EMBEDDING_LAYER)
+            self._embed = keras.Model(model.input, keras.layers.GlobalAveragePooling2D()(layer.output))
+            self.image_size = int(model.input_shape[1])
+        except Exception as e:  # noqa: BLE001 - predictions still work; uniqueness is skipped
+            self.embedding_note = f"no embeddings ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})"
+
+    def score(self, images: Iterable[bytes]) -> tuple[np.ndarray, np.ndarray | None]:
+        import tensorflow as tf
+
+        from components.transform.preprocessing import decode_images
+        images = list(images)
+        ps, embs = [], []
+        for i in range(0, len(images), self.batch_size):
+            batch = tf.constant(images[i:i + self.batch_size])
+            ps.append(self._serve(images=batch)["p_synthesized"].numpy().reshape(-1))
+            if self._embed is not None:
+                embs.append(self._embed(decode_images(batch, self.image_size), training=False).numpy())
+        p = np.concatenate(ps) if ps else np.zeros([0], np.float32)
+        e = (np.concatenate(embs) if embs else np.zeros([0, 512], np.float32)) if self._embed is not None else None
+        return p, e

@@ -1,0 +1,169 @@
+"""`synthdetect curate`: the curators' FiftyOne dataset, its App, and the feedback file.
+
+  synthdetect curate [--run RUN|latest] [--name NAME] [--model run|none|registry:REF|PATH]
+  synthdetect curate --launch [--port P] [--address A]     (builds first if the dataset is missing)
+  synthdetect curate export-feedback --out FILE
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+
+import click
+
+from pipeline.cli import UserError, _load, config_option, main, set_option
+
+CANDIDATE_MODEL_KEY = "Trainer_vgg16_finetune.model"
+EXAMPLES_KEY = "ImageExampleGen.examples"
+
+
+def _run_artifacts(cfg, run: str) -> tuple[str, dict[str, str]]:
+    """(run id, "<component>.<output>" -> uri) of a run recorded in ML Metadata."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    from pipeline.report import _component_of, latest_run_id, open_store
+    try:
+        store = open_store(cfg.metadata_path)
+        run_id = latest_run_id(store, cfg.pipeline_name) if run in (None, "", "latest") else run
+    except (FileNotFoundError, LookupError) as e:
+        raise UserError(str(e).strip("'\"")) from None
+    ctx = store.get_context_by_type_and_name("pipeline_run", run_id)
+    if ctx is None:
+        raise UserError(f"run {run_id!r} not found in ML Metadata ({cfg.metadata_path})")
+    arts = {}
+    for art in store.get_artifacts_by_context(ctx.id):
+        if art.state == metadata_store_pb2.Artifact.LIVE:
+            arts[_component_of(art.uri, cfg.pipeline_root)] = art.uri
+    if EXAMPLES_KEY not in arts:
+        raise UserError(f"run {run_id!r} has no ingestion output (ImageExampleGen did not finish)")
+    return run_id, arts
+
+
+def _model_dir(ref: str, cfg, arts: dict[str, str], run_id: str) -> str | None:
+    from components.curation.model import resolve_model
+    if ref == "none":
+        return None
+    if ref == "run":
+        if CANDIDATE_MODEL_KEY not in arts:
+            raise UserError(f"run {run_id!r} trained no candidate model; use --model PATH|registry:REF|none")
+        ref = arts[CANDIDATE_MODEL_KEY]
+    return resolve_model(ref, cfg.registry)
+
+
+def _connect() -> None:
+    from components.curation.app import ensure_database
+    from components.curation.members import CurationError
+    try:
+        ensure_database()
+    except CurationError as e:
+        raise UserError(str(e)) from None
+
+
+@main.group(invoke_without_command=True)
+@config_option
+@set_option
+@click.option("--run", "run", default=None, metavar="RUN|latest", help="pipeline run to curate (default: latest)")
+@click.option("--name", default=None, help="FiftyOne dataset name (default: the pipeline name)")
+@click.option("--model", "model", default="run", show_default=True, metavar="run|none|registry:REF|PATH",
+              help="model for predictions: the run's candidate, none, a registry reference or a SavedModel path")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+              help="decision threshold (default: the model's calibrated threshold, else 0.5)")
+@click.option("--uncertain-margin", type=click.FloatRange(0, 0.5), default=0.1, show_default=True,
+              help="`uncertain` view: |p_synthesized - threshold| below this")
+@click.option("--launch", is_flag=True, help="serve the FiftyOne App (building the dataset first if needed)")
+@click.option("--port", type=click.IntRange(1, 65535), default=5151, show_default=True)
+@click.option("--address", default="127.0.0.1", show_default=True,
+              help="address the App binds (0.0.0.0 exposes it to the network)")
+@click.option("--view", default=None, help="saved view to open in the App")
+@click.option("--json", "as_json", is_flag=True, help="print the build result as JSON")
+@click.pass_context
+def curate(ctx, config, sets, run, name, model, threshold, uncertain_margin, launch, port, address, view,
+           as_json) -> None:
+    """Build or update the curators' FiftyOne dataset of a run (one sample per input file), or serve it."""
+    ctx.ensure_object(dict)
+    ctx.obj.update(config=config, sets=sets, name=name)
+    if ctx.invoked_subcommand is not None:
+        return
+    from components.curation.members import CurationError
+    cfg = _load(config, sets)
+    name = name or cfg.pipeline_name
+    _connect()
+    import fiftyone as fo
+    if not launch or run is not None or not fo.dataset_exists(name):
+        run_id, arts = _run_artifacts(cfg, run)
+        from components.curation.dataset import build_dataset
+        try:
+            model_dir = _model_dir(model, cfg, arts, run_id)
+            res = build_dataset(name, run_id, arts[EXAMPLES_KEY], model_dir=model_dir, threshold=threshold,
+                                uncertain_margin=uncertain_margin,
+                                progress=lambda s: click.echo(s, err=True))
+        except CurationError as e:
+            raise UserError(str(e)) from None
+        if as_json:
+            import dataclasses
+            click.echo(json.dumps(dataclasses.asdict(res), indent=2, sort_keys=True))
+        else:
+            st = res.by_status
+            click.echo(f"dataset {res.name!r} (run {res.run_id}): {res.samples} samples = {st['written']} written + "
+                       f"{st['exact_duplicate']} exact duplicates + {st['near_duplicate']} near duplicates + "
+                       f"{st['quarantined']} quarantined; {res.predicted} scored"
+                       + (f" at threshold {res.threshold:g}" if res.threshold is not None else ""))
+            click.echo("saved views: " + ", ".join(f"{k} ({v})" for k, v in res.views.items()))
+            for note in res.notes:
+                click.echo(f"note: {note}")
+    if launch:
+        _serve(name, address, port, view)
+
+
+def _serve(name: str, address: str, port: int, view: str | None) -> None:
+    from components.curation.app import launch
+    from components.curation.members import CurationError
+    try:
+        session = launch(name, address=address, port=port, view=view)
+    except CurationError as e:
+        raise UserError(str(e)) from None
+    except Exception as e:  # noqa: BLE001 - e.g. the port is taken
+        raise UserError(f"cannot start the FiftyOne App on {address}:{port}: {type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    host = "localhost" if address in ("127.0.0.1", "localhost") else address
+    click.echo(f"FiftyOne App serving dataset {name!r} at http://{host}:{port}/ (Ctrl-C to stop)", err=True)
+    sys.stderr.flush()
+
+    def stop(signum, frame):  # SIGTERM, and SIGINT even where a background shell ignored it
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        session.wait(-1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        import fiftyone as fo
+        fo.close_app()  # stops the App server process too
+        click.echo("FiftyOne App stopped", err=True)
+
+
+@curate.command("export-feedback")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="feedback file to write (JSONL); pass it to the next run as ingest.feedback")
+@click.option("--name", default=None, help="FiftyOne dataset name (default: the pipeline name)")
+@click.pass_context
+def export_feedback_cmd(ctx, out: str, name: str | None) -> None:
+    """Write curator decisions (tags `exclude`, `relabel:<label>`) as the feedback file ingestion honours."""
+    from components.curation.feedback import export_feedback
+    from components.curation.members import CurationError
+    cfg = _load(ctx.obj["config"], ctx.obj["sets"])
+    name = name or ctx.obj.get("name") or cfg.pipeline_name
+    _connect()
+    import fiftyone as fo
+    if not fo.dataset_exists(name):
+        raise UserError(f"no FiftyOne dataset {name!r}; build it first with `synthdetect curate --run latest`")
+    try:
+        res = export_feedback(fo.load_dataset(name), out)
+    except CurationError as e:
+        raise UserError(str(e)) from None
+    click.echo(f"wrote {res.excluded + res.relabeled} decisions ({res.excluded} exclude, {res.relabeled} relabel"
+               + (f"; {res.both} tagged both, exported as exclude" if res.both else "")
+               + f") to {out}; the next run honours them with --set ingest.feedback={os.path.abspath(out)}")
