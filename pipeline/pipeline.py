@@ -1,10 +1,12 @@
 """The synthdetect pipeline definition: one function, the same graph for every runner.
 
 ImageExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> Transform
-  -> Trainer[vgg16_finetune] + Trainer[baseline] -> Evaluator (candidate vs baseline) -> Pusher
+  -> Trainer[vgg16_finetune] + Trainer[baseline] -> Evaluator (TFMA: candidate vs baseline)
+  -> ReleaseCheck (calibration, robustness, final blessing) -> RegistryPusher (versioned registry)
 """
 from __future__ import annotations
 
+import json
 import os
 
 from tfx import v1 as tfx
@@ -12,6 +14,8 @@ from tfx.orchestration import pipeline as tfx_pipeline
 
 from components.evaluator.eval_config import make_eval_config
 from components.ingest.component import make_example_gen
+from components.registry.component import RegistryPusher
+from components.robustness.component import ReleaseCheck
 from schemas import SCHEMA_DIR
 from schemas.config import PipelineConfig
 
@@ -57,13 +61,22 @@ def create_components(cfg: PipelineConfig) -> list:
         baseline_model=baseline.outputs["model"],
         example_splits=["eval"],
         eval_config=make_eval_config(cfg.thresholds))
-    pusher = tfx.components.Pusher(
+    release_check = ReleaseCheck(
+        examples=example_gen.outputs["examples"],
         model=candidate.outputs["model"],
-        model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
-            base_directory=os.path.join(cfg.registry, MODEL_NAME))))
+        baseline_model=baseline.outputs["model"],
+        evaluation=evaluator.outputs["evaluation"],
+        tfma_blessing=evaluator.outputs["blessing"],
+        thresholds_json=json.dumps(cfg.thresholds.model_dump(), sort_keys=True))
+    pusher = RegistryPusher(
+        model=candidate.outputs["model"],
+        model_blessing=release_check.outputs["blessing"],
+        release_check=release_check.outputs["check"],
+        examples=example_gen.outputs["examples"],
+        registry=cfg.registry, model_name=MODEL_NAME, pipeline_name=cfg.pipeline_name,
+        ingest=cfg.ingest.model_dump())
     return [example_gen, statistics_gen, schema_gen, example_validator, transform,
-            candidate, baseline, evaluator, pusher]
+            candidate, baseline, evaluator, release_check, pusher]
 
 
 def create_pipeline(cfg: PipelineConfig) -> tfx_pipeline.Pipeline:

@@ -8,9 +8,7 @@ import os
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from components.evaluator.eval_config import BASELINE, CANDIDATE
-
-REPORT_METRICS = ("example_count", "binary_accuracy", "auc", "auc_pr", "precision", "recall", "f1_score")
+from components.evaluator.results import REPORT_METRICS  # noqa: F401 - re-exported
 
 
 @dataclasses.dataclass
@@ -23,6 +21,10 @@ class RunReport:
     validation_failures: list[str] = dataclasses.field(default_factory=list)
     pushed_to: str | None = None
     anomalies: list[str] = dataclasses.field(default_factory=list)
+    blessing_reasons: list[str] = dataclasses.field(default_factory=list)  # why (not) blessed
+    calibration: dict = dataclasses.field(default_factory=dict)  # model -> calibrated threshold, TPR/FPR
+    robustness: dict = dataclasses.field(default_factory=dict)   # candidate under perturbations
+    pushed_version: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -56,41 +58,26 @@ def _component_of(uri: str, pipeline_root: str) -> str:
 
 
 def _evaluation(report: RunReport, uri: str) -> None:
-    import tensorflow_model_analysis as tfma
-
+    from components.evaluator import results
     from pipeline.logs import route_library_logs
     route_library_logs(None)
-    for model in (CANDIDATE, BASELINE):
-        try:
-            result = tfma.load_eval_result(uri, model_name=model)
-        except Exception:  # noqa: BLE001 - a failed evaluator leaves no metrics; reported as missing
-            continue
-        for slice_key, metrics in result.slicing_metrics:
-            if slice_key == ():
-                values = metrics.get("", {}).get("", {})
-                report.metrics[model] = {k: float(next(iter(v.values()))) for k, v in values.items()
-                                         if k in REPORT_METRICS and isinstance(v, dict)}
-    try:
-        validation = tfma.load_validation_result(uri)
-    except Exception:  # noqa: BLE001
+    tfma = results.load(uri)
+    report.metrics = tfma.metrics
+    if report.blessed is None and tfma.validation_ok is not None:  # the release check's verdict wins
+        report.blessed = tfma.validation_ok
+        report.validation_failures = tfma.failures
+
+
+def _release_check(report: RunReport, uri: str) -> None:
+    from components.robustness.check import load_check
+    check = load_check(uri)
+    if check is None:
         return
-    report.blessed = bool(validation.validation_ok)
-    for per_slice in validation.metric_validations_per_slice:
-        where = ",".join(f"{k.column}={k.bytes_value.decode() or k.int64_value or k.float_value}"
-                         for k in per_slice.slice_key.single_slice_keys)
-        for f in per_slice.failures:
-            report.validation_failures.append(_failure_text(f, where))
-
-
-def _failure_text(f, where: str) -> str:
-    t = f.metric_threshold
-    if f.metric_key.is_diff:
-        bound, what = t.change_threshold.absolute.value, f"{f.metric_key.name} gain over baseline"
-    else:
-        bound, what = t.value_threshold.lower_bound.value, f.metric_key.name
-    value = f.metric_value.double_value.value
-    return f"{what} = {value:.3f} < {bound:g}" + (f" on slice {where}" if where else "") + \
-        (f" ({f.message})" if f.message else "")
+    report.blessed = bool(check["blessed"])
+    report.validation_failures = [] if check["blessed"] else check["reasons"]
+    report.blessing_reasons = check["reasons"]
+    report.calibration = check["calibration"]
+    report.robustness = check["robustness"]
 
 
 def run_report(metadata_path: str, pipeline_name: str, pipeline_root: str, run_id: str | None = None) -> RunReport:
@@ -100,6 +87,7 @@ def run_report(metadata_path: str, pipeline_name: str, pipeline_root: str, run_i
     if ctx is None:
         raise LookupError(f"run {run_id!r} not found in ML Metadata")
     report = RunReport(run_id=run_id, artifacts={})
+    evaluation_uri = None
     for art in store.get_artifacts_by_context(ctx.id):
         if art.state != metadata_store_pb2.Artifact.LIVE:
             continue
@@ -111,12 +99,17 @@ def run_report(metadata_path: str, pipeline_name: str, pipeline_root: str, run_i
             if os.path.exists(path):
                 with open(path) as f:
                     report.ingest = json.load(f)
-        elif key == "Evaluator.evaluation":
-            _evaluation(report, art.uri)
-        elif key == "Pusher.pushed_model" and props.get("pushed") and props["pushed"].int_value == 1:
+        elif key == "ReleaseCheck.check":
+            _release_check(report, art.uri)
+        elif key == "RegistryPusher.pushed_model" and props.get("pushed") and props["pushed"].int_value == 1:
             report.pushed_to = props["pushed_destination"].string_value
+            report.pushed_version = props["pushed_version"].string_value
         elif key == "ExampleValidator.anomalies":
             report.anomalies = _anomalies(art.uri)
+        elif key == "Evaluator.evaluation":
+            evaluation_uri = art.uri
+    if evaluation_uri:
+        _evaluation(report, evaluation_uri)
     return report
 
 

@@ -1,0 +1,1 @@
+"""Versioned model registry (local directory or gs://) and the pipeline's RegistryPusher."""

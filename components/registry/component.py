@@ -1,0 +1,131 @@
+"""`RegistryPusher`: pushes the candidate into the versioned registry, only when the release check
+blessed it (replaces TFX's stock Pusher, which copies a directory and keeps no metadata).
+
+The new version's model.json carries the TFMA metrics of candidate and baseline, the thresholds,
+the calibrated decision threshold, the robustness results, the data fingerprint (sha256 of the
+ExampleGen's ingest_summary.json), the pipeline run id, a timestamp and the blessing's reasons.
+The calibrated threshold is also written into the SavedModel as assets.extra/calibration.json.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+from absl import logging
+from tfx import types
+from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+
+from components.evaluator.calibration import json_safe
+from components.evaluator.scoring import serving_dir
+from components.registry import vertex
+from components.registry.store import DEFAULT_ALIASES, now_iso, open_registry
+from components.robustness.check import load_check
+from components.robustness.component import ReleaseCheckResult
+
+INGEST_SUMMARY = "ingest_summary.json"
+HISTORY = os.path.join("assets.extra", "training_history.json")
+CALIBRATION = "assets.extra/calibration.json"
+
+
+def data_fingerprint(examples_uri: str) -> str:
+    with open(os.path.join(examples_uri, INGEST_SUMMARY), "rb") as f:
+        return "sha256:" + hashlib.sha256(f.read()).hexdigest()
+
+
+def model_metadata(*, model_dir: str, check: dict, examples_uri: str, run_id: str | None, pipeline_name: str,
+                   model_name: str, ingest: dict, source_model_uri: str) -> dict:
+    """model.json (without "version", which the registry adds when it commits)."""
+    with open(os.path.join(examples_uri, INGEST_SUMMARY)) as f:
+        summary = json.load(f)
+    history_path = os.path.join(model_dir, HISTORY)
+    training = {}
+    if os.path.exists(history_path):
+        with open(history_path) as f:
+            training = json.load(f).get("config", {})
+    calib = check["calibration"]["candidate"]
+    return json_safe({
+        "schema": "synthdetect.model/1",
+        "model_name": model_name,
+        "created_at": now_iso(),
+        "threshold": calib["threshold"],
+        "pipeline": {"name": pipeline_name, "run_id": run_id, "source_model_uri": source_model_uri,
+                     "examples_uri": examples_uri},
+        "data": {"fingerprint": data_fingerprint(examples_uri), "ingest_summary": summary},
+        "metrics": check["tfma"]["metrics"],
+        "thresholds": check["thresholds"],
+        "calibration": calib,
+        "robustness": {k: check["robustness"][k] for k in ("perturbations", "clean", "max_drop", "worst", "passed")},
+        "blessing": {"blessed": check["blessed"], "reasons": check["reasons"]},
+        "serving": {"signature": "serving_images", "input": "images", "output": "p_synthesized",
+                    "ingest": ingest, "image_size": training.get("image_size")},
+        "training": training,
+    })
+
+
+class RegistryPusherSpec(types.ComponentSpec):
+    PARAMETERS = {
+        "registry": ExecutionParameter(type=str),
+        "model_name": ExecutionParameter(type=str),
+        "pipeline_name": ExecutionParameter(type=str),
+        "ingest_json": ExecutionParameter(type=str),
+    }
+    INPUTS = {
+        "model": ChannelParameter(type=standard_artifacts.Model),
+        "model_blessing": ChannelParameter(type=standard_artifacts.ModelBlessing),
+        "release_check": ChannelParameter(type=ReleaseCheckResult),
+        "examples": ChannelParameter(type=standard_artifacts.Examples),
+    }
+    OUTPUTS = {"pushed_model": ChannelParameter(type=standard_artifacts.PushedModel)}
+
+
+class RegistryPusherExecutor(base_executor.BaseExecutor):
+    def Do(self, input_dict: dict[str, list[types.Artifact]], output_dict: dict[str, list[types.Artifact]],
+           exec_properties: dict[str, Any]) -> None:
+        [model] = input_dict["model"]
+        [blessing] = input_dict["model_blessing"]
+        [check_art] = input_dict["release_check"]
+        [examples] = input_dict["examples"]
+        [pushed] = output_dict["pushed_model"]
+        check = load_check(check_art.uri)
+        if blessing.get_int_custom_property("blessed") != 1 or not check or not check.get("blessed"):
+            logging.info("not pushing %s: not blessed (%s)", model.uri, "; ".join((check or {}).get("reasons", [])))
+            pushed.set_int_custom_property("pushed", 0)
+            return
+        model_dir = serving_dir(model.uri)
+        meta = model_metadata(model_dir=model_dir, check=check, examples_uri=examples.uri,
+                              run_id=self._context.pipeline_run_id if self._context else None,
+                              pipeline_name=exec_properties["pipeline_name"],
+                              model_name=exec_properties["model_name"],
+                              ingest=json.loads(exec_properties["ingest_json"]), source_model_uri=model.uri)
+        extra = {CALIBRATION: json.dumps(meta["calibration"], indent=2)}
+        location = exec_properties["registry"]
+        if vertex.is_vertex(location):
+            version, resource = vertex.push(location, model_dir, meta, extra_files=extra)
+            destination = f"{vertex.parse_target(location).artifacts}/{version}"
+            pushed.set_string_custom_property("vertex_model", resource)
+        else:
+            version = open_registry(location).push(model_dir, meta, aliases=DEFAULT_ALIASES, extra_files=extra)
+            destination = f"{location.rstrip('/')}/{version}"
+        logging.info("pushed %s to %s", model.uri, destination)
+        pushed.set_int_custom_property("pushed", 1)
+        pushed.set_string_custom_property("pushed_destination", destination)
+        pushed.set_string_custom_property("pushed_version", version)
+        with open(os.path.join(pushed.uri, "push.json"), "w") as f:
+            json.dump({"destination": destination, "version": version}, f)
+
+
+class RegistryPusher(base_component.BaseComponent):
+    SPEC_CLASS = RegistryPusherSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(RegistryPusherExecutor)
+
+    def __init__(self, model, model_blessing, release_check, examples, registry: str, model_name: str,
+                 pipeline_name: str, ingest: dict):
+        super().__init__(spec=RegistryPusherSpec(
+            model=model, model_blessing=model_blessing, release_check=release_check, examples=examples,
+            pushed_model=types.Channel(type=standard_artifacts.PushedModel),
+            registry=registry, model_name=model_name, pipeline_name=pipeline_name,
+            ingest_json=json.dumps(ingest, sort_keys=True)))

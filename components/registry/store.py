@@ -1,0 +1,361 @@
+"""A versioned model registry in a directory (local) or under a gs:// prefix.
+
+Layout (one registry = one model line):
+
+    <registry>/
+      aliases.json             {"latest": "v3", "production": "v3"}   (replaced atomically)
+      v1/ v2/ v3/              immutable versions; each is a SavedModel directory
+        saved_model.pb  variables/  assets.extra/  ...   (the pushed SavedModel, loadable as is)
+        model.json             metrics, thresholds, calibrated threshold, data fingerprint, run id,
+                               timestamp, blessing reasons (written last: a version's commit marker)
+      .staging-<pid>-<uuid>/   pushes in progress (never listed)
+
+Local pushes are staged inside the registry and renamed into place (`rename(2)` of a directory is
+atomic and fails if the target exists, which also settles races for a version number); aliases are
+rewritten under a file lock via temp file + `os.replace`. A killed push leaves only a staging
+directory, which listing ignores. On GCS, which has no rename, a version number is claimed with a
+create-only object (`ifGenerationMatch=0`), the files are uploaded, and `model.json` is uploaded
+last: a version without it is invisible. aliases.json is replaced with a generation precondition.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import json
+import os
+import re
+import shutil
+import stat
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Iterator
+
+MODEL_JSON = "model.json"
+ALIASES_JSON = "aliases.json"
+STAGING_PREFIX = ".staging-"
+DEFAULT_ALIASES = ("latest", "production")
+_VERSION_RE = re.compile(r"^v([1-9][0-9]*)$")
+_ALIAS_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+STALE_STAGING_S = 24 * 3600
+
+
+class RegistryError(Exception):
+    """A user-facing registry problem (unknown version or alias, missing registry); one line."""
+
+
+def version_number(name: str) -> int | None:
+    m = _VERSION_RE.match(name)
+    return int(m.group(1)) if m else None
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def open_registry(location: str):
+    """LocalRegistry for a directory, GcsRegistry for gs://bucket/prefix."""
+    if location.startswith("gs://"):
+        return GcsRegistry(location)
+    if "://" in location:
+        raise RegistryError(f"registry {location!r}: use a directory or gs://bucket/prefix "
+                            "(vertex:// is a push destination, see components/registry/vertex.py)")
+    return LocalRegistry(location)
+
+
+class _Base:
+    location: str
+
+    # -- subclasses implement
+    def _version_names(self) -> list[str]: ...
+    def _read_json(self, rel: str) -> dict | None: ...
+
+    def versions(self) -> list[str]:
+        """Committed versions (those with model.json), oldest first."""
+        return sorted(self._version_names(), key=version_number)
+
+    def aliases(self) -> dict[str, str]:
+        return self._read_json(ALIASES_JSON) or {}
+
+    def resolve(self, ref: str) -> str:
+        """'v3', '3' or an alias ('production') -> 'v3'."""
+        ref = ref.strip()
+        if ref.isdigit():
+            ref = f"v{int(ref)}"
+        versions = self.versions()
+        if version_number(ref) is not None:
+            if ref not in versions:
+                raise RegistryError(f"version {ref!r} not in registry {self.location!r} "
+                                    f"(versions: {', '.join(versions) or 'none'})")
+            return ref
+        aliases = self.aliases()
+        if ref not in aliases:
+            raise RegistryError(f"no version or alias {ref!r} in registry {self.location!r} "
+                                f"(aliases: {', '.join(f'{a}={v}' for a, v in sorted(aliases.items())) or 'none'})")
+        return aliases[ref]
+
+    def model_json(self, ref: str) -> dict:
+        version = self.resolve(ref)
+        meta = self._read_json(f"{version}/{MODEL_JSON}")
+        if meta is None:
+            raise RegistryError(f"{version} in {self.location!r} has no {MODEL_JSON}")
+        return meta
+
+    def entries(self) -> list[dict]:
+        """One summary per version (for `registry list`)."""
+        by_version: dict[str, list[str]] = {}
+        for alias, v in sorted(self.aliases().items()):
+            by_version.setdefault(v, []).append(alias)
+        out = []
+        for v in self.versions():
+            meta = self._read_json(f"{v}/{MODEL_JSON}") or {}
+            cand = (meta.get("metrics") or {}).get("candidate") or {}
+            out.append({"version": v, "aliases": by_version.get(v, []), "created_at": meta.get("created_at"),
+                        "run_id": (meta.get("pipeline") or {}).get("run_id"),
+                        "accuracy": cand.get("binary_accuracy"), "auc": cand.get("auc"),
+                        "threshold": meta.get("threshold"),
+                        "data_fingerprint": (meta.get("data") or {}).get("fingerprint")})
+        return out
+
+    @staticmethod
+    def _check_alias(alias: str) -> None:
+        if not _ALIAS_RE.match(alias) or version_number(alias) is not None:
+            raise RegistryError(f"invalid alias {alias!r} (lowercase letters, digits, - and _; not v<N>)")
+
+
+# ----------------------------------------------------------------------------------------- local
+class LocalRegistry(_Base):
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.location = str(root)
+
+    def exists(self) -> bool:
+        return self.root.is_dir()
+
+    def _version_names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return [p.name for p in self.root.iterdir()
+                if version_number(p.name) is not None and (p / MODEL_JSON).is_file()]
+
+    def _read_json(self, rel: str) -> dict | None:
+        p = self.root / rel
+        if not p.is_file():
+            return None
+        return json.loads(p.read_text())
+
+    def local_dir(self, ref: str) -> Path:
+        """The version's directory (a SavedModel plus model.json)."""
+        return self.root / self.resolve(ref)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(self.root / ".lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _write_aliases(self, aliases: dict[str, str]) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=".aliases-", suffix=".tmp", dir=self.root)
+        with os.fdopen(fd, "w") as f:
+            json.dump(dict(sorted(aliases.items())), f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.root / ALIASES_JSON)
+
+    def set_alias(self, alias: str, ref: str) -> str:
+        """Point `alias` at a version (e.g. roll production back); returns the version."""
+        self._check_alias(alias)
+        version = self.resolve(ref)
+        with self._locked():
+            aliases = self.aliases()
+            aliases[alias] = version
+            self._write_aliases(aliases)
+        return version
+
+    def _clean_stale_staging(self) -> None:
+        for p in self.root.glob(f"{STAGING_PREFIX}*"):
+            with contextlib.suppress(OSError):
+                if time.time() - p.stat().st_mtime > STALE_STAGING_S:
+                    shutil.rmtree(p, ignore_errors=True)
+
+    def push(self, saved_model_dir: str, metadata: dict, aliases=DEFAULT_ALIASES,
+             extra_files: dict[str, str] | None = None,
+             on_staged: Callable[[Path], None] | None = None) -> str:
+        """Copy a SavedModel in as the next version with model.json; move `aliases` to it.
+
+        `extra_files` ({relative path: text}) are written into the version (e.g.
+        assets.extra/calibration.json). Returns the new version name."""
+        for a in aliases:
+            self._check_alias(a)
+        src = Path(saved_model_dir)
+        if not (src / "saved_model.pb").is_file():
+            raise RegistryError(f"{saved_model_dir!r} is not a SavedModel directory (no saved_model.pb)")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._clean_stale_staging()
+        staging = self.root / f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        try:
+            shutil.copytree(src, staging)
+            for rel, text in (extra_files or {}).items():
+                (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+                (staging / rel).write_text(text)
+            if on_staged:
+                on_staged(staging)
+            version = self._commit(staging, metadata)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        with self._locked():
+            current = self.aliases()
+            for a in aliases:  # never move an alias backwards past a concurrent, newer push
+                if version_number(current.get(a, "")) is None or \
+                        version_number(current[a]) < version_number(version):
+                    current[a] = version
+            self._write_aliases(current)
+        return version
+
+    def _commit(self, staging: Path, metadata: dict) -> str:
+        n = max([version_number(p.name) or 0 for p in self.root.iterdir()] + [0]) + 1
+        for _ in range(1000):
+            version = f"v{n}"
+            meta = {**metadata, "version": version}
+            (staging / MODEL_JSON).write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n")
+            _make_read_only(staging)
+            try:
+                os.rename(staging, self.root / version)  # atomic; fails if v<n> exists (non-empty)
+                return version
+            except OSError:
+                if not (self.root / version).exists():
+                    raise
+                (staging / MODEL_JSON).chmod(0o644)
+                n += 1
+        raise RegistryError(f"could not allocate a version number in {self.location!r}")
+
+
+def _make_read_only(root: Path) -> None:
+    """Files of a version are read-only (immutability against accidents; directories stay
+    writable so that a registry can still be deleted as a whole)."""
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            p = os.path.join(dirpath, name)
+            os.chmod(p, os.stat(p).st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+# ------------------------------------------------------------------------------------------- GCS
+class GcsRegistry(_Base):
+    def __init__(self, location: str):
+        from google.cloud import storage
+
+        bucket, _, prefix = location[len("gs://"):].partition("/")
+        if not bucket:
+            raise RegistryError(f"registry {location!r}: no bucket name")
+        self.location = location.rstrip("/")
+        self.prefix = prefix.strip("/")
+        self.client = storage.Client() if not os.environ.get("STORAGE_EMULATOR_HOST") else \
+            storage.Client.create_anonymous_client()
+        self.bucket = self.client.bucket(bucket)
+
+    def _key(self, rel: str) -> str:
+        return f"{self.prefix}/{rel}" if self.prefix else rel
+
+    def _names(self) -> list[str]:
+        base = self._key("")
+        return [b.name[len(base):] for b in self.client.list_blobs(self.bucket, prefix=base)]
+
+    def _version_names(self) -> list[str]:
+        return [n.split("/")[0] for n in self._names()
+                if n.count("/") == 1 and n.endswith(f"/{MODEL_JSON}") and version_number(n.split("/")[0])]
+
+    def _read_json(self, rel: str) -> dict | None:
+        from google.api_core.exceptions import NotFound
+        try:
+            return json.loads(self.bucket.blob(self._key(rel)).download_as_bytes())
+        except NotFound:
+            return None
+
+    def exists(self) -> bool:
+        return bool(self._names())
+
+    def download(self, ref: str, dest: str | os.PathLike) -> Path:
+        """Copy a version into `dest` (kept: versions are immutable, so a cached copy is valid)."""
+        version = self.resolve(ref)
+        dest = Path(dest)
+        if (dest / MODEL_JSON).is_file():
+            return dest
+        tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=dest.parent if dest.parent.exists() else None))
+        base = self._key(f"{version}/")
+        for blob in self.client.list_blobs(self.bucket, prefix=base):
+            rel = blob.name[len(base):]
+            if not rel or rel.endswith("/") or rel == ".claim":
+                continue
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            blob.download_to_filename(str(tmp / rel))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(tmp, dest)
+        except OSError:  # a concurrent download won
+            shutil.rmtree(tmp, ignore_errors=True)
+        return dest
+
+    def _update_aliases(self, change: Callable[[dict], dict]) -> None:
+        from google.api_core.exceptions import NotFound, PreconditionFailed
+        blob = self.bucket.blob(self._key(ALIASES_JSON))
+        for _ in range(20):
+            try:
+                blob.reload()
+                generation, current = blob.generation, json.loads(blob.download_as_bytes())
+            except NotFound:
+                generation, current = 0, {}
+            try:
+                blob.upload_from_string(json.dumps(change(dict(current)), indent=2, sort_keys=True),
+                                        content_type="application/json", if_generation_match=generation)
+                return
+            except PreconditionFailed:
+                time.sleep(0.2)
+        raise RegistryError(f"could not update {ALIASES_JSON} in {self.location!r} (too much contention)")
+
+    def set_alias(self, alias: str, ref: str) -> str:
+        self._check_alias(alias)
+        version = self.resolve(ref)
+        self._update_aliases(lambda cur: {**cur, alias: version})
+        return version
+
+    def push(self, saved_model_dir: str, metadata: dict, aliases=DEFAULT_ALIASES,
+             extra_files: dict[str, str] | None = None, on_staged=None) -> str:
+        from google.api_core.exceptions import PreconditionFailed
+        for a in aliases:
+            self._check_alias(a)
+        src = Path(saved_model_dir)
+        if not (src / "saved_model.pb").is_file():
+            raise RegistryError(f"{saved_model_dir!r} is not a SavedModel directory (no saved_model.pb)")
+        taken = [version_number(n.split("/")[0]) or 0 for n in self._names()]
+        n = max(taken + [0]) + 1
+        while True:  # claim a number: create-only object, so two pushers never share one
+            try:
+                self.bucket.blob(self._key(f"v{n}/.claim")).upload_from_string(
+                    now_iso(), if_generation_match=0)
+                break
+            except PreconditionFailed:
+                n += 1
+        version = f"v{n}"
+        for path in sorted(p for p in src.rglob("*") if p.is_file()):
+            self.bucket.blob(self._key(f"{version}/{path.relative_to(src).as_posix()}")).upload_from_filename(str(path))
+        for rel, text in (extra_files or {}).items():
+            self.bucket.blob(self._key(f"{version}/{rel}")).upload_from_string(text)
+        if on_staged:
+            on_staged(version)
+        self.bucket.blob(self._key(f"{version}/{MODEL_JSON}")).upload_from_string(
+            json.dumps({**metadata, "version": version}, indent=2, allow_nan=False) + "\n",
+            content_type="application/json", if_generation_match=0)
+
+        def move(cur: dict) -> dict:
+            for a in aliases:
+                if version_number(cur.get(a, "")) is None or version_number(cur[a]) < n:
+                    cur[a] = version
+            return cur
+        self._update_aliases(move)
+        return version

@@ -1,0 +1,187 @@
+"""The versioned registry: immutable versions, atomic aliases, pushes that die or race.
+
+Also defines `tiny_model`, small SavedModels with the same two signatures as the Trainer's (used by
+the gate and predict tests instead of training VGG16)."""
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+from components.registry.store import (ALIASES_JSON, MODEL_JSON, STAGING_PREFIX, LocalRegistry, RegistryError,
+                                       open_registry)
+from tests.conftest import REPO
+
+
+# ------------------------------------------------------------------------------ tiny SavedModels
+class _Tiny(tf.Module):
+    """p_synthesized from a hand-written rule on the decoded image:
+    good: brightness (robust), fragile: pixel-to-pixel noise energy (destroyed by blur/JPEG),
+    constant: 0.5 for everything (a sabotaged model)."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+
+    def _score(self, encoded):
+        img = tf.cast(tf.io.decode_image(encoded, channels=3, expand_animations=False), tf.float32)
+        if self.kind == "good":
+            return tf.sigmoid((tf.reduce_mean(img) - 128.0) / 8.0)
+        if self.kind == "fragile":
+            energy = tf.reduce_mean(tf.abs(img[:, 1:, :] - img[:, :-1, :]))
+            return tf.sigmoid((energy - 20.0) / 2.0)
+        return tf.constant(0.5)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    def serve_images(self, images):
+        p = tf.map_fn(self._score, images, fn_output_signature=tf.float32)
+        return {"p_synthesized": tf.reshape(p, [-1, 1])}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(self, examples):
+        feats = tf.io.parse_example(examples, {"image_raw": tf.io.FixedLenFeature([], tf.string)})
+        return self.serve_images(feats["image_raw"])
+
+
+def tiny_model(path: Path, kind: str = "good") -> Path:
+    """Writes a SavedModel (serving_default on tf.Examples, serving_images on bytes) to `path`."""
+    m = _Tiny(kind)
+    tf.saved_model.save(m, str(path), signatures={
+        "serving_default": m.serve_examples.get_concrete_function(),
+        "serving_images": m.serve_images.get_concrete_function()})
+    extra = path / "assets.extra"
+    extra.mkdir(exist_ok=True)
+    (extra / "training_history.json").write_text(json.dumps(
+        {"variant": kind, "config": {"image_size": 32},
+         "history": {"loss": [0.7, 0.5], "val_loss": [0.72, 0.6], "accuracy": [0.5, 0.8], "val_accuracy": [0.5, 0.7]}}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory) -> Path:
+    return tiny_model(tmp_path_factory.mktemp("model") / "sm", "good")
+
+
+META = {"model_name": "vgg16_finetune", "threshold": 0.42, "metrics": {"candidate": {"binary_accuracy": 0.95}}}
+
+
+def _files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+# --------------------------------------------------------------------------------------- basics
+def test_push_creates_immutable_numbered_versions_and_moves_aliases(tmp_path, saved_model):
+    reg = LocalRegistry(tmp_path / "reg")
+    assert reg.versions() == [] and reg.aliases() == {}
+    v1 = reg.push(str(saved_model), META, extra_files={"assets.extra/calibration.json": '{"threshold": 0.42}'})
+    v2 = reg.push(str(saved_model), {**META, "threshold": 0.3})
+    assert (v1, v2) == ("v1", "v2") and reg.versions() == ["v1", "v2"]
+    assert reg.aliases() == {"latest": "v2", "production": "v2"}
+    assert reg.resolve("production") == "v2" and reg.resolve("1") == "v1"
+    meta = reg.model_json("v1")
+    assert meta["version"] == "v1" and meta["threshold"] == 0.42
+    # each version is a loadable SavedModel with model.json next to it
+    d = reg.local_dir("v1")
+    assert {"saved_model.pb", MODEL_JSON, "assets.extra/calibration.json"} <= _files(d)
+    assert "serving_images" in tf.saved_model.load(str(d)).signatures
+    # files are read-only: a version cannot be edited by accident (root ignores the bits)
+    assert not any(p.stat().st_mode & 0o222 for p in d.rglob("*") if p.is_file())
+    # aliases can be moved explicitly (rollback), and unknown refs are one-line errors
+    assert reg.set_alias("production", "v1") == "v1"
+    assert reg.aliases() == {"latest": "v2", "production": "v1"}
+    with pytest.raises(RegistryError, match="not in registry"):
+        reg.resolve("v9")
+    with pytest.raises(RegistryError, match="no version or alias 'staging'"):
+        reg.resolve("staging")
+    with pytest.raises(RegistryError, match="not a SavedModel"):
+        reg.push(str(tmp_path), META)
+    assert reg.versions() == ["v1", "v2"]
+    assert [e["aliases"] for e in reg.entries()] == [["production"], ["latest"]]
+
+
+# ------------------------------------------------------------------------ interrupted pushes
+_KILLED_PUSH = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, {repo!r})
+    from components.registry.store import LocalRegistry
+    reg = LocalRegistry({reg!r})
+    where = sys.argv[1]
+    if where == "after_copy":      # everything staged, killed before the version is committed
+        reg.push({model!r}, {{"n": 2}}, on_staged=lambda staging: os.kill(os.getpid(), signal.SIGKILL))
+    elif where == "before_aliases":  # version committed, killed before aliases move
+        real_replace = os.replace
+        def die(src, dst):
+            if str(dst).endswith("aliases.json"):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real_replace(src, dst)
+        os.replace = die
+        reg.push({model!r}, {{"n": 2}})
+""")
+
+
+@pytest.mark.parametrize("where", ["after_copy", "before_aliases"])
+def test_a_push_killed_midway_leaves_no_partial_version(tmp_path, saved_model, where):
+    reg = LocalRegistry(tmp_path / "reg")
+    reg.push(str(saved_model), {"n": 1})
+    aliases_before = (tmp_path / "reg" / ALIASES_JSON).read_text()
+    script = _KILLED_PUSH.format(repo=str(REPO), reg=str(tmp_path / "reg"), model=str(saved_model))
+    proc = subprocess.run([sys.executable, "-c", script, where], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    # aliases untouched (same bytes), still pointing at v1
+    assert (tmp_path / "reg" / ALIASES_JSON).read_text() == aliases_before
+    assert reg.aliases() == {"latest": "v1", "production": "v1"}
+    if where == "after_copy":
+        # the fully copied files exist only in a staging directory, which listing ignores
+        staging = [p for p in (tmp_path / "reg").iterdir() if p.name.startswith(STAGING_PREFIX)]
+        assert len(staging) == 1 and "saved_model.pb" in _files(staging[0])
+        assert reg.versions() == ["v1"]
+    else:
+        # a committed version is complete (model.json is written before the atomic rename)
+        assert reg.versions() == ["v1", "v2"] and reg.model_json("v2")["n"] == 2
+    # the registry keeps working: the next push gets a fresh number and moves the aliases
+    nxt = reg.push(str(saved_model), {"n": 3})
+    assert reg.aliases() == {"latest": nxt, "production": nxt} and reg.model_json(nxt)["n"] == 3
+
+
+def test_an_exception_after_copying_cleans_up(tmp_path, saved_model):
+    reg = LocalRegistry(tmp_path / "reg")
+    reg.push(str(saved_model), {"n": 1})
+
+    def fail(staging):
+        raise OSError("disk full")
+    with pytest.raises(OSError, match="disk full"):
+        reg.push(str(saved_model), {"n": 2}, on_staged=fail)
+    assert reg.versions() == ["v1"] and reg.aliases()["production"] == "v1"
+    assert not [p for p in (tmp_path / "reg").iterdir() if p.name.startswith(STAGING_PREFIX)]
+
+
+def _push_one(args):
+    root, model, i = args
+    return LocalRegistry(root).push(model, {"n": i})
+
+
+def test_concurrent_pushes_get_distinct_complete_versions(tmp_path, saved_model):
+    root = str(tmp_path / "reg")
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        versions = pool.map(_push_one, [(root, str(saved_model), i) for i in range(6)])
+    reg = LocalRegistry(root)
+    assert sorted(versions, key=lambda v: int(v[1:])) == reg.versions() == [f"v{i}" for i in range(1, 7)]
+    assert sorted(reg.model_json(v)["n"] for v in versions) == list(range(6))
+    assert reg.aliases() == {"latest": "v6", "production": "v6"}  # never moved backwards
+
+
+def test_registry_location_errors(tmp_path):
+    with pytest.raises(RegistryError, match="gs://bucket/prefix"):
+        open_registry("s3://bucket/models")
+    from components.registry import vertex
+    t = vertex.parse_target("vertex://my-proj/europe-west4/synthdetect?artifacts=gs://b/reg")
+    assert t.model_resource == "projects/my-proj/locations/europe-west4/models/synthdetect"
+    with pytest.raises(RegistryError, match="expected vertex://"):
+        vertex.parse_target("vertex://my-proj/synthdetect")
