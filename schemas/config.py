@@ -7,6 +7,7 @@ Relative paths in the file are resolved against the current working directory.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -84,9 +85,157 @@ class ThresholdConfig(_Strict):
     max_robustness_drop: float = Field(0.10, ge=0, le=1, description="max accuracy drop under perturbations")
 
 
+# --- Google Cloud (runner: vertex). Identities only: no keys, tokens or passwords in config files;
+# credentials come from Application Default Credentials / the service account the job runs as.
+GPU_TYPES = ("NVIDIA_TESLA_T4", "NVIDIA_TESLA_V100", "NVIDIA_TESLA_P100", "NVIDIA_TESLA_P4",
+             "NVIDIA_TESLA_A100", "NVIDIA_A100_80GB", "NVIDIA_L4", "NVIDIA_H100_80GB")
+TPU_TYPES = ("TPU_V2", "TPU_V3")
+_SECRET_HINTS = ("key_file", "keyfile", "credential", "password", "passwd", "token", "secret", "private_key")
+_IMAGE_RE = r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$"
+
+
+def _no_secrets(args: list[str]) -> list[str]:
+    for a in args:
+        if any(h in a.lower() for h in _SECRET_HINTS):
+            raise ValueError(f"{a.split('=')[0]!r} looks like a credential: secrets never go in config "
+                             "(use Application Default Credentials or the service account)")
+    return args
+
+
+def _gcs(v: str | None) -> str | None:
+    if v is not None and not is_gcs(v):
+        raise ValueError(f"must be a gs:// path, got {v!r}")
+    return v.rstrip("/") if v else v
+
+
+class VertexImages(_Strict):
+    cpu: str = Field(pattern=_IMAGE_RE, description="pipeline image (infra/Dockerfile): every component, "
+                     "Dataflow workers, and the trainers when no accelerator is configured")
+    gpu: str | None = Field(None, pattern=_IMAGE_RE, description="training image for NVIDIA accelerators "
+                            "(infra/Dockerfile.gpu); default: cpu")
+    tpu: str | None = Field(None, pattern=_IMAGE_RE, description="training image for TPU accelerators (required "
+                            "with a TPU_* accelerator_type)")
+
+
+class VertexTrainingConfig(_Strict):
+    """The worker pool of the Vertex AI custom job each Trainer runs as (both trainers alike)."""
+    machine_type: str = Field("n1-standard-8", pattern=r"^[a-z0-9][a-z0-9-]*$")
+    accelerator_type: Literal[GPU_TYPES + TPU_TYPES] | None = "NVIDIA_TESLA_T4"  # type: ignore[valid-type]
+    accelerator_count: int = Field(1, ge=0, le=16)
+    boot_disk_size_gb: int = Field(100, ge=10)
+
+    @model_validator(mode="after")
+    def _accelerator(self) -> "VertexTrainingConfig":
+        if self.accelerator_type and self.accelerator_count < 1:
+            raise ValueError("accelerator_count must be >= 1 when accelerator_type is set")
+        if not self.accelerator_type and self.accelerator_count:
+            raise ValueError("accelerator_count must be 0 without an accelerator_type")
+        return self
+
+
+class DataflowConfig(_Strict):
+    """Beam components (ImageExampleGen, StatisticsGen, Transform, Evaluator) on Dataflow."""
+    enabled: bool = Field(True, description="false: Beam DirectRunner inside each component's container")
+    temp_location: str | None = Field(None, description="gs://; default <vertex.pipeline_root>/dataflow/tmp")
+    staging_location: str | None = Field(None, description="gs://; default <vertex.pipeline_root>/dataflow/staging")
+    machine_type: str = Field("n1-standard-4", pattern=r"^[a-z0-9][a-z0-9-]*$")
+    max_num_workers: int = Field(4, ge=1)
+    disk_size_gb: int = Field(50, ge=10)
+    subnetwork: str | None = Field(None, description="regions/REGION/subnetworks/NAME (a full URL also works)")
+    use_public_ips: bool = True
+    extra_args: list[str] = Field(default_factory=list, description="more Beam/Dataflow pipeline args")
+
+    @field_validator("temp_location", "staging_location")
+    @classmethod
+    def _gcs_paths(cls, v: str | None) -> str | None:
+        return _gcs(v)
+
+    @field_validator("extra_args")
+    @classmethod
+    def _extra(cls, v: list[str]) -> list[str]:
+        return _no_secrets(v)
+
+
+class ScheduleConfig(_Strict):
+    cron: str = Field("0 3 * * 1", description="5-field cron (default: Mondays 03:00)")
+    time_zone: str = Field("Etc/UTC", pattern=r"^[A-Za-z_]+(/[A-Za-z0-9_+-]+)*$", description="IANA time zone")
+    max_concurrent_runs: int = Field(1, ge=1, le=100)
+    max_runs: int | None = Field(None, ge=1, description="stop after this many runs (default: unlimited)")
+    display_name: str | None = None
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        return check_cron(v)
+
+
+def check_cron(v: str) -> str:
+    fields = v.split()
+    if len(fields) != 5 or not all(re.fullmatch(r"[0-9A-Za-z*,/?-]+", f) for f in fields):
+        raise ValueError(f"cron {v!r} must have 5 fields: minute hour day-of-month month day-of-week")
+    return " ".join(fields)
+
+
+class VertexConfig(_Strict):
+    project: str = Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$", description="Google Cloud project id")
+    region: str = Field("us-central1", pattern=r"^[a-z]+-[a-z]+[0-9]+$")
+    service_account: str = Field(description="the identity pipeline, Dataflow and training jobs run as "
+                                 "(an email; never a key file)")
+    pipeline_root: str = Field(description="gs:// root of the pipeline's artifacts on Vertex")
+    images: VertexImages
+    training: VertexTrainingConfig = VertexTrainingConfig()
+    dataflow: DataflowConfig = DataflowConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    display_name: str | None = Field(None, description="pipeline job display name (default: pipeline_name)")
+    labels: dict[str, str] = Field(default_factory=dict, description="labels on pipeline jobs and schedules")
+    network: str | None = Field(None, description="projects/NUMBER/global/networks/NAME to peer jobs with")
+
+    @field_validator("service_account")
+    @classmethod
+    def _sa(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*@[a-z0-9-]+\.iam\.gserviceaccount\.com", v):
+            raise ValueError(f"must be a service account email (NAME@PROJECT.iam.gserviceaccount.com), got {v!r}; "
+                             "secrets never go in config (no key files)")
+        return v
+
+    @field_validator("pipeline_root")
+    @classmethod
+    def _root(cls, v: str) -> str:
+        return _gcs(v)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        for k, val in v.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_-]{0,62}", k) or not re.fullmatch(r"[a-z0-9_-]{0,63}", str(val)):
+                raise ValueError(f"label {k}={val!r}: keys and values are lowercase letters, digits, _ and -")
+        return v
+
+    @model_validator(mode="after")
+    def _images(self) -> "VertexConfig":
+        t = self.training.accelerator_type
+        if t in TPU_TYPES and not self.images.tpu:
+            raise ValueError(f"images.tpu is required with training.accelerator_type {t}")
+        return self
+
+    def trainer_image(self) -> str:
+        t = self.training.accelerator_type
+        if t in TPU_TYPES:
+            return self.images.tpu  # type: ignore[return-value]
+        if t in GPU_TYPES:
+            return self.images.gpu or self.images.cpu
+        return self.images.cpu
+
+    def dataflow_temp(self) -> str:
+        return self.dataflow.temp_location or f"{self.pipeline_root}/dataflow/tmp"
+
+    def dataflow_staging(self) -> str:
+        return self.dataflow.staging_location or f"{self.pipeline_root}/dataflow/staging"
+
+
 class PipelineConfig(_Strict):
     pipeline_name: str = Field("synthdetect", pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    runner: Literal["local"] = "local"
+    runner: Literal["local", "vertex"] = "local"
     pipeline_root: str = "runs/local/root"
     metadata_path: str = "runs/local/metadata.sqlite"
     registry: str = "registry"
@@ -97,17 +246,38 @@ class PipelineConfig(_Strict):
     ingest: IngestConfig = IngestConfig()
     model: ModelConfig = ModelConfig()
     thresholds: ThresholdConfig = ThresholdConfig()
+    vertex: VertexConfig | None = Field(None, description="Google Cloud settings (runner: vertex)")
+
+    @field_validator("beam_args")
+    @classmethod
+    def _beam(cls, v: list[str]) -> list[str]:
+        return _no_secrets(v)
 
     @model_validator(mode="after")
     def _check_data(self) -> "PipelineConfig":
+        if self.runner == "vertex":
+            return self._check_vertex()
         if not is_gcs(self.data.input) and not Path(self.data.input).exists():
             raise ValueError(f"data.input: {self.data.input!r} does not exist")
+        return self
+
+    def _check_vertex(self) -> "PipelineConfig":
+        """On Vertex every path is read inside a container: data, registry and weights must be on GCS."""
+        if self.vertex is None:
+            raise ValueError("runner vertex needs a vertex: section (see configs/vertex.yaml)")
+        if not is_gcs(self.data.input):
+            raise ValueError(f"data.input: must be a gs:// path with runner vertex, got {self.data.input!r}")
+        if not (is_gcs(self.registry) or self.registry.startswith("vertex://")):
+            raise ValueError(f"registry: must be gs://… or vertex://… with runner vertex, got {self.registry!r}")
+        if self.model.weights not in ("imagenet", "none") and not is_gcs(self.model.weights):
+            raise ValueError(f"model.weights: must be imagenet, none or a gs:// path with runner vertex, "
+                             f"got {self.model.weights!r}")
         return self
 
     def resolved(self) -> "PipelineConfig":
         """Absolute local paths (TFX components run with other working directories)."""
         def fix(p: str) -> str:
-            return p if is_gcs(p) else str(Path(p).resolve())
+            return p if is_gcs(p) or p.startswith("vertex://") else str(Path(p).resolve())
         return self.model_copy(update={
             "pipeline_root": fix(self.pipeline_root),
             "metadata_path": fix(self.metadata_path),

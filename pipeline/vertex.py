@@ -1,0 +1,358 @@
+"""The synthdetect pipeline on Google Cloud: Vertex AI Pipelines, Dataflow, Vertex AI training jobs.
+
+The graph is `pipeline.pipeline.create_components(cfg)`, unchanged; only where each step runs differs:
+
+* every component runs in the pipeline image (`vertex.images.cpu`, infra/Dockerfile), which has this
+  package installed, so `run_fn`/`preprocessing_fn` resolve by module path;
+* Beam components (ImageExampleGen, StatisticsGen, Transform, Evaluator) get Dataflow pipeline args
+  (the same image is the Dataflow worker SDK container);
+* each Trainer runs as a Vertex AI custom job (tfx.extensions.google_cloud_ai_platform's
+  GenericExecutor) on the worker pool of `vertex.training` with `vertex.images.gpu` (or `tpu`).
+
+Compiling needs TFX and kfp-pipeline-spec, no credentials. Submitting/scheduling builds the request
+with the Vertex AI SDK exactly as `PipelineJob.submit` / `PipelineJobSchedule.create` would; with
+`dry_run` it is returned instead of sent.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from schemas.config import GPU_TYPES, TPU_TYPES, PipelineConfig, is_gcs
+
+REPO = Path(__file__).resolve().parents[1]
+# Where infra/Dockerfile and infra/Dockerfile.gpu put this source tree (and install it from).
+CONTAINER_SRC = "/synthdetect"
+# The container entrypoint TFX uses for every component on Vertex (KubeflowV2DagRunner's default).
+CONTAINER_COMMAND = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
+
+
+class CloudError(Exception):
+    """A user-facing, one-line problem with the cloud setup (printed as `error: ...`)."""
+
+
+# ---------------------------------------------------------------------------------------------- args
+def dataflow_args(cfg: PipelineConfig) -> list[str]:
+    """Beam pipeline args for the Beam components: Dataflow, or the configured local args."""
+    v = cfg.vertex
+    assert v is not None
+    d = v.dataflow
+    if not d.enabled:
+        return list(cfg.beam_args)
+    args = [
+        "--runner=DataflowRunner",
+        f"--project={v.project}",
+        f"--region={v.region}",
+        f"--service_account_email={v.service_account}",
+        f"--temp_location={v.dataflow_temp()}",
+        f"--staging_location={v.dataflow_staging()}",
+        # Workers run the pipeline image: this package and every pinned dependency are already there.
+        f"--sdk_container_image={v.images.cpu}",
+        "--sdk_location=container",
+        "--experiments=use_runner_v2",
+        f"--machine_type={d.machine_type}",
+        f"--max_num_workers={d.max_num_workers}",
+        f"--disk_size_gb={d.disk_size_gb}",
+    ]
+    if d.subnetwork:
+        args.append(f"--subnetwork={d.subnetwork}")
+    if not d.use_public_ips:
+        args.append("--no_use_public_ips")
+    args += [f"--labels={k}={val}" for k, val in sorted(v.labels.items())]
+    return args + list(d.extra_args)
+
+
+def worker_pool_specs(cfg: PipelineConfig) -> list[dict]:
+    """The Vertex AI CustomJob worker pool each Trainer runs on (one replica: run_fn trains on one host)."""
+    v = cfg.vertex
+    assert v is not None
+    t = v.training
+    machine = {"machine_type": t.machine_type}
+    if t.accelerator_type:
+        machine.update(accelerator_type=t.accelerator_type, accelerator_count=t.accelerator_count)
+    return [{"machine_spec": machine, "replica_count": 1,
+             "container_spec": {"image_uri": v.trainer_image()},
+             "disk_spec": {"boot_disk_type": "pd-ssd", "boot_disk_size_gb": t.boot_disk_size_gb}}]
+
+
+def training_custom_config(cfg: PipelineConfig) -> dict:
+    """Keys the google_cloud_ai_platform Trainer executor reads from the Trainer's custom_config."""
+    from tfx.extensions.google_cloud_ai_platform import constants
+    from tfx.extensions.google_cloud_ai_platform.trainer import executor as ai_trainer
+
+    v = cfg.vertex
+    assert v is not None
+    job_spec: dict = {"worker_pool_specs": worker_pool_specs(cfg), "service_account": v.service_account}
+    if v.network:
+        job_spec["network"] = v.network
+    return {
+        constants.ENABLE_VERTEX_KEY: True,
+        constants.VERTEX_REGION_KEY: v.region,
+        ai_trainer.TRAINING_ARGS_KEY: {"project": v.project, "job_spec": job_spec, "labels": dict(v.labels)},
+    }
+
+
+# ------------------------------------------------------------------------------------------ pipeline
+def _container_path(value: str, where: str) -> str:
+    """Local paths inside this checkout map to the same file in the image; any other local path is a
+    mistake on Vertex (it does not exist in the container)."""
+    if is_gcs(value) or not os.path.isabs(value):
+        return value
+    try:
+        rel = Path(value).resolve().relative_to(REPO)
+    except ValueError:
+        raise CloudError(f"{where}: local path {value!r} does not exist on Vertex; use a gs:// path") from None
+    if rel.parts and rel.parts[0] in ("runs", "registry", "data", ".venv"):
+        raise CloudError(f"{where}: {value!r} is not part of the image; use a gs:// path")
+    return f"{CONTAINER_SRC}/{rel.as_posix()}"
+
+
+def _map_local_paths(component) -> None:
+    for name, value in list(component.exec_properties.items()):
+        if not isinstance(value, str):
+            continue
+        if value.startswith("{"):
+            try:
+                data = json.loads(value)
+            except ValueError:
+                continue
+            if isinstance(data, dict):
+                changed = {k: _container_path(x, f"{component.id}.{name}.{k}") if isinstance(x, str) else x
+                           for k, x in data.items()}
+                if changed != data:
+                    component.exec_properties[name] = json.dumps(changed, sort_keys=True)
+            continue
+        mapped = _container_path(value, f"{component.id}.{name}")
+        if mapped != value:
+            component.exec_properties[name] = mapped
+
+
+def create_vertex_components(cfg: PipelineConfig) -> list:
+    """create_components(cfg) placed on Google Cloud (see the module docstring).
+
+    Trainers keep their ids, inputs and output channels (so the Evaluator and Pusher wiring is the
+    one create_components built); only their executor becomes the Vertex AI training launcher, which
+    is exactly what `tfx.extensions.google_cloud_ai_platform.Trainer` is (a Trainer subclass that
+    differs only in EXECUTOR_SPEC).
+    """
+    from tfx.components import Trainer
+    from tfx.dsl.components.base import base_beam_component, executor_spec
+    from tfx.extensions.google_cloud_ai_platform.trainer import component as ai_trainer
+
+    from pipeline.pipeline import create_components
+
+    components = create_components(cfg)
+    beam_args = dataflow_args(cfg)
+    training = training_custom_config(cfg)
+    for c in components:
+        _map_local_paths(c)
+        if isinstance(c, Trainer):
+            c.executor_spec = ai_trainer.Trainer.EXECUTOR_SPEC.copy()
+            assert isinstance(c.executor_spec, executor_spec.ExecutorClassSpec)
+            custom = json.loads(c.exec_properties.get("custom_config") or "{}")
+            custom.update(training)
+            c.exec_properties["custom_config"] = json.dumps(custom, sort_keys=True)
+        elif isinstance(c, base_beam_component.BaseBeamComponent):
+            c.with_beam_pipeline_args(beam_args)
+    return components
+
+
+def component_images(cfg: PipelineConfig) -> dict[str, str]:
+    """Image of each pipeline step: the pipeline image everywhere (trainers launch their custom
+    job from it; the job itself runs vertex.images.gpu)."""
+    v = cfg.vertex
+    assert v is not None
+    from tfx.orchestration.kubeflow.v2 import pipeline_builder
+    return {pipeline_builder.DEFAULT_IMAGE_PATH_KEY: v.images.cpu}
+
+
+def create_vertex_pipeline(cfg: PipelineConfig):
+    from tfx import v1 as tfx
+    v = cfg.vertex
+    assert v is not None
+    return tfx.dsl.Pipeline(
+        pipeline_name=cfg.pipeline_name,
+        pipeline_root=v.pipeline_root,
+        components=create_vertex_components(cfg),
+        enable_cache=cfg.enable_cache,
+        # no metadata_connection_config: Vertex ML Metadata is managed by Vertex AI Pipelines
+    )
+
+
+def compile_pipeline(cfg: PipelineConfig, out: str) -> dict:
+    """Writes the Vertex pipeline job spec (JSON, KubeflowV2DagRunner) to `out`; returns it."""
+    if cfg.vertex is None:
+        raise CloudError("the config has no vertex: section (see configs/vertex.yaml)")
+    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as v2
+
+    out_path = Path(out).resolve()
+    runner = v2.KubeflowV2DagRunner(
+        config=v2.KubeflowV2DagRunnerConfig(
+            display_name=cfg.vertex.display_name or cfg.pipeline_name,
+            default_image=component_images(cfg),
+            default_commands=CONTAINER_COMMAND),
+        output_dir=str(out_path.parent), output_filename=out_path.name)
+    try:
+        return runner.run(create_vertex_pipeline(cfg), write_out=True)
+    except ValueError as e:
+        if "Invalid custom artifact type name" in str(e):
+            name = str(e).rsplit(":", 1)[-1].strip()
+            raise CloudError(f"cannot compile for Vertex: artifact type {name!r} is not a valid Vertex schema title "
+                             "(it must look like 'namespace.Name', e.g. 'synthdetect.ReleaseCheck'): rename its "
+                             "TYPE_NAME") from None
+        raise
+
+
+# ---------------------------------------------------------------------------------- submit/schedule
+def _credentials(dry_run: bool):
+    """ADC for real requests (one clear error when there are none); anonymous for dry runs."""
+    from google.auth import credentials as ga_credentials
+    if dry_run:
+        return ga_credentials.AnonymousCredentials()
+    import google.auth
+    from google.auth import exceptions
+    try:
+        creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    except exceptions.DefaultCredentialsError:
+        raise CloudError("no Google Cloud credentials: run `gcloud auth application-default login` or set "
+                         "GOOGLE_APPLICATION_CREDENTIALS (Application Default Credentials); nothing was sent") from None
+    return creds
+
+
+def _check_spec(spec: str, cfg: PipelineConfig) -> dict:
+    p = Path(spec)
+    if not p.is_file():
+        raise CloudError(f"compiled pipeline {spec!r} not found (run `synthdetect compile --out {spec}` first)")
+    try:
+        job = json.loads(p.read_text())
+        name = job["pipelineSpec"]["pipelineInfo"]["name"]
+    except (ValueError, KeyError, TypeError):
+        raise CloudError(f"{spec!r} is not a compiled Vertex pipeline spec (synthdetect compile)") from None
+    if name != cfg.pipeline_name:
+        raise CloudError(f"{spec!r} was compiled for pipeline {name!r}, the config names {cfg.pipeline_name!r}")
+    images = {ex.get("container", {}).get("image")
+              for ex in job["pipelineSpec"].get("deploymentSpec", {}).get("executors", {}).values()}
+    if cfg.vertex and images != {cfg.vertex.images.cpu}:
+        raise CloudError(f"{spec!r} was compiled for image(s) {sorted(i for i in images if i)}, the config names "
+                         f"{cfg.vertex.images.cpu!r}: compile again")
+    return job
+
+
+def _pipeline_job(cfg: PipelineConfig, spec: str, credentials, job_id: str | None = None):
+    from google.cloud import aiplatform
+
+    v = cfg.vertex
+    assert v is not None
+    _check_spec(spec, cfg)
+    return aiplatform.PipelineJob(
+        display_name=v.display_name or cfg.pipeline_name,
+        template_path=str(Path(spec).resolve()),
+        job_id=job_id,
+        pipeline_root=v.pipeline_root,
+        parameter_values={},          # the compiled spec has no runtime parameters: config is compiled in
+        enable_caching=cfg.enable_cache,
+        labels=dict(v.labels) or None,
+        credentials=credentials,
+        project=v.project,
+        location=v.region,
+    )
+
+
+def config_parameters(cfg: PipelineConfig) -> dict:
+    """The run's parameters from the config, as compiled into the spec (the spec declares no runtime
+    parameters: a different config means compiling again)."""
+    return {"pipeline_name": cfg.pipeline_name, "data.input": cfg.data.input, "registry": cfg.registry,
+            "model": cfg.model.model_dump(), "thresholds": cfg.thresholds.model_dump(),
+            "enable_cache": cfg.enable_cache}
+
+
+def _request_dict(message) -> dict:
+    from google.protobuf import json_format
+    pb = getattr(message, "_pb", message)
+    return json_format.MessageToDict(pb, preserving_proto_field_name=False)
+
+
+def submit(cfg: PipelineConfig, spec: str, dry_run: bool = False, job_id: str | None = None) -> dict:
+    """Creates a PipelineJob (projects.locations.pipelineJobs.create). Returns the request (dry run)
+    or the created job's name and console link."""
+    if cfg.vertex is None:
+        raise CloudError("the config has no vertex: section (see configs/vertex.yaml)")
+    v = cfg.vertex
+    _check_spec(spec, cfg)
+    creds = _credentials(dry_run)
+    job = _pipeline_job(cfg, spec, creds, job_id)
+    if dry_run:
+        # What PipelineJob.submit(service_account=..., network=...) sets before it calls
+        # JobServiceClient.create_pipeline_job(parent, pipeline_job, pipeline_job_id).
+        job._gca_resource.service_account = v.service_account
+        if v.network:
+            job._gca_resource.network = v.network
+        return {"method": "google.cloud.aiplatform.v1.PipelineService.CreatePipelineJob",
+                "spec": str(Path(spec).resolve()), "config_parameters": config_parameters(cfg),
+                "request": {"parent": job._parent, "pipelineJobId": job.job_id,
+                            "pipelineJob": _request_dict(job._gca_resource)}}
+    try:
+        job.submit(service_account=v.service_account, network=v.network)
+    except Exception as e:  # noqa: BLE001 - API errors become one line
+        raise CloudError(f"submitting to Vertex AI failed: {_first_line(e)}") from None
+    return {"name": job.resource_name, "console": job._dashboard_uri()}
+
+
+def schedule(cfg: PipelineConfig, spec: str, cron: str | None = None, max_concurrent: int | None = None,
+             dry_run: bool = False) -> dict:
+    """Creates a PipelineJobSchedule (projects.locations.schedules.create) that runs the compiled spec."""
+    from google.cloud import aiplatform
+    from schemas.config import check_cron
+
+    if cfg.vertex is None:
+        raise CloudError("the config has no vertex: section (see configs/vertex.yaml)")
+    v = cfg.vertex
+    s = v.schedule
+    try:
+        cron = check_cron(cron or s.cron)
+    except ValueError as e:
+        raise CloudError(str(e)) from None
+    if max_concurrent is not None and max_concurrent < 1:
+        raise CloudError("--max-concurrent must be >= 1")
+    _check_spec(spec, cfg)
+    creds = _credentials(dry_run)
+    job = _pipeline_job(cfg, spec, creds)
+    sched = aiplatform.PipelineJobSchedule(
+        pipeline_job=job, display_name=s.display_name or f"{cfg.pipeline_name}-schedule",
+        credentials=creds, project=v.project, location=v.region)
+    kwargs = dict(cron=f"TZ={s.time_zone} {cron}", max_concurrent_run_count=max_concurrent or s.max_concurrent_runs,
+                  max_run_count=s.max_runs, service_account=v.service_account, network=v.network)
+    if dry_run:
+        recorder = _Recorder()
+        sched.api_client = recorder  # PipelineJobSchedule._create builds the Schedule, then calls this
+        import logging
+        logging.disable(logging.WARNING)  # the SDK would log "created" and a console link (to stdout)
+        try:
+            sched._create(**kwargs)
+        finally:
+            logging.disable(logging.NOTSET)
+        return {"method": "google.cloud.aiplatform.v1.ScheduleService.CreateSchedule",
+                "spec": str(Path(spec).resolve()), "config_parameters": config_parameters(cfg),
+                "request": {"parent": recorder.parent, "schedule": recorder.schedule}}
+    try:
+        sched.create(**kwargs)
+    except Exception as e:  # noqa: BLE001
+        raise CloudError(f"creating the Vertex AI schedule failed: {_first_line(e)}") from None
+    return {"name": sched.resource_name, "cron": kwargs["cron"]}
+
+
+class _Recorder:
+    """Stands in for the ScheduleService client in dry runs: records the request, sends nothing."""
+
+    def create_schedule(self, parent, schedule, timeout=None):
+        self.parent, self.schedule = parent, _request_dict(schedule)
+        created = type(schedule)()
+        created._pb.CopyFrom(schedule._pb)
+        created.name = f"{parent}/schedules/dry-run"   # the SDK logs the new schedule's console link
+        return created
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
