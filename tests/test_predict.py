@@ -1,0 +1,96 @@
+"""`synthdetect predict` through the CLI, with a model pushed into a registry (a small SavedModel
+with the Trainer's signatures, so no training is needed)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from components.registry.store import LocalRegistry
+from tests.conftest import SAMPLE
+from tests.test_registry import tiny_model
+
+CLI = str(Path(sys.executable).parent / "synthdetect")
+IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("predict")
+    reg = LocalRegistry(root / "reg")
+    model = tiny_model(root / "sm", "good")
+    reg.push(str(model), {"model_name": "tiny", "threshold": 0.3, "serving": {"ingest": {"max_side": 256}}})
+    return root / "reg"
+
+
+def _predict(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, "predict", *args], capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
+def _lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_predict_scores_every_file_and_reports_bad_ones(tmp_path, registry, eval_v1):
+    corrupt = tmp_path / "added" / "corrupt.jpg"
+    corrupt.parent.mkdir()
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG")
+    out = tmp_path / "out.jsonl"
+    proc = _predict("--model", "registry:production", "--registry", str(registry), "--batch-size", "64",
+                    "--out", str(out), str(eval_v1), str(corrupt.parent), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    rows = _lines(out.read_text())
+    images = sorted(str(p) for p in eval_v1.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+    assert len(images) == 842
+    assert len(rows) == len(images) + 1                       # one line per file, README/manifest skipped
+    assert sorted(r["path"] for r in rows) == sorted(images + [str(corrupt)])
+    by_path = {r["path"]: r for r in rows}
+    bad = by_path[str(corrupt)]
+    assert bad["p_synthesized"] is None and bad["label"] is None and bad["error"]
+    good = [r for r in rows if r["path"] != str(corrupt)]
+    assert all("error" not in r and 0.0 <= r["p_synthesized"] <= 1.0 for r in good)
+    assert all(r["label"] == ("synthesized" if r["p_synthesized"] >= 0.3 else "real") for r in good)
+    assert {(r["threshold"], r["model_version"]) for r in rows} == {(0.3, "v1")}
+    assert "scored 842 files, 1 errors; model v1" in proc.stderr
+
+
+def test_predict_on_folders_files_and_a_bare_savedmodel(tmp_path, registry):
+    folder = SAMPLE / "synthesized"
+    one = next((SAMPLE / "real").rglob("*.JPEG"))
+    proc = _predict("--model", str(LocalRegistry(registry).local_dir("v1")), str(folder), str(one),
+                    str(tmp_path / "missing.png"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = _lines(proc.stdout)
+    n_folder = sum(1 for p in folder.rglob("*") if p.is_file())
+    assert len(rows) == n_folder + 2
+    assert rows[-2]["path"] == str(one) and 0 <= rows[-2]["p_synthesized"] <= 1
+    assert rows[-1]["error"] == "not_found"
+    assert rows[0]["threshold"] == 0.3  # read from model.json next to the SavedModel
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "registry:v9"], "version 'v9' not in registry"),
+    (["--model", "registry:staging"], "no version or alias 'staging'"),
+    (["--model", "/nowhere/model"], "no such SavedModel directory"),
+])
+def test_predict_user_errors_are_one_line(tmp_path, registry, args, message):
+    proc = _predict(*args, "--registry", str(registry), str(SAMPLE), cwd=tmp_path)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and message in proc.stderr
+
+
+def test_registry_list_and_show(tmp_path, registry):
+    proc = subprocess.run([CLI, "registry", "list", "--registry", str(registry), "--json"], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    listing = json.loads(proc.stdout)
+    assert listing["aliases"] == {"latest": "v1", "production": "v1"}
+    assert [v["version"] for v in listing["versions"]] == ["v1"] and listing["versions"][0]["threshold"] == 0.3
+    proc = subprocess.run([CLI, "registry", "show", "latest", "--registry", str(registry), "--json"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["version"] == "v1"
+    proc = subprocess.run([CLI, "registry", "show", "v2", "--registry", str(registry)], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stderr.startswith("error: version 'v2' not in registry")
