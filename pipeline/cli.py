@@ -119,15 +119,21 @@ def run(config: str, sets: tuple[str, ...], as_json: bool) -> None:
 @set_option
 @click.option("--run", "run_id", default=None, help="run id (default: the latest run)")
 @click.option("--json", "as_json", is_flag=True)
-def report(config: str, sets: tuple[str, ...], run_id: str | None, as_json: bool) -> None:
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="also write report.md and PNG figures (paper tables 1-2, figs 2-3, calibration, "
+                   "slices, robustness) into this folder")
+def report(config: str, sets: tuple[str, ...], run_id: str | None, as_json: bool, out_dir: str | None) -> None:
     """Show what a pipeline run produced: data, statistics, evaluation, blessing, pushed model."""
-    from pipeline.report import run_report
+    from pipeline.report import run_report, write_markdown_report
     cfg = _load(config, sets)
     try:
         rep = run_report(cfg.metadata_path, cfg.pipeline_name, cfg.pipeline_root, run_id)
+        md = write_markdown_report(rep, out_dir) if out_dir else None
     except (FileNotFoundError, LookupError) as e:
         raise UserError(str(e).strip("'\"")) from None
     click.echo(rep.to_json()) if as_json else print_report(rep)
+    if md:
+        progress_console.print(f"report: {md}")
 
 
 @main.command("config")
@@ -154,7 +160,9 @@ def print_report(rep) -> None:
         "Trainer_vgg16_finetune.model": "model: vgg16_finetune (candidate)",
         "Trainer_baseline.model": "model: baseline (from scratch)",
         "Evaluator.evaluation": "evaluation (TFMA)",
-        "Evaluator.blessing": "blessing",
+        "Evaluator.blessing": "blessing (TFMA)",
+        "ReleaseCheck.check": "release check (calibration, robustness)",
+        "ReleaseCheck.blessing": "blessing (final)",
     }
     table = Table(title=f"run {rep.run_id}", show_lines=False)
     table.add_column("output")
@@ -179,13 +187,22 @@ def print_report(rep) -> None:
             mt.add_row(model, *[f"{values[n]:.3f}" if n in values and n != "example_count"
                                 else f"{values.get(n, float('nan')):.0f}" for n in names])
         console.print(mt)
+    cal = (rep.calibration or {}).get("candidate")
+    if cal:
+        console.print(f"calibrated threshold {cal['threshold']:.4f} (FPR <= {cal['target_fpr']:g} on "
+                      f"{cal['n_real']} real images): TPR {cal['tpr']:.3f} at FPR {cal['fpr']:.3f}; "
+                      f"at 0.5: TPR {cal['tpr_at_0.5']:.3f}, FPR {cal['fpr_at_0.5']:.3f}")
+    if rep.robustness.get("perturbations"):
+        console.print("robustness (accuracy drop, limit {:g}): ".format(rep.robustness["max_allowed_drop"]) + ", ".join(
+            f"{k} {v['accuracy_drop']:+.3f}" for k, v in rep.robustness["perturbations"].items()))
     if rep.blessed is None:
         console.print("[red]no blessing: the evaluator did not finish[/]")
     elif rep.blessed:
-        console.print("[green]BLESSED[/]: the candidate cleared every threshold")
+        console.print("[green]BLESSED[/]: " + "; ".join(rep.blessing_reasons or ["the candidate cleared every threshold"]))
     else:
         console.print("[yellow]NOT BLESSED[/]: " + "; ".join(rep.validation_failures))
-    console.print(f"pushed: {_short(rep.pushed_to)}" if rep.pushed_to else "pushed: nothing (not blessed)")
+    console.print(f"pushed: {rep.pushed_version} ({_short(rep.pushed_to)})" if rep.pushed_to
+                  else "pushed: nothing (not blessed)")
 
 
 # Command groups that live in their own modules (each attaches itself to `main` on import).

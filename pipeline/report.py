@@ -125,3 +125,202 @@ def _anomalies(uri: str) -> list[str]:
                 split = os.path.basename(root).removeprefix("Split-")
                 out += [f"{split}/{feat}: {info.short_description}" for feat, info in a.anomaly_info.items()]
     return out
+
+
+# ------------------------------------------------------------------------ Markdown + PNG report
+HISTORY_PATH = os.path.join("assets.extra", "training_history.json")
+MODEL_TITLES = {"candidate": "VGG16 fine-tune (candidate)", "baseline": "from scratch (baseline)"}
+
+
+def _history(model_uri: str | None) -> dict | None:
+    if not model_uri:
+        return None
+    for sub in ("Format-Serving", ""):
+        path = os.path.join(model_uri, sub, HISTORY_PATH)
+        if os.path.exists(path):
+            with open(path) as f:
+                return json.load(f).get("history")
+    return None
+
+
+def _fmt(x, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and x != x):
+        return "–"
+    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+
+
+def _plots(check: dict, histories: dict, out: str) -> dict[str, str]:
+    """Writes the PNGs; returns {name: file name}."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    files: dict[str, str] = {}
+    models = ("candidate", "baseline")
+
+    def save(fig, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, f"{name}.png"), dpi=110)
+        plt.close(fig)
+        files[name] = f"{name}.png"
+
+    # Table 1 as images: confusion matrices at 0.5
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
+    for ax, m in zip(axes, models):
+        c = check["classification"][m]["at_0.5"]["confusion"]
+        mat = np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
+        ax.imshow(mat, cmap="Blues")
+        for (i, j), v in np.ndenumerate(mat):
+            ax.text(j, i, str(v), ha="center", va="center", color="white" if v > mat.max() / 2 else "black")
+        ax.set_xticks([0, 1], ["pred. real", "pred. synth."])
+        ax.set_yticks([0, 1], ["real", "synthesized"])
+        ax.set_title(MODEL_TITLES[m], fontsize=10)
+    save(fig, "confusion_matrices")
+
+    # Fig. 2: ROC curves, with the calibrated operating point
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.8))
+    for ax, m in zip(axes, models):
+        roc, cal = check["roc"][m], check["calibration"][m]
+        ax.plot(roc["fpr"], roc["tpr"], lw=2, label=f"AUC = {_fmt(roc['auc'])}")
+        ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+        ax.plot([cal["fpr"]], [cal["tpr"]], "o", color="tab:red",
+                label=f"t={cal['threshold']:.4g}: TPR {_fmt(cal['tpr'])} @ FPR {_fmt(cal['fpr'])}")
+        ax.set_xlabel("false positive rate (real called synthesized)")
+        ax.set_ylabel("true positive rate")
+        ax.set_title(MODEL_TITLES[m], fontsize=10)
+        ax.legend(loc="lower right", fontsize=8)
+    save(fig, "roc_curves")
+
+    # Fig. 3: training / validation accuracy and loss per model
+    if any(histories.values()):
+        fig, axes = plt.subplots(2, 2, figsize=(8, 6))
+        for row, m in enumerate(models):
+            h = histories.get(m) or {}
+            for col, metric in enumerate(("accuracy", "loss")):
+                ax = axes[row][col]
+                for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
+                    if h.get(key):
+                        ax.plot(range(1, len(h[key]) + 1), h[key], marker="o", label=label)
+                ax.set_title(f"{MODEL_TITLES[m]}: {metric}", fontsize=9)
+                ax.set_xlabel("epoch")
+                ax.legend(fontsize=8)
+        save(fig, "training_curves")
+
+    # calibration (reliability) plot
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    for m in models:
+        r = check["reliability"][m]
+        pts = [(x, y) for x, y, n in zip(r["mean_score"], r["fraction_synthesized"], r["count"])
+               if n and x is not None]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=MODEL_TITLES[m])
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfectly calibrated")
+    ax.set_xlabel("mean predicted p_synthesized (bin)")
+    ax.set_ylabel("fraction synthesized")
+    ax.legend(fontsize=8)
+    save(fig, "calibration")
+
+    # robustness: accuracy per perturbation
+    rob = check["robustness"]
+    names = ["clean"] + list(rob["perturbations"])
+    acc = [rob["clean"]["accuracy"]] + [rob["perturbations"][n]["accuracy"] for n in names[1:]]
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    colors = ["tab:gray"] + ["tab:green" if rob["perturbations"][n]["passed"] else "tab:red" for n in names[1:]]
+    ax.bar(names, acc, color=colors)
+    ax.axhline(rob["clean"]["accuracy"] - rob["max_allowed_drop"], color="k", ls="--", lw=0.8,
+               label=f"clean - {rob['max_allowed_drop']:g} (gate)")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("accuracy at 0.5")
+    ax.legend(fontsize=8)
+    save(fig, "robustness")
+    return files
+
+
+def write_markdown_report(rep: RunReport, out_dir: str) -> str:
+    """`synthdetect report --out DIR`: report.md + PNGs (paper tables 1-2 and figs 2-3, calibration,
+    slices, robustness, blessing). Returns the Markdown path."""
+    from components.robustness.check import load_check
+
+    check_uri = rep.artifacts.get("ReleaseCheck.check")
+    check = load_check(check_uri) if check_uri else None
+    if check is None:
+        raise LookupError(f"run {rep.run_id} has no release check results (did it reach the ReleaseCheck?)")
+    os.makedirs(out_dir, exist_ok=True)
+    histories = {"candidate": _history(rep.artifacts.get("Trainer_vgg16_finetune.model")),
+                 "baseline": _history(rep.artifacts.get("Trainer_baseline.model"))}
+    files = _plots(check, histories, out_dir)
+    models = ("candidate", "baseline")
+    md: list[str] = [f"# synthdetect run {rep.run_id}", ""]
+    verdict = "BLESSED" if check["blessed"] else "NOT BLESSED"
+    md += [f"**{verdict}**" + (f", pushed as `{rep.pushed_version}` ({rep.pushed_to})" if rep.pushed_to
+                               else ", nothing pushed"), ""]
+    md += [f"- {r}" for r in check["reasons"]] + [""]
+    if rep.ingest:
+        i = rep.ingest
+        md += [f"Data: {i.get('inputs')} inputs, {i.get('written')} written, {i.get('quarantined')} quarantined; "
+               f"eval split {check['n_examples']} examples.", ""]
+    t = check["thresholds"]
+    md += ["Gate: accuracy >= {min_accuracy:g}, AUC >= {min_auc:g}, gains over the baseline >= {min_accuracy_gain:g} "
+           "(accuracy) / {min_auc_gain:g} (AUC), accuracy drop under every perturbation <= "
+           "{max_robustness_drop:g}.".format(**t), ""]
+
+    md += ["## Evaluation (TFMA, eval split)", "",
+           "| model | n | accuracy | AUC | AUC-PR | precision | recall | F1 |", "|---|---|---|---|---|---|---|---|"]
+    for m in models:
+        v = check["tfma"]["metrics"].get(m, {})
+        md.append(f"| {MODEL_TITLES[m]} | {_fmt(v.get('example_count'), 0)} | " + " | ".join(
+            _fmt(v.get(k)) for k in ("binary_accuracy", "auc", "auc_pr", "precision", "recall", "f1_score")) + " |")
+
+    md += ["", "## Table 1: confusion matrices (threshold 0.5)", "",
+           "| | candidate: predicted real | candidate: predicted synthesized | baseline: predicted real | "
+           "baseline: predicted synthesized |", "|---|---|---|---|---|"]
+    cm = {m: check["classification"][m]["at_0.5"]["confusion"] for m in models}
+    md.append(f"| real | {cm['candidate']['tn']} | {cm['candidate']['fp']} | {cm['baseline']['tn']} | {cm['baseline']['fp']} |")
+    md.append(f"| synthesized | {cm['candidate']['fn']} | {cm['candidate']['tp']} | {cm['baseline']['fn']} | {cm['baseline']['tp']} |")
+    md += ["", f"![confusion matrices]({files['confusion_matrices']})", "",
+           "## Table 2: classification reports (threshold 0.5)", "",
+           "| | candidate: synthesized | candidate: real | baseline: synthesized | baseline: real |",
+           "|---|---|---|---|---|"]
+    cr = {m: check["classification"][m]["at_0.5"] for m in models}
+    for k in ("precision", "recall", "f1", "support"):
+        md.append(f"| {k} | " + " | ".join(_fmt(cr[m][cls][k], 0 if k == "support" else 2)
+                                           for m in models for cls in ("positive", "negative")) + " |")
+    md.append(f"| accuracy | {_fmt(cr['candidate']['accuracy'], 2)} | | {_fmt(cr['baseline']['accuracy'], 2)} | |")
+
+    md += ["", "## Fig. 2: ROC curves", "", f"![ROC curves]({files['roc_curves']})", ""]
+    if "training_curves" in files:
+        md += ["## Fig. 3: training and validation accuracy and loss", "",
+               f"![training curves]({files['training_curves']})", ""]
+    md += ["## Calibration", "",
+           f"Decision threshold chosen on the eval split for FPR <= {t['target_fpr']:g} on real images "
+           "(stored with the model in model.json and assets.extra/calibration.json).", "",
+           "| model | threshold | FPR | TPR | accuracy | FPR at 0.5 | TPR at 0.5 | real images |",
+           "|---|---|---|---|---|---|---|---|"]
+    for m in models:
+        c = check["calibration"][m]
+        md.append(f"| {MODEL_TITLES[m]} | {c['threshold']:.4f} | {_fmt(c['fpr'])} | {_fmt(c['tpr'])} | "
+                  f"{_fmt(c['accuracy'])} | {_fmt(c['fpr_at_0.5'])} | {_fmt(c['tpr_at_0.5'])} | {c['n_real']} |")
+    md += ["", f"![calibration plot]({files['calibration']})", "",
+           "## Slices (TFMA)", "", "| slice | n | candidate accuracy | candidate AUC | baseline accuracy | baseline AUC |",
+           "|---|---|---|---|---|---|"]
+    base_rows = {r["slice"]: r for r in check["tfma"]["slices"].get("baseline", [])}
+    for r in check["tfma"]["slices"].get("candidate", []):
+        b = base_rows.get(r["slice"], {})
+        md.append(f"| {r['slice']} | {_fmt(r.get('example_count'), 0)} | {_fmt(r.get('binary_accuracy'))} | "
+                  f"{_fmt(r.get('auc'))} | {_fmt(b.get('binary_accuracy'))} | {_fmt(b.get('auc'))} |")
+    rob = check["robustness"]
+    md += ["", "## Robustness (candidate)", "",
+           "| perturbation | accuracy | drop | accuracy at threshold | TPR at threshold | FPR at threshold | AUC | gate |",
+           "|---|---|---|---|---|---|---|---|",
+           f"| clean | {_fmt(rob['clean']['accuracy'])} | | {_fmt(rob['clean']['accuracy_at_threshold'])} | "
+           f"{_fmt(rob['clean']['tpr_at_threshold'])} | {_fmt(rob['clean']['fpr_at_threshold'])} | {_fmt(rob['clean']['auc'])} | |"]
+    for n, r in rob["perturbations"].items():
+        md.append(f"| {n} | {_fmt(r['accuracy'])} | {r['accuracy_drop']:+.3f} | {_fmt(r['accuracy_at_threshold'])} | "
+                  f"{_fmt(r['tpr_at_threshold'])} | {_fmt(r['fpr_at_threshold'])} | {_fmt(r['auc'])} | "
+                  f"{'pass' if r['passed'] else 'FAIL'} |")
+    md += ["", f"![robustness]({files['robustness']})", ""]
+    path = os.path.join(out_dir, "report.md")
+    with open(path, "w") as f:
+        f.write("\n".join(md) + "\n")
+    return path

@@ -34,8 +34,11 @@ def _png(arr: np.ndarray) -> bytes:
 
 @pytest.fixture(scope="module")
 def examples(tmp_path_factory) -> Path:
+    return make_eval_examples(tmp_path_factory.mktemp("examples"))
+
+
+def make_eval_examples(root: Path) -> Path:
     """Eval split as ImageExampleGen writes it: synthesized = bright and noisy, real = dark and smooth."""
-    root = tmp_path_factory.mktemp("examples")
     rng = np.random.default_rng(0)
     opts = IngestOptions()  # format neutralisation on, JPEG q95, as in the pipeline
     records = []
@@ -49,7 +52,7 @@ def examples(tmp_path_factory) -> Path:
             assert status == "ok"
             records.append(getattr(ex, "example", ex).SerializeToString())  # Decoded or tf.Example
     split = root / "Split-eval"
-    split.mkdir()
+    split.mkdir(parents=True)
     import tensorflow as tf
     with tf.io.TFRecordWriter(str(split / "data_tfrecord-00000-of-00001.gz"), "GZIP") as w:
         for r in records:

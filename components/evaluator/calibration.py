@@ -53,10 +53,13 @@ def classification_report(labels, scores, threshold: float = 0.5) -> dict:
 
 
 def threshold_for_fpr(labels, scores, target_fpr: float) -> float:
-    """The lowest threshold whose false-positive rate on real images (label 0) is <= target_fpr.
+    """A threshold whose false-positive rate on real images (label 0) is <= target_fpr, with the
+    highest TPR possible at that FPR, placed with the largest margin the eval split allows.
 
-    With n real images at most floor(target_fpr * n) of them may score >= t, so t sits just above
-    the (k+1)-th highest real score. Ties can only lower the FPR below the target, never raise it."""
+    With n real images at most k = floor(target_fpr * n) of them may score >= t, so t must sit above
+    the (k+1)-th highest real score `lo`. Every t in (lo, hi], hi = the lowest synthesized score
+    above lo, gives the same FPR and TPR on the eval split; the midpoint is the least sensitive to
+    small score shifts (ties can only lower the FPR below the target, never raise it)."""
     if not 0 < target_fpr < 1:
         raise ValueError(f"target_fpr must be in (0, 1), got {target_fpr}")
     y, p = _arrays(labels, scores)
@@ -66,7 +69,11 @@ def threshold_for_fpr(labels, scores, target_fpr: float) -> float:
     k = int(math.floor(target_fpr * real.size + 1e-9))
     if k >= real.size:
         return 0.0
-    return float(min(np.nextafter(real[k], np.inf), 1.0))
+    lo = real[k]
+    above = p[(y == 1) & (p > lo)]
+    just_above = float(np.nextafter(lo, np.inf))
+    t = just_above if above.size == 0 else max((lo + float(above.min())) / 2.0, just_above)
+    return float(min(t, 1.0))
 
 
 def calibrate(labels, scores, target_fpr: float) -> dict:

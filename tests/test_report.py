@@ -1,0 +1,38 @@
+"""The Markdown + PNG report from a release check's results (the e2e test renders one from a real
+pipeline run as well)."""
+import json
+import re
+from pathlib import Path
+
+from components.robustness.check import run_release_check
+from pipeline.report import RunReport, write_markdown_report
+from schemas.config import ThresholdConfig
+from tests.test_registry import tiny_model
+from tests.test_registry_gate import N_PER_CLASS, make_eval_examples
+
+
+def test_report_renders_tables_and_figures(tmp_path):
+    examples = make_eval_examples(tmp_path / "examples")
+    cand = tiny_model(tmp_path / "cand" / "Format-Serving", "good").parent
+    base = tiny_model(tmp_path / "base" / "Format-Serving", "fragile").parent
+    check_dir = tmp_path / "check"
+    # no TFMA evaluation here: the gate must refuse (and say why), the report must still render
+    result = run_release_check(str(examples), str(cand), str(base), str(tmp_path / "no-evaluation"), False,
+                               ThresholdConfig().model_dump(), str(check_dir))
+    assert result["blessed"] is False and "no TFMA validation result" in result["reasons"][0]
+    rep = RunReport(run_id="r1", artifacts={"ReleaseCheck.check": str(check_dir),
+                                            "Trainer_vgg16_finetune.model": str(cand),
+                                            "Trainer_baseline.model": str(base)})
+    md_path = Path(write_markdown_report(rep, str(tmp_path / "report")))
+    md = md_path.read_text()
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert set(images) == {"confusion_matrices.png", "roc_curves.png", "training_curves.png", "calibration.png",
+                           "robustness.png"}
+    for name in images:
+        png = md_path.parent / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000, name
+    assert "**NOT BLESSED**, nothing pushed" in md and "no TFMA validation result" in md
+    # Table 1: the good candidate separates the classes perfectly at 0.5
+    assert f"| real | {N_PER_CLASS} | 0 |" in md and f"| synthesized | 0 | {N_PER_CLASS} |" in md
+    assert "## Table 2: classification reports" in md and "| blur_sigma1 |" in md
+    assert json.loads((check_dir / "release_check.json").read_text())["calibration"]["candidate"]["n_real"] == N_PER_CLASS
