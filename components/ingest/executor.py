@@ -159,8 +159,21 @@ def _quarantine(rec: dict, reason: str, detail: str = "") -> dict:
             "reason": reason, "detail": detail}
 
 
-def _lsh_candidates(rec: dict, positions) -> list:
-    return [(key, (rec["pixel_sha"], rec["phash"])) for key in dedup.lsh_keys(rec["phash"], positions)]
+@beam.ptransform_fn
+def NearDuplicateRoots(id_hashes, tables: int, bits: int, max_distance: int):
+    """(id, 64-bit pHash) -> singleton {id: cluster root} for every id that has a near duplicate.
+
+    LSH buckets (GroupByKey on (table, sampled bits)) -> exact Hamming check of the candidates in
+    each bucket -> distinct verified pairs -> union-find in one place. Only ids with a near duplicate
+    reach the union-find, so its input stays small even at 200k images."""
+    positions = dedup.lsh_positions(tables, bits)
+    return (id_hashes
+            | "LshKeys" >> beam.FlatMap(lambda ih: [(k, ih) for k in dedup.lsh_keys(ih[1], positions)])
+            | "GroupBuckets" >> beam.GroupByKey()
+            | "VerifyPairs" >> beam.FlatMap(lambda kv: dedup.close_pairs(list(kv[1]), max_distance))
+            | "UniquePairs" >> beam.Distinct()
+            | "AllPairs" >> beam.combiners.ToList()
+            | "UnionFind" >> beam.Map(lambda e: dedup.clusters([], e)))
 
 
 @beam.ptransform_fn
@@ -182,15 +195,8 @@ def IngestImages(pipeline, items: list[ImageInput], excluded: list[dict], opts: 
                  | "GroupPixels" >> beam.GroupByKey()
                  | "ResolveExact" >> beam.ParDo(_ResolveExact()).with_outputs("duplicate", "conflict", main="rep"))
         reps, exact_dups, conflicts = exact.rep, exact.duplicate, exact.conflict
-        positions = dedup.lsh_positions(opts.lsh_tables, opts.lsh_bits)
-        edges = (reps
-                 | "LshKeys" >> beam.FlatMap(_lsh_candidates, positions)
-                 | "GroupBuckets" >> beam.GroupByKey()
-                 | "VerifyPairs" >> beam.FlatMap(lambda kv: dedup.close_pairs(list(kv[1]), max_d))
-                 | "UniquePairs" >> beam.Distinct())
-        # Only images with a near duplicate appear in `roots`: a small map even at 200k inputs.
-        roots = (edges | "AllPairs" >> beam.combiners.ToList()
-                 | "UnionFind" >> beam.Map(lambda e: dedup.clusters([], e)))
+        roots = (reps | "IdHash" >> beam.Map(lambda r: (r["pixel_sha"], r["phash"]))
+                 | "NearDuplicates" >> NearDuplicateRoots(opts.lsh_tables, opts.lsh_bits, max_d))
         roots_si = beam.pvalue.AsSingleton(roots)
         keyed = reps | "ByCluster" >> beam.Map(lambda r, m: (m.get(r["pixel_sha"], r["pixel_sha"]), r), roots_si)
         dup_members = exact_dups | "ExactDupMembers" >> beam.Map(

@@ -254,6 +254,10 @@ def decode_file(item: ImageInput, opts: IngestOptions, data: bytes | None = None
     if width * height > opts.max_pixels:
         return quarantine("too_many_pixels", f"{width}x{height} > {opts.max_pixels}")
     animated = bool(getattr(img, "is_animated", False))
+    if fmt == "JPEG":
+        # DCT-domain downscaling while decoding (1/2, 1/4, 1/8) to no less than max_side: the whole
+        # stream is still decoded (truncation is still caught) at a fraction of the cost.
+        img.draft(None, (opts.max_side, opts.max_side))
     try:
         img.seek(0)
         img.load()
@@ -268,15 +272,18 @@ def decode_file(item: ImageInput, opts: IngestOptions, data: bytes | None = None
         pass
     mode = img.mode
     rgb = _to_rgb(img, opts.background)
-    pixel_sha, phash = dedup.pixel_hash(rgb), dedup.perceptual_hash(rgb)
+    pixel_sha = dedup.pixel_hash(rgb)
+    small = rgb
+    if max(rgb.size) > opts.max_side:  # the same policy for both classes: longest side <= max_side
+        small = rgb.copy()
+        small.thumbnail((opts.max_side, opts.max_side), Image.LANCZOS)
+    phash = dedup.perceptual_hash(small)
     if opts.neutralize_format:
-        if max(rgb.size) > opts.max_side:
-            rgb.thumbnail((opts.max_side, opts.max_side), Image.LANCZOS)
         buf = io.BytesIO()
         if opts.codec == "JPEG":
-            rgb.save(buf, "JPEG", quality=opts.quality)
+            small.save(buf, "JPEG", quality=opts.quality)
         else:
-            rgb.save(buf, opts.codec)
+            small.save(buf, opts.codec)
         encoded, codec = buf.getvalue(), opts.codec
     elif fmt in ("JPEG", "PNG", "GIF", "BMP") and not animated:
         encoded, codec = data, fmt  # the paper's raw path: bytes as published
