@@ -1,7 +1,9 @@
 """The whole pipeline through the CLI, on the bundled sample at tiny image size (CI runs this)."""
 import glob
+import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 import tensorflow as tf
 import yaml
 
+from components.registry.store import LocalRegistry
 from tests.conftest import REPO, SAMPLE
 
 pytestmark = pytest.mark.e2e
@@ -34,7 +37,7 @@ def run_pipeline(tmp_path: Path, thresholds: dict) -> dict:
 
 def test_pipeline_runs_end_to_end_and_pushes_a_working_model(tmp_path):
     rep = run_pipeline(tmp_path, {"min_accuracy": 0.0, "min_auc": 0.0,
-                                  "min_accuracy_gain": -1.0, "min_auc_gain": -1.0})
+                                  "min_accuracy_gain": -1.0, "min_auc_gain": -1.0, "max_robustness_drop": 1.0})
     # ingestion: every sample file accounted for, TFRecords in both splits
     ingest = rep["ingest"]
     n_files = sum(1 for p in SAMPLE.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
@@ -71,6 +74,38 @@ def test_pipeline_runs_end_to_end_and_pushes_a_working_model(tmp_path):
     np.testing.assert_allclose(via_example.numpy(), via_bytes.numpy(), rtol=1e-5)
     history = json.loads(Path(rep["pushed_to"], "assets.extra", "training_history.json").read_text())
     assert history["variant"] == "vgg16_finetune" and len(history["history"]["loss"]) == 1
+    # registry: v1 with model.json filled in from this run, both aliases on it
+    reg = LocalRegistry(tmp_path / "registry")
+    assert rep["pushed_version"] == "v1" and reg.versions() == ["v1"]
+    assert reg.aliases() == {"latest": "v1", "production": "v1"}
+    meta = reg.model_json("production")
+    assert meta["pipeline"]["run_id"] == rep["run_id"] and meta["blessing"]["blessed"] is True
+    assert meta["metrics"]["candidate"]["binary_accuracy"] == pytest.approx(rep["metrics"]["candidate"]["binary_accuracy"])
+    assert meta["metrics"]["baseline"]["auc"] == pytest.approx(rep["metrics"]["baseline"]["auc"])
+    summary = Path(examples, "ingest_summary.json").read_bytes()
+    assert meta["data"]["fingerprint"] == "sha256:" + hashlib.sha256(summary).hexdigest()
+    assert meta["threshold"] == meta["calibration"]["threshold"] == rep["calibration"]["candidate"]["threshold"]
+    assert meta["calibration"]["fpr"] <= 0.05 and set(rep["robustness"]["perturbations"]) == set(meta["robustness"]["perturbations"])
+    # the report: Markdown referencing non-trivial PNGs
+    out = subprocess.run([CLI, "report", "--config", str(tmp_path / "e2e.yaml"), "--out", str(tmp_path / "report")],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    md = (tmp_path / "report" / "report.md").read_text()
+    pngs = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", md)
+    assert {"confusion_matrices.png", "roc_curves.png", "training_curves.png", "calibration.png",
+            "robustness.png"} <= set(pngs)
+    assert all((tmp_path / "report" / f).stat().st_size > 10_000 for f in pngs)
+    assert "**BLESSED**, pushed as `v1`" in md and "| label=real |" in md
+    # batch scoring with the pushed model: one line per file, a corrupt one included
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    files = sorted(SAMPLE.glob("real/*/*"))[:3] + [tmp_path / "bad.png"]
+    out = subprocess.run([CLI, "predict", "--model", "registry:production", "--config", str(tmp_path / "e2e.yaml"),
+                          *map(str, files)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = [json.loads(x) for x in out.stdout.splitlines()]
+    assert [x["path"] for x in lines] == [str(f) for f in files]
+    assert all(0 <= x["p_synthesized"] <= 1 and x["model_version"] == "v1" for x in lines[:3])
+    assert lines[-1]["error"] and lines[-1]["p_synthesized"] is None
 
 
 def test_unearned_model_is_not_pushed(tmp_path):
@@ -80,3 +115,4 @@ def test_unearned_model_is_not_pushed(tmp_path):
     assert any("binary_accuracy" in f for f in rep["validation_failures"])
     assert rep["pushed_to"] is None
     assert not (tmp_path / "registry").exists() or not any((tmp_path / "registry").rglob("saved_model.pb"))
+    assert LocalRegistry(tmp_path / "registry").versions() == []
