@@ -65,6 +65,8 @@ def _connect() -> None:
 @config_option
 @set_option
 @click.option("--run", "run", default=None, metavar="RUN|latest", help="pipeline run to curate (default: latest)")
+@click.option("--examples", "examples", default=None, type=click.Path(file_okay=False),
+              help="curate an ingestion output folder (`synthdetect ingest --output`) instead of a run")
 @click.option("--name", default=None, help="FiftyOne dataset name (default: the pipeline name)")
 @click.option("--model", "model", default="run", show_default=True, metavar="run|none|registry:REF|PATH",
               help="model for predictions: the run's candidate, none, a registry reference or a SavedModel path")
@@ -79,7 +81,7 @@ def _connect() -> None:
 @click.option("--view", default=None, help="saved view to open in the App")
 @click.option("--json", "as_json", is_flag=True, help="print the build result as JSON")
 @click.pass_context
-def curate(ctx, config, sets, run, name, model, threshold, uncertain_margin, launch, port, address, view,
+def curate(ctx, config, sets, run, examples, name, model, threshold, uncertain_margin, launch, port, address, view,
            as_json) -> None:
     """Build or update the curators' FiftyOne dataset of a run (one sample per input file), or serve it."""
     ctx.ensure_object(dict)
@@ -91,8 +93,14 @@ def curate(ctx, config, sets, run, name, model, threshold, uncertain_margin, lau
     name = name or cfg.pipeline_name
     _connect()
     import fiftyone as fo
-    if not launch or run is not None or not fo.dataset_exists(name):
-        run_id, arts = _run_artifacts(cfg, run)
+    if not launch or run is not None or examples is not None or not fo.dataset_exists(name):
+        if examples is not None:
+            if run is not None:
+                raise UserError("--run and --examples are alternatives; give one")
+            run_id, arts = f"ingest:{os.path.abspath(examples)}", {EXAMPLES_KEY: os.path.abspath(examples)}
+            model = "none" if model == "run" else model
+        else:
+            run_id, arts = _run_artifacts(cfg, run)
         from components.curation.dataset import build_dataset
         try:
             model_dir = _model_dir(model, cfg, arts, run_id)

@@ -13,8 +13,11 @@ MONGO_HINT = ("FiftyOne's bundled mongod needs OpenSSL 1.1 (Debian: run infra/en
 def quiet_fiftyone() -> None:
     """No telemetry, no MongoDB version chatter on the terminal (errors still surface)."""
     os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
-    logging.getLogger("fiftyone").setLevel(logging.WARNING)   # "Computing hardness..." and the like
+    os.environ.setdefault("FIFTYONE_LOGGING_LEVEL", "WARNING")   # "Computing hardness..." goes to stdout
     logging.getLogger("fiftyone.core.odm.database").setLevel(logging.ERROR)
+    import fiftyone as fo
+    import fiftyone.brain  # noqa: F401 - its loggers exist before their level is set
+    fo.core.logging.set_logging_level(logging.WARNING)
 
 
 def ensure_database() -> None:

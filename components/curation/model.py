@@ -34,30 +34,42 @@ def resolve_model(ref: str, registry_root: str | None = None) -> str:
 
 
 def _resolve_registry(ref: str, registry_root: str | None) -> str:
+    """`registry:<alias|vN|N>` through components.registry (the versioned registry of the pushes)."""
     try:
-        from components import registry as reg  # the versioned registry (components/registry/)
+        from components.registry.store import RegistryError, open_registry
     except ModuleNotFoundError:
         raise CurationError(f"--model {ref!r}: the model registry (components/registry) is not available in this "
                             "version; pass the path of a SavedModel instead") from None
-    for name in ("resolve", "resolve_ref", "resolve_reference", "model_path"):
-        fn = getattr(reg, name, None)
-        if callable(fn):
-            try:
-                out = fn(ref, registry_root) if registry_root is not None else fn(ref)
-            except TypeError:
-                out = fn(ref)
-            except Exception as e:  # noqa: BLE001 - the registry's own message, one line
-                raise CurationError(f"--model {ref!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") \
-                    from None
-            path = str(getattr(out, "path", out))
+    name = ref[len("registry:"):].strip() or "production"
+    if not registry_root:
+        raise CurationError(f"--model {ref!r}: no registry configured (config key `registry`)")
+    candidates = [registry_root] + ([os.path.join(registry_root, "vgg16_finetune")] if "://" not in registry_root
+                                    else [registry_root.rstrip("/") + "/vgg16_finetune"])
+    last: Exception | None = None
+    for location in candidates:
+        try:
+            reg = open_registry(location)
+            if not reg.versions():
+                continue
+            version = reg.resolve(name)
+            if hasattr(reg, "local_dir"):
+                path = str(reg.local_dir(version))
+            else:  # gs:// registry: a local copy under the cache
+                from components.curation.dataset import default_cache_dir
+                dest = os.path.join(os.path.dirname(default_cache_dir()), "models",
+                                    location.replace("://", "_").replace("/", "_"), version)
+                path = dest if os.path.isfile(os.path.join(dest, "saved_model.pb")) else str(reg.download(version, dest))
             return resolve_model(path)
-    raise CurationError(f"--model {ref!r}: components.registry has no resolve function; pass a SavedModel path")
+        except RegistryError as e:
+            last = e
+    raise CurationError(f"--model {ref!r}: " + (str(last) if last else f"no model versions in registry {registry_root!r}"))
 
 
 def model_threshold(model_dir: str) -> float | None:
-    """The calibrated decision threshold shipped with the model (assets.extra/*.json with a
-    top-level `threshold`), or None."""
-    for path in sorted(glob.glob(os.path.join(model_dir, "assets.extra", "*.json"))):
+    """The calibrated decision threshold shipped with the model (a registry version's model.json,
+    or assets.extra/*.json, with a top-level `threshold`), or None."""
+    for path in [os.path.join(model_dir, "model.json")] + sorted(glob.glob(os.path.join(model_dir, "assets.extra",
+                                                                                          "*.json"))):
         try:
             with open(path) as f:
                 data = json.load(f)

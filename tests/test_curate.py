@@ -1,0 +1,306 @@
+"""`synthdetect curate` on a real pipeline run (sample data plus duplicates and broken files), against
+the real mongod that fiftyone-db starts: dataset contents vs the ingest summary, predictions,
+evaluation, saved views, idempotent rebuilds, the feedback loop through ingestion, and the App
+loaded in headless Chromium (screenshot in test-artifacts/)."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from tests.conftest import REPO, SAMPLE
+
+pytestmark = pytest.mark.e2e
+os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+CLI = str(Path(sys.executable).parent / "synthdetect")
+ENV = {**os.environ, "FIFTYONE_DO_NOT_TRACK": "true", "TF_USE_LEGACY_KERAS": "1"}
+ARTIFACTS = REPO / "test-artifacts"
+TENCH = "real/imagenet/n01440764_tench.JPEG"
+
+
+def _cli(*args, cwd, timeout=900, env=None):
+    out = subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env or ENV)
+    assert out.returncode == 0, f"{args}: {out.stderr[-3000:]}"
+    assert "Traceback" not in out.stderr
+    return out
+
+
+def _make_data(root: Path) -> Path:
+    """data/sample plus an exact duplicate, a near duplicate (smaller re-encode), an empty file and a
+    file that is not an image, all listed in the folder's manifest."""
+    data = root / "data"
+    shutil.copytree(SAMPLE, data)
+    extra = data / "real" / "extra"
+    extra.mkdir()
+    shutil.copy(data / TENCH, extra / "tench_copy.JPEG")
+    with Image.open(data / TENCH) as im:
+        im.convert("RGB").resize((im.width * 9 // 10, im.height * 9 // 10), Image.LANCZOS).save(
+            extra / "tench_smaller.jpg", "JPEG", quality=90)
+    (extra / "empty.jpg").write_bytes(b"")
+    (extra / "notes.png").write_bytes(b"%PDF-1.4 not an image")
+    with open(data / "manifest.csv", "a") as f:
+        for name in ("tench_copy.JPEG", "tench_smaller.jpg", "empty.jpg", "notes.png"):
+            f.write(f"real/extra/{name},real,extra,,animals,,,,\n")
+    return data
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One pipeline run (32 px, 1 epoch) and its curated dataset (built through the CLI)."""
+    tmp = tmp_path_factory.mktemp("curate")
+    data = _make_data(tmp)
+    cfg = yaml.safe_load((REPO / "configs" / "local.yaml").read_text())
+    cfg.update(pipeline_root=str(tmp / "root"), metadata_path=str(tmp / "mlmd.sqlite"),
+               registry=str(tmp / "registry"),
+               thresholds={"min_accuracy": 0.0, "min_auc": 0.0, "min_accuracy_gain": -1.0, "min_auc_gain": -1.0})
+    cfg["data"]["input"] = str(data)
+    cfg["model"].update(image_size=32, epochs=1, batch_size=16, weights="none", deterministic=True)
+    cfg_path = tmp / "pipeline.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    t0 = time.time()
+    report = json.loads(_cli("run", "--config", str(cfg_path), "--json", cwd=tmp).stdout)
+    t_run = time.time() - t0
+    name = f"synthdetect-test-{uuid.uuid4().hex[:8]}"
+    t0 = time.time()
+    built = json.loads(_cli("curate", "--config", str(cfg_path), "--run", "latest", "--name", name, "--json",
+                            cwd=tmp).stdout)
+    print(f"pipeline run {t_run:.0f}s, curate {time.time() - t0:.0f}s")
+    import fiftyone as fo
+
+    from components.curation.app import ensure_database
+    ensure_database()
+    examples = report["artifacts"]["ImageExampleGen.examples"]
+    members = [json.loads(line) for line in Path(examples, "members.jsonl").read_text().splitlines()]
+    yield {"tmp": tmp, "cfg": cfg_path, "data": data, "report": report, "summary": report["ingest"],
+           "examples": examples, "members": members, "name": name, "built": built}
+    if fo.dataset_exists(name):
+        fo.load_dataset(name).delete()
+
+
+@pytest.fixture
+def ds(run):
+    import fiftyone as fo
+    return fo.load_dataset(run["name"])
+
+
+def test_one_sample_per_input_and_counts_equal_the_ingest_summary(run, ds):
+    s, members = run["summary"], run["members"]
+    assert s["inputs"] == 84 and s["accounted_for"]
+    assert s["exact_duplicates"] >= 1 and s["quarantined"] >= 2   # built into the data
+    assert len(ds) == s["inputs"] == s["written"] + s["exact_duplicates"] + s["near_duplicates"] + s["quarantined"]
+    assert ds.count_values("status") == {k: v for k, v in {
+        "written": s["written"], "exact_duplicate": s["exact_duplicates"],
+        "near_duplicate": s["near_duplicates"], "quarantined": s["quarantined"]}.items() if v}
+    assert ds.count_sample_tags().get("quarantined", 0) == s["quarantined"]
+    reasons = Counter(r for r, st in zip(*ds.values(["quarantine_reason", "status"])) if st == "quarantined")
+    assert dict(reasons) == s["quarantine_reasons"]
+    assert set(ds.values("path")) == {m["path"] for m in members}
+    # per-field counts equal members.jsonl (the ingestion's own per-file record)
+    for field, key in (("source", "source"), ("split", "split"), ("cluster_id", "cluster_id"),
+                       ("representative", "representative"), ("sha256", "sha256"), ("ground_truth.label", "label")):
+        assert Counter(ds.values(field)) == Counter(m[key] for m in members), field
+    written_by_split = Counter(sp for sp, st in zip(*ds.values(["split", "status"])) if st == "written")
+    assert written_by_split == Counter({k: sum(v.values()) for k, v in s["written_by_split"].items()})
+    # original format/size of every readable file; the duplicates point at their cluster's representative
+    readable = ds.match({"status": {"$ne": "quarantined"}})
+    assert None not in readable.values("orig_format") and None not in readable.values("orig_width")
+    reps = {m["cluster_id"] for m in members if m["representative"]}
+    for m in members:
+        if m["status"].endswith("_duplicate"):
+            assert m["cluster_id"] in reps
+    tench = ds.match({"path": str(run["data"] / TENCH)}).first()
+    assert tench.cluster_size >= 2 and tench.orig_format == "JPEG" and tench.status in ("written", "exact_duplicate")
+    cluster = ds.match({"cluster_id": tench.cluster_id})
+    assert len(cluster) == tench.cluster_size and cluster.values("representative").count(True) == 1
+    assert run["built"]["samples"] == len(ds) and ds.info["run_id"] == run["report"]["run_id"]
+
+
+def test_predictions_evaluation_hardness_uniqueness(run, ds):
+    s, thr = run["summary"], run["built"]["threshold"]
+    scored = ds.exists("prediction")
+    assert len(scored) == s["written"] + s["exact_duplicates"] + s["near_duplicates"] == run["built"]["predicted"]
+    assert ds.match({"status": "written"}).exists("prediction", False).values("path") == []
+    assert len(ds.match({"status": "quarantined"}).exists("prediction")) == 0
+    ps, labels, confs, gts, evals = scored.values(["p_synthesized", "prediction.label", "prediction.confidence",
+                                                    "ground_truth.label", "eval"])
+    for p, label, conf, gt, ev in zip(ps, labels, confs, gts, evals):
+        assert 0.0 <= p <= 1.0
+        assert label == ("synthesized" if p >= thr else "real")
+        assert conf == pytest.approx(p if label == "synthesized" else 1 - p)
+        assert ev == {(True, True): "TP", (False, True): "FP", (True, False): "FN",
+                      (False, False): "TN"}[(gt == "synthesized", label == "synthesized")]
+    n_fp, n_fn = Counter(evals)["FP"], Counter(evals)["FN"]
+    assert n_fp + n_fn > 0 or Counter(evals)["TP"] + Counter(evals)["TN"] == len(scored)
+    tags = ds.count_sample_tags()
+    assert tags.get("false_positive", 0) == n_fp and tags.get("false_negative", 0) == n_fn
+    assert "eval" in ds.list_evaluations()
+    assert None not in scored.values("hardness")
+    assert None not in scored.values("uniqueness") and max(scored.values("uniqueness")) == pytest.approx(1.0)
+    # written samples were scored on the stored TFRecord bytes: the same score as the model's signature
+    import tensorflow as tf
+
+    from components.curation.members import iter_written
+    model_dir = run["built"]["model"]
+    serve = tf.saved_model.load(model_dir).signatures["serving_images"]
+    rows = list(iter_written(run["examples"], with_image=True))[:3]
+    p = serve(images=tf.constant([r["image_raw"] for r in rows]))["p_synthesized"].numpy().ravel()
+    stored = dict(zip(*ds.values(["path", "p_synthesized"])))
+    assert [stored[r["path"]] for r in rows] == pytest.approx(p.tolist(), abs=1e-5)
+
+
+def test_saved_views(run, ds):
+    from fiftyone import ViewField as F
+    s, thr, margin = run["summary"], run["built"]["threshold"], 0.1
+    assert set(ds.list_saved_views()) == {"false_positives", "false_negatives", "uncertain", "duplicates",
+                                          "quarantined", "by_source"}
+    views = run["built"]["views"]
+    evals = Counter(ds.values("eval"))
+    assert views["false_positives"] == evals["FP"] and views["false_negatives"] == evals["FN"]
+    assert set(ds.load_saved_view("false_positives").values("eval")) <= {"FP"}
+    assert views["uncertain"] == sum(1 for p in ds.values("p_synthesized") if p is not None and abs(p - thr) < margin)
+    assert views["quarantined"] == s["quarantined"] > 0
+    assert set(ds.load_saved_view("quarantined").values("status")) == {"quarantined"}
+    n_dups = s["exact_duplicates"] + s["near_duplicates"]
+    clusters = Counter(m["cluster_id"] for m in run["members"] if m["cluster_id"])
+    assert views["duplicates"] == sum(n for n in clusters.values() if n > 1) >= n_dups + 1 > 1
+    grouped = ds.load_saved_view("duplicates")
+    assert grouped._is_dynamic_groups and len(grouped) == sum(1 for n in clusters.values() if n > 1)
+    assert views["by_source"] == len(ds)
+    assert len(ds.load_saved_view("by_source")) == len(set(ds.values("source")))
+    assert len(ds.match(F("cluster_size") > 1).match(F("representative"))) == len(grouped)
+
+
+def test_rebuild_is_idempotent_and_keeps_curator_tags(run, ds):
+    from components.curation.dataset import build_dataset
+    paths = sorted(ds.match({"status": "written"}).values("path"))
+    ds.match({"path": paths[0]}).tag_samples("exclude")
+    ds.match({"path": paths[1]}).tag_samples("relabel:synthesized")
+    before = {"n": len(ds), "ids": sorted(ds.values("id")), "tags": ds.count_sample_tags(),
+              "status": ds.count_values("status"), "eval": ds.count_values("eval")}
+    res = build_dataset(run["name"], run["built"]["run_id"], run["examples"], model_dir=run["built"]["model"])
+    ds.reload()
+    after = {"n": len(ds), "ids": sorted(ds.values("id")), "tags": ds.count_sample_tags(),
+             "status": ds.count_values("status"), "eval": ds.count_values("eval")}
+    assert after == before and res.views == run["built"]["views"]
+    ds.untag_samples(["exclude", "relabel:synthesized"])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _chromium() -> str:
+    out = subprocess.run([str(REPO / "infra" / "ensure_chromium.sh")], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, f"no headless Chromium: {out.stderr.strip()[-500:]}"
+    return out.stdout.strip().splitlines()[-1]
+
+
+def _browser(chromium: str, profile: Path, *args: str, url: str) -> subprocess.CompletedProcess:
+    return subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                           "--disable-component-update", "--disable-quic", "--no-first-run", "--disable-sync",
+                           "--hide-scrollbars", f"--user-data-dir={profile}", "--window-size=1400,900",
+                           "--virtual-time-budget=20000", *args, url],
+                          capture_output=True, text=True, timeout=180)
+
+
+def test_app_serves_the_dataset_on_localhost_in_a_real_browser(run, ds):
+    import re
+
+    import psutil
+    chromium = _chromium()
+    port = _free_port()
+    app = subprocess.Popen([CLI, "curate", "--config", str(run["cfg"]), "--name", run["name"], "--launch",
+                            "--port", str(port)], cwd=run["tmp"], env=ENV, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            assert app.poll() is None, app.stderr.read()[-3000:]
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(1)
+        else:
+            pytest.fail("the App did not start listening within 240 s")
+        listening = [c for c in psutil.net_connections("tcp") if c.status == "LISTEN" and c.laddr.port == port]
+        assert listening and {c.laddr.ip for c in listening} == {"127.0.0.1"}   # localhost only by default
+        url = f"http://127.0.0.1:{port}/datasets/{run['name']}"
+        text = ""
+        for attempt in range(3):   # the App fetches the dataset after the first paint
+            dom = _browser(chromium, run["tmp"] / f"chrome-dom-{attempt}", "--dump-dom", url=url)
+            text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style).*?</\1>", " ", dom.stdout,
+                                                                       flags=re.S)))
+            if f"{len(ds)} samples" in text:
+                break
+            time.sleep(5)
+        assert run["name"] in text, text[:2000]
+        assert f"{len(ds)} samples" in text, text[:2000]
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / "curate-app.png"
+        shot.unlink(missing_ok=True)
+        _browser(chromium, run["tmp"] / "chrome-shot", f"--screenshot={shot}", url=url)
+        assert shot.is_file() and shot.stat().st_size > 20_000
+        with Image.open(shot) as im:
+            assert im.size == (1400, 900)
+    finally:
+        app.send_signal(signal.SIGTERM)
+        try:
+            app.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(app.pid, signal.SIGKILL)
+            app.wait()
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, "the App server outlived the command"
+
+
+def test_feedback_loop_exclude_and_relabel_reach_the_next_ingestion(run, ds):
+    src = Path(REPO, "components", "ingest", "images.py").read_text()
+    if "curator_excluded" not in src:
+        pytest.skip("ingestion does not support ingest.feedback yet")
+    singles = ds.match({"status": "written", "cluster_size": 1})   # a relabel inside a cluster is a label conflict
+    written = sorted(singles.values("path"))
+    excluded = written[2]
+    real = sorted(singles.match({"ground_truth.label": "real"}).values("path"))
+    relabeled = next(p for p in real if p != excluded)
+    ds.match({"path": excluded}).tag_samples("exclude")
+    ds.match({"path": relabeled}).tag_samples("relabel:synthesized")
+    fb = run["tmp"] / "feedback.jsonl"
+    out = _cli("curate", "--config", str(run["cfg"]), "export-feedback", "--name", run["name"], "--out", str(fb),
+               cwd=run["tmp"]).stdout
+    assert "1 exclude, 1 relabel" in out
+    assert [json.loads(line) for line in fb.read_text().splitlines()] == sorted(
+        [{"path": excluded, "action": "exclude"}, {"path": relabeled, "action": "relabel", "label": "synthesized"}],
+        key=lambda r: r["path"])
+    # the next ingestion honours it
+    out_dir = run["tmp"] / "ingest2"
+    _cli("ingest", "--input", str(run["data"]), "--output", str(out_dir), "--config", str(run["cfg"]),
+         "--set", f"ingest.feedback={fb}", "--beam-arg=--direct_running_mode=in_memory",
+         "--beam-arg=--direct_num_workers=1", cwd=run["tmp"])
+    summary = json.loads((out_dir / "ingest_summary.json").read_text())
+    members = {m["path"]: m for m in map(json.loads, (out_dir / "members.jsonl").read_text().splitlines())}
+    assert summary["inputs"] == run["summary"]["inputs"] and summary["accounted_for"]
+    assert summary["inputs"] == summary["written"] + summary["exact_duplicates"] + summary["near_duplicates"] \
+        + summary["quarantined"]
+    assert members[excluded]["status"] == "quarantined" and members[excluded]["reason"] == "curator_excluded"
+    assert summary["quarantine_reasons"].get("curator_excluded") == 1
+    assert members[relabeled]["label"] == "synthesized"
+    # curating that ingestion output keeps the curators' tags on the same samples
+    _cli("curate", "--config", str(run["cfg"]), "--examples", str(out_dir), "--name", run["name"], cwd=run["tmp"])
+    ds.reload()
+    s = ds.match({"path": excluded}).first()
+    assert "exclude" in s.tags and "quarantined" in s.tags and s.quarantine_reason == "curator_excluded"
+    r = ds.match({"path": relabeled}).first()
+    assert r.ground_truth.label == "synthesized" and "relabel:synthesized" in r.tags
+    assert len(ds) == summary["inputs"]
