@@ -133,25 +133,24 @@ def runs(ctx: click.Context, config: str, sets: tuple[str, ...], as_json: bool) 
     if not summaries:
         console.print(f"no runs of {cfg.pipeline_name!r} in {cfg.metadata_path}")
         return
-    from rich.table import Table
-    table = Table(title=f"runs of {cfg.pipeline_name} ({cfg.metadata_path})")
-    for col in ("run", "start", "end", "status", "components", "data fingerprint", "blessed", "pushed"):
-        table.add_column(col, overflow="fold")
+    # one line per run (greppable; no table folding on narrow terminals), then what did not finish
+    click.echo(f"runs of {cfg.pipeline_name} in {cfg.metadata_path} (newest first)")
     for s in summaries:
-        comps = " ".join(f"{n}:{_short_state(st)}" for n, st in s.components.items())
-        table.add_row(s.run_id, s.start or "", s.end or "", s.status, comps,
-                      (s.data_fingerprint or "-")[:19], _yes_no(s.blessed),
-                      s.pushed_version or "not pushed")
-    console.print(table)
+        states = list(s.components.values())
+        done = sum(st in ("complete", "cached") for st in states)
+        end = (s.end or "…")
+        if s.start and s.end and s.start[:10] == s.end[:10]:
+            end = s.end[11:]
+        click.echo(f"{s.run_id}  {s.start or '?'} -> {end}  {s.status:<10}  {done}/{len(states)} components  "
+                   f"data {(s.data_fingerprint or 'sha256:?')[:19]}  {_blessed_word(s.blessed)}  "
+                   f"{'pushed ' + s.pushed_version if s.pushed_version else 'not pushed'}")
+        other = [f"{n}: {st}" for n, st in s.components.items() if st not in ("complete", "cached")]
+        if other:
+            click.echo("    " + "; ".join(other))
 
 
-def _short_state(state: str) -> str:
-    return {"complete": "ok", "cached": "cached", "failed": "FAILED", "running": "running",
-            "not run": "-"}.get(state, state)
-
-
-def _yes_no(blessed: bool | None) -> str:
-    return "-" if blessed is None else ("yes" if blessed else "no")
+def _blessed_word(blessed: bool | None) -> str:
+    return "not evaluated" if blessed is None else ("blessed" if blessed else "not blessed")
 
 
 @runs.command("show")
@@ -171,28 +170,28 @@ def runs_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
         click.echo(to_json(lin))
         return
     d, ev, reg = lin["data"], lin["evaluation"], lin["registry"]
-    console.print(f"[bold]run {lin['run_id']}[/]: {lin['status']} ({lin['start']} -> {lin['end'] or '…'})")
-    console.print(f"data:       {d['examples']}")
-    console.print(f"  ingest summary {d['ingest_summary']} ({d['fingerprint']})")
+    click.echo(f"run {lin['run_id']}: {lin['status']} ({lin['start']} -> {lin['end'] or '…'})")
+    click.echo(f"data:       {d['examples']}")
+    click.echo(f"  ingest summary {d['ingest_summary']} ({d['fingerprint']})")
     if d["ingest"]:
         i = d["ingest"]
-        console.print(f"  {i.get('inputs')} inputs -> {i.get('written')} written, {i.get('quarantined')} quarantined")
+        click.echo(f"  {i.get('inputs')} inputs -> {i.get('written')} written, {i.get('quarantined')} quarantined")
     for m in lin["models"]:
-        console.print(f"model:      {m['component']}: {m['uri']}")
+        click.echo(f"model:      {m['component']}: {m['uri']}")
     for a in ev["artifacts"]:
-        console.print(f"evaluation: {a['component']}: {a['uri']}")
+        click.echo(f"evaluation: {a['component']}: {a['uri']}")
     for model, values in ev["metrics"].items():
-        console.print(f"  {model}: " + ", ".join(f"{k}={v:.3f}" for k, v in sorted(values.items())
+        click.echo(f"  {model}: " + ", ".join(f"{k}={v:.3f}" for k, v in sorted(values.items())
                                                  if k != "example_count"))
     for b in ev["blessings"]:
-        console.print(f"blessing:   {b['component']}: {'BLESSED' if b['blessed'] else 'not blessed'} ({b['uri']})")
+        click.echo(f"blessing:   {b['component']}: {'BLESSED' if b['blessed'] else 'not blessed'} ({b['uri']})")
     for r in ev["reasons"]:
-        console.print(f"  {r}")
-    console.print(f"registry:   version {reg['version']} at {reg['destination']}" if reg["pushed"]
-                  else "registry:   not pushed")
-    console.print("steps:")
+        click.echo(f"  {r}")
+    click.echo(f"registry:   version {reg['version']} at {reg['destination']}" if reg["pushed"]
+                else "registry:   not pushed")
+    click.echo("steps:")
     for s in lin["steps"]:
-        console.print(f"  {s['component']} [{s['state']}] <- {', '.join(s['inputs']) or '(sources)'}")
+        click.echo(f"  {s['component']} ({s['state']}) <- {', '.join(s['inputs']) or '(sources)'}")
 
 
 # ------------------------------------------------------------------------------- run --runner

@@ -1,0 +1,94 @@
+"""`synthdetect runs` and `runs show` after one real local run (32 px, 1 epoch, on data/sample)."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, SAMPLE
+
+pytestmark = pytest.mark.e2e
+CLI = str(Path(sys.executable).parent / "synthdetect")
+COMPONENTS = ("ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
+              "Trainer_vgg16_finetune", "Trainer_baseline", "Evaluator")
+
+
+def _cli(*args, cwd):
+    return subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, timeout=900, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("runs")
+    cfg = yaml.safe_load((REPO / "configs" / "local.yaml").read_text())
+    cfg.update(pipeline_root=str(tmp / "root"), metadata_path=str(tmp / "mlmd.sqlite"),
+               registry=str(tmp / "registry"),
+               thresholds={"min_accuracy": 0.0, "min_auc": 0.0, "min_accuracy_gain": -1.0, "min_auc_gain": -1.0,
+                           "max_robustness_drop": 1.0})
+    cfg["data"]["input"] = str(SAMPLE)
+    cfg["model"].update(image_size=32, epochs=1, batch_size=16, weights="none", deterministic=True)
+    path = tmp / "runs.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = _cli("run", "--runner", "local", "--config", path, "--json", cwd=tmp)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return tmp, path, json.loads(out.stdout)
+
+
+def test_runs_lists_the_run_with_status_fingerprint_and_pushed_version(local_run):
+    tmp, path, report = local_run
+    out = _cli("runs", "--config", path, "--json", cwd=tmp)
+    assert out.returncode == 0, out.stderr[-2000:]
+    (run,) = json.loads(out.stdout)
+    assert run["run_id"] == report["run_id"]
+    assert run["status"] == "complete" and run["start"] and run["end"] and run["start"] <= run["end"]
+    for c in COMPONENTS:
+        assert run["components"][c] == "complete", c
+    summary = Path(report["artifacts"]["ImageExampleGen.examples"], "ingest_summary.json").read_bytes()
+    assert run["data_fingerprint"] == "sha256:" + hashlib.sha256(summary).hexdigest()
+    assert run["blessed"] is True == report["blessed"]
+    assert report["pushed_to"] and run["pushed_to"] == report["pushed_to"]
+    assert run["pushed_version"] and run["pushed_version"] == (report.get("pushed_version")
+                                                               or os.path.basename(report["pushed_to"]))
+    # the table a person reads
+    out = _cli("runs", "--config", path, cwd=tmp)
+    assert out.returncode == 0 and "Traceback" not in out.stderr
+    text = " ".join(out.stdout.split())
+    assert report["run_id"] in text and "complete" in text and run["pushed_version"] in text
+
+
+def test_runs_show_gives_the_lineage(local_run):
+    tmp, path, report = local_run
+    out = _cli("runs", "--config", path, "show", report["run_id"], "--json", cwd=tmp)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lin = json.loads(out.stdout)
+    examples = report["artifacts"]["ImageExampleGen.examples"]
+    assert lin["data"]["examples"] == examples
+    assert lin["data"]["ingest_summary"] == os.path.join(examples, "ingest_summary.json")
+    assert lin["data"]["ingest"]["written"] == report["ingest"]["written"]
+    assert {m["component"]: m["uri"] for m in lin["models"]} == {
+        "Trainer_vgg16_finetune": report["artifacts"]["Trainer_vgg16_finetune.model"],
+        "Trainer_baseline": report["artifacts"]["Trainer_baseline.model"]}
+    assert [a["uri"] for a in lin["evaluation"]["artifacts"]] == [report["artifacts"]["Evaluator.evaluation"]]
+    assert set(lin["evaluation"]["metrics"]) == {"candidate", "baseline"}
+    assert lin["evaluation"]["blessed"] is True
+    assert lin["registry"] == {"pushed": True, "version": lin["registry"]["version"],
+                               "destination": report["pushed_to"]} and lin["registry"]["version"]
+    steps = {s["component"]: s for s in lin["steps"]}
+    assert "ImageExampleGen.examples" in steps["StatisticsGen"]["inputs"]
+    assert "Trainer_vgg16_finetune.model" in steps["Evaluator"]["inputs"]
+    out = _cli("runs", "--config", path, "show", report["run_id"], cwd=tmp)
+    assert out.returncode == 0 and f"run {report['run_id']}: complete" in out.stdout
+    assert "registry:   version" in out.stdout
+
+
+def test_unknown_run_and_missing_database_are_one_line(local_run, tmp_path):
+    tmp, path, _ = local_run
+    out = _cli("runs", "--config", path, "show", "no-such-run", cwd=tmp)
+    assert out.returncode != 0 and len(out.stderr.strip().splitlines()) == 1
+    assert out.stderr.startswith("error: run 'no-such-run' not found")
+    out = _cli("runs", "--config", path, "--set", f"metadata_path={tmp_path / 'none.sqlite'}", cwd=tmp)
+    assert out.returncode != 0 and out.stderr.startswith("error: no ML Metadata database")
