@@ -5,7 +5,6 @@ Shared by the release check (robustness, calibration) and `synthdetect predict`,
 exactly as a client of the SavedModel would."""
 from __future__ import annotations
 
-import glob
 import os
 from typing import Callable, Iterable, Sequence
 
@@ -63,7 +62,7 @@ def score_batched(score: Callable[[Sequence[bytes]], np.ndarray], images: Sequen
 
 def read_split(examples_uri: str, split: str = "eval") -> tuple[list[bytes], np.ndarray, list[dict]]:
     """(encoded images, labels 0/1, metadata dicts) of one split of an ExampleGen artifact."""
-    files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
+    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
     if not files:
         raise FileNotFoundError(f"no TFRecords for split {split!r} under {examples_uri}")
     images, labels, meta = [], [], []

@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from typing import Any
 
+import tensorflow as tf
 from absl import logging
 from tfx import types
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
@@ -32,19 +34,19 @@ CALIBRATION = "assets.extra/calibration.json"
 
 
 def data_fingerprint(examples_uri: str) -> str:
-    with open(os.path.join(examples_uri, INGEST_SUMMARY), "rb") as f:
+    with tf.io.gfile.GFile(os.path.join(examples_uri, INGEST_SUMMARY), "rb") as f:
         return "sha256:" + hashlib.sha256(f.read()).hexdigest()
 
 
 def model_metadata(*, model_dir: str, check: dict, examples_uri: str, run_id: str | None, pipeline_name: str,
                    model_name: str, ingest: dict, source_model_uri: str) -> dict:
     """model.json (without "version", which the registry adds when it commits)."""
-    with open(os.path.join(examples_uri, INGEST_SUMMARY)) as f:
+    with tf.io.gfile.GFile(os.path.join(examples_uri, INGEST_SUMMARY)) as f:
         summary = json.load(f)
     history_path = os.path.join(model_dir, HISTORY)
     training = {}
-    if os.path.exists(history_path):
-        with open(history_path) as f:
+    if tf.io.gfile.exists(history_path):
+        with tf.io.gfile.GFile(history_path) as f:
             training = json.load(f).get("config", {})
     calib = check["calibration"]["candidate"]
     return json_safe({
@@ -64,6 +66,18 @@ def model_metadata(*, model_dir: str, check: dict, examples_uri: str, run_id: st
                     "ingest": ingest, "image_size": training.get("image_size")},
         "training": training,
     })
+
+
+def _local_copy(model_dir: str, tmp: str) -> str:
+    """The registries copy from a local directory; a gs:// model artifact (Vertex runs) is fetched."""
+    if not model_dir.startswith("gs://"):
+        return model_dir
+    for root, _, files in tf.io.gfile.walk(model_dir):
+        rel = os.path.relpath(root, model_dir) if root != model_dir else ""
+        tf.io.gfile.makedirs(os.path.join(tmp, rel))
+        for name in files:
+            tf.io.gfile.copy(os.path.join(root, name), os.path.join(tmp, rel, name), overwrite=True)
+    return tmp
 
 
 class RegistryPusherSpec(types.ComponentSpec):
@@ -103,18 +117,20 @@ class RegistryPusherExecutor(base_executor.BaseExecutor):
                               ingest=json.loads(exec_properties["ingest_json"]), source_model_uri=model.uri)
         extra = {CALIBRATION: json.dumps(meta["calibration"], indent=2)}
         location = exec_properties["registry"]
-        if vertex.is_vertex(location):
-            version, resource = vertex.push(location, model_dir, meta, extra_files=extra)
-            destination = f"{vertex.parse_target(location).artifacts}/{version}"
-            pushed.set_string_custom_property("vertex_model", resource)
-        else:
-            version = open_registry(location).push(model_dir, meta, aliases=DEFAULT_ALIASES, extra_files=extra)
-            destination = f"{location.rstrip('/')}/{version}"
+        with tempfile.TemporaryDirectory(prefix="synthdetect-push-") as tmp:
+            src = _local_copy(model_dir, tmp)
+            if vertex.is_vertex(location):
+                version, resource = vertex.push(location, src, meta, extra_files=extra)
+                destination = f"{vertex.parse_target(location).artifacts}/{version}"
+                pushed.set_string_custom_property("vertex_model", resource)
+            else:
+                version = open_registry(location).push(src, meta, aliases=DEFAULT_ALIASES, extra_files=extra)
+                destination = f"{location.rstrip('/')}/{version}"
         logging.info("pushed %s to %s", model.uri, destination)
         pushed.set_int_custom_property("pushed", 1)
         pushed.set_string_custom_property("pushed_destination", destination)
         pushed.set_string_custom_property("pushed_version", version)
-        with open(os.path.join(pushed.uri, "push.json"), "w") as f:
+        with tf.io.gfile.GFile(os.path.join(pushed.uri, "push.json"), "w") as f:
             json.dump({"destination": destination, "version": version}, f)
 
 

@@ -19,6 +19,7 @@ import os
 import time
 
 import numpy as np
+import tensorflow as tf
 
 from components.evaluator import calibration as cal
 from components.evaluator import results as tfma_results
@@ -106,17 +107,18 @@ def run_release_check(examples_uri: str, candidate_dir: str, baseline_dir: str, 
     }
     scores[CANDIDATE] = {"clean": clean[CANDIDATE].tolist(), **{k: v.tolist() for k, v in perturbed.items()}}
     scores[BASELINE] = {"clean": clean[BASELINE].tolist()}
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, CHECK_FILE), "w") as f:
+    tf.io.gfile.makedirs(out_dir)  # artifact IO through gfile: local paths and gs:// alike
+    with tf.io.gfile.GFile(os.path.join(out_dir, CHECK_FILE), "w") as f:
         json.dump(cal.json_safe(result), f, indent=2, allow_nan=False)
-    with open(os.path.join(out_dir, SCORES_FILE), "w") as f:
+    with tf.io.gfile.GFile(os.path.join(out_dir, SCORES_FILE), "w") as f:
         json.dump(cal.json_safe({"labels": labels.tolist(), "examples": meta, "scores": scores}), f)
     return cal.json_safe(result)
 
 
 def load_check(uri: str) -> dict | None:
+    import tensorflow as tf
     path = os.path.join(uri, CHECK_FILE)
-    if not os.path.exists(path):
+    if not tf.io.gfile.exists(path):
         return None
-    with open(path) as f:
+    with tf.io.gfile.GFile(path) as f:
         return json.load(f)

@@ -2,6 +2,7 @@
 
 import json
 
+import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.types import artifact as tfx_artifact
 from tfx.types import standard_artifacts
@@ -38,5 +39,5 @@ def ReleaseCheck(
     # what TFX's own Evaluator sets, so LatestBlessedModelStrategy resolvers understand this blessing
     blessing.set_string_custom_property("current_model", model.uri)
     blessing.set_int_custom_property("current_model_id", model.id)
-    with open(f"{blessing.uri}/{'BLESSED' if blessed else 'NOT_BLESSED'}", "w") as f:
+    with tf.io.gfile.GFile(f"{blessing.uri}/{'BLESSED' if blessed else 'NOT_BLESSED'}", "w") as f:
         f.write("\n".join(result["reasons"]) + "\n")
