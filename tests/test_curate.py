@@ -65,6 +65,9 @@ def run(tmp_path_factory):
                thresholds={"min_accuracy": 0.0, "min_auc": 0.0, "min_accuracy_gain": -1.0, "min_auc_gain": -1.0})
     cfg["data"]["input"] = str(data)
     cfg["model"].update(image_size=32, epochs=1, batch_size=16, weights="none", deterministic=True)
+    from schemas.config import ModelConfig
+    if "augment" in ModelConfig.model_fields:   # not under test here; keeps the run small
+        cfg["model"]["augment"] = False
     cfg_path = tmp / "pipeline.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     t0 = time.time()
@@ -156,6 +159,20 @@ def test_predictions_evaluation_hardness_uniqueness(run, ds):
     p = serve(images=tf.constant([r["image_raw"] for r in rows]))["p_synthesized"].numpy().ravel()
     stored = dict(zip(*ds.values(["path", "p_synthesized"])))
     assert [stored[r["path"]] for r in rows] == pytest.approx(p.tolist(), abs=1e-5)
+
+
+def test_registry_reference_resolves_with_its_calibrated_threshold(run):
+    from components.curation.members import CurationError
+    from components.curation.model import model_threshold, resolve_model
+    registry = Path(yaml.safe_load(run["cfg"].read_text())["registry"])
+    if not run["report"].get("pushed_to"):
+        pytest.skip("the run pushed no model (not blessed)")
+    path = resolve_model("registry:production", str(registry))
+    assert (Path(path) / "saved_model.pb").is_file() and Path(path).parent == registry
+    meta = json.loads((Path(path) / "model.json").read_text())
+    assert model_threshold(path) == pytest.approx(meta["threshold"])
+    with pytest.raises(CurationError, match="v99"):
+        resolve_model("registry:v99", str(registry))
 
 
 def test_saved_views(run, ds):
