@@ -237,6 +237,25 @@ def _plots(check: dict, histories: dict, out: str) -> dict[str, str]:
     return files
 
 
+def _one_class_slices(check_uri: str) -> set[str]:
+    """Slice names ("source=x") whose eval examples are all of one label (from scores.json)."""
+    import tensorflow as tf
+
+    from components.evaluator.eval_config import SLICE_FEATURES
+    from components.robustness.check import SCORES_FILE
+    path = os.path.join(check_uri, SCORES_FILE)
+    if not tf.io.gfile.exists(path):
+        return set()
+    with tf.io.gfile.GFile(path) as f:
+        scores = json.load(f)
+    classes: dict[str, set[int]] = {}
+    for meta, label in zip(scores["examples"], scores["labels"]):
+        for key in SLICE_FEATURES:
+            if key in meta:
+                classes.setdefault(f"{key}={meta[key]}", set()).add(label)
+    return {name for name, labels in classes.items() if len(labels) == 1}
+
+
 def write_markdown_report(rep: RunReport, out_dir: str) -> str:
     """`synthdetect report --out DIR`: report.md + PNGs (paper tables 1-2 and figs 2-3, calibration,
     slices, robustness, blessing). Returns the Markdown path."""
@@ -305,10 +324,15 @@ def write_markdown_report(rep: RunReport, out_dir: str) -> str:
            "## Slices (TFMA)", "", "| slice | n | candidate accuracy | candidate AUC | baseline accuracy | baseline AUC |",
            "|---|---|---|---|---|---|"]
     base_rows = {r["slice"]: r for r in check["tfma"]["slices"].get("baseline", [])}
+    one_class = _one_class_slices(check_uri)
     for r in check["tfma"]["slices"].get("candidate", []):
         b = base_rows.get(r["slice"], {})
-        md.append(f"| {r['slice']} | {_fmt(r.get('example_count'), 0)} | {_fmt(r.get('binary_accuracy'))} | "
-                  f"{_fmt(r.get('auc'))} | {_fmt(b.get('binary_accuracy'))} | {_fmt(b.get('auc'))} |")
+
+        def auc(row: dict) -> str:  # TFMA reports 0 for a slice holding one class: undefined, not 0
+            return "n/a (one class)" if r["slice"] in one_class else _fmt(row.get("auc"))
+        name = r["slice"] + ("(none)" if r["slice"].endswith("=") else "")
+        md.append(f"| {name} | {_fmt(r.get('example_count'), 0)} | {_fmt(r.get('binary_accuracy'))} | "
+                  f"{auc(r)} | {_fmt(b.get('binary_accuracy'))} | {auc(b)} |")
     rob = check["robustness"]
     md += ["", "## Robustness (candidate)", "",
            "| perturbation | accuracy | drop | accuracy at threshold | TPR at threshold | FPR at threshold | AUC | gate |",
