@@ -286,7 +286,8 @@ class GcsRegistry(_Base):
         dest = Path(dest)
         if (dest / MODEL_JSON).is_file():
             return dest
-        tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=dest.parent if dest.parent.exists() else None))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=dest.parent))  # same filesystem: rename works
         base = self._key(f"{version}/")
         for blob in self.client.list_blobs(self.bucket, prefix=base):
             rel = blob.name[len(base):]
@@ -294,11 +295,12 @@ class GcsRegistry(_Base):
                 continue
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             blob.download_to_filename(str(tmp / rel))
-        dest.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(tmp, dest)
-        except OSError:  # a concurrent download won
+        except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
+            if not (dest / MODEL_JSON).is_file():  # not a concurrent download that won: a real failure
+                raise
         return dest
 
     def _update_aliases(self, change: Callable[[dict], dict]) -> None:

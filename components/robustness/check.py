@@ -36,10 +36,9 @@ def robustness(labels: np.ndarray, clean: np.ndarray, perturbed: dict[str, np.nd
                max_drop: float) -> dict:
     """Accuracy at 0.5 and at the calibrated threshold, AUC and the drop vs clean, per perturbation."""
     def row(scores: np.ndarray) -> dict:
-        return {"accuracy": cal.rates(labels, scores, 0.5)["accuracy"],
-                "accuracy_at_threshold": cal.rates(labels, scores, threshold)["accuracy"],
-                "tpr_at_threshold": cal.rates(labels, scores, threshold)["tpr"],
-                "fpr_at_threshold": cal.rates(labels, scores, threshold)["fpr"],
+        at_t = cal.rates(labels, scores, threshold)
+        return {"accuracy": cal.rates(labels, scores, 0.5)["accuracy"], "accuracy_at_threshold": at_t["accuracy"],
+                "tpr_at_threshold": at_t["tpr"], "fpr_at_threshold": at_t["fpr"],
                 "auc": cal.roc_curve(labels, scores)["auc"]}
     base = row(clean)
     rows = {}
