@@ -17,13 +17,32 @@ def test_paper_architecture_all_layers_trainable():
     names = [l.name for l in m.layers]
     assert names[-4:] == ["flatten", "dense_relu", "dropout", "p_synthesized"]
     assert sum(isinstance(l, keras.layers.Conv2D) for l in m.layers) == 13
+    assert sum(isinstance(l, keras.layers.MaxPooling2D) for l in m.layers) == 5
     assert all(l.trainable for l in m.layers)
+    assert len(m.trainable_weights) == len(m.weights)
     assert m.get_layer("dense_relu").units == 16 and m.get_layer("dense_relu").activation.__name__ == "relu"
     assert m.get_layer("dropout").rate == pytest.approx(0.1)
     assert m.get_layer("p_synthesized").activation.__name__ == "sigmoid"
     assert isinstance(m.optimizer, keras.optimizers.Adam)
     assert isinstance(m.loss, keras.losses.BinaryCrossentropy)
     assert m.output_shape == (None, 1)
+
+
+def test_options_beyond_the_paper():
+    m = build_model(SIZE, l2=1e-3, label_smoothing=0.1, lr_schedule="cosine", decay_steps=10)
+    assert m.get_layer("dense_relu").kernel_regularizer is not None and len(m.losses) == 2
+    assert m.loss.get_config()["label_smoothing"] == pytest.approx(0.1)
+    assert m.optimizer.get_config()["learning_rate"]["class_name"] == "CosineDecay"
+
+
+def test_mixed_precision_keeps_float32_output():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        m = build_model(SIZE)
+        assert m.get_layer("block1_conv1").compute_dtype == "float16"
+        assert m.get_layer("p_synthesized").compute_dtype == "float32" and m.output.dtype == tf.float32
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
 
 
 def _conv_weights(m):

@@ -70,19 +70,28 @@ def load_vgg16_weights(base: keras.Model, path: str) -> int:
 
 
 def build_model(image_size: int, weights: str = "none", dense_units: int = 16, dropout: float = 0.1,
-                learning_rate: float = 1e-4) -> keras.Model:
+                learning_rate: float = 1e-4, l2: float = 0.0, label_smoothing: float = 0.0,
+                lr_schedule: str = "constant", decay_steps: int | None = None, xla: bool = False) -> keras.Model:
+    """The paper's network. `l2`, `label_smoothing`, `lr_schedule` are options beyond the paper (off
+    by default). Under a mixed-precision policy the output layer stays float32."""
     base = keras.applications.VGG16(include_top=False, weights=None, input_shape=(image_size, image_size, 3))
     if weights == "imagenet":
         load_vgg16_weights(base, fetch_imagenet_weights())
     elif weights not in ("none", "", None):
         load_vgg16_weights(base, weights)
     base.trainable = True  # the paper unfreezes every layer
+    reg = keras.regularizers.l2(l2) if l2 else None
     x = keras.layers.Flatten(name="flatten")(base.output)
-    x = keras.layers.Dense(dense_units, activation="relu", name="dense_relu")(x)
+    x = keras.layers.Dense(dense_units, activation="relu", kernel_regularizer=reg, name="dense_relu")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
-    out = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="p_synthesized")(x)
+    out = keras.layers.Dense(1, activation="sigmoid", dtype="float32", kernel_regularizer=reg,
+                             name="p_synthesized")(x)
     model = keras.Model(base.input, out, name="vgg16_synthdetect")
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss=keras.losses.BinaryCrossentropy(),
-                  metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")])
+    lr = learning_rate
+    if lr_schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, decay_steps or 1000))
+    model.compile(optimizer=keras.optimizers.Adam(lr),
+                  loss=keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing),
+                  metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
+                  jit_compile=xla)
     return model

@@ -23,7 +23,10 @@ HISTORY_FILE = "training_history.json"
 
 
 def make_dataset(file_patterns, feature_spec: dict, image_size: int, batch_size: int,
-                 shuffle: bool, seed: int, deterministic: bool = False) -> tf.data.Dataset:
+                 shuffle: bool, seed: int, deterministic: bool = False,
+                 augment_prob: float | None = None) -> tf.data.Dataset:
+    """GZIP TFRecords -> (VGG16 input, label) batches: parallel interleave and map, AUTOTUNE,
+    prefetch. `augment_prob` (training only) turns on the shortcut augmentation."""
     files = tf.io.gfile.glob(file_patterns) if isinstance(file_patterns, str) else \
         [f for p in file_patterns for f in tf.io.gfile.glob(p)]
     if not files:
@@ -39,7 +42,7 @@ def make_dataset(file_patterns, feature_spec: dict, image_size: int, batch_size:
 
     def parse(serialized):
         feats = tf.io.parse_example(serialized, spec)
-        images = decode_images(feats[IMAGE_KEY], image_size)
+        images = decode_images(feats[IMAGE_KEY], image_size, augment_prob)
         labels = tf.cast(tf.reshape(feats[LABEL_KEY], [-1, 1]), tf.float32)
         return images, labels
 
@@ -68,6 +71,18 @@ def _signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutput, 
             "serving_images": serve_images.get_concrete_function()}
 
 
+def make_strategy(name: str, tpu_address: str | None = None) -> tf.distribute.Strategy:
+    """default: CPU or one GPU; mirrored: all local GPUs; tpu: TPUStrategy on `tpu_address`."""
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address or "")
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    return tf.distribute.get_strategy()
+
+
 def run_fn(fn_args) -> None:
     cc = dict(fn_args.custom_config or {})
     variant = cc.get("variant", "vgg16_finetune")
@@ -80,18 +95,34 @@ def run_fn(fn_args) -> None:
     if deterministic:
         tf.config.experimental.enable_op_determinism()
 
+    strategy = make_strategy(cc.get("strategy", "default"), cc.get("tpu_address"))
+    if cc.get("mixed_precision"):
+        keras.mixed_precision.set_global_policy("mixed_bfloat16" if cc.get("strategy") == "tpu" else "mixed_float16")
+
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     spec = tf_transform_output.transformed_feature_spec()
-    train_ds = make_dataset(fn_args.train_files, spec, image_size, batch_size, True, seed, deterministic)
+    augment_prob = float(cc.get("augment_prob", 0.5)) if cc.get("augment", True) else None
+    train_ds = make_dataset(fn_args.train_files, spec, image_size, batch_size, True, seed, deterministic,
+                            augment_prob=augment_prob)
     eval_ds = make_dataset(fn_args.eval_files, spec, image_size, batch_size, False, seed, deterministic)
+    steps_per_epoch = int(train_ds.cardinality().numpy()) if train_ds.cardinality() > 0 else None
 
-    model = build_model(image_size, weights=cc.get("weights", "none"), dense_units=int(cc.get("dense_units", 16)),
-                        dropout=float(cc.get("dropout", 0.1)), learning_rate=float(cc.get("learning_rate", 1e-4)))
-    logging.info("training %s: %d params, weights=%s, %d epochs, batch %d, %dpx", variant,
-                 model.count_params(), cc.get("weights", "none"), epochs, batch_size, image_size)
+    with strategy.scope():
+        model = build_model(image_size, weights=cc.get("weights", "none"), dense_units=int(cc.get("dense_units", 16)),
+                            dropout=float(cc.get("dropout", 0.1)), learning_rate=float(cc.get("learning_rate", 1e-4)),
+                            l2=float(cc.get("l2", 0.0)), label_smoothing=float(cc.get("label_smoothing", 0.0)),
+                            lr_schedule=cc.get("lr_schedule", "constant"),
+                            decay_steps=epochs * (steps_per_epoch or 100), xla=bool(cc.get("xla", False)))
+    logging.info("training %s: %d params, weights=%s, %d epochs, batch %d, %dpx, strategy %s (%d replicas), "
+                 "augmentation p=%s", variant, model.count_params(), cc.get("weights", "none"), epochs, batch_size,
+                 image_size, cc.get("strategy", "default"), strategy.num_replicas_in_sync, augment_prob)
+    callbacks = [keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)]
+    if int(cc.get("early_stopping_patience", 0)) > 0:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", restore_best_weights=True,
+                                                       patience=int(cc["early_stopping_patience"])))
     keras.utils.disable_interactive_logging()  # epoch lines go to the run log, not over the progress bar
-    history = model.fit(train_ds, validation_data=eval_ds, epochs=epochs, verbose=2,
-                        callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
+    history = model.fit(train_ds, validation_data=eval_ds, epochs=epochs, verbose=2, callbacks=callbacks)
+    keras.mixed_precision.set_global_policy("float32")
 
     model.save(fn_args.serving_model_dir, save_format="tf",
                signatures=_signatures(model, tf_transform_output, image_size))
