@@ -25,11 +25,9 @@ MODEL_NAME = "vgg16_finetune"
 
 
 def trainer_config(cfg: PipelineConfig, variant: str) -> dict:
-    m = cfg.model
-    return {"variant": variant, "weights": m.weights if variant == MODEL_NAME else "none",
-            "image_size": m.image_size, "epochs": m.epochs, "batch_size": m.batch_size,
-            "learning_rate": m.learning_rate, "dense_units": m.dense_units, "dropout": m.dropout,
-            "seed": m.seed, "deterministic": m.deterministic}
+    """Every model setting goes to run_fn; the baseline differs only in starting from scratch."""
+    return {**cfg.model.model_dump(), "variant": variant,
+            "weights": cfg.model.weights if variant == MODEL_NAME else "none"}
 
 
 def create_components(cfg: PipelineConfig) -> list:

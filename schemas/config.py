@@ -65,6 +65,19 @@ class ModelConfig(_Strict):
     weights: str = Field("imagenet", description="VGG16 weights for the fine-tune: imagenet | none | /path/file.h5")
     seed: int = 42
     deterministic: bool = False
+    # augmentation against shortcuts (training only, both classes alike)
+    augment: bool = Field(True, description="random JPEG re-compression, blur, crop, flip in training")
+    augment_prob: float = Field(0.5, ge=0, le=1, description="probability of JPEG re-compression and of blur")
+    # options beyond the paper (off by default)
+    l2: float = Field(0.0, ge=0, description="L2 penalty on the head's Dense kernels")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+    early_stopping_patience: int = Field(0, ge=0, description="stop when eval AUC stalls this many epochs (0: off)")
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    # hardware
+    strategy: Literal["default", "mirrored", "tpu"] = Field("default", description="tf.distribute strategy")
+    tpu_address: str | None = Field(None, description="TPU name/address for strategy: tpu")
+    mixed_precision: bool = Field(False, description="mixed_float16 on GPU, mixed_bfloat16 on TPU")
+    xla: bool = Field(False, description="jit_compile the training step")
 
     @field_validator("weights")
     @classmethod
