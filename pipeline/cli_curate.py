@@ -17,6 +17,7 @@ from pipeline.cli import UserError, _load, config_option, main, set_option
 
 CANDIDATE_MODEL_KEY = "Trainer_vgg16_finetune.model"
 EXAMPLES_KEY = "ImageExampleGen.examples"
+RELEASE_CHECK_KEY = "ReleaseCheck.check"
 
 
 def _run_artifacts(cfg, run: str) -> tuple[str, dict[str, str]]:
@@ -50,6 +51,19 @@ def _model_dir(ref: str, cfg, arts: dict[str, str], run_id: str) -> str | None:
             raise UserError(f"run {run_id!r} trained no candidate model; use --model PATH|registry:REF|none")
         ref = arts[CANDIDATE_MODEL_KEY]
     return resolve_model(ref, cfg.registry)
+
+
+def _run_threshold(arts: dict[str, str]) -> float | None:
+    """The candidate's calibrated threshold from the run's ReleaseCheck (release_check.json), if any."""
+    uri = arts.get(RELEASE_CHECK_KEY)
+    if not uri or not os.path.isfile(os.path.join(uri, "release_check.json")):
+        return None
+    try:
+        with open(os.path.join(uri, "release_check.json")) as f:
+            value = json.load(f)["calibration"]["candidate"]["threshold"]
+        return float(value) if value is not None else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _connect() -> None:
@@ -104,6 +118,8 @@ def curate(ctx, config, sets, run, examples, name, model, threshold, uncertain_m
         from components.curation.dataset import build_dataset
         try:
             model_dir = _model_dir(model, cfg, arts, run_id)
+            if threshold is None and model == "run":
+                threshold = _run_threshold(arts)
             res = build_dataset(name, run_id, arts[EXAMPLES_KEY], model_dir=model_dir, threshold=threshold,
                                 uncertain_margin=uncertain_margin,
                                 progress=lambda s: click.echo(s, err=True))

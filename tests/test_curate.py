@@ -54,8 +54,14 @@ def _make_data(root: Path) -> Path:
     return data
 
 
+def _delete_dataset(name: str) -> None:
+    import fiftyone as fo
+    if fo.dataset_exists(name):
+        fo.load_dataset(name).delete()
+
+
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, request):
     """One pipeline run (32 px, 1 epoch) and its curated dataset (built through the CLI)."""
     tmp = tmp_path_factory.mktemp("curate")
     data = _make_data(tmp)
@@ -74,20 +80,17 @@ def run(tmp_path_factory):
     report = json.loads(_cli("run", "--config", str(cfg_path), "--json", cwd=tmp).stdout)
     t_run = time.time() - t0
     name = f"synthdetect-test-{uuid.uuid4().hex[:8]}"
+    request.addfinalizer(lambda: _delete_dataset(name))   # also when the setup fails after this point
     t0 = time.time()
     built = json.loads(_cli("curate", "--config", str(cfg_path), "--run", "latest", "--name", name, "--json",
                             cwd=tmp).stdout)
     print(f"pipeline run {t_run:.0f}s, curate {time.time() - t0:.0f}s")
-    import fiftyone as fo
-
     from components.curation.app import ensure_database
     ensure_database()
     examples = report["artifacts"]["ImageExampleGen.examples"]
     members = [json.loads(line) for line in Path(examples, "members.jsonl").read_text().splitlines()]
     yield {"tmp": tmp, "cfg": cfg_path, "data": data, "report": report, "summary": report["ingest"],
            "examples": examples, "members": members, "name": name, "built": built}
-    if fo.dataset_exists(name):
-        fo.load_dataset(name).delete()
 
 
 @pytest.fixture
@@ -130,6 +133,10 @@ def test_one_sample_per_input_and_counts_equal_the_ingest_summary(run, ds):
 
 def test_predictions_evaluation_hardness_uniqueness(run, ds):
     s, thr = run["summary"], run["built"]["threshold"]
+    check = run["report"]["artifacts"].get("ReleaseCheck.check")
+    if check:   # the run's calibrated threshold (ReleaseCheck), not a default
+        calib = json.loads(Path(check, "release_check.json").read_text())["calibration"]["candidate"]
+        assert thr == pytest.approx(calib["threshold"])
     scored = ds.exists("prediction")
     assert len(scored) == s["written"] + s["exact_duplicates"] + s["near_duplicates"] == run["built"]["predicted"]
     assert ds.match({"status": "written"}).exists("prediction", False).values("path") == []
@@ -204,12 +211,15 @@ def test_rebuild_is_idempotent_and_keeps_curator_tags(run, ds):
     ds.match({"path": paths[1]}).tag_samples("relabel:synthesized")
     before = {"n": len(ds), "ids": sorted(ds.values("id")), "tags": ds.count_sample_tags(),
               "status": ds.count_values("status"), "eval": ds.count_values("eval")}
-    res = build_dataset(run["name"], run["built"]["run_id"], run["examples"], model_dir=run["built"]["model"])
-    ds.reload()
-    after = {"n": len(ds), "ids": sorted(ds.values("id")), "tags": ds.count_sample_tags(),
-             "status": ds.count_values("status"), "eval": ds.count_values("eval")}
-    assert after == before and res.views == run["built"]["views"]
-    ds.untag_samples(["exclude", "relabel:synthesized"])
+    try:
+        res = build_dataset(run["name"], run["built"]["run_id"], run["examples"], model_dir=run["built"]["model"],
+                            threshold=run["built"]["threshold"])
+        ds.reload()
+        after = {"n": len(ds), "ids": sorted(ds.values("id")), "tags": ds.count_sample_tags(),
+                 "status": ds.count_values("status"), "eval": ds.count_values("eval")}
+        assert after == before and res.views == run["built"]["views"]
+    finally:
+        ds.untag_samples(["exclude", "relabel:synthesized"])
 
 
 def _free_port() -> int:
