@@ -16,10 +16,12 @@ run: bootstrap
 
 # Default suite: unit tests plus one real end-to-end pipeline run at tiny image size (CI runs this).
 test: bootstrap
+	@infra/ensure_chromium.sh >/dev/null || echo "warning: no chromium; the FiftyOne App browser test will fail" >&2
 	$(VENV)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # Everything, including slow tests over ../shared/data/eval-v1.
 test-all: bootstrap
+	@infra/ensure_chromium.sh >/dev/null || echo "warning: no chromium; the FiftyOne App browser test will fail" >&2
 	$(VENV)/python -m pytest $(PYTEST_ARGS)
 
 # Unit tests only (no pipeline run).
@@ -29,6 +31,7 @@ test-fast: bootstrap
 # Re-resolve requirements.in into the committed lock file (needs the package registry).
 lock:
 	uv pip compile requirements.in -o requirements.lock --python-version 3.10 --python-platform x86_64-manylinux_2_28
+	uv pip compile infra/requirements-gpu.in -c requirements.lock -o infra/requirements-gpu.lock --python-version 3.10 --python-platform x86_64-manylinux_2_28
 
 clean:
 	rm -rf runs registry test-artifacts .pytest_cache

@@ -173,8 +173,9 @@ def print_report(rep) -> None:
     console.print(table)
     if rep.ingest:
         i = rep.ingest
-        console.print(f"ingest: {i['inputs']} inputs -> {i['written']} written, {i['quarantined']} quarantined "
-                      f"{i.get('quarantine_reasons') or ''}")
+        console.print(f"ingest: {i['inputs']} inputs -> {i['written']} written, "
+                      f"{i.get('exact_duplicates', 0)} exact + {i.get('near_duplicates', 0)} near duplicates, "
+                      f"{i['quarantined']} quarantined {i.get('quarantine_reasons') or ''}")
     if rep.anomalies:
         console.print(f"[yellow]data anomalies:[/] {'; '.join(rep.anomalies)}")
     if rep.metrics:

@@ -16,7 +16,7 @@ Parameter = tfx.dsl.components.Parameter
 
 class ReleaseCheckResult(tfx_artifact.Artifact):
     """release_check.json (calibration, robustness, verdict and reasons) + scores.json."""
-    TYPE_NAME = "SynthdetectReleaseCheck"
+    TYPE_NAME = "synthdetect.ReleaseCheck"  # Vertex requires namespace.Name artifact type names
 
 
 @tfx.dsl.components.component
