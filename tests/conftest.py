@@ -45,3 +45,37 @@ def make_tree(tmp_path):
             p.write_bytes(data)
         return root
     return _make
+
+
+@pytest.fixture
+def gcs_emulator(monkeypatch):
+    """A real GCS HTTP server on localhost (gcp-storage-emulator, in memory) with one bucket named
+    `synthdetect-test`; STORAGE_EMULATOR_HOST points the google-cloud-storage client (and Beam's
+    gs:// filesystem) at it. Yields the bucket name."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    bucket = "synthdetect-test"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = str(Path(sys.executable).parent / "gcp-storage-emulator")
+    proc = subprocess.Popen([exe, "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory",
+                             "--default-bucket", bucket], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("GCS emulator did not start")
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "test-project")
+    yield bucket
+    proc.terminate()
+    proc.wait(10)

@@ -1,10 +1,8 @@
 """The registry on gs:// against a real GCS HTTP server on localhost (gcp-storage-emulator)."""
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -13,37 +11,12 @@ from components.registry.store import GcsRegistry, open_registry
 from tests.conftest import SAMPLE
 from tests.test_registry import tiny_model
 
-BUCKET = "synthdetect-registry-test"
 CLI = str(Path(sys.executable).parent / "synthdetect")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def gcs(monkeypatch):
-    port = _free_port()
-    exe = str(Path(sys.executable).parent / "gcp-storage-emulator")
-    proc = subprocess.Popen([exe, "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory",
-                             "--default-bucket", BUCKET], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("GCS emulator did not start")
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
-    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "test-project")
-    yield f"gs://{BUCKET}/models/synthdetect"
-    proc.terminate()
-    proc.wait(10)
+def gcs(gcs_emulator):
+    return f"gs://{gcs_emulator}/models/synthdetect"
 
 
 def test_gcs_registry_versions_aliases_and_interrupted_push(gcs, tmp_path):
