@@ -54,6 +54,15 @@ class IngestConfig(_Strict):
     lsh_bits: int = Field(16, ge=4, le=32, description="bits sampled per LSH table")
     feedback: str | None = Field(None, description="curator feedback file (exclude / relabel), JSONL")
 
+    @field_validator("feedback")
+    @classmethod
+    def _feedback(cls, v: str | None) -> str | None:
+        if v is None or is_gcs(v):
+            return v
+        if not Path(v).is_file():
+            raise ValueError(f"feedback file {v!r} does not exist")
+        return str(Path(v).resolve())
+
 
 class ModelConfig(_Strict):
     image_size: int = Field(224, ge=32, description="square model input; VGG16 needs >= 32")

@@ -133,3 +133,32 @@ def test_animated_gif_keeps_first_frame_and_says_so():
     assert px[0] > 200 and px[2] < 60
 
 
+
+
+def test_big_endian_16bit_tiff_is_converted():
+    img = Image.new("I;16B", (40, 30))
+    buf = io.BytesIO()
+    img.save(buf, "TIFF")
+    kind, ex = decode(buf.getvalue(), "x.tif")
+    assert kind == "ok", ex
+    assert feat(ex, "orig_mode") == "I;16B"
+
+
+def test_files_outside_label_folders_are_an_error_not_dropped(make_tree):
+    root = make_tree({"real/a.jpg": image_bytes(), "synthetic/b.png": image_bytes("PNG"), "README.md": b"x"})
+    with pytest.raises(InputError, match="1 files .* outside real/ and synthesized/ \\(synthetic/\\)"):
+        list_inputs(str(root))
+
+
+def test_manifest_rows_bom_numeric_labels_and_uris(tmp_path):
+    (tmp_path / "m.csv").write_bytes("\ufeffpath,label\na.jpg,real\ngs://bucket/b.png,synthesized\n".encode())
+    items = list_inputs(str(tmp_path / "m.csv"))
+    assert [i.path for i in items] == [str(tmp_path / "a.jpg"), "gs://bucket/b.png"]
+    (tmp_path / "m.jsonl").write_text('{"path": "a.jpg", "label": 1}\n')
+    with pytest.raises(InputError, match="row 2 has label 1"):
+        list_inputs(str(tmp_path / "m.jsonl"))
+    (tmp_path / "n.jsonl").write_text('["a.jpg", "real"]\n')
+    with pytest.raises(InputError, match="row 2 needs 'path' and 'label'"):
+        list_inputs(str(tmp_path / "n.jsonl"))
+    with pytest.raises(InputError, match="cannot read"):
+        read_feedback(str(tmp_path / "missing.jsonl"))

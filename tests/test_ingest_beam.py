@@ -128,3 +128,13 @@ def test_curator_exclusions_are_accounted(dup_tree, tmp_path):
     assert s["quarantine_reasons"]["curator_excluded"] == 1
     excluded = [x for x in members(tmp_path / "out") if x["reason"] == "curator_excluded"]
     assert [Path(x["path"]).name for x in excluded] == ["u0.jpg"]
+
+
+def test_rerun_into_the_same_folder_leaves_no_stale_shards(dup_tree, tmp_path):
+    root, _ = dup_tree
+    out = tmp_path / "out"
+    run_ingest(root, out)
+    stale = out / "Split-train" / "data_tfrecord-00007-of-00009.gz"
+    stale.write_bytes(b"left over from an earlier, larger run")
+    run_ingest(root, out)
+    assert not stale.exists()

@@ -11,6 +11,7 @@ Used by the pipeline (the `Executor` of ImageExampleGen) and by `synthdetect ing
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import json
 import os
@@ -73,7 +74,9 @@ def inputs_fingerprint(data_input: str, opts: IngestOptions) -> str:
     paths = sorted([i.path for i in items] + [e["path"] for e in excluded])
     for it in sorted(items, key=lambda i: i.path):
         h.update(f"{it.path}\t{it.label}\t{it.source}\t{it.generator}\t{it.content}\n".encode())
-    for m in FileSystems.match(paths) if paths else []:
+    # paths are literal names, not patterns: escape glob characters ("a[1].jpg")
+    patterns = [p if "://" in p else glob.escape(p) for p in paths]
+    for m in FileSystems.match(patterns) if patterns else []:
         for meta in m.metadata_list:
             h.update(f"{meta.path}\t{meta.size_in_bytes}\t{meta.last_updated_in_seconds}\n".encode())
     h.update(json.dumps(excluded, sort_keys=True).encode())
@@ -287,8 +290,14 @@ def build_ingest(pipeline, data_input: str, out_dir: str, opts: IngestOptions,
     num_shards = num_shards_for(n_inputs)
     split_names = [name for name, _ in split_buckets]
     for name in split_names:
-        FileSystems.mkdirs(os.path.join(out_dir, f"Split-{name}")) if not FileSystems.exists(
-            os.path.join(out_dir, f"Split-{name}")) else None
+        split_dir = os.path.join(out_dir, f"Split-{name}")
+        if FileSystems.exists(split_dir):  # shards of an earlier run must not survive into this one
+            stale = [m.path for r in FileSystems.match([os.path.join(split_dir, "data_tfrecord-*")])
+                     for m in r.metadata_list]
+            if stale:
+                FileSystems.delete(stale)
+        else:
+            FileSystems.mkdirs(split_dir)
     out = pipeline | "Ingest" >> IngestImages(items, excluded, opts, split_buckets)
     (out["examples"]
      | "ToShard" >> beam.Map(lambda t: ((t[0], int(t[1], 16) % num_shards), (t[1], t[2])))

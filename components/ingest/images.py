@@ -87,11 +87,16 @@ def _is_gcs(p: str) -> bool:
 
 def _read_text(path: str) -> str:
     from apache_beam.io.filesystems import FileSystems
-    with FileSystems.open(path) as f:
-        return f.read().decode("utf-8")
+    try:
+        with FileSystems.open(path) as f:
+            return f.read().decode("utf-8-sig")  # Excel writes a byte-order mark
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read {path}: {type(e).__name__}: {str(e).splitlines()[0][:160]}") from None
 
 
 def _join(root: str, rel: str) -> str:
+    if "://" in rel:  # a manifest row may name gs://… directly
+        return rel
     if _is_gcs(root):
         return posixpath.join(root, rel)
     return rel if os.path.isabs(rel) else os.path.join(root, rel)
@@ -114,9 +119,9 @@ def read_manifest(manifest: str) -> list[ImageInput]:
     root = posixpath.dirname(manifest) if _is_gcs(manifest) else os.path.dirname(os.path.abspath(manifest))
     out = []
     for n, row in enumerate(_manifest_rows(manifest), 2):
-        if not row.get("path") or not row.get("label"):
+        if not isinstance(row, dict) or not row.get("path") or not row.get("label"):
             raise InputError(f"{manifest}: row {n} needs 'path' and 'label'")
-        label = row["label"].strip().lower()
+        label = str(row["label"]).strip().lower()
         if label not in LABELS:
             raise InputError(f"{manifest}: row {n} has label {row['label']!r}; expected one of {', '.join(LABELS)}")
         out.append(ImageInput(path=_join(root, row["path"]), label=label,
@@ -156,13 +161,22 @@ def list_inputs(input_base: str) -> list[ImageInput]:
     for name in MANIFEST_NAMES:
         if name in rels:
             return read_manifest(_join(base, name))
-    out = []
+    out, unlabelled = [], []
     for rel in rels:
         parts = rel.split("/")
-        if len(parts) < 2 or parts[0].lower() not in LABELS or parts[-1].lower() in IGNORED_NAMES:
-            continue  # documentation next to the label folders
+        if parts[-1].lower() in IGNORED_NAMES or parts[-1].startswith("."):
+            continue  # documentation and hidden files next to the images
+        if len(parts) < 2 or parts[0].lower() not in LABELS:
+            if len(parts) >= 2 or os.path.splitext(rel)[1].lower() in _EXT_FORMATS:
+                unlabelled.append(rel)  # an image (or a folder of files) without a label folder
+            continue
         source = parts[1] if len(parts) > 2 else "unknown"
         out.append(ImageInput(path=_join(base, rel), label=parts[0].lower(), source=source))
+    if unlabelled:
+        tops = sorted({r.split("/")[0] + ("/" if "/" in r else "") for r in unlabelled})
+        raise InputError(f"{len(unlabelled)} files under {base!r} are outside real/ and synthesized/ "
+                         f"({', '.join(tops[:5])}{' …' if len(tops) > 5 else ''}): move them into a label folder "
+                         "or list them in a manifest.csv")
     if not out:
         raise InputError(f"no images under {base!r}: expected {base}/real/... and {base}/synthesized/... or a manifest.csv")
     return out
@@ -224,8 +238,8 @@ def _to_rgb(img: Image.Image, background: tuple[int, int, int]) -> Image.Image:
         canvas = Image.new("RGB", rgba.size, background)
         canvas.paste(rgba, mask=rgba.getchannel("A"))
         return canvas
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grayscale: scale to 8 bits
-        img = img.point(lambda v: v / 256).convert("L")
+    if img.mode.startswith("I;16") or img.mode == "I":  # 16-bit grayscale (any byte order): to 8 bits
+        img = img.convert("I").point(lambda v: v / 256).convert("L")
     return img.convert("RGB")
 
 
@@ -242,7 +256,6 @@ def decode_file(item: ImageInput, opts: IngestOptions, data: bytes | None = None
             return quarantine("unreadable_path", f"{type(e).__name__}: {e}")
     if not data:
         return quarantine("zero_bytes")
-    sha256 = hashlib.sha256(data).hexdigest()
     try:
         img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
@@ -254,9 +267,10 @@ def decode_file(item: ImageInput, opts: IngestOptions, data: bytes | None = None
     if width * height > opts.max_pixels:
         return quarantine("too_many_pixels", f"{width}x{height} > {opts.max_pixels}")
     animated = bool(getattr(img, "is_animated", False))
-    if fmt == "JPEG":
-        # DCT-domain downscaling while decoding (1/2, 1/4, 1/8) to no less than max_side: the whole
-        # stream is still decoded (truncation is still caught) at a fraction of the cost.
+    if fmt == "JPEG" and not opts.neutralize_format:
+        # Raw mode keeps the published bytes, so the decode only feeds the hashes: DCT-domain
+        # downscaling (1/2..1/8) is cheaper and still reads the whole stream. Never with format
+        # neutralisation: JPEGs (mostly real photos) would be resampled differently from PNGs.
         img.draft(None, (opts.max_side, opts.max_side))
     try:
         img.seek(0)
@@ -271,6 +285,15 @@ def decode_file(item: ImageInput, opts: IngestOptions, data: bytes | None = None
     except Exception:  # noqa: BLE001 - a broken EXIF block must not reject a good image
         pass
     mode = img.mode
+    try:
+        return "ok", _encode(item, opts, img, data, fmt, mode, width, height, animated, ext_mismatch)
+    except Exception as e:  # noqa: BLE001 - an unconvertible image is quarantined, never fatal
+        return quarantine("corrupt_image", f"conversion failed: {type(e).__name__}: {e}")
+
+
+def _encode(item: ImageInput, opts: IngestOptions, img: Image.Image, data: bytes, fmt: str, mode: str,
+            width: int, height: int, animated: bool, ext_mismatch: bool) -> "Decoded":
+    sha256 = hashlib.sha256(data).hexdigest()
     rgb = _to_rgb(img, opts.background)
     pixel_sha = dedup.pixel_hash(rgb)
     small = rgb
@@ -309,7 +332,7 @@ def decode_file(item: ImageInput, opts: IngestOptions, data: bytes | None = None
         "ext_mismatch": _int(ext_mismatch),
     }
     example = tf.train.Example(features=tf.train.Features(feature=feats))
-    return "ok", Decoded(example=example, pixel_sha=pixel_sha, phash=phash, pixels=width * height)
+    return Decoded(example=example, pixel_sha=pixel_sha, phash=phash, pixels=width * height)
 
 
 def example_path(ex: tf.train.Example) -> str:

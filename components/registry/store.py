@@ -354,10 +354,17 @@ class GcsRegistry(_Base):
             json.dumps({**metadata, "version": version}, indent=2, allow_nan=False) + "\n",
             content_type="application/json", if_generation_match=0)
 
+        self.advance_aliases(version, aliases)
+        return version
+
+    def advance_aliases(self, version: str, aliases) -> None:
+        """Point `aliases` at `version`, never moving one backwards past a newer concurrent push."""
+        n = version_number(version)
+
         def move(cur: dict) -> dict:
             for a in aliases:
                 if version_number(cur.get(a, "")) is None or version_number(cur[a]) < n:
                     cur[a] = version
             return cur
-        self._update_aliases(move)
-        return version
+        if aliases:
+            self._update_aliases(move)

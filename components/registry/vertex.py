@@ -56,7 +56,8 @@ def push(location: str, saved_model_dir: str, metadata: dict, aliases=DEFAULT_AL
 
     target = parse_target(location)
     gcs = GcsRegistry(target.artifacts)
-    version = gcs.push(saved_model_dir, metadata, aliases=aliases, extra_files=extra_files)
+    # aliases move only once Vertex has the version: a failed upload leaves them where they were
+    version = gcs.push(saved_model_dir, metadata, aliases=(), extra_files=extra_files)
     aiplatform.init(project=target.project, location=target.location)
     try:
         parent = aiplatform.Model(model_name=target.model_resource).resource_name
@@ -78,4 +79,5 @@ def push(location: str, saved_model_dir: str, metadata: dict, aliases=DEFAULT_AL
                 "data_fingerprint": _LABEL_RE.sub("-", str((metadata.get("data") or {}).get("fingerprint", ""))
                                                   .removeprefix("sha256:")[:63])},
     )
+    gcs.advance_aliases(version, aliases)
     return version, model.versioned_resource_name

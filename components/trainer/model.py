@@ -2,6 +2,7 @@
 -> Dense(1, sigmoid), Adam, binary cross-entropy. The baseline is the same network from scratch."""
 from __future__ import annotations
 
+import os
 import re
 import socket
 
@@ -42,6 +43,16 @@ def load_vgg16_weights(base: keras.Model, path: str) -> int:
     """Load VGG16 conv weights from a Keras 2 `.h5` (layer_names attribute) or a Keras 3
     `.weights.h5` file (…/vars/0, …/vars/1 groups, any nesting). Returns the layers loaded."""
     convs = [l for l in base.layers if isinstance(l, keras.layers.Conv2D)]
+    if "://" in path:  # gs:// (or any tf.io.gfile URI): h5py reads local files only
+        import tempfile
+
+        import tensorflow as tf
+        local = os.path.join(tempfile.mkdtemp(prefix="synthdetect-weights-"), os.path.basename(path))
+        try:
+            tf.io.gfile.copy(path, local, overwrite=True)
+        except Exception as e:  # noqa: BLE001
+            raise WeightsError(f"model.weights={path!r} cannot be copied: {type(e).__name__}: {e}") from None
+        path = local
     try:
         f = h5py.File(path, "r")
     except OSError as e:

@@ -105,14 +105,18 @@ def run_fn(fn_args) -> None:
     train_ds = make_dataset(fn_args.train_files, spec, image_size, batch_size, True, seed, deterministic,
                             augment_prob=augment_prob)
     eval_ds = make_dataset(fn_args.eval_files, spec, image_size, batch_size, False, seed, deterministic)
-    steps_per_epoch = int(train_ds.cardinality().numpy()) if train_ds.cardinality() > 0 else None
+    decay_steps = None
+    if cc.get("lr_schedule") == "cosine":  # the schedule needs the real step count: count the records once
+        n_train = sum(1 for _ in tf.data.TFRecordDataset(
+            [f for p in fn_args.train_files for f in tf.io.gfile.glob(p)], compression_type="GZIP"))
+        decay_steps = epochs * max(1, -(-n_train // batch_size))
 
     with strategy.scope():
         model = build_model(image_size, weights=cc.get("weights", "none"), dense_units=int(cc.get("dense_units", 16)),
                             dropout=float(cc.get("dropout", 0.1)), learning_rate=float(cc.get("learning_rate", 1e-4)),
                             l2=float(cc.get("l2", 0.0)), label_smoothing=float(cc.get("label_smoothing", 0.0)),
                             lr_schedule=cc.get("lr_schedule", "constant"),
-                            decay_steps=epochs * (steps_per_epoch or 100), xla=bool(cc.get("xla", False)))
+                            decay_steps=decay_steps, xla=bool(cc.get("xla", False)))
     logging.info("training %s: %d params, weights=%s, %d epochs, batch %d, %dpx, strategy %s (%d replicas), "
                  "augmentation p=%s", variant, model.count_params(), cc.get("weights", "none"), epochs, batch_size,
                  image_size, cc.get("strategy", "default"), strategy.num_replicas_in_sync, augment_prob)

@@ -62,17 +62,16 @@ def _gaussian_blur(img: tf.Tensor, sigma: tf.Tensor, radius: int = 9) -> tf.Tens
 def augment_one(encoded: tf.Tensor, image_size: int, prob: float) -> tf.Tensor:
     """Training-only augmentation against the format/resize shortcuts (Wang et al. 2020), the same
     for both classes: JPEG re-compression (quality 30-100) with probability `prob`, Gaussian blur
-    (sigma 0-3) with probability `prob`, a random square crop (at native scale when the image is at
-    most 1.25x the input size, else 80-100 % of the short side, resized), horizontal flip."""
+    (sigma 0-3) with probability `prob`, a random square crop of 80-100 % of the short side resized
+    like the evaluation input, horizontal flip."""
     img = _decode_uint8(encoded)
     img = tf.cond(tf.random.uniform([]) < prob,
                   lambda: tf.image.random_jpeg_quality(img, 30, 100), lambda: img)
     shape = tf.shape(img)
     short = tf.minimum(shape[0], shape[1])
-    native = tf.logical_and(short >= image_size, tf.cast(short, tf.float32) <= 1.25 * image_size)
-    crop = tf.where(native, image_size,
-                    tf.cast(tf.cast(short, tf.float32) * tf.random.uniform([], 0.8, 1.0), tf.int32))
-    crop = tf.maximum(crop, 1)
+    # 80-100 % of the short side, then the same antialiased resize as evaluation and serving (a
+    # native-resolution crop would train on unresampled pixels the model never sees when served)
+    crop = tf.maximum(tf.cast(tf.cast(short, tf.float32) * tf.random.uniform([], 0.8, 1.0), tf.int32), 1)
     img = tf.image.random_crop(img, tf.stack([crop, crop, 3]))
     img = tf.image.random_flip_left_right(_resize(img, image_size))
     sigma = tf.random.uniform([], 0.0, 3.0)
