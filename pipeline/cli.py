@@ -115,15 +115,21 @@ def run(config: str, sets: tuple[str, ...], as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("run", required=False, default=None)
 @config_option
 @set_option
-@click.option("--run", "run_id", default=None, help="run id (default: the latest run)")
+@click.option("--run", "run_id", default=None, help="run id (same as the RUN argument; default: the latest run)")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="also write report.md and PNG figures (paper tables 1-2, figs 2-3, calibration, "
                    "slices, robustness) into this folder")
-def report(config: str, sets: tuple[str, ...], run_id: str | None, as_json: bool, out_dir: str | None) -> None:
-    """Show what a pipeline run produced: data, statistics, evaluation, blessing, pushed model."""
+def report(run: str | None, config: str, sets: tuple[str, ...], run_id: str | None, as_json: bool,
+           out_dir: str | None) -> None:
+    """Show what run RUN (default: the latest) produced: data, statistics, evaluation, blessing,
+    pushed model; with --out, also the Markdown + PNG report."""
+    if run and run_id and run != run_id:
+        raise UserError(f"two different runs given: {run!r} and --run {run_id!r}")
+    run_id = run_id or run
     from pipeline.report import run_report, write_markdown_report
     cfg = _load(config, sets)
     try:

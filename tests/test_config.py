@@ -94,3 +94,8 @@ def test_cli_config_prints_resolved_config():
     out = _cli("config", "--set", "model.epochs=2")
     assert out.returncode == 0 and "epochs: 2" in out.stdout
     assert "hed_bsds500.weights.h5" in out.stdout  # the offline stand-in, resolved to an absolute path
+
+
+def test_cli_report_takes_the_run_as_argument_or_option():
+    out = _cli("report", "a", "--run", "b")
+    assert out.returncode != 0 and out.stderr.strip() == "error: two different runs given: 'a' and --run 'b'"
