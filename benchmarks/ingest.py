@@ -224,8 +224,8 @@ def bench_set(name: str, data_input: str, files: list[str], procs: int, work: Pa
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--eval-v1", type=Path, default=EVAL_V1)
-    ap.add_argument("--large", type=int, default=5200, help="files in the derived set")
-    ap.add_argument("--hashes", default="50000,200000", help="near-duplicate search sizes")
+    ap.add_argument("--large", type=int, default=5200, help="files in the derived set (0: skip it)")
+    ap.add_argument("--hashes", default="50000,200000", help="near-duplicate search sizes ('' to skip)")
     ap.add_argument("--procs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--quick", action="store_true", help="600-file derived set, 20k/50k hashes")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "ingest.json")
@@ -240,6 +240,8 @@ def main() -> None:
         results["sets"].append(bench_set("eval-v1", str(args.eval_v1 / "manifest.csv"),
                                          [str(args.eval_v1 / p) for p in list_files_from_manifest(args.eval_v1)],
                                          args.procs, work))
+        if args.large <= 0:
+            return finish(args, results)
         derived = work / "derived"
         info = build_large_set(args.eval_v1, derived, args.large)
         row = bench_set(f"derived-{info['files']}", str(derived), list_files(derived), args.procs, work)
@@ -248,7 +250,11 @@ def main() -> None:
         row["planted_exact_found"] = f"{sum(members[p]['status'] == 'exact_duplicate' for p in info['planted_exact'])}/{len(info['planted_exact'])}"
         row["planted_near_found"] = f"{sum(members[p]['status'] in ('near_duplicate', 'exact_duplicate') or not members[p]['representative'] for p in info['planted_near'])}/{len(info['planted_near'])}"
         results["sets"].append(row)
-    for n in [int(x) for x in args.hashes.split(",")]:
+    finish(args, results)
+
+
+def finish(args, results: dict) -> None:
+    for n in [int(x) for x in args.hashes.split(",") if x.strip()]:
         print(f"[near-dup search] {n} hashes ...", flush=True)
         results["near_dup_search"].append(near_dup_search_file(n, max(100, n // 100), args.procs))
     args.out.parent.mkdir(parents=True, exist_ok=True)
