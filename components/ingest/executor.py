@@ -30,7 +30,7 @@ from tfx.utils import proto_utils
 
 from components.ingest import dedup
 from components.ingest.images import (Decoded, ImageInput, IngestOptions, apply_feedback, decode_file,
-                                      list_inputs, read_feedback)
+                                      list_inputs, quarantine_record, read_feedback)
 
 QUARANTINE_FILE = "quarantine.jsonl"
 SUMMARY_FILE = "ingest_summary.json"
@@ -158,8 +158,7 @@ class _ResolveNear(beam.DoFn):
 
 
 def _quarantine(rec: dict, reason: str, detail: str = "") -> dict:
-    return {"path": rec["path"], "label": rec["label"], "source": rec.get("source", ""),
-            "reason": reason, "detail": detail}
+    return quarantine_record(rec["path"], rec["label"], rec.get("source", ""), reason, detail)
 
 
 @beam.ptransform_fn

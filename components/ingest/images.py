@@ -11,13 +11,13 @@ import io
 import json
 import os
 import posixpath
-from pathlib import Path
 from typing import Iterator
 
 import tensorflow as tf
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from components.ingest import dedup
+from schemas.config import is_gcs
 
 LABELS = ("real", "synthesized")
 LABEL_IDS = {"real": 0, "synthesized": 1}
@@ -81,10 +81,6 @@ class IngestOptions:
 
 
 # --------------------------------------------------------------------------------------- listing
-def _is_gcs(p: str) -> bool:
-    return p.startswith("gs://")
-
-
 def _read_text(path: str) -> str:
     from apache_beam.io.filesystems import FileSystems
     try:
@@ -97,7 +93,7 @@ def _read_text(path: str) -> str:
 def _join(root: str, rel: str) -> str:
     if "://" in rel:  # a manifest row may name gs://… directly
         return rel
-    if _is_gcs(root):
+    if is_gcs(root):
         return posixpath.join(root, rel)
     return rel if os.path.isabs(rel) else os.path.join(root, rel)
 
@@ -116,7 +112,7 @@ def _manifest_rows(manifest: str) -> Iterator[dict]:
 
 
 def read_manifest(manifest: str) -> list[ImageInput]:
-    root = posixpath.dirname(manifest) if _is_gcs(manifest) else os.path.dirname(os.path.abspath(manifest))
+    root = posixpath.dirname(manifest) if is_gcs(manifest) else os.path.dirname(os.path.abspath(manifest))
     out = []
     for n, row in enumerate(_manifest_rows(manifest), 2):
         if not isinstance(row, dict) or not row.get("path") or not row.get("label"):
@@ -133,7 +129,7 @@ def read_manifest(manifest: str) -> list[ImageInput]:
 
 
 def _walk(root: str) -> Iterator[str]:
-    if _is_gcs(root):
+    if is_gcs(root):
         from google.cloud import storage
         bucket, _, prefix = root[len("gs://"):].partition("/")
         prefix = prefix.rstrip("/") + "/" if prefix else ""
@@ -152,10 +148,10 @@ def list_inputs(input_base: str) -> list[ImageInput]:
     folder laid out as <root>/<real|synthesized>/[<source>/]**/<file>."""
     base = input_base.rstrip("/")
     if base.endswith((".csv", ".jsonl")):
-        if not _is_gcs(base) and not os.path.isfile(base):
+        if not is_gcs(base) and not os.path.isfile(base):
             raise InputError(f"manifest {base!r} not found")
         return read_manifest(base)
-    if not _is_gcs(base) and not os.path.isdir(base):
+    if not is_gcs(base) and not os.path.isdir(base):
         raise InputError(f"input {base!r} is neither a folder nor a manifest (.csv/.jsonl)")
     rels = list(_walk(base))
     for name in MANIFEST_NAMES:
@@ -202,6 +198,11 @@ def read_feedback(path: str) -> dict[str, dict]:
     return out
 
 
+def quarantine_record(path: str, label: str, source: str, reason: str, detail: str = "") -> dict:
+    """One line of quarantine.jsonl."""
+    return {"path": path, "label": label, "source": source, "reason": reason, "detail": detail[:300]}
+
+
 def apply_feedback(items: list[ImageInput], feedback: dict[str, dict]) -> tuple[list[ImageInput], list[dict]]:
     """Returns (items to ingest, quarantine records for excluded files); relabels are applied."""
     kept, excluded = [], []
@@ -210,8 +211,8 @@ def apply_feedback(items: list[ImageInput], feedback: dict[str, dict]) -> tuple[
         if rec is None:
             kept.append(it)
         elif rec["action"] == "exclude":
-            excluded.append({"path": it.path, "label": it.label, "source": it.source,
-                             "reason": "curator_excluded", "detail": rec.get("note", "")[:300]})
+            excluded.append(quarantine_record(it.path, it.label, it.source, "curator_excluded",
+                                              rec.get("note", "")))
         else:
             kept.append(dataclasses.replace(it, label=rec["label"]))
     return kept, excluded
@@ -246,8 +247,7 @@ def _to_rgb(img: Image.Image, background: tuple[int, int, int]) -> Image.Image:
 def decode_file(item: ImageInput, opts: IngestOptions, data: bytes | None = None):
     """Fully decode one file. Returns ("ok", Decoded) or ("quarantine", dict with reason)."""
     def quarantine(reason: str, detail: str = "") -> tuple[str, dict]:
-        return "quarantine", {"path": item.path, "label": item.label, "source": item.source,
-                              "reason": reason, "detail": detail[:300]}
+        return "quarantine", quarantine_record(item.path, item.label, item.source, reason, detail)
 
     if data is None:
         try:
@@ -333,11 +333,3 @@ def _encode(item: ImageInput, opts: IngestOptions, img: Image.Image, data: bytes
     }
     example = tf.train.Example(features=tf.train.Features(feature=feats))
     return Decoded(example=example, pixel_sha=pixel_sha, phash=phash, pixels=width * height)
-
-
-def example_path(ex: tf.train.Example) -> str:
-    return ex.features.feature["path"].bytes_list.value[0].decode()
-
-
-def default_sample_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "data" / "sample"
