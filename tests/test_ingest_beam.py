@@ -102,6 +102,24 @@ def test_no_cluster_straddles_splits_and_both_labels_everywhere(dup_tree, tmp_pa
     assert {x["split"] for x in written} == {"train", "eval"}
 
 
+def test_same_split_with_format_neutralisation_on_and_off(make_tree, tmp_path):
+    """Comparing the raw pipeline with the neutralised one is only fair on the same train/eval
+    images. Large JPEGs are decoded differently in the two modes (DCT draft decoding in raw mode),
+    so a split keyed on decoded pixels would reshuffle them."""
+    files = {f"real/photos/big{i}.jpg": encode(scene(300 + i, size=(1200, 900)), quality=90) for i in range(16)}
+    files.update({f"synthesized/sd/s{i}.png": encode(scene(400 + i, size=(512, 512)), "PNG") for i in range(8)})
+    root = make_tree(files)
+    run_ingest(root, tmp_path / "raw", IngestOptions(neutralize_format=False))
+    run_ingest(root, tmp_path / "neutral", IngestOptions(neutralize_format=True))
+
+    def split_by_path(out):
+        return {m["path"]: m["split"] for m in members(out) if m["status"] == "written"}
+
+    raw, neutral = split_by_path(tmp_path / "raw"), split_by_path(tmp_path / "neutral")
+    assert len(raw) == len(files) and raw == neutral
+    assert set(raw.values()) == {"train", "eval"}
+
+
 def test_rerun_gives_byte_identical_tfrecords(dup_tree, tmp_path):
     root, _ = dup_tree
     run_ingest(root, tmp_path / "a")

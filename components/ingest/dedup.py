@@ -85,10 +85,10 @@ def clusters(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> dict[str
     return {n: find(n) for n in list(parent)}
 
 
-def split_for(cluster_id: str, split_buckets: Sequence[tuple[str, int]]) -> str:
-    """Deterministic split of a cluster: sha256(cluster_id) into hash buckets (all members alike)."""
+def split_for(key: str, split_buckets: Sequence[tuple[str, int]]) -> str:
+    """Deterministic split: sha256(key) into hash buckets (the key of a cluster's representative)."""
     total = sum(b for _, b in split_buckets)
-    bucket = int(hashlib.sha256(cluster_id.encode()).hexdigest(), 16) % total
+    bucket = int(hashlib.sha256(key.encode()).hexdigest(), 16) % total
     for name, b in split_buckets:
         if bucket < b:
             return name

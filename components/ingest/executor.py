@@ -147,7 +147,11 @@ class _ResolveNear(beam.DoFn):
                                                                          f"near-duplicate cluster {cluster_id}"))
             return
         rep = recs[0]
-        split = dedup.split_for(cluster_id, self._split_buckets)
+        # The split follows the representative's file bytes, not the cluster id: the cluster id
+        # comes from decoded pixels, which differ between raw mode (JPEG draft decoding) and format
+        # neutralisation, and a comparison of the two must train and evaluate on the same images.
+        # Only the representative is written, so no cluster can straddle splits either way.
+        split = dedup.split_for(rep["sha256"], self._split_buckets)
         import tensorflow as tf
         ex = tf.train.Example.FromString(rep["example"])
         ex.features.feature["cluster_id"].bytes_list.value.append(cluster_id.encode())
