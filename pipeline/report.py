@@ -1,6 +1,7 @@
 """What a pipeline run produced, read back from ML Metadata and the artifacts themselves."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -95,10 +96,9 @@ def run_report(metadata_path: str, pipeline_name: str, pipeline_root: str, run_i
         report.artifacts[key] = art.uri
         props = art.custom_properties
         if key == "ImageExampleGen.examples":
-            path = os.path.join(art.uri, "ingest_summary.json")
-            if os.path.exists(path):
-                with open(path) as f:
-                    report.ingest = json.load(f)
+            from components.registry.store import read_ingest_summary
+            with contextlib.suppress(FileNotFoundError):
+                report.ingest = json.loads(read_ingest_summary(art.uri))
         elif key == "ReleaseCheck.check":
             _release_check(report, art.uri)
         elif key == "RegistryPusher.pushed_model" and props.get("pushed") and props["pushed"].int_value == 1:

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
 import json
 import os
 
 from ml_metadata.proto import metadata_store_pb2
 
+from components.registry.store import INGEST_SUMMARY, fingerprint_of, read_ingest_summary
 from pipeline.report import _component_of, open_store, run_report
 
 _STATE = {metadata_store_pb2.Execution.NEW: "new", metadata_store_pb2.Execution.RUNNING: "running",
           metadata_store_pb2.Execution.COMPLETE: "complete", metadata_store_pb2.Execution.FAILED: "failed",
           metadata_store_pb2.Execution.CACHED: "cached", metadata_store_pb2.Execution.CANCELED: "canceled"}
 NOT_RUN = "not run"
-INGEST_SUMMARY = "ingest_summary.json"
 
 
 @dataclasses.dataclass
@@ -69,17 +68,10 @@ def _node_of_execution(store, pipeline_name: str) -> tuple[dict[int, str], list[
 def _fingerprint(examples_uri: str | None) -> str | None:
     if not examples_uri:
         return None
-    path = os.path.join(examples_uri, INGEST_SUMMARY)
     try:
-        if path.startswith("gs://"):
-            import tensorflow as tf
-            data = tf.io.gfile.GFile(path, "rb").read()
-        else:
-            with open(path, "rb") as f:
-                data = f.read()
-    except (OSError, Exception):  # noqa: BLE001 - a missing summary is reported as no fingerprint
+        return fingerprint_of(read_ingest_summary(examples_uri))
+    except Exception:  # noqa: BLE001 - a missing summary is reported as no fingerprint
         return None
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 class _Run:

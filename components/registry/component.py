@@ -8,7 +8,6 @@ The calibrated threshold is also written into the SavedModel as assets.extra/cal
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -24,25 +23,19 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from components.evaluator.calibration import json_safe
 from components.evaluator.scoring import serving_dir
 from components.registry import vertex
-from components.registry.store import DEFAULT_ALIASES, now_iso, open_registry
+from components.registry.store import (DEFAULT_ALIASES, fingerprint_of, now_iso, open_registry,
+                                       read_ingest_summary)
 from components.robustness.check import load_check
 from components.robustness.component import ReleaseCheckResult
 
-INGEST_SUMMARY = "ingest_summary.json"
 HISTORY = os.path.join("assets.extra", "training_history.json")
 CALIBRATION = "assets.extra/calibration.json"
-
-
-def data_fingerprint(examples_uri: str) -> str:
-    with tf.io.gfile.GFile(os.path.join(examples_uri, INGEST_SUMMARY), "rb") as f:
-        return "sha256:" + hashlib.sha256(f.read()).hexdigest()
 
 
 def model_metadata(*, model_dir: str, check: dict, examples_uri: str, run_id: str | None, pipeline_name: str,
                    model_name: str, ingest: dict, source_model_uri: str) -> dict:
     """model.json (without "version", which the registry adds when it commits)."""
-    with tf.io.gfile.GFile(os.path.join(examples_uri, INGEST_SUMMARY)) as f:
-        summary = json.load(f)
+    raw_summary = read_ingest_summary(examples_uri)
     history_path = os.path.join(model_dir, HISTORY)
     training = {}
     if tf.io.gfile.exists(history_path):
@@ -56,7 +49,7 @@ def model_metadata(*, model_dir: str, check: dict, examples_uri: str, run_id: st
         "threshold": calib["threshold"],
         "pipeline": {"name": pipeline_name, "run_id": run_id, "source_model_uri": source_model_uri,
                      "examples_uri": examples_uri},
-        "data": {"fingerprint": data_fingerprint(examples_uri), "ingest_summary": summary},
+        "data": {"fingerprint": fingerprint_of(raw_summary), "ingest_summary": json.loads(raw_summary)},
         "metrics": check["tfma"]["metrics"],
         "thresholds": check["thresholds"],
         "calibration": calib,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -53,6 +54,28 @@ def version_number(name: str) -> int | None:
 
 def now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+INGEST_SUMMARY = "ingest_summary.json"
+
+
+def read_ingest_summary(examples_uri: str) -> bytes:
+    """ImageExampleGen's ingest_summary.json, as bytes (local path or gs://)."""
+    path = os.path.join(examples_uri, INGEST_SUMMARY)
+    if "://" in path:
+        import tensorflow as tf
+        try:
+            with tf.io.gfile.GFile(path, "rb") as f:
+                return f.read()
+        except tf.errors.NotFoundError:
+            raise FileNotFoundError(path) from None
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def fingerprint_of(summary: bytes) -> str:
+    """The data fingerprint recorded in model.json and shown by `synthdetect runs`."""
+    return "sha256:" + hashlib.sha256(summary).hexdigest()
 
 
 def open_registry(location: str):
