@@ -6,7 +6,7 @@ export PYTHONWARNINGS := ignore::FutureWarning
 VENV := .venv/bin
 CONFIG ?= configs/local.yaml
 
-.PHONY: bootstrap run test test-all test-fast lock clean
+.PHONY: bootstrap run test test-all test-fast lock chromium clean
 
 bootstrap:
 	@infra/bootstrap.sh
@@ -15,13 +15,11 @@ run: bootstrap
 	$(VENV)/synthdetect run --config $(CONFIG)
 
 # Default suite: unit tests plus one real end-to-end pipeline run at tiny image size (CI runs this).
-test: bootstrap
-	@infra/ensure_chromium.sh >/dev/null || echo "warning: no chromium; the FiftyOne App browser test will fail" >&2
+test: bootstrap chromium
 	$(VENV)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # Everything, including slow tests over ../shared/data/eval-v1.
-test-all: bootstrap
-	@infra/ensure_chromium.sh >/dev/null || echo "warning: no chromium; the FiftyOne App browser test will fail" >&2
+test-all: bootstrap chromium
 	$(VENV)/python -m pytest $(PYTEST_ARGS)
 
 # Unit tests only (no pipeline run).
@@ -32,6 +30,10 @@ test-fast: bootstrap
 lock:
 	uv pip compile requirements.in -o requirements.lock --python-version 3.10 --python-platform x86_64-manylinux_2_28
 	uv pip compile infra/requirements-gpu.in -c requirements.lock -o infra/requirements-gpu.lock --python-version 3.10 --python-platform x86_64-manylinux_2_28
+
+# Headless Chromium for the FiftyOne App browser test (best effort: the test says what is missing).
+chromium:
+	@infra/ensure_chromium.sh >/dev/null || echo "warning: no chromium; the FiftyOne App browser test will fail" >&2
 
 clean:
 	rm -rf runs registry test-artifacts .pytest_cache

@@ -56,11 +56,12 @@ def _model_dir(ref: str, cfg, arts: dict[str, str], run_id: str) -> str | None:
 def _run_threshold(arts: dict[str, str]) -> float | None:
     """The candidate's calibrated threshold from the run's ReleaseCheck (release_check.json), if any."""
     uri = arts.get(RELEASE_CHECK_KEY)
-    if not uri or not os.path.isfile(os.path.join(uri, "release_check.json")):
+    if not uri:
         return None
+    from components.robustness.check import load_check
     try:
-        with open(os.path.join(uri, "release_check.json")) as f:
-            value = json.load(f)["calibration"]["candidate"]["threshold"]
+        check = load_check(uri)
+        value = check["calibration"]["candidate"]["threshold"] if check else None
         return float(value) if value is not None else None
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -133,8 +133,6 @@ def test_animated_gif_keeps_first_frame_and_says_so():
     assert px[0] > 200 and px[2] < 60
 
 
-
-
 def test_big_endian_16bit_tiff_is_converted():
     img = Image.new("I;16B", (40, 30))
     buf = io.BytesIO()

@@ -4,7 +4,6 @@ import pytest
 from tests.test_ingest_beam import encode, run_ingest, scene
 
 
-
 @pytest.fixture
 def gcs(gcs_emulator):
     from google.auth.credentials import AnonymousCredentials

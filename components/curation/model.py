@@ -58,7 +58,7 @@ def _resolve_registry(ref: str, registry_root: str | None) -> str:
                 from components.curation.dataset import default_cache_dir
                 dest = os.path.join(os.path.dirname(default_cache_dir()), "models",
                                     location.replace("://", "_").replace("/", "_"), version)
-                path = dest if os.path.isfile(os.path.join(dest, "saved_model.pb")) else str(reg.download(version, dest))
+                path = str(reg.download(version, dest))  # a no-op when the copy is complete
             return resolve_model(path)
         except RegistryError as e:
             last = e

@@ -115,7 +115,6 @@ def run_release_check(examples_uri: str, candidate_dir: str, baseline_dir: str, 
 
 
 def load_check(uri: str) -> dict | None:
-    import tensorflow as tf
     path = os.path.join(uri, CHECK_FILE)
     if not tf.io.gfile.exists(path):
         return None

@@ -22,18 +22,23 @@ from components.transform.preprocessing import IMAGE_KEY, LABEL_KEY, decode_imag
 HISTORY_FILE = "training_history.json"
 
 
+def match_files(file_patterns) -> list[str]:
+    """The files matching one pattern or a list of patterns (local or gs://), sorted."""
+    patterns = [file_patterns] if isinstance(file_patterns, str) else list(file_patterns)
+    return sorted(f for p in patterns for f in tf.io.gfile.glob(p))
+
+
 def make_dataset(file_patterns, feature_spec: dict, image_size: int, batch_size: int,
                  shuffle: bool, seed: int, deterministic: bool = False,
                  augment_prob: float | None = None) -> tf.data.Dataset:
     """GZIP TFRecords -> (VGG16 input, label) batches: parallel interleave and map, AUTOTUNE,
     prefetch. `augment_prob` (training only) turns on the shortcut augmentation."""
-    files = tf.io.gfile.glob(file_patterns) if isinstance(file_patterns, str) else \
-        [f for p in file_patterns for f in tf.io.gfile.glob(p)]
+    files = match_files(file_patterns)
     if not files:
         raise ValueError(f"no TFRecord files match {file_patterns}")
     opts = tf.data.Options()
     opts.deterministic = deterministic
-    ds = tf.data.Dataset.from_tensor_slices(sorted(files))
+    ds = tf.data.Dataset.from_tensor_slices(files)
     ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     if shuffle:
@@ -107,8 +112,7 @@ def run_fn(fn_args) -> None:
     eval_ds = make_dataset(fn_args.eval_files, spec, image_size, batch_size, False, seed, deterministic)
     decay_steps = None
     if cc.get("lr_schedule") == "cosine":  # the schedule needs the real step count: count the records once
-        n_train = sum(1 for _ in tf.data.TFRecordDataset(
-            [f for p in fn_args.train_files for f in tf.io.gfile.glob(p)], compression_type="GZIP"))
+        n_train = sum(1 for _ in tf.data.TFRecordDataset(match_files(fn_args.train_files), compression_type="GZIP"))
         decay_steps = epochs * max(1, -(-n_train // batch_size))
 
     with strategy.scope():
