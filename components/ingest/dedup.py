@@ -1,28 +1,42 @@
-"""Duplicate detection primitives (pure functions; the Beam wiring is in executor.py).
+"""Duplicate detection primitives (pure functions, numpy; the planning step in plan.py uses them).
 
 * Exact duplicates: same decoded, oriented RGB pixels (sha256 of size + pixel bytes), so a PNG and a
   JPEG-q100 of one picture are exact duplicates only if their pixels match.
 * Near duplicates: 64-bit perceptual hashes (imagehash.phash) within a Hamming distance, found with
   bit-sampling LSH: table t keys an image by `lsh_bits` fixed random bit positions of its hash; two
   hashes at distance d share a table key with probability (1 - d/64)^bits, so `lsh_tables` tables
-  find a pair with probability 1 - (1 - (1 - d/64)^bits)^tables (0.99+ for d <= 6 with 20 x 16).
-  Candidates in a bucket are verified exactly; verified pairs are joined into clusters (union-find).
+  find a pair with probability 1 - (1 - (1 - d/64)^bits)^tables (0.9994 for d = 6 with 32 x 16).
+  Candidates sharing a key are verified exactly; verified pairs are joined into clusters (connected
+  components). All of it is vectorised over the whole set of hashes at once.
+* Degenerate hashes take no part in near-duplicate search (exact duplicates still apply): pHash
+  sets the bits of the DCT coefficients above their median, so a picture with detail has exactly 32
+  of 64 bits set; flat or nearly flat pictures (ties at the median) get hashes like 0x0 or 0x8000…
+  that would match every other flat picture. So do images whose shorter side is below
+  MIN_NEAR_DUP_SIDE pixels (a 1-pixel strip is upsampled to the 32x32 pHash grid).
 """
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import imagehash
 import numpy as np
 from PIL import Image
 
 HASH_BITS = 64
+MIN_NEAR_DUP_SIDE = 16
+MAX_BIT_IMBALANCE = 8          # |bits set - 32| above this: degenerate
+_POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
 def pixel_hash(rgb: Image.Image) -> str:
-    h = hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode())
-    h.update(rgb.tobytes())
+    return pixel_hash_array(np.asarray(rgb.convert("RGB")))
+
+
+def pixel_hash_array(pixels: np.ndarray) -> str:
+    """sha256 of "<width>x<height>:" + the RGB bytes, row by row (same as hashing Image.tobytes())."""
+    h = hashlib.sha256(f"{pixels.shape[1]}x{pixels.shape[0]}:".encode())
+    h.update(np.ascontiguousarray(pixels, dtype=np.uint8).data)
     return h.hexdigest()
 
 
@@ -31,58 +45,96 @@ def perceptual_hash(rgb: Image.Image) -> int:
     return int("".join("1" if b else "0" for b in bits), 2)
 
 
-def lsh_positions(tables: int, bits: int, seed: int = 0) -> np.ndarray:
-    """[tables, bits] fixed bit positions (deterministic for a seed)."""
-    rng = np.random.default_rng(seed)
-    return np.stack([rng.choice(HASH_BITS, size=bits, replace=False) for _ in range(tables)])
-
-
-def lsh_keys(phash: int, positions: np.ndarray) -> list[tuple[int, int]]:
-    """(table, key) for every table: the sampled bits of `phash` packed into an int."""
-    bitarr = np.array([(phash >> (HASH_BITS - 1 - i)) & 1 for i in range(HASH_BITS)], dtype=np.uint64)
-    weights = (np.uint64(1) << np.arange(positions.shape[1], dtype=np.uint64))
-    keys = (bitarr[positions] * weights).sum(axis=1)
-    return [(t, int(k)) for t, k in enumerate(keys)]
+def popcount(x: np.ndarray) -> np.ndarray:
+    """Bits set in each uint64."""
+    x = np.ascontiguousarray(x, dtype=np.uint64)
+    return _POPCOUNT8[x.view(np.uint8).reshape(-1, 8)].sum(axis=1, dtype=np.int64)
 
 
 def hamming(a: int, b: int) -> int:
     return (a ^ b).bit_count()
 
 
-def close_pairs(members: Sequence[tuple[str, int]], max_distance: int) -> list[tuple[str, str]]:
-    """Verified pairs (id_a < id_b) among the members of one LSH bucket."""
-    if len(members) < 2:
-        return []
-    ids = [m[0] for m in members]
-    hashes = np.array([m[1] for m in members], dtype=np.uint64)
-    x = hashes[:, None] ^ hashes[None, :]
-    # popcount of uint64 via byte view
-    dist = np.unpackbits(x.view(np.uint8).reshape(len(ids), len(ids), 8), axis=2).sum(axis=2)
-    out = []
-    ii, jj = np.nonzero(np.triu(dist <= max_distance, k=1))
-    for i, j in zip(ii.tolist(), jj.tolist()):
-        a, b = ids[i], ids[j]
-        if a != b:
-            out.append((a, b) if a < b else (b, a))
+def is_degenerate(phash: int, min_side: int) -> bool:
+    return abs(phash.bit_count() - HASH_BITS // 2) > MAX_BIT_IMBALANCE or min_side < MIN_NEAR_DUP_SIDE
+
+
+def lsh_positions(tables: int, bits: int, seed: int = 0) -> np.ndarray:
+    """[tables, bits] fixed bit positions (deterministic for a seed)."""
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.choice(HASH_BITS, size=bits, replace=False) for _ in range(tables)])
+
+
+def _table_keys(hashes: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """[tables, n] uint64 keys: the sampled bits of each hash packed into an integer."""
+    shifts = (HASH_BITS - 1 - positions).astype(np.uint64)              # [tables, bits]
+    sampled = (hashes[None, None, :] >> shifts[:, :, None]) & np.uint64(1)  # [tables, bits, n]
+    weights = (np.uint64(1) << np.arange(positions.shape[1], dtype=np.uint64))[None, :, None]
+    return (sampled * weights).sum(axis=1, dtype=np.uint64)
+
+
+def _pairs_in_sorted_runs(order: np.ndarray, keys_sorted: np.ndarray, hashes: np.ndarray,
+                          max_distance: int, big_run: int = 64) -> list[np.ndarray]:
+    """Verified pairs among items sharing a key; `order` sorts the items by key."""
+    n = len(order)
+    out: list[np.ndarray] = []
+    if n < 2:
+        return out
+    starts = np.flatnonzero(np.r_[True, keys_sorted[1:] != keys_sorted[:-1]])
+    lengths = np.diff(np.r_[starts, n])
+    longest = int(lengths.max())
+    # runs up to `big_run` long: compare every item with the next d items of the same key, for all d
+    for d in range(1, min(longest, big_run)):
+        same = keys_sorted[d:] == keys_sorted[:-d]
+        i = order[:-d][same]
+        j = order[d:][same]
+        if len(i):
+            close = popcount(hashes[i] ^ hashes[j]) <= max_distance
+            out.append(np.stack([i[close], j[close]], axis=1))
+    # longer runs (many similar hashes): all pairs beyond the first big_run - 1 neighbours, blockwise
+    for s, ln in zip(starts[lengths > big_run], lengths[lengths > big_run]):
+        members = order[s:s + ln]
+        for a in range(0, ln, 1024):
+            block = members[a:a + 1024]
+            dist = popcount((hashes[block][:, None] ^ hashes[members][None, :]).ravel()).reshape(len(block), ln)
+            bi, mj = np.nonzero(dist <= max_distance)
+            offset = (mj - (a + bi))
+            keep = offset >= big_run          # nearer neighbours were compared above
+            out.append(np.stack([block[bi[keep]], members[mj[keep]]], axis=1))
     return out
 
 
-def clusters(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Union-find: node -> cluster root (the smallest node id in its component)."""
-    parent: dict[str, str] = {n: n for n in nodes}
+def near_duplicate_pairs(hashes: np.ndarray, max_distance: int, tables: int, bits: int,
+                         seed: int = 0) -> np.ndarray:
+    """[p, 2] index pairs (i < j) of hashes within `max_distance` found by LSH (each pair once)."""
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    n = len(hashes)
+    if n < 2:
+        return np.zeros((0, 2), dtype=np.int64)
+    found: list[np.ndarray] = []
+    keys = _table_keys(hashes, lsh_positions(tables, bits, seed))
+    for t in range(tables):
+        order = np.argsort(keys[t], kind="stable")
+        found += _pairs_in_sorted_runs(order, keys[t][order], hashes, max_distance)
+    if not found:
+        return np.zeros((0, 2), dtype=np.int64)
+    pairs = np.concatenate(found).astype(np.int64)
+    pairs.sort(axis=1)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    return np.unique(pairs, axis=0)
 
-    def find(x: str) -> str:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
 
-    for a, b in edges:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    return {n: find(n) for n in list(parent)}
+def cluster_roots(n: int, pairs: np.ndarray) -> np.ndarray:
+    """Connected components of n nodes joined by `pairs`: root[i] = the smallest index in i's component."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    graph = coo_matrix((np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    first = np.full(labels.max() + 1, n, dtype=np.int64)
+    np.minimum.at(first, labels, np.arange(n, dtype=np.int64))
+    return first[labels]
 
 
 def split_for(key: str, split_buckets: Sequence[tuple[str, int]]) -> str:
