@@ -72,12 +72,14 @@ def main() -> None:
 def run(config: str, sets: tuple[str, ...], as_json: bool) -> None:
     """Run the whole pipeline (ingest -> validate -> transform -> train x2 -> evaluate -> push)."""
     cfg = _load(config, sets)  # before importing TensorFlow: config mistakes fail in a fraction of a second
-    from components.ingest.images import InputError
+    from components.ingest.listing import InputError, listing_session
     from components.trainer.model import WeightsError
     from pipeline.pipeline import create_components
     from pipeline.report import run_report
     from pipeline.runner import PipelineFailed, new_run_id, preflight, run_local
 
+    # one listing of the input for the preflight, the ExampleGen fingerprint and ingestion
+    click.get_current_context().with_resource(listing_session())
     try:
         n_inputs = preflight(cfg)
     except (InputError, WeightsError) as e:

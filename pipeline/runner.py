@@ -24,12 +24,12 @@ class PipelineFailed(Exception):
 
 def preflight(cfg: PipelineConfig) -> int:
     """Checks that need no pipeline: inputs listable, weights loadable. Returns the input count."""
-    from components.ingest.images import list_inputs
     from components.ingest.component import input_base_and_pattern
+    from components.ingest.listing import resolve_inputs
     from components.trainer.model import fetch_imagenet_weights
 
     base, pattern = input_base_and_pattern(cfg.data.input)
-    n = len(list_inputs(base if pattern == "*" else os.path.join(base, pattern)))
+    n = resolve_inputs(base if pattern == "*" else os.path.join(base, pattern), cfg.ingest).n_inputs
     if cfg.model.weights == "imagenet":
         fetch_imagenet_weights()
     return n

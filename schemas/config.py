@@ -27,6 +27,9 @@ def is_gcs(path: str) -> bool:
     return str(path).startswith("gs://")
 
 
+SPLIT_NAME_RE = r"[A-Za-z][A-Za-z0-9_]{0,63}"
+
+
 class DataConfig(_Strict):
     input: str = Field(description="folder <root>/<real|synthesized>/..., a manifest CSV, or gs://...")
     split_ratios: dict[str, int] = Field(default_factory=lambda: {"train": 7, "eval": 3},
@@ -37,22 +40,56 @@ class DataConfig(_Strict):
     def _splits(cls, v: dict[str, int]) -> dict[str, int]:
         if "train" not in v or "eval" not in v:
             raise ValueError("must name at least 'train' and 'eval'")
+        for name in v:  # split names become folder names (Split-<name>) and TFX split names
+            if not re.fullmatch(SPLIT_NAME_RE, str(name)):
+                raise ValueError(f"split name {name!r} must be a plain identifier (letters, digits, _; "
+                                 "starting with a letter; at most 64 characters)")
         if any(b <= 0 for b in v.values()):
             raise ValueError("bucket counts must be positive integers")
         return v
 
 
 class IngestConfig(_Strict):
+    """Ingestion options. Also the options object of the ingestion code itself
+    (`components.ingest.images.IngestOptions` is this class)."""
     neutralize_format: bool = Field(True, description="re-encode every image with one codec (see shortcuts.md)")
     codec: Literal["JPEG", "PNG"] = "JPEG"
     quality: int = Field(95, ge=1, le=100)
-    max_side: int = Field(256, ge=32, description="longest side after ingestion (both classes alike)")
+    max_side: int = Field(256, ge=0, description="longest side after ingestion (both classes alike); "
+                          "0 keeps native resolution")
     max_pixels: int = Field(89_478_485, ge=1, description="decompression-bomb limit (Pillow's default)")
+    max_file_bytes: int = Field(256 * 2 ** 20, ge=1, description="larger files are quarantined as too_large "
+                                "without being read")
+    allowed_roots: tuple[str, ...] = Field((), description="folders (or gs:// prefixes) that manifest rows and "
+                                           "symlinks may point into, besides the input's own folder")
+    background: tuple[int, int, int] = Field((255, 255, 255), description="RGB behind transparent pixels")
     dedup: bool = Field(True, description="drop exact and near duplicates (one representative per cluster)")
     near_duplicate_max_distance: int = Field(6, ge=0, le=32, description="max Hamming distance of 64-bit pHashes")
-    lsh_tables: int = Field(20, ge=1, le=64, description="LSH tables (random bit samples) for near-duplicate search")
+    lsh_tables: int = Field(32, ge=1, le=64, description="LSH tables (random bit samples) for near-duplicate search; "
+                            "32 x 16 bits find a pair at distance 6 with probability 0.9994")
     lsh_bits: int = Field(16, ge=4, le=32, description="bits sampled per LSH table")
+    workers: int = Field(0, ge=0, le=256, description="local ingestion processes (Beam DirectRunner "
+                         "multi-processing); 0: one per CPU core")
     feedback: str | None = Field(None, description="curator feedback file (exclude / relabel), JSONL")
+
+    @field_validator("max_side")
+    @classmethod
+    def _max_side(cls, v: int) -> int:
+        if 0 < v < 32:
+            raise ValueError("must be 0 (keep native resolution) or at least 32")
+        return v
+
+    @field_validator("background")
+    @classmethod
+    def _background(cls, v: tuple[int, int, int]) -> tuple[int, int, int]:
+        if any(not 0 <= c <= 255 for c in v):
+            raise ValueError("RGB values must be 0..255")
+        return v
+
+    @field_validator("allowed_roots")
+    @classmethod
+    def _roots(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(r.rstrip("/") if is_gcs(r) else str(Path(r).resolve()) for r in v)
 
     @field_validator("feedback")
     @classmethod
@@ -62,6 +99,17 @@ class IngestConfig(_Strict):
         if not Path(v).is_file():
             raise ValueError(f"feedback file {v!r} does not exist")
         return str(Path(v).resolve())
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "IngestConfig":
+        """Options recorded by an earlier ingestion (summary, model.json): unknown keys are ignored
+        and files named in them are not required to exist any more."""
+        known = {k: v for k, v in (d or {}).items() if k in cls.model_fields and v is not None}
+        for k in ("background", "allowed_roots"):
+            if k in known:
+                known[k] = tuple(known[k])
+        feedback = known.pop("feedback", None)
+        return cls.model_validate(known).model_copy(update={"feedback": feedback})
 
 
 class ModelConfig(_Strict):

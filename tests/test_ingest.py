@@ -24,20 +24,25 @@ def test_folder_layout_labels_and_sources(make_tree):
     root = make_tree({"real/imagenet/a.jpg": image_bytes(), "real/b.jpg": image_bytes(seed=1),
                       "synthesized/sd/c.png": image_bytes("PNG"), "README.md": b"docs",
                       "synthesized/sd/README.md": b"docs"})
-    items = {i.path.split("/data/")[1]: i for i in list_inputs(str(root))}
+    listing = list_inputs(str(root))
+    items = {i.path.split("/data/")[1]: i for i in listing.items}
     assert set(items) == {"real/imagenet/a.jpg", "real/b.jpg", "synthesized/sd/c.png"}
+    # documentation next to the images is recorded as skipped, not silently dropped
+    assert {(r["path"].split("/data/")[1], r["status"], r["reason"]) for r in listing.rejected} == {
+        ("README.md", "skipped", "documentation"), ("synthesized/sd/README.md", "skipped", "documentation")}
     assert (items["real/imagenet/a.jpg"].label, items["real/imagenet/a.jpg"].source) == ("real", "imagenet")
     assert items["real/b.jpg"].source == "unknown"
     assert items["synthesized/sd/c.png"].label == "synthesized"
 
 
 def test_eval_v1_manifest_works_as_is(eval_v1):
-    items = list_inputs(str(eval_v1 / "manifest.csv"))
-    assert len(items) == 842
+    listing = list_inputs(str(eval_v1 / "manifest.csv"))
+    items = listing.items
+    assert len(items) == 842 and not listing.rejected
     assert {i.label for i in items} == {"real", "synthesized"}
     assert all(i.path.startswith(str(eval_v1)) for i in items)
     # a folder holding a manifest is read through the manifest (metadata kept)
-    assert {i.content for i in list_inputs(str(eval_v1))} >= {"animals", "objects"}
+    assert {i.content for i in list_inputs(str(eval_v1)).items} >= {"animals", "objects"}
 
 
 def test_bad_manifest_and_empty_folder_are_input_errors(tmp_path):
@@ -88,9 +93,10 @@ def test_feedback_excludes_and_relabels(tmp_path, make_tree):
     fb = tmp_path / "feedback.jsonl"
     fb.write_text(json.dumps({"path": str(root / "real/a.jpg"), "action": "exclude"}) + "\n"
                   + json.dumps({"path": str(root / "real/b.jpg"), "action": "relabel", "label": "synthesized"}) + "\n")
-    kept, excluded = apply_feedback(list_inputs(str(root)), read_feedback(str(fb)))
-    assert [(i.path.rsplit("/", 1)[1], i.label) for i in kept] == [("b.jpg", "synthesized")]
-    assert [(e["path"].rsplit("/", 1)[1], e["reason"]) for e in excluded] == [("a.jpg", "curator_excluded")]
+    listing = apply_feedback(list_inputs(str(root)), read_feedback(str(fb)))
+    assert [(i.path.rsplit("/", 1)[1], i.label) for i in listing.items] == [("b.jpg", "synthesized")]
+    assert [(e["path"].rsplit("/", 1)[1], e["status"], e["reason"]) for e in listing.rejected] == [
+        ("a.jpg", "quarantined", "curator_excluded")]
     fb.write_text('{"path": "x", "action": "delete"}\n')
     with pytest.raises(InputError, match="line 1 needs path and action"):
         read_feedback(str(fb))
@@ -149,9 +155,12 @@ def test_files_outside_label_folders_are_an_error_not_dropped(make_tree):
 
 
 def test_manifest_rows_bom_numeric_labels_and_uris(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(image_bytes())
     (tmp_path / "m.csv").write_bytes("\ufeffpath,label\na.jpg,real\ngs://bucket/b.png,synthesized\n".encode())
-    items = list_inputs(str(tmp_path / "m.csv"))
-    assert [i.path for i in items] == [str(tmp_path / "a.jpg"), "gs://bucket/b.png"]
+    listing = list_inputs(str(tmp_path / "m.csv"))
+    assert [i.path for i in listing.items] == [str(tmp_path / "a.jpg")]
+    # a gs:// row outside the manifest's folder (and every allowed root) is recorded, never read
+    assert [(r["path"], r["reason"]) for r in listing.rejected] == [("gs://bucket/b.png", "outside_root")]
     (tmp_path / "m.jsonl").write_text('{"path": "a.jpg", "label": 1}\n')
     with pytest.raises(InputError, match="row 2 has label 1"):
         list_inputs(str(tmp_path / "m.jsonl"))

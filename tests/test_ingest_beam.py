@@ -11,7 +11,8 @@ import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
 from PIL import Image
 
-from components.ingest.executor import build_ingest, read_summary
+from components.ingest.job import build_ingest
+from components.ingest.outputs import read_summary
 from components.ingest.images import IngestOptions
 
 SPLITS = [("train", 7), ("eval", 3)]

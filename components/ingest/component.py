@@ -8,6 +8,7 @@ from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 
 from components.ingest.executor import Driver, Executor, pack_options
+from components.ingest.job import parallelism_args
 from schemas.config import PipelineConfig, is_gcs
 
 
@@ -30,10 +31,14 @@ def make_example_gen(cfg: PipelineConfig) -> ImageExampleGen:
     base, pattern = input_base_and_pattern(cfg.data.input)
     splits = [tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
               for name, buckets in cfg.data.split_ratios.items()]
-    return ImageExampleGen(
+    gen = ImageExampleGen(
         input_base=base,
         input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="all", pattern=pattern)]),
         # hash buckets per split; the executor assigns whole duplicate clusters to splits
         output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=splits)),
         custom_config=pack_options(cfg.ingest.model_dump()),
     ).with_id("ImageExampleGen")
+    # The same parallelism as `synthdetect ingest` (one Beam worker process per core on the
+    # DirectRunner); appended after the pipeline's own Beam args, so it applies to this step only.
+    extra = parallelism_args(list(cfg.beam_args), cfg.ingest.workers)
+    return gen.with_beam_pipeline_args(extra) if extra else gen

@@ -1,0 +1,282 @@
+"""The Beam ingestion job: three passes, no image bytes in any shuffle.
+
+(a) Scan (parallel, per file): read, validate, decode, hash, encode the tf.Example. The example is
+    appended to a spill file of the worker's bundle; only a metadata row (hashes, sizes, where the
+    example was spilled) is written, to a metadata file of the bundle. Pixels and bytes never leave
+    the worker: what crosses the runner is one file name per bundle.
+(b) Plan (one step, metadata only; plan.py): exact and near duplicates, label conflicts, splits,
+    and for every (split, shard) the ordered list of spilled examples; members.jsonl and
+    quarantine.jsonl are written here.
+(c) Write (parallel, per shard): copy each shard's examples from the spill, in plan order, into a
+    GZIP TFRecord file (records.py: no TensorFlow). Then ingest_summary.json is written, last, and
+    the work folder (listing chunks, spill) is deleted.
+
+Shard writing is ours rather than Beam's WriteToTFRecord: that sink assigns elements to shards at
+random and in arrival order, while reruns here must be byte-identical (same shard for a cluster,
+same order inside a shard), and the plan already knows both.
+
+The same code runs on the DirectRunner (in one process, or one process per core) and on Dataflow;
+the work folder then lives next to the output on gs://.
+"""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from typing import Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
+
+from components.ingest import outputs
+from components.ingest.listing import ImageInput, Listing, resolve_inputs
+from components.ingest.plan import make_plan, ok_row, q_row
+from components.ingest.records import GzipTFRecordWriter, parse_example
+
+WORK_DIR = "_ingest_work"          # inside the output folder while the job runs; deleted at the end
+
+
+def _join(*parts: str) -> str:
+    return FileSystems.join(*parts)
+
+
+def _write_lines(path: str, lines) -> None:
+    with FileSystems.create(path) as f:
+        for line in lines:
+            f.write(line.encode())
+
+
+def _read_lines(path: str):
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        for line in f.read().decode().splitlines():
+            if line:
+                yield line
+
+
+class _Progress:
+    """Counts done items in a local folder the launcher polls (one byte per item; no-op without one)."""
+
+    def __init__(self, folder: str | None, kind: str):
+        self._f = open(os.path.join(folder, f"{kind}-{uuid.uuid4().hex}"), "ab", buffering=0) if folder else None
+
+    def tick(self) -> None:
+        if self._f:
+            self._f.write(b".")
+
+    def close(self) -> None:
+        if self._f:
+            self._f.close()
+
+
+def planned_writes(folder: str) -> int | None:
+    """The number of examples the plan decided to write (None until the plan ran)."""
+    try:
+        with open(os.path.join(folder, "planned-writes")) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def count_progress(folder: str, kind: str) -> int:
+    try:
+        return sum(e.stat().st_size for e in os.scandir(folder) if e.name.startswith(kind + "-"))
+    except OSError:
+        return 0
+
+
+# ------------------------------------------------------------------------------------ pass (a)
+class _Scan(beam.DoFn):
+    def __init__(self, opts, work_dir: str, progress_dir: str | None):
+        self._opts, self._work, self._progress_dir = opts, work_dir, progress_dir
+
+    def setup(self):
+        self._progress = _Progress(self._progress_dir, "scan")
+
+    def start_bundle(self):
+        name = uuid.uuid4().hex
+        self._spill_name = f"spill-{name}.bin"
+        self._meta_path = _join(self._work, f"meta-{name}.jsonl")
+        self._spill = FileSystems.create(_join(self._work, self._spill_name))
+        self._meta = FileSystems.create(self._meta_path)
+        self._offset = 0
+
+    def process(self, item: ImageInput):
+        from components.ingest.images import decode_file
+        kind, payload = decode_file(item, self._opts)
+        if kind == "ok":
+            data = payload.example.SerializeToString(deterministic=True)
+            self._spill.write(data)
+            f = payload.example.features.feature
+            row = ok_row(item.path, item.label, item.source, item.generator, item.content,
+                         f["sha256"].bytes_list.value[0].decode(), payload.pixel_sha, payload.phash,
+                         payload.pixels, payload.min_side, self._spill_name, self._offset, len(data))
+            self._offset += len(data)
+        else:
+            row = q_row(item.path, item.label, item.source, item.generator, item.content, payload["reason"],
+                        payload.get("detail", ""))
+        self._meta.write((json.dumps(row) + "\n").encode())
+        self._progress.tick()
+        return ()
+
+    def finish_bundle(self):
+        self._spill.close()
+        self._meta.close()
+        yield WindowedValue(self._meta_path, 0, [GlobalWindow()])
+
+    def teardown(self):
+        self._progress.close()
+
+
+def _read_chunk(path: str):
+    for line in _read_lines(path):
+        yield ImageInput(*json.loads(line))
+
+
+# ------------------------------------------------------------------------------------ pass (b)
+def _plan(meta_paths: list[str], rejected_path: str, opts, split_buckets, n_inputs: int, out_dir: str,
+          progress_dir: str | None):
+    def rows():
+        for p in sorted(meta_paths):
+            for line in _read_lines(p):
+                yield json.loads(line)
+    rejected = [json.loads(line) for line in _read_lines(rejected_path)]
+    plan = make_plan(rows(), rejected, opts, split_buckets, n_inputs)
+    if progress_dir:
+        with open(os.path.join(progress_dir, "planned-writes"), "w") as f:
+            f.write(str(plan.summary["written"]))
+    _write_lines(_join(out_dir, outputs.MEMBERS_FILE), plan.member_lines())
+    _write_lines(_join(out_dir, outputs.QUARANTINE_FILE), plan.quarantine_lines())
+    for key, refs in sorted(plan.shards.items()):
+        yield beam.pvalue.TaggedOutput("shards", (key, plan.num_shards, refs))
+    yield plan.summary
+
+
+# ------------------------------------------------------------------------------------ pass (c)
+class _WriteShard(beam.DoFn):
+    def __init__(self, out_dir: str, work_dir: str, progress_dir: str | None):
+        self._out, self._work, self._progress_dir = out_dir, work_dir, progress_dir
+
+    def setup(self):
+        self._progress = _Progress(self._progress_dir, "write")
+
+    def process(self, task):
+        (split, shard), num_shards, refs = task
+        path = outputs.shard_path(self._out, split, shard, num_shards)
+        readers: dict[str, object] = {}
+        try:
+            with GzipTFRecordWriter(FileSystems.create(path, compression_type="uncompressed")) as w:
+                for spill, offset, length, cluster_id in refs:
+                    f = readers.get(spill)
+                    if f is None:
+                        f = readers[spill] = FileSystems.open(_join(self._work, spill),
+                                                              compression_type="uncompressed")
+                    f.seek(offset)
+                    ex = parse_example(f.read(length))
+                    ex.features.feature["cluster_id"].bytes_list.value.append(cluster_id.encode())
+                    w.write(ex.SerializeToString(deterministic=True))
+                    self._progress.tick()
+                count = w.count
+        finally:
+            for f in readers.values():
+                f.close()
+        yield split, shard, count
+
+    def teardown(self):
+        self._progress.close()
+
+
+def _finish(summary: dict, written: list, out_dir: str, work_dir: str) -> None:
+    n = sum(c for _, _, c in written)
+    if n != summary["written"]:
+        raise RuntimeError(f"ingestion wrote {n} examples but planned {summary['written']}")
+    outputs.write_summary(out_dir, summary)   # last: its presence means the output is complete
+    outputs.remove_tree(work_dir)
+
+
+# ------------------------------------------------------------------------------------ the job
+def prepare_output(out_dir: str, split_names: Sequence[str]) -> None:
+    """Clear what an earlier ingestion left in `out_dir` (shards of any split set, side files) and
+    create the split folders."""
+    outputs.clear_output(out_dir)
+    for name in split_names:
+        if not FileSystems.exists(outputs.split_dir(out_dir, name)):
+            FileSystems.mkdirs(outputs.split_dir(out_dir, name))
+
+
+def build_ingest(pipeline, data_input: str | Listing, out_dir: str, opts, split_buckets: Sequence[tuple[str, int]],
+                 progress_dir: str | None = None) -> int:
+    """Adds ingestion + writing to `pipeline`; returns the number of inputs (listed before running).
+
+    `data_input` is a folder / manifest / gs:// prefix (listed here, or taken from the run's listing
+    session) or a Listing. Files are written under `out_dir`; the work folder `out_dir/_ingest_work`
+    holds the listing chunks and the spill until the job ends."""
+    listing = data_input if isinstance(data_input, Listing) else resolve_inputs(data_input, opts)
+    split_names = [name for name, _ in split_buckets]
+    prepare_output(out_dir, split_names)
+    work_dir = _join(out_dir, WORK_DIR)
+    outputs.remove_tree(work_dir)  # left by an interrupted run
+    FileSystems.mkdirs(work_dir)
+    items = listing.items
+    chunk = max(1, min(1000, -(-len(items) // 64)))      # >= 64 work units when there are enough files
+    chunk_paths = []
+    for k in range(0, len(items), chunk):
+        path = _join(work_dir, f"chunk-{k // chunk:06d}.jsonl")
+        _write_lines(path, (json.dumps([it.path, it.label, it.source, it.generator, it.content, it.size,
+                                        it.version]) + "\n" for it in items[k:k + chunk]))
+        chunk_paths.append(path)
+    rejected_path = _join(work_dir, "rejected.jsonl")
+    _write_lines(rejected_path, (json.dumps(r, sort_keys=True) + "\n" for r in listing.rejected))
+
+    metas = (pipeline
+             | "ListingChunks" >> beam.Create(chunk_paths, reshuffle=False)
+             | "Distribute" >> beam.Reshuffle()
+             | "ReadChunk" >> beam.FlatMap(_read_chunk)
+             | "Scan" >> beam.ParDo(_Scan(opts, work_dir, progress_dir)))
+    n_inputs, buckets = listing.n_inputs, list(split_buckets)
+    planned = (pipeline
+               | "Start" >> beam.Create([None])
+               | "Plan" >> beam.FlatMap(lambda _, m: _plan(m, rejected_path, opts, buckets, n_inputs, out_dir,
+                                                            progress_dir),
+                                        beam.pvalue.AsList(metas)).with_outputs("shards", main="summary"))
+    written = (planned.shards
+               | "DistributeShards" >> beam.Reshuffle()
+               | "WriteShards" >> beam.ParDo(_WriteShard(out_dir, work_dir, progress_dir)))
+    (planned.summary
+     | "WriteSummary" >> beam.Map(_finish, beam.pvalue.AsList(written), out_dir, work_dir))
+    return n_inputs
+
+
+def is_local_runner(beam_args: Sequence[str]) -> bool:
+    runner = None
+    for a in beam_args:
+        if a.startswith("--runner="):
+            runner = a.split("=", 1)[1]
+    return runner in (None, "DirectRunner", "direct", "Direct", "SwitchingDirectRunner")
+
+
+def parallelism_args(beam_args: Sequence[str], workers: int = 0) -> list[str]:
+    """The ingestion job's parallelism on the DirectRunner: one SDK worker process per CPU core (or
+    `ingest.workers`); scanning and shard writing then run in parallel, since no image bytes cross
+    processes. Nothing for other runners. (`synthdetect ingest` and the pipeline's ImageExampleGen
+    both use this.)"""
+    if not is_local_runner(beam_args):
+        return []
+    n = workers or os.cpu_count() or 1
+    return ["--direct_running_mode=multi_processing", f"--direct_num_workers={n}"] if n > 1 else \
+        ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+
+
+def ingest_beam_args(beam_args: Sequence[str], workers: int = 0) -> list[str]:
+    """`parallelism_args` followed by `beam_args` (given later, the user's args win)."""
+    return parallelism_args(beam_args, workers) + list(beam_args)
+
+
+def run_ingest(data_input: str | Listing, out_dir: str, opts, split_buckets, beam_args: Sequence[str] = (),
+               progress_dir: str | None = None) -> dict:
+    """Builds and runs the job; returns the summary."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+    with beam.Pipeline(options=PipelineOptions(list(beam_args))) as p:
+        build_ingest(p, data_input, out_dir, opts, split_buckets, progress_dir)
+    return outputs.read_summary(out_dir)

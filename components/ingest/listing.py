@@ -1,0 +1,432 @@
+"""Listing labelled inputs: folders, manifests, gs:// prefixes -> one `Listing` per run.
+
+Policy (README "Ingestion: what is read"):
+* Folder layout `<root>/<real|synthesized>/[<source>/]**/<file>`; a folder holding `manifest.csv` or
+  `manifest.jsonl` is read through the manifest.
+* Only regular files are read. Anything else is recorded, never opened, and counted by the
+  accounting invariant (`members.jsonl`):
+  - quarantined `not_a_file`      FIFOs, sockets, devices
+  - quarantined `too_large`       bigger than `ingest.max_file_bytes`
+  - quarantined `outside_root`    a manifest row, or a symlink (file or folder), that resolves outside
+                                  the input root (the manifest's folder for a manifest) and every
+                                  `ingest.allowed_roots`
+  - quarantined `unreadable_path` a manifest row naming a file that does not exist
+  - skipped `hidden`              dot-files and dot-folders (a dot-folder is one entry, not entered)
+  - skipped `documentation`       README/LICENSE files next to the images
+  - skipped `symlink_loop`        a symlinked folder already being walked
+  Symlinked folders inside the allowed roots are followed (their files keep the link's path).
+* Sizes and versions (mtime in ns locally, the object generation on gs://) come from the same
+  listing, so the ExampleGen fingerprint needs no per-file calls; a run lists its input once
+  (`listing_session`).
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import posixpath
+import stat
+from typing import Iterator
+
+from schemas.config import is_gcs
+
+LABELS = ("real", "synthesized")
+LABEL_IDS = {"real": 0, "synthesized": 1}
+MANIFEST_NAMES = ("manifest.csv", "manifest.jsonl")
+DOC_NAMES = {"readme", "readme.md", "readme.txt", "readme.rst", "license", "license.txt", "license.md",
+             "credits.md", "credits.txt", "notes.md"}
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+class InputError(Exception):
+    """The input location is unusable (user mistake); one-line message."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageInput:
+    path: str
+    label: str
+    source: str = "unknown"
+    generator: str = ""
+    content: str = "unknown"
+    size: int = -1           # bytes, from the listing (-1: unknown)
+    version: str = ""        # mtime_ns locally, generation on gs://
+
+
+@dataclasses.dataclass
+class Listing:
+    """What one run ingests: readable items plus inputs decided at listing time (never read)."""
+    data_input: str
+    items: list[ImageInput]
+    rejected: list[dict]      # member-like records: path, label, source, status, reason, detail
+
+    @property
+    def n_inputs(self) -> int:
+        return len(self.items) + len(self.rejected)
+
+    def fingerprint(self, extra: str = "") -> str:
+        """Changes when any input (path, label, metadata, size, version) or decision changes."""
+        h = hashlib.sha256(extra.encode())
+        for it in sorted(self.items, key=lambda i: i.path):
+            h.update(f"{it.path}\t{it.label}\t{it.source}\t{it.generator}\t{it.content}\t{it.size}\t{it.version}\n"
+                     .encode())
+        h.update(json.dumps(sorted(self.rejected, key=lambda r: r["path"]), sort_keys=True).encode())
+        return f"synthdetect-inputs:{h.hexdigest()}"
+
+
+def rejected_record(path: str, label: str, source: str, status: str, reason: str, detail: str = "",
+                    generator: str = "", content: str = "") -> dict:
+    return {"path": path, "label": label, "source": source, "generator": generator, "content": content,
+            "status": status, "reason": reason, "detail": detail[:300]}
+
+
+# --------------------------------------------------------------------------------------- reading
+def read_text(path: str) -> str:
+    from apache_beam.io.filesystems import FileSystems
+    try:
+        with FileSystems.open(path, compression_type="uncompressed") as f:
+            return f.read().decode("utf-8-sig")  # Excel writes a byte-order mark
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise InputError(f"cannot read {path}: {type(e).__name__}: {str(e).splitlines()[0][:160]}") from None
+
+
+def _gcs_client():
+    from google.cloud import storage
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        from google.auth.credentials import AnonymousCredentials
+        return storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "test-project"),
+                              credentials=AnonymousCredentials())
+    return storage.Client()
+
+
+def _gcs_list(prefix_url: str, folder: bool = True) -> Iterator[tuple[str, int, str]]:
+    """(gs://bucket/name, size, generation) for every object under a gs:// folder (or, with
+    folder=False, every object whose name starts with the prefix): one paginated listing."""
+    bucket, _, prefix = prefix_url[len("gs://"):].partition("/")
+    if folder:
+        prefix = prefix.rstrip("/") + "/" if prefix else ""
+    for blob in _gcs_client().list_blobs(bucket, prefix=prefix):
+        if not blob.name.endswith("/"):
+            yield f"gs://{bucket}/{blob.name}", int(blob.size or 0), str(blob.generation or "")
+
+
+# --------------------------------------------------------------------------------------- roots
+def _norm_local(p: str) -> str:
+    return os.path.realpath(p)
+
+
+def _norm_gcs(p: str) -> str:
+    bucket, _, rest = p[len("gs://"):].partition("/")
+    return f"gs://{bucket}/" + posixpath.normpath("/" + rest).lstrip("/")
+
+
+def _inside(path: str, roots: list[str]) -> bool:
+    for r in roots:
+        r = r.rstrip("/")
+        if path == r or path.startswith(r + "/"):
+            return True
+    return False
+
+
+def _allowed_roots(root: str, extra: tuple[str, ...] | list[str]) -> list[str]:
+    out = []
+    for r in [root, *extra]:
+        out.append(_norm_gcs(r) if is_gcs(r) else _norm_local(r))
+    return out
+
+
+# --------------------------------------------------------------------------------------- manifests
+def _manifest_rows(manifest: str) -> Iterator[dict]:
+    text = read_text(manifest)
+    if manifest.endswith(".jsonl"):
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    raise InputError(f"{manifest}: line {n} is not valid JSON") from None
+                yield row
+    else:
+        yield from csv.DictReader(io.StringIO(text))
+
+
+def read_manifest(manifest: str, max_file_bytes: int, allowed_roots: tuple[str, ...] = ()) -> Listing:
+    gcs = is_gcs(manifest)
+    root = posixpath.dirname(manifest) if gcs else os.path.dirname(os.path.abspath(manifest))
+    roots = _allowed_roots(root, allowed_roots)
+    rows = []
+    for n, row in enumerate(_manifest_rows(manifest), 2):
+        if not isinstance(row, dict) or not row.get("path") or not row.get("label"):
+            raise InputError(f"{manifest}: row {n} needs 'path' and 'label'")
+        label = str(row["label"]).strip().lower()
+        if label not in LABELS:
+            raise InputError(f"{manifest}: row {n} has label {row['label']!r}; expected one of {', '.join(LABELS)}")
+        rows.append((str(row["path"]), label, row.get("source") or "unknown", row.get("generator") or "",
+                     row.get("content") or "unknown"))
+    if not rows:
+        raise InputError(f"{manifest}: no rows")
+    gcs_index: dict[str, tuple[int, str]] = {}
+    if any(is_gcs(p) or gcs for p, *_ in rows):  # one listing per gs:// root, no per-object calls
+        for r in roots:
+            if is_gcs(r):
+                gcs_index.update({u: (s, g) for u, s, g in _gcs_list(r)})
+    items, rejected = [], []
+    for rel, label, source, generator, content in rows:
+        def reject(path, status, reason, detail=""):
+            rejected.append(rejected_record(path, label, source, status, reason, detail, generator, content))
+        if is_gcs(rel) or gcs:
+            path = rel if is_gcs(rel) else _norm_gcs(posixpath.join(root, rel))
+            if not is_gcs(path):
+                reject(rel, "quarantined", "outside_root", "a local path in a gs:// manifest")
+                continue
+            path = _norm_gcs(path)
+            if not _inside(path, roots):
+                reject(path, "quarantined", "outside_root", f"not under {', '.join(roots)}")
+            elif path not in gcs_index:
+                reject(path, "quarantined", "unreadable_path", "no such object")
+            elif gcs_index[path][0] > max_file_bytes:
+                reject(path, "quarantined", "too_large", f"{gcs_index[path][0]} bytes > {max_file_bytes}")
+            else:
+                size, gen = gcs_index[path]
+                items.append(ImageInput(path, label, source, generator, content, size, gen))
+            continue
+        path = rel if os.path.isabs(rel) else os.path.join(root, rel)
+        path = os.path.normpath(path)
+        if not _inside(_norm_local(path), roots):
+            reject(path, "quarantined", "outside_root", f"resolves outside {', '.join(roots)}")
+            continue
+        item_or_reason = _stat_local(path, label, source, generator, content, max_file_bytes)
+        if isinstance(item_or_reason, ImageInput):
+            items.append(item_or_reason)
+        else:
+            reject(path, "quarantined", *item_or_reason)
+    return Listing(manifest, items, rejected)
+
+
+def _stat_local(path: str, label: str, source: str, generator: str, content: str,
+                max_file_bytes: int) -> ImageInput | tuple[str, str]:
+    try:
+        st = os.stat(path)  # follows a symlink to its target (already checked to be inside the roots)
+    except OSError as e:
+        return "unreadable_path", f"{type(e).__name__}: {e.strerror or e}"
+    if not stat.S_ISREG(st.st_mode):
+        return "not_a_file", _kind(st.st_mode)
+    if st.st_size > max_file_bytes:
+        return "too_large", f"{st.st_size} bytes > {max_file_bytes}"
+    return ImageInput(path, label, source, generator, content, st.st_size, str(st.st_mtime_ns))
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+# --------------------------------------------------------------------------------------- folders
+def _walk_local(root: str, roots: list[str]) -> Iterator[tuple[str, str, object]]:
+    """(relative path, kind, payload): kind 'file' (payload os.stat_result), 'reject'
+    (payload (status, reason, detail)). Sorted, symlinked folders inside the roots followed once."""
+    active: set[str] = set()
+
+    def walk(dir_path: str, rel_dir: str) -> Iterator[tuple[str, str, object]]:
+        real = os.path.realpath(dir_path)
+        active.add(real)
+        try:
+            entries = sorted(os.scandir(dir_path), key=lambda e: e.name)
+        except OSError as e:
+            yield rel_dir + "/", "reject", ("quarantined", "unreadable_path", f"{type(e).__name__}: {e.strerror}")
+            return
+        for e in entries:
+            rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
+            if e.name.startswith("."):
+                yield rel + ("/" if e.is_dir() else ""), "reject", ("skipped", "hidden", "")
+                continue
+            is_link = e.is_symlink()
+            if is_link:
+                target = os.path.realpath(e.path)
+                if not _inside(target, roots):
+                    yield rel, "reject", ("quarantined", "outside_root", f"symlink to {target}")
+                    continue
+            try:
+                st = e.stat(follow_symlinks=True)
+            except OSError as err:
+                yield rel, "reject", ("quarantined", "unreadable_path", f"{type(err).__name__}: {err.strerror}")
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if os.path.realpath(e.path) in active:
+                    yield rel + "/", "reject", ("skipped", "symlink_loop", f"-> {os.path.realpath(e.path)}")
+                    continue
+                yield from walk(e.path, rel)
+            else:
+                yield rel, "file", st
+        active.discard(real)
+
+    yield from walk(root, "")
+
+
+def list_inputs(input_base: str, max_file_bytes: int = 2 ** 62, allowed_roots: tuple[str, ...] = ()) -> Listing:
+    """Every labelled input under `input_base`: a manifest file, a folder with a manifest, or a
+    folder laid out as <root>/<real|synthesized>/[<source>/]**/<file>."""
+    base = input_base.rstrip("/")
+    if base.endswith((".csv", ".jsonl")):
+        if not is_gcs(base) and not os.path.isfile(base):
+            raise InputError(f"manifest {base!r} not found")
+        return read_manifest(base, max_file_bytes, allowed_roots)
+    if not is_gcs(base) and not os.path.isdir(base):
+        raise InputError(f"input {base!r} is neither a folder nor a manifest (.csv/.jsonl)")
+    roots = _allowed_roots(base, allowed_roots)
+    if is_gcs(base):
+        entries = []
+        for url, size, gen in _gcs_list(base):
+            rel = url[len(base) + 1:]
+            entries.append((rel, size, gen))
+        rels = {rel for rel, _, _ in entries}
+    else:
+        walked = list(_walk_local(base, roots))
+        rels = {rel for rel, kind, _ in walked if kind == "file"}
+    for name in MANIFEST_NAMES:
+        if name in rels:
+            return read_manifest(f"{base}/{name}" if is_gcs(base) else os.path.join(base, name),
+                                 max_file_bytes, allowed_roots)
+    items: list[ImageInput] = []
+    rejected: list[dict] = []
+    unlabelled: list[str] = []
+
+    def place(rel: str) -> tuple[str, str] | None:
+        parts = rel.rstrip("/").split("/")
+        if parts[0].lower() not in LABELS or len(parts) < 2:
+            return None
+        return parts[0].lower(), parts[1] if len(parts) > 2 else "unknown"
+
+    def add(rel: str, size: int, version: str, path: str) -> None:
+        parts = rel.split("/")
+        where = place(rel)
+        name = parts[-1].lower()
+        if any(p.startswith(".") for p in parts):
+            rejected.append(rejected_record(path, where[0] if where else "", where[1] if where else "",
+                                            "skipped", "hidden"))
+        elif name in DOC_NAMES or (len(parts) == 1 and name in MANIFEST_NAMES):
+            rejected.append(rejected_record(path, where[0] if where else "", where[1] if where else "",
+                                            "skipped", "documentation"))
+        elif where is None:
+            if len(parts) >= 2 or os.path.splitext(rel)[1].lower() in IMAGE_EXTS:
+                unlabelled.append(rel)  # an image (or a folder of files) without a label folder
+            else:
+                rejected.append(rejected_record(path, "", "", "skipped", "documentation", "not in a label folder"))
+        elif size > max_file_bytes:
+            rejected.append(rejected_record(path, where[0], where[1], "quarantined", "too_large",
+                                            f"{size} bytes > {max_file_bytes}"))
+        else:
+            items.append(ImageInput(path, where[0], where[1], size=size, version=version))
+
+    if is_gcs(base):
+        for rel, size, gen in entries:
+            add(rel, size, gen, f"{base}/{rel}")
+    else:
+        for rel, kind, payload in walked:
+            path = os.path.join(base, rel.rstrip("/"))
+            if kind == "reject":
+                status, reason, detail = payload
+                where = place(rel)
+                if where is None and reason not in ("hidden",) and not rel.endswith("/"):
+                    unlabelled.append(rel)
+                    continue
+                rejected.append(rejected_record(path, where[0] if where else "", where[1] if where else "",
+                                                status, reason, detail))
+                continue
+            st = payload
+            if not stat.S_ISREG(st.st_mode):
+                where = place(rel)
+                if where is None:
+                    unlabelled.append(rel)
+                    continue
+                rejected.append(rejected_record(path, where[0], where[1], "quarantined", "not_a_file",
+                                                _kind(st.st_mode)))
+                continue
+            add(rel, st.st_size, str(st.st_mtime_ns), path)
+    if unlabelled:
+        tops = sorted({r.split("/")[0] + ("/" if "/" in r else "") for r in unlabelled})
+        raise InputError(f"{len(unlabelled)} files under {base!r} are outside real/ and synthesized/ "
+                         f"({', '.join(tops[:5])}{' …' if len(tops) > 5 else ''}): move them into a label folder "
+                         "or list them in a manifest.csv")
+    if not items and not any(r["status"] == "quarantined" for r in rejected):
+        raise InputError(f"no images under {base!r}: expected {base}/real/... and {base}/synthesized/... or a manifest.csv")
+    return Listing(base, items, rejected)
+
+
+# --------------------------------------------------------------------------------------- feedback
+def read_feedback(path: str) -> dict[str, dict]:
+    """Curator decisions (`synthdetect curate export-feedback`): path -> {"action": "exclude"} or
+    {"action": "relabel", "label": ...}."""
+    out = {}
+    for n, line in enumerate(read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            raise InputError(f"feedback file {path}: line {n} is not valid JSON") from None
+        action = rec.get("action") if isinstance(rec, dict) else None
+        if not isinstance(rec, dict) or not rec.get("path") or action not in ("exclude", "relabel") or (
+                action == "relabel" and rec.get("label") not in LABELS):
+            raise InputError(f"feedback file {path}: line {n} needs path and action exclude|relabel "
+                             f"(relabel with label {'|'.join(LABELS)})")
+        out[rec["path"]] = rec
+    return out
+
+
+def apply_feedback(listing: Listing, feedback: dict[str, dict]) -> Listing:
+    """Excluded files become quarantined `curator_excluded`; relabels are applied."""
+    kept, excluded = [], []
+    for it in listing.items:
+        rec = feedback.get(it.path)
+        if rec is None:
+            kept.append(it)
+        elif rec["action"] == "exclude":
+            excluded.append(rejected_record(it.path, it.label, it.source, "quarantined", "curator_excluded",
+                                            rec.get("note", ""), it.generator, it.content))
+        else:
+            kept.append(dataclasses.replace(it, label=rec["label"]))
+    return Listing(listing.data_input, kept, listing.rejected + excluded)
+
+
+# --------------------------------------------------------------------------------------- one listing per run
+_SESSION: dict | None = None
+
+
+@contextlib.contextmanager
+def listing_session():
+    """Within this context, `resolve_inputs` lists each input once (the preflight check, the
+    ExampleGen driver's fingerprint and the executor share it). Outside, every call lists anew."""
+    global _SESSION
+    outer, _SESSION = _SESSION, {}
+    try:
+        yield
+    finally:
+        _SESSION = outer
+
+
+def resolve_inputs(data_input: str, opts) -> Listing:
+    """The listing of `data_input` after curator feedback (`opts`: IngestOptions)."""
+    key = (data_input, opts.max_file_bytes, tuple(opts.allowed_roots), opts.feedback)
+    if _SESSION is not None and key in _SESSION:
+        return _SESSION[key]
+    listing = list_inputs(data_input, opts.max_file_bytes, tuple(opts.allowed_roots))
+    if opts.feedback:
+        listing = apply_feedback(listing, read_feedback(opts.feedback))
+    if _SESSION is not None:
+        _SESSION[key] = listing
+    return listing
+
+
+def inputs_fingerprint(data_input: str, opts) -> str:
+    extra = ""
+    if opts.feedback:
+        extra = hashlib.sha256(read_text(opts.feedback).encode()).hexdigest()
+    return resolve_inputs(data_input, opts).fingerprint(extra)

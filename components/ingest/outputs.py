@@ -1,0 +1,279 @@
+"""What an ingestion leaves behind, in one place: names, readers, and safe replacement of an output.
+
+An ingestion output folder (the Examples artifact, or `synthdetect ingest --output`) holds
+    Split-<split>/data_tfrecord-<shard>-of-<n>.gz   GZIP TFRecords of tf.Examples
+    members.jsonl                                  every input's fate
+    quarantine.jsonl                               the quarantined inputs with a reason
+    ingest_summary.json                            counts; written LAST: a folder without it is
+                                                   incomplete and is never read as an output
+
+`synthdetect ingest` writes into a temporary sibling and replaces the output only when the job
+succeeded (`atomic_output`), under a lock file next to the output (`OutputLock`) so a second writer
+fails at once; locally the replacement is two renames, on gs:// a copy with the summary last.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import shutil
+import socket
+import uuid
+from typing import Iterator
+
+from apache_beam.io.filesystems import FileSystems
+
+from schemas.config import is_gcs
+
+SUMMARY_FILE = "ingest_summary.json"
+MEMBERS_FILE = "members.jsonl"
+QUARANTINE_FILE = "quarantine.jsonl"
+SIDE_FILES = (SUMMARY_FILE, MEMBERS_FILE, QUARANTINE_FILE)
+SPLIT_PREFIX = "Split-"
+
+
+class OutputError(Exception):
+    """The output location is unusable (user mistake or a concurrent writer); one-line message."""
+
+
+def split_dir(out_dir: str, split: str) -> str:
+    return FileSystems.join(out_dir, f"{SPLIT_PREFIX}{split}")
+
+
+def shard_path(out_dir: str, split: str, shard: int, num_shards: int) -> str:
+    return FileSystems.join(split_dir(out_dir, split), f"data_tfrecord-{shard:05d}-of-{num_shards:05d}.gz")
+
+
+def _open_text(path: str) -> str:
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        return f.read().decode()
+
+
+def read_summary(out_dir: str) -> dict:
+    return json.loads(_open_text(FileSystems.join(out_dir, SUMMARY_FILE)))
+
+
+def read_members(out_dir: str) -> list[dict]:
+    return [json.loads(line) for line in _open_text(FileSystems.join(out_dir, MEMBERS_FILE)).splitlines() if line]
+
+
+def read_quarantine(out_dir: str) -> list[dict]:
+    return [json.loads(line) for line in _open_text(FileSystems.join(out_dir, QUARANTINE_FILE)).splitlines()
+            if line]
+
+
+def write_summary(out_dir: str, summary: dict) -> None:
+    with FileSystems.create(FileSystems.join(out_dir, SUMMARY_FILE)) as f:
+        f.write((json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
+
+
+def clear_output(out_dir: str) -> None:
+    """Removes the summary first (the folder stops claiming to be complete), then the side files and
+    every Split-*/data_tfrecord-* shard of an earlier ingestion, whatever its split names were."""
+    for name in SIDE_FILES:
+        path = FileSystems.join(out_dir, name)
+        if FileSystems.exists(path):
+            FileSystems.delete([path])
+    pattern = FileSystems.join(out_dir, f"{SPLIT_PREFIX}*", "data_tfrecord-*")
+    stale = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
+    if stale:
+        FileSystems.delete(stale)
+
+
+# ------------------------------------------------------------------------------------ local checks
+def check_output_location(out_dir: str) -> None:
+    """One-line errors for an output that cannot be a folder (a file, or a path through a file)."""
+    if is_gcs(out_dir):
+        if out_dir.rstrip("/") == "gs:" or out_dir.count("/") < 3 and not out_dir.rstrip("/")[5:]:
+            raise OutputError(f"--output {out_dir!r} names no bucket")
+        return
+    p = os.path.abspath(out_dir)
+    if os.path.exists(p) and not os.path.isdir(p):
+        raise OutputError(f"--output {out_dir!r} is a file, not a folder")
+    parent = p
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise OutputError(f"--output {out_dir!r}: {parent!r} is a file, so no folder can be created under it")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"--output {out_dir!r}: no permission to write in {parent!r}")
+
+
+# ------------------------------------------------------------------------------------ lock
+class OutputLock:
+    """`<output>.lock` next to the output, created exclusively (O_EXCL locally, a generation-0
+    precondition on gs://). A lock left by a process that is gone (same host, PID not running) is
+    taken over; any other holder makes the second writer fail with one line."""
+
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir.rstrip("/")
+        self.path = self.out_dir + ".lock"
+        self.info = {"pid": os.getpid(), "host": socket.gethostname(),
+                     "started": datetime.datetime.now().isoformat(timespec="seconds"), "token": uuid.uuid4().hex}
+        self.took_over: dict | None = None
+
+    def _holder_text(self, holder: dict) -> str:
+        return (f"another ingestion is writing {self.out_dir} (pid {holder.get('pid')} on {holder.get('host')} "
+                f"since {holder.get('started')}; lock file {self.path}). Wait for it, or delete the lock file "
+                "if that process is gone")
+
+    @staticmethod
+    def _alive(holder: dict) -> bool:
+        if holder.get("host") != socket.gethostname():
+            return True  # cannot tell: assume it runs
+        try:
+            os.kill(int(holder.get("pid", -1)), 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, ValueError, TypeError):
+            return True
+        return True
+
+    def acquire(self) -> "OutputLock":
+        data = json.dumps(self.info).encode()
+        if is_gcs(self.path):
+            return self._acquire_gcs(data)
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)) or ".", exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                holder = self._read_local()
+                if holder is not None and not self._alive(holder):
+                    self.took_over = holder
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(self.path)
+                    continue
+                raise OutputError(self._holder_text(holder or {})) from None
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            return self
+        raise OutputError(self._holder_text(self._read_local() or {}))
+
+    def _read_local(self) -> dict | None:
+        try:
+            with open(self.path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def _blob(self):
+        from google.cloud import storage  # noqa: F401
+        from components.ingest.listing import _gcs_client
+        bucket, _, name = self.path[len("gs://"):].partition("/")
+        return _gcs_client().bucket(bucket).blob(name)
+
+    def _acquire_gcs(self, data: bytes) -> "OutputLock":
+        """Create-if-absent: the generation-0 precondition makes the upload atomic on GCS. The
+        existence check before and the token check after add nothing on GCS itself but keep the lock
+        working against emulators that ignore preconditions (gcp-storage-emulator does)."""
+        from google.api_core.exceptions import PreconditionFailed
+        blob = self._blob()
+
+        def holder() -> dict:
+            try:
+                return json.loads(blob.download_as_bytes())
+            except Exception:  # noqa: BLE001
+                return {}
+        if blob.exists():
+            raise OutputError(self._holder_text(holder()))
+        try:
+            blob.upload_from_string(data, if_generation_match=0)
+        except PreconditionFailed:
+            raise OutputError(self._holder_text(holder())) from None
+        if holder().get("token") != self.info["token"]:
+            raise OutputError(self._holder_text(holder()))
+        return self
+
+    def release(self) -> None:
+        if is_gcs(self.path):
+            with contextlib.suppress(Exception):
+                blob = self._blob()
+                if json.loads(blob.download_as_bytes()).get("token") == self.info["token"]:
+                    blob.delete()
+            return
+        holder = self._read_local()
+        if holder and holder.get("token") == self.info["token"]:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.path)
+
+    def __enter__(self) -> "OutputLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+# ------------------------------------------------------------------------------------ atomic output
+def _siblings(out_dir: str, kind: str) -> list[str]:
+    parent, name = os.path.split(out_dir.rstrip("/"))
+    prefix = f".{name}.{kind}-"
+    if is_gcs(out_dir):
+        from components.ingest.listing import _gcs_list
+        return sorted({u[len(parent) + 1:].split("/")[0] for u, _, _ in _gcs_list(f"{parent}/{prefix}", folder=False)})
+    try:
+        return sorted(n for n in os.listdir(parent or ".") if n.startswith(prefix))
+    except OSError:
+        return []
+
+
+def _gcs_objects(prefix: str) -> list[str]:
+    from components.ingest.listing import _gcs_list
+    return [u for u, _, _ in _gcs_list(prefix)]
+
+
+@contextlib.contextmanager
+def atomic_output(out_dir: str) -> Iterator[str]:
+    """Yields a temporary sibling folder to write into; on success it replaces `out_dir` (the
+    previous output stays complete until then); on failure or interruption it is removed, and a
+    later run removes what a killed run left. Call with the OutputLock held."""
+    out_dir = out_dir.rstrip("/")
+    parent, name = os.path.split(out_dir)
+    for stale in _siblings(out_dir, "tmp") + _siblings(out_dir, "old"):   # left by a killed run
+        remove_tree(f"{parent}/{stale}" if parent else stale)
+    tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex[:12]}" if parent else f".{name}.tmp-{uuid.uuid4().hex[:12]}"
+    if not is_gcs(out_dir):
+        os.makedirs(tmp)
+    try:
+        yield tmp
+    except BaseException:
+        remove_tree(tmp)
+        raise
+    _replace(tmp, out_dir)
+
+
+def remove_tree(path: str) -> None:
+    """Deletes a folder (local) or every object under a prefix (gs://); absent is fine."""
+    if is_gcs(path):
+        objs = _gcs_objects(path)
+        if objs:
+            FileSystems.delete(objs)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _replace(tmp: str, out_dir: str) -> None:
+    if not is_gcs(out_dir):
+        parent, name = os.path.split(os.path.abspath(out_dir))
+        old = os.path.join(parent, f".{name}.old-{uuid.uuid4().hex[:12]}")
+        if os.path.exists(out_dir):
+            os.rename(out_dir, old)
+        os.rename(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    # gs:// has no rename: drop the old summary first (the old output stops claiming completeness),
+    # then its objects, copy the new ones with the summary last, then drop the temporary prefix.
+    old_summary = f"{out_dir}/{SUMMARY_FILE}"
+    if FileSystems.exists(old_summary):
+        FileSystems.delete([old_summary])
+    old_objs = _gcs_objects(out_dir)
+    if old_objs:
+        FileSystems.delete(old_objs)
+    new_objs = _gcs_objects(tmp)
+    summary = [o for o in new_objs if o.endswith("/" + SUMMARY_FILE) and o.count("/") == tmp.count("/") + 1]
+    rest = [o for o in new_objs if o not in summary]
+    for batch in (rest, summary):
+        if batch:
+            FileSystems.copy(batch, [out_dir + o[len(tmp):] for o in batch])
+    FileSystems.delete(new_objs)

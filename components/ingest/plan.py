@@ -1,0 +1,253 @@
+"""Pass (b) of ingestion: decide every input's fate from metadata alone (no image bytes).
+
+Input: one metadata row per decoded file (hashes, size, where its encoded example was spilled), the
+quarantine rows of files that failed to decode, and the inputs decided at listing time. Output:
+each input's member record (written | exact_duplicate | near_duplicate | quarantined | skipped),
+the quarantine records, the summary, and for every (split, shard) the ordered list of spilled
+examples the shard writer copies. Deterministic: the result depends only on the rows' contents, not
+on their order or on how the scan was split into bundles.
+
+Memory is a few hundred bytes per input, held in columns (numpy arrays and lists of strings).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import defaultdict
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from components.ingest import dedup
+
+STATUSES = ("written", "exact_duplicate", "near_duplicate", "quarantined", "skipped")
+LABELS = ("real", "synthesized")
+
+
+def num_shards_for(n_inputs: int) -> int:
+    return max(1, min(256, n_inputs // 2000 + 1))
+
+
+# one row of the scan's metadata (JSON list); "ok" rows and "q" (quarantined while decoding) rows
+OK_FIELDS = ("path", "label", "source", "generator", "content", "sha256", "pixel_sha", "phash", "pixels",
+             "min_side", "spill", "offset", "length")
+Q_FIELDS = ("path", "label", "source", "generator", "content", "reason", "detail")
+
+
+def ok_row(path, label, source, generator, content, sha256, pixel_sha, phash, pixels, min_side, spill, offset,
+           length) -> list:
+    return ["ok", path, label, source, generator, content, sha256, pixel_sha, int(phash), int(pixels),
+            int(min_side), spill, int(offset), int(length)]
+
+
+def q_row(path, label, source, generator, content, reason, detail="") -> list:
+    return ["q", path, label, source, generator, content, reason, detail[:300]]
+
+
+class _Columns:
+    """The decoded files, column-wise (compact at 200k files)."""
+
+    def __init__(self):
+        self.path: list[str] = []
+        self.label: list[int] = []
+        self.meta: list[tuple[str, str, str]] = []      # (source, generator, content), interned
+        self.sha256: list[bytes] = []
+        self.pixel_sha: list[bytes] = []
+        self.phash: list[int] = []
+        self.pixels: list[int] = []
+        self.min_side: list[int] = []
+        self.spill: list[int] = []
+        self.offset: list[int] = []
+        self.length: list[int] = []
+        self.spill_names: list[str] = []
+        self._spill_index: dict[str, int] = {}
+        self._meta_index: dict[tuple, tuple] = {}
+
+    def add(self, r: list) -> None:
+        _, path, label, source, generator, content, sha256, pixel_sha, phash, pixels, min_side, spill, off, ln = r
+        self.path.append(path)
+        self.label.append(LABELS.index(label))
+        key = (source, generator, content)
+        self.meta.append(self._meta_index.setdefault(key, key))
+        self.sha256.append(bytes.fromhex(sha256))
+        self.pixel_sha.append(bytes.fromhex(pixel_sha))
+        self.phash.append(phash)
+        self.pixels.append(pixels)
+        self.min_side.append(min_side)
+        if spill not in self._spill_index:
+            self._spill_index[spill] = len(self.spill_names)
+            self.spill_names.append(spill)
+        self.spill.append(self._spill_index[spill])
+        self.offset.append(off)
+        self.length.append(ln)
+
+    def __len__(self) -> int:
+        return len(self.path)
+
+
+@dataclasses.dataclass
+class Plan:
+    summary: dict
+    shards: dict[tuple[str, int], list[tuple[str, int, int, str]]]   # (split, shard) -> [(spill, off, len, cluster)]
+    num_shards: int
+    _member_lines: list[tuple[str, str]]                              # (path, JSON line), sorted by path
+    _quarantine_lines: list[tuple[str, str]]
+
+    def member_lines(self) -> Iterator[str]:
+        return (line for _, line in self._member_lines)
+
+    def quarantine_lines(self) -> Iterator[str]:
+        return (line for _, line in self._quarantine_lines)
+
+
+def _line(d: dict) -> str:
+    return json.dumps(d, sort_keys=True) + "\n"
+
+
+def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_buckets: Sequence[tuple[str, int]],
+              n_inputs: int) -> Plan:
+    """`opts`: IngestOptions; `rejected`: listing-time records (status skipped|quarantined)."""
+    cols = _Columns()
+    bad: list[list] = []
+    for r in rows:
+        (cols.add if r[0] == "ok" else bad.append)(r)
+    n = len(cols)
+    order = sorted(range(n), key=cols.path.__getitem__)           # deterministic: rows sorted by path
+    status = np.zeros(n, dtype=np.int8)                           # index into STATUSES
+    reason: dict[int, tuple[str, str]] = {}                       # row -> (reason, detail) if quarantined
+    cluster = [""] * n
+    rep_flag = np.zeros(n, dtype=bool)
+    split_names = [name for name, _ in split_buckets]
+
+    def rank(i: int) -> tuple:
+        return (-cols.pixels[i], cols.path[i])
+
+    if opts.dedup:
+        by_pixels: dict[bytes, list[int]] = defaultdict(list)
+        for i in order:
+            by_pixels[cols.pixel_sha[i]].append(i)
+        reps: list[int] = []
+        exact_of: dict[int, list[int]] = {}
+        for group in by_pixels.values():
+            group.sort(key=rank)
+            if len(group) > 1 and len({cols.label[i] for i in group}) > 1:
+                cid = cols.pixel_sha[group[0]].hex()[:16]
+                for i in group:
+                    status[i], cluster[i] = STATUSES.index("quarantined"), cols.pixel_sha[i].hex()[:16]
+                    reason[i] = ("label_conflict", f"exact duplicate {cid}")
+                continue
+            reps.append(group[0])
+            exact_of[group[0]] = group[1:]
+        # near duplicates among the exact representatives, on their perceptual hashes
+        reps.sort(key=cols.pixel_sha.__getitem__)                  # root = smallest pixel hash, as before
+        eligible = np.array([not dedup.is_degenerate(cols.phash[i], cols.min_side[i]) for i in reps], dtype=bool)
+        elig_idx = np.flatnonzero(eligible)
+        hashes = np.array([cols.phash[reps[k]] for k in elig_idx], dtype=np.uint64)
+        pairs = dedup.near_duplicate_pairs(hashes, opts.near_duplicate_max_distance, opts.lsh_tables, opts.lsh_bits)
+        pairs = elig_idx[pairs] if len(pairs) else np.zeros((0, 2), dtype=np.int64)
+        roots = dedup.cluster_roots(len(reps), pairs)
+        clusters: dict[int, list[int]] = defaultdict(list)
+        for k, i in enumerate(reps):
+            clusters[int(roots[k])].append(i)
+        for root_k, members in clusters.items():
+            cid = cols.pixel_sha[reps[root_k]].hex()[:16]
+            members.sort(key=rank)
+            conflict = len({cols.label[i] for i in members}) > 1
+            for pos, i in enumerate(members):
+                cluster[i] = cid
+                for d in exact_of[i]:
+                    status[d], cluster[d] = STATUSES.index("exact_duplicate"), cid
+                if conflict:
+                    status[i] = STATUSES.index("quarantined")
+                    reason[i] = ("label_conflict", f"near-duplicate cluster {cid}")
+                elif pos == 0:
+                    status[i], rep_flag[i] = STATUSES.index("written"), True
+                else:
+                    status[i] = STATUSES.index("near_duplicate")
+    else:
+        for i in order:
+            status[i], rep_flag[i], cluster[i] = STATUSES.index("written"), True, cols.pixel_sha[i].hex()[:16]
+
+    num_shards = num_shards_for(n_inputs)
+    split_of: dict[int, str] = {}
+    shards: dict[tuple[str, int], list[tuple[str, int, int, str, str]]] = defaultdict(list)
+    for i in np.flatnonzero(rep_flag).tolist():
+        # The split follows the representative's file bytes, not the cluster id (which comes from
+        # decoded pixels, and those differ between raw mode's draft decoding and neutralisation).
+        split = dedup.split_for(cols.sha256[i].hex(), split_buckets)
+        split_of[i] = split
+        shards[(split, int(cluster[i], 16) % num_shards)].append(
+            (cluster[i], cols.path[i], cols.spill_names[cols.spill[i]], cols.offset[i], cols.length[i]))
+    ordered = {key: [(sp, off, ln, cid) for cid, _, sp, off, ln in sorted(recs)] for key, recs in shards.items()}
+
+    # member and quarantine lines, sorted by path
+    members: list[tuple[str, str]] = []
+    quarantine: list[tuple[str, str]] = []
+    counts = dict.fromkeys(STATUSES, 0)
+    q_reasons: dict[str, int] = defaultdict(int)
+    s_reasons: dict[str, int] = defaultdict(int)
+    by_split = {s: dict.fromkeys(LABELS, 0) for s in split_names}
+    for i in range(n):
+        st = STATUSES[status[i]]
+        source, generator, content = cols.meta[i]
+        label = LABELS[cols.label[i]]
+        why, detail = reason.get(i, ("", ""))
+        members.append((cols.path[i], _line({
+            "path": cols.path[i], "label": label, "source": source, "generator": generator, "content": content,
+            "sha256": cols.sha256[i].hex(), "cluster_id": cluster[i], "representative": bool(rep_flag[i]),
+            "status": st, "reason": why, "split": split_of.get(i, "")})))
+        counts[st] += 1
+        if st == "quarantined":
+            q_reasons[why] += 1
+            quarantine.append((cols.path[i], _line({"path": cols.path[i], "label": label, "source": source,
+                                                    "reason": why, "detail": detail})))
+        if st == "written":
+            by_split[split_of[i]][label] += 1
+    for r in bad:
+        path, label, source, generator, content, why, detail = r[1:]
+        members.append((path, _line({"path": path, "label": label, "source": source, "generator": generator,
+                                     "content": content, "sha256": "", "cluster_id": "", "representative": False,
+                                     "status": "quarantined", "reason": why, "split": ""})))
+        quarantine.append((path, _line({"path": path, "label": label, "source": source, "reason": why,
+                                        "detail": detail})))
+        counts["quarantined"] += 1
+        q_reasons[why] += 1
+    for r in rejected:
+        st = r["status"]
+        members.append((r["path"], _line({"path": r["path"], "label": r["label"], "source": r["source"],
+                                          "generator": r.get("generator", ""), "content": r.get("content", ""),
+                                          "sha256": "", "cluster_id": "", "representative": False,
+                                          "status": st, "reason": r["reason"], "split": ""})))
+        counts[st] += 1
+        if st == "quarantined":
+            q_reasons[r["reason"]] += 1
+            quarantine.append((r["path"], _line({"path": r["path"], "label": r["label"], "source": r["source"],
+                                                 "reason": r["reason"], "detail": r.get("detail", "")})))
+        else:
+            s_reasons[r["reason"]] += 1
+    members.sort()
+    quarantine.sort()
+    inputs = len(members)
+    written_by_label = {lab: sum(v[lab] for v in by_split.values()) for lab in LABELS}
+    warnings = [f"split {s!r} is empty" for s, v in by_split.items() if not sum(v.values())]
+    warnings += [f"no {lab} images were written" for lab, c in written_by_label.items() if not c]
+    warnings += [f"split {s!r} has no {lab} images" for s, v in by_split.items() if sum(v.values())
+                 for lab in LABELS if not v[lab]]
+    summary = {
+        "inputs": inputs,
+        "written": counts["written"],
+        "exact_duplicates": counts["exact_duplicate"],
+        "near_duplicates": counts["near_duplicate"],
+        "quarantined": counts["quarantined"],
+        "skipped": counts["skipped"],
+        "quarantine_reasons": dict(sorted(q_reasons.items())),
+        "skip_reasons": dict(sorted(s_reasons.items())),
+        "written_by_split": by_split,
+        "written_by_label": written_by_label,
+        "num_shards": num_shards,
+        "warnings": warnings,
+        "accounted_for": inputs == n_inputs == counts["written"] + counts["exact_duplicate"]
+        + counts["near_duplicate"] + counts["quarantined"] + counts["skipped"],
+        "options": opts.model_dump(mode="json", exclude={"workers"}),
+    }
+    return Plan(summary, ordered, num_shards, members, quarantine)
