@@ -1,52 +1,149 @@
 """`synthdetect ingest`: the pipeline's ingestion step on its own (Beam, local or Dataflow)."""
 from __future__ import annotations
 
+import errno
+import os
+import shutil
+import tempfile
+import threading
 import time
+import traceback
 
 import click
 
-from pipeline.cli import UserError, _load, config_option, console, main, set_option
+from pipeline.cli import UserError, _load, config_option, console, main, progress_console, set_option
+
+
+def _no_space(e: BaseException) -> bool:
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(e) or "[Errno 28]" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def _watch(progress_dir: str, n_items: int, stop: threading.Event) -> None:
+    """Progress bars from the workers' tick files (files scanned, then examples written)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from components.ingest.job import count_progress, planned_writes
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=progress_console, transient=True) as bar:
+        scan = bar.add_task("scanning files", total=n_items)
+        write = None
+        while not stop.wait(0.3):
+            bar.update(scan, completed=count_progress(progress_dir, "scan"))
+            total = planned_writes(progress_dir)
+            if total is not None:
+                if write is None:
+                    write = bar.add_task("writing examples", total=total)
+                bar.update(write, completed=count_progress(progress_dir, "write"))
 
 
 @main.command()
 @click.option("--input", "data_input", required=True,
               help="folder <root>/<real|synthesized>/..., a manifest .csv/.jsonl, or gs://...")
-@click.option("--output", "out_dir", required=True, help="output folder (local or gs://) for Split-*/ TFRecords")
+@click.option("--output", "out_dir", required=True,
+              help="output folder (local or gs://) for Split-*/ TFRecords; replaced only when ingestion succeeds")
 @config_option
 @set_option
 @click.option("--beam-arg", "beam_args", multiple=True,
-              help="Beam pipeline arg (repeatable), e.g. --beam-arg=--runner=DataflowRunner or "
-                   "--beam-arg=--direct_running_mode=multi_processing; default: DirectRunner in one process "
-                   "(faster than multi-process up to at least 5,200 files here: see benchmarks/ingest.py)")
-def ingest(data_input: str, out_dir: str, config: str, sets: tuple[str, ...], beam_args: tuple[str, ...]) -> None:
+              help="Beam pipeline arg (repeatable), e.g. --beam-arg=--runner=DataflowRunner; default: DirectRunner "
+                   "with one worker process per CPU core (ingest.workers)")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="show progress bars (local runs)")
+def ingest(data_input: str, out_dir: str, config: str, sets: tuple[str, ...], beam_args: tuple[str, ...],
+           progress: bool) -> None:
     """Validate, quarantine, deduplicate and split images into TFRecords (+ ingest_summary.json,
-    members.jsonl, quarantine.jsonl)."""
-    cfg = _load(config, sets + (f"data.input={data_input}",))
-    import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions
+    members.jsonl, quarantine.jsonl).
 
-    from components.ingest.executor import build_ingest, read_summary
-    from components.ingest.images import InputError, IngestOptions
+    The output is written into a temporary folder next to --output and replaces it only when the
+    job succeeded; a lock file (<output>.lock) makes a second ingestion into the same output fail."""
+    cfg = _load(config, sets + (f"data.input={data_input}",))
+    from components.ingest import outputs
+    from components.ingest.job import ingest_beam_args, is_local_runner, run_ingest
+    from components.ingest.listing import InputError, resolve_inputs
     from pipeline.logs import route_library_logs
 
-    opts = IngestOptions.from_dict(cfg.ingest.model_dump())
+    out_dir = out_dir.rstrip("/")
+    try:
+        outputs.check_output_location(out_dir)
+    except outputs.OutputError as e:
+        raise UserError(str(e)) from None
+    if not out_dir.startswith("gs://") and os.path.isdir(cfg.data.input):
+        src, dst = os.path.realpath(cfg.data.input), os.path.realpath(out_dir)
+        if dst == src or dst.startswith(src + os.sep):  # its shards would be listed as inputs next time
+            raise UserError(f"--output {out_dir!r} is inside the input folder {cfg.data.input!r}; "
+                            "choose a folder outside it")
+    opts = cfg.ingest
     buckets = list(cfg.data.split_ratios.items())
-    args = list(beam_args) or ["--direct_running_mode=in_memory"]
+    args = ingest_beam_args(list(beam_args), opts.workers)
     route_library_logs([], 30)
     t0 = time.time()
+    progress_dir = None
+    stop = threading.Event()
+    listing = None
     try:
-        with console.status("ingesting (Beam) ...", spinner="dots"):
-            with beam.Pipeline(options=PipelineOptions(args)) as p:
-                n = build_ingest(p, cfg.data.input, out_dir.rstrip("/"), opts, buckets)
-                console.print(f"{n} input files from {cfg.data.input}")
-    except InputError as e:
+        with outputs.OutputLock(out_dir) as lock:
+            if lock.took_over:
+                progress_console.print(f"[yellow]warning:[/] took over the lock of pid {lock.took_over.get('pid')}, "
+                                       "which is gone; removing what it left", soft_wrap=True)
+            listing = resolve_inputs(cfg.data.input, opts)
+            n_read = len(listing.items)
+            progress_console.print(f"{listing.n_inputs} inputs from {cfg.data.input} ({n_read} to read, "
+                                   f"{listing.n_inputs - n_read} decided at listing)", soft_wrap=True)
+            if is_local_runner(args) and progress:
+                progress_dir = tempfile.mkdtemp(prefix="synthdetect-progress-")
+            watcher = threading.Thread(target=_watch, args=(progress_dir, n_read, stop), daemon=True) \
+                if progress_dir else None
+            with outputs.atomic_output(out_dir) as tmp:
+                if watcher:
+                    watcher.start()
+                try:
+                    s = run_ingest(listing, tmp, opts, buckets, args, progress_dir)
+                finally:
+                    stop.set()
+                    if watcher:
+                        watcher.join()
+    except (outputs.OutputError, InputError) as e:
         raise UserError(str(e)) from None
-    s = read_summary(out_dir)
+    except KeyboardInterrupt:
+        raise UserError("interrupted; the previous output (if any) is unchanged") from None
+    except Exception as e:  # noqa: BLE001 - one line for the user, the whole story in a log file
+        if _no_space(e):
+            need = 2 * sum(max(it.size, 0) for it in listing.items) if listing else 0
+            where = os.path.dirname(os.path.abspath(out_dir)) if not out_dir.startswith("gs://") else out_dir
+            raise UserError(f"no space left on the device while writing the output next to {where}: ingestion "
+                            f"needs up to about {_human(need)} free there (spill + output, twice the input's "
+                            f"{_human(need / 2)}); the previous output (if any) is unchanged") from None
+        log = os.path.join(tempfile.gettempdir(), f"synthdetect-ingest-{os.getpid()}.log")
+        with open(log, "w") as f:
+            traceback.print_exception(type(e), e, e.__traceback__, file=f)
+        last = (str(e).strip().splitlines() or [type(e).__name__])[-1][:300]
+        raise UserError(f"ingestion failed: {type(e).__name__}: {last} (full traceback: {log}); "
+                        "the previous output (if any) is unchanged") from None
+    finally:
+        if progress_dir:
+            shutil.rmtree(progress_dir, ignore_errors=True)
     dt = time.time() - t0
     console.print(f"{s['inputs']} inputs -> {s['written']} written, {s['exact_duplicates']} exact duplicates, "
                   f"{s['near_duplicates']} near duplicates, {s['quarantined']} quarantined "
-                  f"{s['quarantine_reasons'] or ''} in {dt:.1f}s ({s['inputs'] / max(dt, 1e-9):.1f} files/s)")
-    console.print(f"splits: {s['written_by_split']}")
-    console.print(f"wrote {out_dir}/Split-*/, ingest_summary.json, members.jsonl, quarantine.jsonl")
+                  f"{s['quarantine_reasons'] or ''}, {s['skipped']} skipped {s['skip_reasons'] or ''} "
+                  f"in {dt:.1f}s ({s['inputs'] / max(dt, 1e-9):.1f} files/s)", soft_wrap=True)
+    console.print(f"splits: {s['written_by_split']}", soft_wrap=True)
+    console.print(f"wrote {out_dir}/Split-*/, ingest_summary.json, members.jsonl, quarantine.jsonl", soft_wrap=True)
+    for w in s.get("warnings", []):
+        progress_console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     if not s["accounted_for"]:
         raise click.ClickException("ingest summary does not account for every input (see ingest_summary.json)")

@@ -153,16 +153,17 @@ def _resolve_model(ref: str, registry_location: str | None, config: str, sets) -
     return str(path), meta, meta.get("version") or str(path)
 
 
-def _iter_paths(paths: tuple[str, ...]) -> Iterator[tuple[str, object]]:
+def _iter_paths(paths: tuple[str, ...], max_bytes: int) -> Iterator[tuple[str, object]]:
     """(display path, reader) per file: folders recursively, gs:// prefixes, plain files. A path
     that does not exist still yields one entry (it is reported as an error line)."""
-    from components.ingest.images import IGNORED_NAMES
+    from components.ingest.images import read_file
+    from components.ingest.listing import DOC_NAMES, MANIFEST_NAMES
 
     def skip(name: str) -> bool:
-        return name.startswith(".") or name.lower() in IGNORED_NAMES
+        return name.startswith(".") or name.lower() in DOC_NAMES or name.lower() in MANIFEST_NAMES
 
     def local_reader(p: str):
-        return lambda: Path(p).read_bytes()
+        return lambda: read_file(p, max_bytes)   # never blocks on a FIFO, never reads a device
     for arg in paths:
         if arg.startswith("gs://"):
             from google.cloud import storage
@@ -190,8 +191,11 @@ def _prepare(path: str, reader, opts) -> tuple[bytes | None, str | None]:
     from components.ingest.images import ImageInput, decode_file
     if reader is None:
         return None, "not_found"
+    from components.ingest.images import ReadRefused
     try:
         data = reader()
+    except ReadRefused as e:
+        return None, e.reason + (f": {e.detail}" if e.detail else "")
     except Exception as e:  # noqa: BLE001 - reported per file
         return None, f"unreadable_path: {type(e).__name__}: {e}"
     status, out = decode_file(ImageInput(path, "real"), opts, data)
@@ -238,7 +242,7 @@ def predict(model_ref, paths, registry_location, config, sets, batch_size, thres
     except ModelLoadError as e:
         raise UserError(str(e)) from None
     route_library_logs(None)
-    items = list(_iter_paths(paths))
+    items = list(_iter_paths(paths, opts.max_file_bytes))
     out = open(out_path, "w") if out_path else sys.stdout
     n_ok = n_err = 0
 
