@@ -1,146 +1,228 @@
-"""Ingestion benchmark: our Beam ingestion vs the decode-only ceiling and a naive loop, measured
-side by side in one run, plus near-duplicate search alone on synthetic perceptual hashes.
+"""Ingestion at scale: `synthdetect ingest` vs a naive single-process loop and the decode-only
+ceiling, on the same files, side by side in one run; plus near-duplicate search alone.
 
-    .venv/bin/python benchmarks/ingest.py                  # eval-v1 + a >=5,000-file derived set
-    .venv/bin/python benchmarks/ingest.py --quick          # smaller sets, for a smoke check
+    .venv/bin/python benchmarks/ingest.py --sizes 10000,50000            # the default pair (~1 h)
+    .venv/bin/python benchmarks/ingest.py --sizes 200000 --no-raw        # the 200k point (once)
+    .venv/bin/python benchmarks/ingest.py --sizes 2000 --quick           # a smoke check
 
-Prints a Markdown table and writes benchmarks/results/ingest.json. Not a test: timings depend on
-the machine; the ratios are what to compare.
+The image set is generated once into --data (default /tmp/synthdetect-bench) and reused: distinct
+collages of random crops of ../shared/data/eval-v1 (320-512 px; even items JPEG q90 under real/, odd
+items PNG under synthesized/), with ~1 % planted exact duplicates (byte copies) and ~1 % planted
+near duplicates (resized by 10 % or re-encoded at JPEG q70) of earlier items. Item i depends only on
+(seed, i), so the 10k set is a prefix of the 50k set, which is a prefix of the 200k set; smaller
+sets are hard links into the largest (about 45 KB a file: 200k files ~ 9 GB).
+
+Every contender runs in its own process; peak RSS is that process tree's (sampled every 0.2 s).
+Writes benchmarks/results/ingest-scale.json (or --out) and prints a Markdown table. Not a test:
+timings depend on the machine; the ratios, measured side by side, are what to compare.
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import io
 import json
 import multiprocessing as mp
 import os
 import random
 import shutil
+import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("PYTHONWARNINGS", "ignore")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import numpy as np  # noqa: E402
-import psutil  # noqa: E402
-from PIL import Image, ImageOps  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import numpy as np
+import psutil
+from PIL import Image, ImageOps
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL_V1 = REPO.parent / "shared" / "data" / "eval-v1"
+PY = sys.executable
+CLI = str(Path(sys.executable).parent / "synthdetect")
+PLANT_EXACT, PLANT_NEAR = 0.01, 0.01
 
 
-class PeakRSS:
-    """Peak resident memory of this process and all its children, sampled every 0.2 s."""
-
-    def __init__(self):
-        self.peak = 0
-        self._stop = threading.Event()
-
-    def _sample(self):
-        me = psutil.Process()
-        while not self._stop.is_set():
-            try:
-                procs = [me] + me.children(recursive=True)
-                self.peak = max(self.peak, sum(p.memory_info().rss for p in procs if p.is_running()))
-            except psutil.Error:
-                pass
-            time.sleep(0.2)
-
-    def __enter__(self):
-        self._t = threading.Thread(target=self._sample, daemon=True)
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
+# ------------------------------------------------------------------------------------ the image set
+_POOL: list[Image.Image] = []
 
 
-# ------------------------------------------------------------------------------------ data
-def build_large_set(src: Path, dst: Path, target: int, seed: int = 0) -> dict:
-    """Derive >= target files from eval-v1 (rotations, crops, re-encodings), with planted exact
-    duplicates (byte copies) and near duplicates (resized by 10 %, recompressed at JPEG q70)."""
-    import csv
-    rng = random.Random(seed)
-    rows = list(csv.DictReader(open(src / "manifest.csv", newline="")))
-    variants = ["orig", "rot90", "rot270", "crop80", "mirror", "q85"]
-    planted_exact, planted_near = [], []
-    count = 0
-    for label in ("real", "synthesized"):
-        (dst / label).mkdir(parents=True, exist_ok=True)
-    pbar = tqdm(total=target, desc="building derived set", unit="file")
-    for rep in range(10 ** 6):
-        for r in rows:
-            if count >= target:
-                break
-            img = ImageOps.exif_transpose(Image.open(src / r["path"])).convert("RGB")
-            img.thumbnail((512, 512))
-            v = variants[(rep + count) % len(variants)]
-            if v == "rot90":
-                img = img.rotate(90, expand=True)
-            elif v == "rot270":
-                img = img.rotate(270, expand=True)
-            elif v == "crop80":
-                w, h = img.size
-                img = img.crop((w // 10, h // 10, w - w // 10, h - h // 10))
-            elif v == "mirror":
-                img = ImageOps.mirror(img)
-            img = img.rotate(rep * 3 % 360, expand=False) if rep else img  # make each round distinct
-            fmt = "PNG" if r["format"] == "PNG" else "JPEG"
-            name = dst / r["label"] / f"{rep:03d}_{count:06d}.{'png' if fmt == 'PNG' else 'jpg'}"
-            img.save(name, fmt, **({"quality": 85 if v == "q85" else 92} if fmt == "JPEG" else {}))
-            count += 1
-            pbar.update(1)
-            if rng.random() < 0.03:  # plant an exact copy
-                copy = name.with_name("exact_" + name.name)
-                shutil.copyfile(name, copy)
-                planted_exact.append(str(copy))
-                count += 1
-            elif rng.random() < 0.03:  # plant a near duplicate
-                near = name.with_name("near_" + name.stem + ".jpg")
-                if rng.random() < 0.5:
-                    img.resize((int(img.width * 0.9), int(img.height * 0.9))).save(near, "JPEG", quality=90)
-                else:
-                    img.save(near, "JPEG", quality=70)
-                planted_near.append(str(near))
-                count += 1
-        if count >= target:
-            break
-    pbar.close()
-    return {"files": count, "planted_exact": planted_exact, "planted_near": planted_near}
+def _load_pool(eval_v1: Path) -> None:
+    rows = list(csv.DictReader(open(eval_v1 / "manifest.csv", newline="")))
+    for r in rows:
+        im = ImageOps.exif_transpose(Image.open(eval_v1 / r["path"])).convert("RGB")
+        im.thumbnail((192, 192))
+        _POOL.append(im)
 
 
-def list_files(root: Path) -> list[str]:
-    return sorted(str(p) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+def _kind(seed: int, i: int) -> tuple[str, int]:
+    """("new", i) | ("exact", j) | ("near", j) with j < i an earlier new item."""
+    rng = random.Random(seed * 1_000_003 + i)
+    u = rng.random()
+    if i >= 10 and u < PLANT_EXACT + PLANT_NEAR:
+        j = rng.randrange(i)
+        while _kind(seed, j)[0] != "new":
+            j = rng.randrange(j + 1) if j else 0
+        return ("exact" if u < PLANT_EXACT else "near"), j
+    return "new", i
+
+
+def _collage(seed: int, i: int) -> Image.Image:
+    rng = random.Random(seed * 7_919 + i)
+    w, h = rng.randint(320, 512), rng.randint(320, 512)
+    canvas = Image.new("RGB", (w, h))
+    gx, gy = rng.randint(1, 3), rng.randint(1, 3)
+    for a in range(gx):
+        for b in range(gy):
+            x0, x1, y0, y1 = w * a // gx, w * (a + 1) // gx, h * b // gy, h * (b + 1) // gy
+            src = _POOL[rng.randrange(len(_POOL))]
+            cw, ch = rng.randint(12, min(32, src.width)), rng.randint(12, min(32, src.height))
+            cx, cy = rng.randint(0, src.width - cw), rng.randint(0, src.height - ch)
+            tile = src.crop((cx, cy, cx + cw, cy + ch)).resize((x1 - x0, y1 - y0), Image.BILINEAR)
+            if rng.random() < 0.5:
+                tile = ImageOps.mirror(tile)
+            canvas.paste(tile, (x0, y0))
+    return canvas
+
+
+def _label(i: int) -> str:
+    return "real" if i % 2 == 0 else "synthesized"
+
+
+def _encode(img: Image.Image, label: str, **kw) -> tuple[bytes, str]:
+    buf = io.BytesIO()
+    if label == "real" or kw:
+        img.save(buf, "JPEG", quality=kw.get("quality", 90))
+        return buf.getvalue(), "jpg"
+    img.save(buf, "PNG")
+    return buf.getvalue(), "png"
+
+
+def _rel(i: int, label: str, ext: str, tag: str = "") -> str:
+    src = "bench-real" if label == "real" else "bench-sd"
+    return f"{label}/{src}/{i // 1000:04d}/{tag}{i:07d}.{ext}"
+
+
+def _make_item(args) -> tuple[int, str, str, int]:
+    """Writes item i; returns (i, kind, relative path, j)."""
+    seed, i, root = args
+    kind, j = _kind(seed, i)
+    if kind == "new":
+        data, ext = _encode(_collage(seed, i), _label(i))
+        rel = _rel(i, _label(i), ext)
+    elif kind == "exact":
+        data, ext = _encode(_collage(seed, j), _label(j))
+        rel = _rel(i, _label(j), ext, "exact_")
+    else:
+        img = _collage(seed, j)
+        rng = random.Random(seed * 31 + i)
+        if rng.random() < 0.5:
+            data, ext = _encode(img.resize((int(img.width * 0.9), int(img.height * 0.9)), Image.LANCZOS), _label(j),
+                                quality=90)
+        else:
+            data, ext = _encode(img, _label(j), quality=70)
+        rel = _rel(i, _label(j), ext, "near_")
+    p = Path(root) / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(data)
+    return i, kind, rel, j
+
+
+def build_set(data: Path, n: int, seed: int, eval_v1: Path, procs: int) -> Path:
+    """Generates (or reuses) the n-item set under data/full-<seed>, and a hard-linked prefix set."""
+    from tqdm import tqdm
+    full = data / f"full-{seed}"
+    index_path = full / "index.jsonl"
+    full.mkdir(parents=True, exist_ok=True)
+    have = index_path.read_text().splitlines() if index_path.exists() else []
+    if len(have) < n:
+        _load_pool(eval_v1)
+        todo = [(seed, i, str(full / "images")) for i in range(len(have), n)]
+        with mp.get_context("fork").Pool(procs) as pool, open(index_path, "a") as idx:
+            for i, kind, rel, j in tqdm(pool.imap(_make_item, todo, chunksize=64), total=len(todo),
+                                        desc=f"generating images {len(have)}..{n}", unit="img"):
+                idx.write(json.dumps([i, kind, rel, j]) + "\n")
+    sub = data / f"set-{seed}-{n}"
+    if not (sub / "index.jsonl").exists():
+        shutil.rmtree(sub, ignore_errors=True)
+        lines = index_path.read_text().splitlines()[:n]
+        for line in lines:
+            _, _, rel, _ = json.loads(line)
+            dst = sub / "images" / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.link(full / "images" / rel, dst)
+        (sub / "index.jsonl").write_text("\n".join(lines) + "\n")
+    return sub
 
 
 # ------------------------------------------------------------------------------------ contenders
-def _decode_only(path: str) -> int:
+class TreeRSS:
+    """Peak resident memory of a process and all its children, sampled every 0.2 s."""
+
+    def __init__(self, pid: int):
+        self.pid, self.peak = pid, 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        try:
+            me = psutil.Process(self.pid)
+        except psutil.Error:
+            return
+        while not self._stop.is_set():
+            try:
+                procs = [me] + me.children(recursive=True)
+                total = 0
+                for p in procs:
+                    try:
+                        total += p.memory_info().rss
+                    except psutil.Error:
+                        pass
+                self.peak = max(self.peak, total)
+            except psutil.Error:
+                return
+            time.sleep(0.2)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._t.join()
+        return self.peak
+
+
+def timed(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
+    """(wall seconds, peak RSS bytes of the process tree, stderr tail) of one command."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+    mem = TreeRSS(proc.pid)
+    out, err = proc.communicate()
+    peak = mem.stop()
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[:4]} failed ({proc.returncode}):\n{err[-3000:]}")
+    return wall, peak, out
+
+
+CONTENDER = r'''
+import io, sys, time, multiprocessing as mp
+from pathlib import Path
+from PIL import Image
+files = [l for l in Path(sys.argv[2]).read_text().splitlines() if l]
+
+def decode(path):
     with Image.open(path) as im:
         im.load()
         return im.width
 
-
-def decode_ceiling(files: list[str], procs: int) -> float:
-    t = time.perf_counter()
+if sys.argv[1] == "decode":
+    procs = int(sys.argv[3])
     with mp.get_context("fork").Pool(procs) as pool:
-        for _ in pool.imap_unordered(_decode_only, files, chunksize=16):
+        for _ in pool.imap_unordered(decode, files, chunksize=64):
             pass
-    return time.perf_counter() - t
-
-
-def naive_loop(files: list[str], out: Path) -> float:
-    """Single process: PIL decode -> RGB -> resize -> JPEG -> tf.Example -> TFRecordWriter."""
+else:  # naive: PIL decode -> RGB -> resize -> JPEG -> tf.Example -> TFRecordWriter, one process
     import tensorflow as tf
-    t = time.perf_counter()
-    with tf.io.TFRecordWriter(str(out), options="GZIP") as w:
+    with tf.io.TFRecordWriter(sys.argv[3], options="GZIP") as w:
         for f in files:
             img = Image.open(f).convert("RGB")
             img.thumbnail((256, 256))
@@ -151,137 +233,154 @@ def naive_loop(files: list[str], out: Path) -> float:
                 "image_raw": tf.train.Feature(bytes_list=tf.train.BytesList(value=[buf.getvalue()])),
                 "label": tf.train.Feature(bytes_list=tf.train.BytesList(value=[label]))}))
             w.write(ex.SerializeToString())
-    return time.perf_counter() - t
+'''
 
 
-def ours(data_input: str, out: Path, procs: int, mode: str) -> tuple[float, dict, int]:
-    import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    from components.ingest.executor import build_ingest, read_summary
-    from components.ingest.images import IngestOptions
-    t = time.perf_counter()
-    with PeakRSS() as mem:
-        with beam.Pipeline(options=PipelineOptions([f"--direct_running_mode={mode}",
-                                                    f"--direct_num_workers={procs if mode != 'in_memory' else 1}"])) as p:
-            build_ingest(p, data_input, str(out), IngestOptions(), [("train", 7), ("eval", 3)])
-    return time.perf_counter() - t, read_summary(str(out)), mem.peak
-
-
-def near_dup_search_file(n: int, planted: int, procs: int) -> dict:
-    """NearDuplicateRoots alone on n random 64-bit hashes plus `planted` copies at distance 1..6
-    (multi-process DirectRunner; the result map comes back through a temp file)."""
-    import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    from components.ingest.executor import NearDuplicateRoots
-    from components.ingest.images import IngestOptions
-    rng = np.random.default_rng(n)
-    items = [(f"h{i:07d}", int(h)) for i, h in enumerate(rng.integers(0, 2 ** 63, size=n, dtype=np.int64))]
-    pairs = []
-    for i in range(planted):
-        a = int(rng.integers(0, n))
-        h = items[a][1]
-        for b in rng.choice(63, size=int(rng.integers(1, 7)), replace=False):
-            h ^= 1 << int(b)
-        items.append((f"p{i:07d}", h))
-        pairs.append((items[a][0], f"p{i:07d}"))
-    o = IngestOptions()
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "roots.json")
-        t = time.perf_counter()
-        with beam.Pipeline(options=PipelineOptions(["--direct_running_mode=multi_processing",
-                                                    f"--direct_num_workers={procs}"])) as p:
-            (p | beam.Create(items, reshuffle=False) | beam.Reshuffle()
-             | NearDuplicateRoots(o.lsh_tables, o.lsh_bits, o.near_duplicate_max_distance)
-             | beam.Map(lambda r: Path(out).write_text(json.dumps(r))))
-        wall = time.perf_counter() - t
-        roots = json.loads(Path(out).read_text())
-    found = sum(1 for a, b in pairs if roots.get(a, a) == roots.get(b, b))
-    return {"hashes": len(items), "planted_pairs": planted, "wall_s": round(wall, 1),
-            "recall": round(found / planted, 4), "hashes_per_s": round(len(items) / wall)}
+def planted_recall(index: list, members: dict[str, dict], root: Path) -> dict:
+    """Planted exact/near pairs found in one cluster; distinct items merged with another distinct one."""
+    rel_of = {i: rel for i, _, rel, _ in index}
+    found = {"exact": [0, 0], "near": [0, 0]}
+    related: dict[int, int] = {}
+    for i, kind, rel, j in index:
+        if kind == "new":
+            continue
+        related[i] = j
+        a, b = members.get(str(root / rel)), members.get(str(root / rel_of[j]))
+        found[kind][1] += 1
+        if a and b and a["cluster_id"] and a["cluster_id"] == b["cluster_id"]:
+            found[kind][0] += 1
+    by_cluster: dict[str, set[int]] = {}
+    for i, kind, rel, j in index:
+        m = members.get(str(root / rel))
+        if m and m["cluster_id"]:
+            by_cluster.setdefault(m["cluster_id"], set()).add(related.get(i, i))
+    distinct = sum(1 for _, kind, _, _ in index if kind == "new")
+    merged = sum(len(s) for s in by_cluster.values() if len(s) > 1)
+    return {"planted_exact_found": f"{found['exact'][0]}/{found['exact'][1]}",
+            "planted_near_found": f"{found['near'][0]}/{found['near'][1]}",
+            "near_recall": round(found["near"][0] / max(1, found["near"][1]), 4),
+            "exact_recall": round(found["exact"][0] / max(1, found["exact"][1]), 4),
+            "false_merge_rate": round(merged / max(1, distinct), 5), "distinct_items_merged": merged}
 
 
-# ------------------------------------------------------------------------------------ main
-def bench_set(name: str, data_input: str, files: list[str], procs: int, work: Path) -> dict:
-    print(f"[{name}] {len(files)} files: decode-only ceiling ({procs} processes) ...", flush=True)
-    t_dec = decode_ceiling(files, procs)
-    print(f"[{name}] naive single-process loop ...", flush=True)
-    t_naive = naive_loop(files, work / f"{name}-naive.tfrecord.gz")
+def bench_size(sub: Path, procs: int, raw: bool, work: Path, in_memory: bool) -> dict:
+    index = [json.loads(line) for line in (sub / "index.jsonl").read_text().splitlines() if line]
+    root = sub / "images"
+    files = [str(root / rel) for _, _, rel, _ in index]
     n = len(files)
-    row = {"set": name, "files": n, "decode_only_files_per_s": round(n / t_dec, 1),
-           "naive_files_per_s": round(n / t_naive, 1), "modes": {}}
-    for mode in ("in_memory", "multi_processing"):
-        print(f"[{name}] synthdetect ingestion (Beam DirectRunner {mode}) ...", flush=True)
-        t_ours, summary, peak = ours(data_input, work / f"{name}-ours-{mode}", procs, mode)
-        row["modes"][mode] = {"files_per_s": round(n / t_ours, 1), "vs_decode_ceiling": round(t_dec / t_ours, 2),
-                              "vs_naive": round(t_naive / t_ours, 2), "peak_rss_mb": round(peak / 2 ** 20)}
-        row["summary"] = {k: summary[k] for k in ("inputs", "written", "exact_duplicates", "near_duplicates",
-                                                  "quarantined")}
+    flist = work / "files.txt"
+    flist.write_text("\n".join(files) + "\n")
+    script = work / "contender.py"
+    script.write_text(CONTENDER)
+    row: dict = {"files": n, "bytes_on_disk": sum(os.path.getsize(f) for f in files)}
+    print(f"[{n}] decode-only ceiling ({procs} processes) ...", flush=True)
+    t_dec, rss_dec, _ = timed([PY, str(script), "decode", str(flist), str(procs)])
+    print(f"[{n}] naive single-process loop ...", flush=True)
+    t_naive, rss_naive, _ = timed([PY, str(script), "naive", str(flist), str(work / "naive.tfrecord.gz")])
+    row.update(decode_only_files_per_s=round(n / t_dec, 1), naive_files_per_s=round(n / t_naive, 1),
+               naive_peak_rss_mb=round(rss_naive / 2 ** 20))
+    modes = [("neutralised", [], procs)] + ([("raw", ["--set", "ingest.neutralize_format=false"], procs)] if raw else [])
+    if in_memory:
+        modes.append(("neutralised, 1 process", ["--set", "ingest.workers=1"], 1))
+    row["ours"] = {}
+    for name, extra, workers in modes:
+        out = work / f"out-{name.replace(' ', '').replace(',', '-')}"
+        print(f"[{n}] synthdetect ingest ({name}) ...", flush=True)
+        t_ours, rss, _ = timed([CLI, "ingest", "--input", str(root), "--output", str(out), "--no-progress",
+                                "--set", f"ingest.workers={workers}", *extra])
+        summary = json.loads((out / "ingest_summary.json").read_text())
+        members = {m["path"]: m for m in map(json.loads, (out / "members.jsonl").read_text().splitlines())}
+        row["ours"][name] = {
+            "files_per_s": round(n / t_ours, 1), "wall_s": round(t_ours, 1), "peak_rss_mb": round(rss / 2 ** 20),
+            "vs_naive": round(t_naive / t_ours, 2), "vs_decode_ceiling": round(t_dec / t_ours, 2),
+            "summary": {k: summary[k] for k in ("inputs", "written", "exact_duplicates", "near_duplicates",
+                                                "quarantined", "skipped", "accounted_for")},
+            **planted_recall(index, members, root)}
+        shutil.rmtree(out, ignore_errors=True)
     return row
+
+
+def near_dup_search(n: int, seed: int = 0) -> dict:
+    """The plan's near-duplicate search alone on n random balanced 64-bit hashes + 1 % planted copies
+    at distance 1..6 (the step that took 155.6 s for 202k hashes in the previous design)."""
+    sys.path.insert(0, str(REPO))
+    from components.ingest import dedup
+    from schemas.config import IngestConfig
+    o = IngestConfig()
+    rng = np.random.default_rng(seed)
+    hashes = rng.integers(0, 2 ** 63, size=n, dtype=np.int64).astype(np.uint64) * np.uint64(2)
+    planted = []
+    extra = []
+    for k in range(n // 100):
+        a = int(rng.integers(0, n))
+        h = int(hashes[a])
+        for b in rng.choice(64, size=int(rng.integers(1, 7)), replace=False):
+            h ^= 1 << int(b)
+        extra.append(h)
+        planted.append((a, n + k))
+    allh = np.concatenate([hashes, np.array(extra, dtype=np.uint64)])
+    t = time.perf_counter()
+    pairs = dedup.near_duplicate_pairs(allh, o.near_duplicate_max_distance, o.lsh_tables, o.lsh_bits)
+    roots = dedup.cluster_roots(len(allh), pairs)
+    wall = time.perf_counter() - t
+    found = sum(1 for a, b in planted if roots[a] == roots[b])
+    return {"hashes": len(allh), "planted_pairs": len(planted), "wall_s": round(wall, 2),
+            "recall": round(found / len(planted), 4)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="10000,50000", help="comma-separated set sizes")
+    ap.add_argument("--data", type=Path, default=Path("/tmp/synthdetect-bench"), help="where the image sets live")
+    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eval-v1", type=Path, default=EVAL_V1)
-    ap.add_argument("--large", type=int, default=5200, help="files in the derived set (0: skip it)")
-    ap.add_argument("--hashes", default="50000,200000", help="near-duplicate search sizes ('' to skip)")
     ap.add_argument("--procs", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--quick", action="store_true", help="600-file derived set, 20k/50k hashes")
-    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "ingest.json")
+    ap.add_argument("--raw-at", type=int, default=50000, help="also measure raw mode at this size (0: never)")
+    ap.add_argument("--no-raw", action="store_true")
+    ap.add_argument("--in-memory", action="store_true", help="also measure ingestion in one process")
+    ap.add_argument("--hashes", default="200000", help="near-duplicate search sizes ('' to skip)")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "ingest-scale.json")
     args = ap.parse_args()
-    if args.quick:
-        args.large, args.hashes = 600, "20000,50000"
     if not (args.eval_v1 / "manifest.csv").is_file():
         sys.exit(f"error: eval-v1 not found at {args.eval_v1} (pass --eval-v1 PATH)")
-    results: dict = {"machine": {"cpus": os.cpu_count(), "procs": args.procs}, "sets": [], "near_dup_search": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        results["sets"].append(bench_set("eval-v1", str(args.eval_v1 / "manifest.csv"),
-                                         [str(args.eval_v1 / p) for p in list_files_from_manifest(args.eval_v1)],
-                                         args.procs, work))
-        if args.large <= 0:
-            return finish(args, results)
-        derived = work / "derived"
-        info = build_large_set(args.eval_v1, derived, args.large)
-        row = bench_set(f"derived-{info['files']}", str(derived), list_files(derived), args.procs, work)
-        members = {m["path"]: m for m in map(json.loads, (work / f"{row['set']}-ours-in_memory" / "members.jsonl")
-                                            .read_text().splitlines())}
-        row["planted_exact_found"] = f"{sum(members[p]['status'] == 'exact_duplicate' for p in info['planted_exact'])}/{len(info['planted_exact'])}"
-        row["planted_near_found"] = f"{sum(members[p]['status'] in ('near_duplicate', 'exact_duplicate') or not members[p]['representative'] for p in info['planted_near'])}/{len(info['planted_near'])}"
-        results["sets"].append(row)
-    finish(args, results)
-
-
-def finish(args, results: dict) -> None:
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    results: dict = {"machine": {"cpus": os.cpu_count(), "procs": args.procs,
+                                 "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:])},
+                     "sizes": [], "near_dup_search": []}
+    args.data.mkdir(parents=True, exist_ok=True)
+    build_set(args.data, max(sizes), args.seed, args.eval_v1, args.procs)
+    for n in sizes:
+        sub = build_set(args.data, n, args.seed, args.eval_v1, args.procs)
+        work = args.data / f"work-{n}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        raw = not args.no_raw and n == args.raw_at
+        results["sizes"].append(bench_size(sub, args.procs, raw, work, args.in_memory))
+        shutil.rmtree(work, ignore_errors=True)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
     for n in [int(x) for x in args.hashes.split(",") if x.strip()]:
         print(f"[near-dup search] {n} hashes ...", flush=True)
-        results["near_dup_search"].append(near_dup_search_file(n, max(100, n // 100), args.procs))
+        results["near_dup_search"].append(near_dup_search(n))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)
 
 
-def list_files_from_manifest(root: Path) -> list[str]:
-    import csv
-    return [r["path"] for r in csv.DictReader(open(root / "manifest.csv", newline=""))]
-
-
 def print_table(r: dict) -> None:
-    print("\n| set | files | decode-only files/s (all cores) | naive loop files/s (1 process) | ours: Beam mode | ours files/s | ours / decode ceiling | ours / naive | peak RSS MB | written / exact / near / quarantined |")
-    print("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |")
-    for s in r["sets"]:
-        sm = s["summary"]
-        extra = f" (planted exact found {s['planted_exact_found']}, near {s['planted_near_found']})" if "planted_exact_found" in s else ""
-        for mode, m in s["modes"].items():
-            print(f"| {s['set']} | {s['files']} | {s['decode_only_files_per_s']} | {s['naive_files_per_s']} | {mode} | "
-                  f"{m['files_per_s']} | {m['vs_decode_ceiling']} | {m['vs_naive']} | {m['peak_rss_mb']} | "
-                  f"{sm['written']} / {sm['exact_duplicates']} / {sm['near_duplicates']} / {sm['quarantined']}{extra} |")
-    print("\n| near-dup search | hashes | planted pairs | wall s | recall | hashes/s |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("\n| files | mode | ours files/s | naive files/s | decode-only files/s | ours / naive | ours / ceiling "
+          "| peak RSS MB (tree) | exact found | near found | false merges |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for s in r["sizes"]:
+        for mode, o in s["ours"].items():
+            print(f"| {s['files']:,} | {mode} | {o['files_per_s']} | {s['naive_files_per_s']} | "
+                  f"{s['decode_only_files_per_s']} | {o['vs_naive']} | {o['vs_decode_ceiling']} | {o['peak_rss_mb']} | "
+                  f"{o['planted_exact_found']} | {o['planted_near_found']} | {o['false_merge_rate']:.3%} |")
     for s in r["near_dup_search"]:
-        print(f"| LSH {s['hashes']} | {s['hashes']} | {s['planted_pairs']} | {s['wall_s']} | {s['recall']} | {s['hashes_per_s']} |")
-    print(f"\n{r['machine']['cpus']} CPUs, {r['machine']['procs']} worker processes")
+        print(f"\nnear-duplicate search alone: {s['hashes']:,} hashes in {s['wall_s']} s, recall {s['recall']} "
+              f"({s['planted_pairs']} planted pairs)")
+    print(f"\n{r['machine']['cpus']} CPUs, {r['machine']['procs']} worker processes; command: {r['machine']['command']}")
 
 
 if __name__ == "__main__":
