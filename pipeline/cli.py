@@ -39,7 +39,14 @@ def _parse_sets(sets: tuple[str, ...]) -> dict:
         parts = key.split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(value)
+            if not isinstance(node, dict):
+                raise UserError(f"--set {item!r}: {p!r} was already set to a value, not a section")
+        try:
+            node[parts[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise UserError(f"--set {item!r}: the value is not valid YAML ({problem}); quote it to pass a "
+                            f"string, e.g. --set '{key}=\"{value}\"'") from None
     return out
 
 
@@ -76,11 +83,11 @@ def run(config: str, sets: tuple[str, ...], as_json: bool) -> None:
     from components.trainer.model import WeightsError
     from pipeline.pipeline import create_components
     from pipeline.report import run_report
-    from pipeline.runner import PipelineFailed, new_run_id, preflight, run_local
+    from pipeline.runner import MetadataPathError, PipelineFailed, new_run_id, preflight, run_local
 
     try:
         n_inputs = preflight(cfg)
-    except (InputError, WeightsError) as e:
+    except (InputError, WeightsError, MetadataPathError) as e:
         raise UserError(str(e)) from None
     run_id = new_run_id()
     log_path = os.path.join(os.path.dirname(cfg.metadata_path), "logs", f"{run_id}.log")
