@@ -9,6 +9,7 @@ import re
 import tempfile
 from pathlib import Path
 
+from pipeline import process_record
 from pipeline.logs import route_library_logs
 from schemas.config import PipelineConfig
 
@@ -109,15 +110,20 @@ def run_local(cfg: PipelineConfig, log_path: str, run_id: str | None = None, on_
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     progress = _ProgressHandler(on_event or (lambda node, state: None))
     saved = route_library_logs([file_handler, progress])
+    process_record.start(cfg.metadata_path, run_id)  # so `runs` can tell a killed run from a running one
+    outcome = "interrupted"  # KeyboardInterrupt, SystemExit; a SIGKILL records nothing (the pid is gone)
     try:
         ir = compiler.Compiler().compile(create_pipeline(cfg))
         runtime_parameter_utils.substitute_runtime_parameter(
             ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
         tfx.orchestration.LocalDagRunner().run_with_ir(ir)
+        outcome = "complete"
     except Exception as e:  # noqa: BLE001 - re-raised with the failing component and the log path
+        outcome = "failed"
         logging.getLogger("synthdetect").exception("pipeline run %s failed", run_id)
         raise PipelineFailed(progress.current, e, log_path) from e
     finally:
+        process_record.finish(cfg.metadata_path, run_id, outcome)
         route_library_logs(saved, logging.WARNING)
         file_handler.close()
     return run_id
