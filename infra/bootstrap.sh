@@ -16,9 +16,26 @@ find_python() {
 }
 
 PY=$(find_python) || { echo "error: python3.10 not found (synthdetect needs Python 3.10 for TFX 1.16)" >&2; exit 1; }
-STAMP=.venv/.synthdetect-lock.sha256
+STAMP=.venv/.synthdetect-lock.sha256          # .venv matches requirements.lock + setup.py
+MONGOD_STAMP=.venv/.synthdetect-mongod.sha256  # ... and FiftyOne's mongod loaded with that .venv
 want=$(cat requirements.lock setup.py | sha256sum | cut -d' ' -f1)
+
+# FiftyOne's MongoDB: only curation needs it, so a failure is a warning, but it is not recorded as
+# done: the next bootstrap tries again.
+# With FIFTYONE_DATABASE_URI (an external MongoDB) the bundled one is not needed and not checked.
+ensure_mongod() {
+  [ -z "${FIFTYONE_DATABASE_URI:-}" ] || return 0
+  if [ -f "$MONGOD_STAMP" ] && [ "$(cat "$MONGOD_STAMP")" = "$want" ]; then return 0; fi
+  if infra/ensure_mongod.sh; then
+    echo "$want" > "$MONGOD_STAMP"
+  else
+    rm -f "$MONGOD_STAMP"
+    echo "bootstrap: warning: FiftyOne's MongoDB is not usable (see above); curation commands will fail; the next bootstrap retries" >&2
+  fi
+}
+
 if [ -x .venv/bin/python ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+  ensure_mongod
   exit 0
 fi
 if ! command -v uv >/dev/null 2>&1; then
@@ -30,6 +47,6 @@ echo "bootstrap: syncing .venv from requirements.lock with uv" >&2
 [ -x .venv/bin/python ] || uv venv --quiet .venv --python "$PY"
 uv pip sync --quiet --python .venv/bin/python requirements.lock
 uv pip install --quiet --python .venv/bin/python --no-deps -e .
-infra/ensure_mongod.sh || echo "bootstrap: warning: FiftyOne's MongoDB is not usable (see above); curation commands will fail" >&2
 echo "$want" > "$STAMP"
+ensure_mongod
 echo "bootstrap: .venv ready" >&2

@@ -39,7 +39,14 @@ def _parse_sets(sets: tuple[str, ...]) -> dict:
         parts = key.split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(value)
+            if not isinstance(node, dict):
+                raise UserError(f"--set {item!r}: {p!r} was already set to a value, not a section")
+        try:
+            node[parts[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise UserError(f"--set {item!r}: the value is not valid YAML ({problem}); quote it to pass a "
+                            f"string, e.g. --set '{key}=\"{value}\"'") from None
     return out
 
 
@@ -74,18 +81,20 @@ def run(config: str, sets: tuple[str, ...], as_json: bool) -> None:
     cfg = _load(config, sets)  # before importing TensorFlow: config mistakes fail in a fraction of a second
     from components.ingest.listing import InputError, listing_session
     from components.trainer.model import WeightsError
+    from pipeline import process_record
     from pipeline.pipeline import create_components
     from pipeline.report import run_report
-    from pipeline.runner import PipelineFailed, new_run_id, preflight, run_local
+    from pipeline.runner import MetadataPathError, PipelineFailed, new_run_id, preflight, run_local
 
     # one listing of the input for the preflight, the ExampleGen fingerprint and ingestion
     click.get_current_context().with_resource(listing_session())
     try:
         n_inputs = preflight(cfg)
-    except (InputError, WeightsError) as e:
+    except (InputError, WeightsError, MetadataPathError) as e:
         raise UserError(str(e)) from None
+    _remove_partial_outputs(cfg)
     run_id = new_run_id()
-    log_path = os.path.join(os.path.dirname(cfg.metadata_path), "logs", f"{run_id}.log")
+    log_path = process_record.log_path(cfg.metadata_path, run_id)
     n_components = len(create_components(cfg))
     progress_console.print(f"run [bold]{run_id}[/]: {n_inputs} input files from {cfg.data.input}; "
                   f"{n_components} components; log: {log_path}")
@@ -114,6 +123,20 @@ def run(config: str, sets: tuple[str, ...], as_json: bool) -> None:
         click.echo(report.to_json())
     else:
         print_report(report)
+
+
+def _remove_partial_outputs(cfg) -> None:
+    """Output folders that interrupted or failed runs left behind (no reader uses them: they are not
+    in ML Metadata) are removed before the next run."""
+    from pipeline.runs import remove_partial_outputs
+    try:
+        removed = remove_partial_outputs(cfg.metadata_path, cfg.pipeline_name, cfg.pipeline_root)
+    except Exception as e:  # noqa: BLE001 - housekeeping must not stop a run; say why it was skipped
+        progress_console.print(f"warning: partial outputs of earlier runs not checked ({type(e).__name__}: {e})")
+        return
+    if removed:
+        progress_console.print(f"removed {len(removed)} partial output folders of interrupted or failed runs "
+                               f"(e.g. {_short(removed[0])})")
 
 
 @main.command()
@@ -172,6 +195,11 @@ def print_report(rep) -> None:
         "ReleaseCheck.check": "release check (calibration, robustness)",
         "ReleaseCheck.blessing": "blessing (final)",
     }
+    if rep.status and rep.status != "complete":
+        why = {"interrupted": "its process is gone (killed?) before the run finished",
+               "running": "still running", "failed": "a component failed",
+               "incomplete": "stopped before the pusher"}.get(rep.status, "")
+        console.print(f"[yellow]run {rep.run_id}: {rep.status}[/]" + (f" ({why})" if why else ""))
     table = Table(title=f"run {rep.run_id}", show_lines=False)
     table.add_column("output")
     table.add_column("location", overflow="fold")

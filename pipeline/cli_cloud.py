@@ -145,6 +145,8 @@ def runs(ctx: click.Context, config: str, sets: tuple[str, ...], as_json: bool) 
                    f"data {(s.data_fingerprint or 'sha256:?')[:19]}  {_blessed_word(s.blessed)}  "
                    f"{'pushed ' + s.pushed_version if s.pushed_version else 'not pushed'}")
         other = [f"{n}: {st}" for n, st in s.components.items() if st not in ("complete", "cached")]
+        if s.status == "interrupted" and s.process:
+            other.insert(0, f"process {s.process['pid']} on {s.process['host']} is gone")
         if other:
             click.echo("    " + "; ".join(other))
 
@@ -171,6 +173,10 @@ def runs_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
         return
     d, ev, reg = lin["data"], lin["evaluation"], lin["registry"]
     click.echo(f"run {lin['run_id']}: {lin['status']} ({lin['start']} -> {lin['end'] or '…'})")
+    p = lin.get("process")
+    if p:
+        click.echo(f"process:    {p['pid']} on {p['host']}: {p['state']}"
+                   + (f", {p['outcome']} at {p['ended_at']}" if p.get("outcome") else ""))
     click.echo(f"data:       {d['examples']}")
     click.echo(f"  ingest summary {d['ingest_summary']} ({d['fingerprint']})")
     if d["ingest"]:

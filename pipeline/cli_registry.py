@@ -42,10 +42,14 @@ def registry_list(registry_location, config, sets, as_json) -> None:
     from rich.table import Table
 
     from pipeline.cli import console
+    from components.registry.store import RegistryError
     reg = _registry(registry_location, config, sets)
-    entries = reg.entries()
+    try:
+        entries, aliases = reg.entries(), reg.aliases()
+    except RegistryError as e:
+        raise UserError(str(e)) from None
     if as_json:
-        click.echo(json.dumps({"registry": reg.location, "aliases": reg.aliases(), "versions": entries}, indent=2))
+        click.echo(json.dumps({"registry": reg.location, "aliases": aliases, "versions": entries}, indent=2))
         return
     if not entries:
         console.print(f"registry {reg.location}: no versions")
@@ -76,14 +80,23 @@ def registry_show(ref, registry_location, config, sets, as_json) -> None:
     reg = _registry(registry_location, config, sets)
     try:
         meta = reg.model_json(ref)
+        all_aliases = reg.aliases()
     except RegistryError as e:
         raise UserError(str(e)) from None
     if as_json:
         click.echo(json.dumps(meta, indent=2))
         return
-    aliases = [a for a, v in sorted(reg.aliases().items()) if v == meta["version"]]
+    try:
+        _print_model_json(meta, all_aliases, reg.location, console)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:  # a hand-edited model.json
+        raise UserError(f"{meta.get('version', ref)}/model.json in {reg.location!r} has unexpected content "
+                        f"({type(e).__name__}: {e}); `registry show {ref} --json` prints it as is") from None
+
+
+def _print_model_json(meta: dict, all_aliases: dict, location: str, console) -> None:
+    aliases = [a for a, v in sorted(all_aliases.items()) if v == meta.get("version")]
     console.print(f"[bold]{meta['version']}[/] {('(' + ', '.join(aliases) + ')') if aliases else ''} "
-                  f"of {reg.location}: {meta.get('model_name')}, created {meta.get('created_at')}, "
+                  f"of {location}: {meta.get('model_name')}, created {meta.get('created_at')}, "
                   f"run {(meta.get('pipeline') or {}).get('run_id')}")
     for model, m in (meta.get("metrics") or {}).items():
         console.print(f"  {model:9}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()
@@ -126,7 +139,7 @@ def _cache_dir() -> Path:
 
 def _resolve_model(ref: str, registry_location: str | None, config: str, sets) -> tuple[str, dict, str]:
     """--model value -> (SavedModel dir, model.json or {}, version label)."""
-    from components.registry.store import GcsRegistry, RegistryError
+    from components.registry.store import GcsRegistry, RegistryError, parse_json_object
     if ref.startswith("registry:"):
         reg = _registry(registry_location, config, sets)
         try:
@@ -139,6 +152,7 @@ def _resolve_model(ref: str, registry_location: str | None, config: str, sets) -
                 path = str(reg.local_dir(version))
         except RegistryError as e:
             raise UserError(str(e)) from None
+        _check_model_meta(meta, f"{version}/model.json in {reg.location!r}")
         return path, meta, version
     path = Path(ref)
     if not path.exists():
@@ -147,10 +161,25 @@ def _resolve_model(ref: str, registry_location: str | None, config: str, sets) -
     for candidate in (path / "model.json", path / "assets.extra" / "calibration.json",
                       path / "Format-Serving" / "assets.extra" / "calibration.json"):
         if candidate.is_file():
-            data = json.loads(candidate.read_text())
+            try:
+                data = parse_json_object(candidate.read_bytes(), str(candidate))
+            except RegistryError as e:
+                raise UserError(f"--model {ref!r}: {e}") from None
             meta = data if candidate.name == "model.json" else {"threshold": data.get("threshold")}
+            _check_model_meta(meta, f"--model {ref!r}: {candidate}")
             break
-    return str(path), meta, meta.get("version") or str(path)
+    return str(path), meta, str(meta.get("version") or path)
+
+
+def _check_model_meta(meta: dict, where: str) -> None:
+    """The fields predict uses: a threshold in [0, 1] and the ingestion options for serving."""
+    t = meta.get("threshold")
+    if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 1):
+        raise UserError(f"{where}: \"threshold\" must be a number in [0, 1], found {t!r}")
+    serving = meta.get("serving")
+    ingest = serving.get("ingest") if isinstance(serving, dict) else None
+    if (serving is not None and not isinstance(serving, dict)) or (ingest is not None and not isinstance(ingest, dict)):
+        raise UserError(f"{where}: \"serving\" must be {{\"ingest\": {{…}}}}, found {serving!r:.80}")
 
 
 def _iter_paths(paths: tuple[str, ...], max_bytes: int) -> Iterator[tuple[str, object]]:
@@ -228,7 +257,11 @@ def predict(model_ref, paths, registry_location, config, sets, batch_size, thres
             ingest = _load(config, sets).ingest.model_dump()
         except UserError:
             ingest = {}
-    opts = IngestOptions.from_dict(ingest)
+    try:
+        opts = IngestOptions.from_dict(ingest)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"--model {model_ref!r}: the ingestion options in its model.json are not usable "
+                        f"({type(e).__name__}: {e})") from None
     threshold = threshold if threshold is not None else float(meta.get("threshold") or 0.5)
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

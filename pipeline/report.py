@@ -26,6 +26,7 @@ class RunReport:
     calibration: dict = dataclasses.field(default_factory=dict)  # model -> calibrated threshold, TPR/FPR
     robustness: dict = dataclasses.field(default_factory=dict)   # candidate under perturbations
     pushed_version: str | None = None
+    status: str | None = None          # as `synthdetect runs` shows it: complete, running, interrupted, …
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -87,7 +88,9 @@ def run_report(metadata_path: str, pipeline_name: str, pipeline_root: str, run_i
     ctx = store.get_context_by_type_and_name("pipeline_run", run_id)
     if ctx is None:
         raise LookupError(f"run {run_id!r} not found in ML Metadata")
-    report = RunReport(run_id=run_id, artifacts={})
+    from pipeline.runs import run_status  # pipeline.runs builds on this module
+    report = RunReport(run_id=run_id, artifacts={},
+                       status=run_status(store, metadata_path, pipeline_name, pipeline_root, ctx))
     evaluation_uri = None
     for art in store.get_artifacts_by_context(ctx.id):
         if art.state != metadata_store_pb2.Artifact.LIVE:

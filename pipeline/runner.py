@@ -6,8 +6,10 @@ import datetime
 import logging
 import os
 import re
+import tempfile
 from pathlib import Path
 
+from pipeline import process_record
 from pipeline.logs import route_library_logs
 from schemas.config import PipelineConfig
 
@@ -22,12 +24,50 @@ class PipelineFailed(Exception):
                          f"(full log: {log_path})")
 
 
+class MetadataPathError(Exception):
+    """metadata_path cannot hold the SQLite ML Metadata database; one line."""
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_metadata_path(path: str) -> None:
+    """The SQLite ML Metadata database can be opened or created at `path` (its folder is created if
+    needed, as the run would). Raises MetadataPathError saying which path and why not."""
+    p = Path(path)
+    where = f"metadata_path {path!r}"
+    if p.exists():
+        if p.is_dir():
+            raise MetadataPathError(f"{where} is a directory; give the path of a .sqlite file")
+        if not p.is_file():
+            raise MetadataPathError(f"{where} is not a regular file")
+        try:
+            with open(p, "r+b") as f:  # opened for writing, as MLMD will; nothing is written
+                head = f.read(len(SQLITE_HEADER))
+        except OSError as e:
+            raise MetadataPathError(f"{where} cannot be opened for writing: {e.strerror or e}") from None
+        if head and head != SQLITE_HEADER:
+            raise MetadataPathError(f"{where} is not an SQLite database (ML Metadata); move it away or "
+                                    "choose another path")
+        return
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".synthdetect-probe-", dir=p.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        target = e.filename if isinstance(e.filename, str) else str(p.parent)
+        raise MetadataPathError(f"{where} is not usable: cannot create {target!r}: {e.strerror or e}") from None
+
+
 def preflight(cfg: PipelineConfig) -> int:
-    """Checks that need no pipeline: inputs listable, weights loadable. Returns the input count."""
+    """Checks that need no pipeline: metadata database writable, inputs listable, weights loadable.
+    Returns the input count."""
     from components.ingest.component import input_base_and_pattern
     from components.ingest.listing import resolve_inputs
     from components.trainer.model import fetch_imagenet_weights
 
+    check_metadata_path(cfg.metadata_path)
     base, pattern = input_base_and_pattern(cfg.data.input)
     n = resolve_inputs(base if pattern == "*" else os.path.join(base, pattern), cfg.ingest).n_inputs
     if cfg.model.weights == "imagenet":
@@ -70,15 +110,20 @@ def run_local(cfg: PipelineConfig, log_path: str, run_id: str | None = None, on_
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     progress = _ProgressHandler(on_event or (lambda node, state: None))
     saved = route_library_logs([file_handler, progress])
+    process_record.start(cfg.metadata_path, run_id)  # so `runs` can tell a killed run from a running one
+    outcome = "interrupted"  # KeyboardInterrupt, SystemExit; a SIGKILL records nothing (the pid is gone)
     try:
         ir = compiler.Compiler().compile(create_pipeline(cfg))
         runtime_parameter_utils.substitute_runtime_parameter(
             ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
         tfx.orchestration.LocalDagRunner().run_with_ir(ir)
+        outcome = "complete"
     except Exception as e:  # noqa: BLE001 - re-raised with the failing component and the log path
+        outcome = "failed"
         logging.getLogger("synthdetect").exception("pipeline run %s failed", run_id)
         raise PipelineFailed(progress.current, e, log_path) from e
     finally:
+        process_record.finish(cfg.metadata_path, run_id, outcome)
         route_library_logs(saved, logging.WARNING)
         file_handler.close()
     return run_id

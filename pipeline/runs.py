@@ -10,10 +10,12 @@ import dataclasses
 import datetime
 import json
 import os
+import shutil
 
 from ml_metadata.proto import metadata_store_pb2
 
 from components.registry.store import INGEST_SUMMARY, fingerprint_of, read_ingest_summary
+from pipeline import process_record
 from pipeline.report import _component_of, open_store, run_report
 
 _STATE = {metadata_store_pb2.Execution.NEW: "new", metadata_store_pb2.Execution.RUNNING: "running",
@@ -27,12 +29,13 @@ class RunSummary:
     run_id: str
     start: str | None                  # ISO time of the first component's start
     end: str | None                    # ISO time of the last component's last update (None while running)
-    status: str                        # complete | failed | running | incomplete (stopped before the pusher)
-    components: dict[str, str]         # component id -> complete | cached | failed | running | not run
+    status: str                        # complete | failed | running | interrupted | incomplete (stopped before the pusher)
+    components: dict[str, str]         # component id -> complete | cached | failed | running | interrupted | not run
     data_fingerprint: str | None       # "sha256:<hex>" of ImageExampleGen's ingest_summary.json
     blessed: bool | None               # the blessing the pusher acted on (None: not evaluated)
     pushed_version: str | None         # None: not pushed
     pushed_to: str | None = None
+    process: dict | None = None        # pid, host, state (alive | gone | unknown), outcome; None: not recorded
 
 
 def _iso(ms: int | None) -> str | None:
@@ -127,23 +130,44 @@ def _str(a, name: str) -> str | None:
     return p.string_value if p is not None and p.string_value else None
 
 
-def _summarize(run: _Run, all_nodes: list[str]) -> RunSummary:
-    components = {n: NOT_RUN for n in all_nodes}
-    for e in run.executions:
-        components[run.node(e.id)] = _STATE.get(e.last_known_state, "unknown")
+def _process(metadata_path: str | None, run_id: str) -> dict | None:
+    record = process_record.read(metadata_path, run_id) if metadata_path else None
+    if record is None:
+        return None
+    return {"pid": record.get("pid"), "host": record.get("host"), "state": process_record.state(record),
+            "outcome": record.get("outcome"), "ended_at": record.get("ended_at")}
+
+
+def _status(run: _Run, process: dict | None) -> tuple[str, bool]:
+    """(run status, whether its unfinished executions were interrupted)."""
     # Graphs change between runs (components added or renamed): a run is complete when nothing
     # failed or is still running and its last stage, the pusher (whatever produced a PushedModel,
     # pushed or not), finished.
     states = {_STATE.get(e.last_known_state, "unknown") for e in run.executions}
-    pushed = run.outputs("PushedModel")
     if states & {"failed", "canceled"}:
-        status = "failed"
-    elif states & {"running", "new"}:
-        status = "running"
-    elif pushed and states <= {"complete", "cached"}:
-        status = "complete"
-    else:
-        status = "incomplete"
+        return "failed", False
+    if states & {"running", "new"}:
+        # ML Metadata keeps a killed run's component RUNNING forever: ask whether its process lives
+        if process is not None and process["state"] == process_record.GONE:
+            return ("failed" if process["outcome"] == "failed" else "interrupted"), True
+        return "running", False
+    if run.outputs("PushedModel") and states <= {"complete", "cached"}:
+        return "complete", False
+    return "incomplete", False
+
+
+def _execution_state(e, interrupted: bool) -> str:
+    state = _STATE.get(e.last_known_state, "unknown")
+    return "interrupted" if interrupted and state in ("running", "new") else state
+
+
+def _summarize(run: _Run, all_nodes: list[str], metadata_path: str | None = None) -> RunSummary:
+    process = _process(metadata_path, run.ctx.name)
+    status, interrupted = _status(run, process)
+    components = {n: NOT_RUN for n in all_nodes}
+    for e in run.executions:
+        components[run.node(e.id)] = _execution_state(e, interrupted)
+    pushed = run.outputs("PushedModel")
     start = min((e.create_time_since_epoch for e in run.executions), default=run.ctx.create_time_since_epoch)
     end = max((e.last_update_time_since_epoch for e in run.executions), default=None) if status != "running" else None
 
@@ -166,7 +190,7 @@ def _summarize(run: _Run, all_nodes: list[str]) -> RunSummary:
         version = _str(art, "pushed_version") or (os.path.basename(to.rstrip("/")) if to else None)
     return RunSummary(run_id=run.ctx.name, start=_iso(start), end=_iso(end), status=status,
                       components=components, data_fingerprint=_fingerprint(examples[0].uri if examples else None),
-                      blessed=blessed, pushed_version=version, pushed_to=to)
+                      blessed=blessed, pushed_version=version, pushed_to=to, process=process)
 
 
 def list_runs(metadata_path: str, pipeline_name: str, pipeline_root: str) -> list[RunSummary]:
@@ -174,7 +198,52 @@ def list_runs(metadata_path: str, pipeline_name: str, pipeline_root: str) -> lis
     store = open_store(metadata_path)
     node_of, all_nodes = _node_of_execution(store, pipeline_name)
     ctxs = sorted(_run_contexts(store, pipeline_name), key=lambda c: (c.create_time_since_epoch, c.id), reverse=True)
-    return [_summarize(_Run(store, c, pipeline_root, node_of), all_nodes) for c in ctxs]
+    return [_summarize(_Run(store, c, pipeline_root, node_of), all_nodes, metadata_path) for c in ctxs]
+
+
+def run_status(store, metadata_path: str, pipeline_name: str, pipeline_root: str, ctx) -> str:
+    """One run's status (as `runs` shows it), for the report."""
+    node_of, all_nodes = _node_of_execution(store, pipeline_name)
+    return _summarize(_Run(store, ctx, pipeline_root, node_of), all_nodes, metadata_path).status
+
+
+def partial_outputs(metadata_path: str, pipeline_name: str, pipeline_root: str) -> list[str]:
+    """Output folders of executions that will never finish: FAILED ones, and RUNNING ones of runs
+    whose process is gone. TFX creates `<root>/<component>/<output>/<execution id>/` (and
+    `.system/executor_execution/<id>/`) before running a component but registers the artifacts in
+    ML Metadata only when it succeeds, so no reader (runs, report, curate, the cache) ever sees these
+    folders; they are only disk space and confusion. A folder that ML Metadata knows as an artifact
+    is never listed."""
+    if not os.path.exists(metadata_path) or pipeline_root.startswith("gs://"):
+        return []
+    store = open_store(metadata_path)
+    node_of, _ = _node_of_execution(store, pipeline_name)
+    known = {os.path.normpath(a.uri) for a in store.get_artifacts()}
+    out = []
+    for ctx in _run_contexts(store, pipeline_name):
+        run = _Run(store, ctx, pipeline_root, node_of)
+        _, interrupted = _status(run, _process(metadata_path, ctx.name))
+        for e in run.executions:
+            state = _STATE.get(e.last_known_state)
+            if not (state == "failed" or (interrupted and state in ("running", "new"))) or e.id not in node_of:
+                continue
+            node_dir = os.path.join(pipeline_root, node_of[e.id])
+            keys = [k for k in (os.listdir(node_dir) if os.path.isdir(node_dir) else []) if not k.startswith(".")]
+            for d in [os.path.join(node_dir, k, str(e.id)) for k in keys] + [
+                    os.path.join(node_dir, ".system", "executor_execution", str(e.id))]:
+                if os.path.isdir(d) and os.path.normpath(d) not in known:
+                    out.append(d)
+    return sorted(out)
+
+
+def remove_partial_outputs(metadata_path: str, pipeline_name: str, pipeline_root: str) -> list[str]:
+    """Deletes `partial_outputs(...)`; returns what was removed."""
+    removed = []
+    for d in partial_outputs(metadata_path, pipeline_name, pipeline_root):
+        shutil.rmtree(d, ignore_errors=True)
+        if not os.path.exists(d):
+            removed.append(d)
+    return removed
 
 
 def run_lineage(metadata_path: str, pipeline_name: str, pipeline_root: str, run_id: str) -> dict:
@@ -188,7 +257,8 @@ def run_lineage(metadata_path: str, pipeline_name: str, pipeline_root: str, run_
         raise LookupError(f"run {run_id!r} not found in {metadata_path}{hint}")
     node_of, all_nodes = _node_of_execution(store, pipeline_name)
     run = _Run(store, ctx, pipeline_root, node_of)
-    summary = _summarize(run, all_nodes)
+    summary = _summarize(run, all_nodes, metadata_path)
+    _, interrupted = _status(run, summary.process)
     report = run_report(metadata_path, pipeline_name, pipeline_root, run_id)
 
     def where(a) -> str:
@@ -202,7 +272,7 @@ def run_lineage(metadata_path: str, pipeline_name: str, pipeline_root: str, run_
         outs = sorted(f"{run.key(ev)}: {run.artifacts[ev.artifact_id].uri}" for ev in run.events
                       if ev.execution_id == e.id and ev.type == metadata_store_pb2.Event.OUTPUT
                       and ev.artifact_id in run.artifacts)
-        steps.append({"component": run.node(e.id), "state": _STATE.get(e.last_known_state, "unknown"),
+        steps.append({"component": run.node(e.id), "state": _execution_state(e, interrupted),
                       "start": _iso(e.create_time_since_epoch), "end": _iso(e.last_update_time_since_epoch),
                       "inputs": ins, "outputs": outs})
     examples = [(n, a) for n, a in run.outputs("Examples") if n.endswith("ExampleGen")]
@@ -213,6 +283,7 @@ def run_lineage(metadata_path: str, pipeline_name: str, pipeline_root: str, run_
                  for n, a in run.outputs("ModelBlessing")]
     return {
         "run_id": run_id, "status": summary.status, "start": summary.start, "end": summary.end,
+        "process": summary.process,
         "data": {"examples": examples[0][1].uri if examples else None,
                  "ingest_summary": os.path.join(examples[0][1].uri, INGEST_SUMMARY) if examples else None,
                  "fingerprint": summary.data_fingerprint, "ingest": report.ingest},

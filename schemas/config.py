@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
 
 class ConfigError(Exception):
@@ -113,14 +113,19 @@ class IngestConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    image_size: int = Field(224, ge=32, description="square model input; VGG16 needs >= 32")
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(32, ge=1)
+    # Integer settings are strict: YAML `true`, `1.0` or `1.0e+18` is a mistake, not a number of epochs.
+    # Bounds: image_size <= 1024 (VGG16's conv base holds 1.2 GiB of float32 activations per image
+    # there, forward only; ingestion keeps images at ingest.max_side, 256 px by default, so more only
+    # upsamples); batch_size <= 4096 (predict's --batch-size limit; at 224 px such a batch holds
+    # ~232 GiB of activations, more than one accelerator host has).
+    image_size: StrictInt = Field(224, ge=32, le=1024, description="square model input; VGG16 needs >= 32")
+    epochs: StrictInt = Field(10, ge=1)
+    batch_size: StrictInt = Field(32, ge=1, le=4096)
     learning_rate: float = Field(1e-4, gt=0, lt=1)
-    dense_units: int = Field(16, ge=1)
+    dense_units: StrictInt = Field(16, ge=1)
     dropout: float = Field(0.1, ge=0, lt=1)
     weights: str = Field("imagenet", description="VGG16 weights for the fine-tune: imagenet | none | /path/file.h5")
-    seed: int = 42
+    seed: StrictInt = 42
     deterministic: bool = False
     # augmentation against shortcuts (training only, both classes alike)
     augment: bool = Field(True, description="random JPEG re-compression, blur, crop, flip in training")
@@ -128,7 +133,7 @@ class ModelConfig(_Strict):
     # options beyond the paper (off by default)
     l2: float = Field(0.0, ge=0, description="L2 penalty on the head's Dense kernels")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5)
-    early_stopping_patience: int = Field(0, ge=0, description="stop when eval AUC stalls this many epochs (0: off)")
+    early_stopping_patience: StrictInt = Field(0, ge=0, description="stop when eval AUC stalls this many epochs (0: off)")
     lr_schedule: Literal["constant", "cosine"] = "constant"
     # hardware
     strategy: Literal["default", "mirrored", "tpu"] = Field("default", description="tf.distribute strategy")

@@ -1,8 +1,12 @@
 """Container images and Terraform, checked without Docker or Google Cloud: the images install exactly
-the lock file (the GPU one: the same pins + TensorFlow's CUDA libraries) and this package."""
+the lock file (the GPU one: the same pins + TensorFlow's CUDA libraries) and this package. And the
+local setup: infra/ensure_mongod.sh's decision against real binaries with a missing library."""
+import hashlib
+import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +110,151 @@ def test_terraform_declares_the_resources_with_least_privilege():
 def test_terraform_is_formatted():
     r = subprocess.run(["terraform", "fmt", "-check", "-recursive", str(TF_DIR)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+# ------------------------------------------------------------------ FiftyOne's mongod (ensure_mongod.sh)
+# The script's decision runs against a real binary whose shared library is missing: a tiny program
+# linked against a tiny library built here, which is then deleted (ldd prints `not found`). The
+# "install" is an executable given by ENSURE_MONGOD_INSTALLER (test-only), which may put the library
+# back, do nothing, or fail.
+ENSURE_MONGOD = INFRA / "ensure_mongod.sh"
+needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None or shutil.which("ldd") is None,
+                               reason="needs gcc and ldd to build a binary with a missing library")
+
+
+def _build_with_missing_libs(tmp_path, n_libs: int = 1, name_pad: int = 0):
+    """A program needing `n_libs` shared libraries that are gone; returns (binary, lib dir, saved
+    copies). Each library file's name is its DT_NEEDED entry (no soname)."""
+    src, libdir, saved = tmp_path / "src", tmp_path / "lib", tmp_path / "saved"
+    for d in (src, libdir, saved):
+        d.mkdir()
+    (src / "miss.c").write_text("int miss(void) { return 1; }\n")
+    (src / "main.c").write_text("int miss(void);\nint main(void) { return miss() - 1; }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(saved / "libmiss.so"), str(src / "miss.c")], check=True)
+    names = [f"libmiss{'x' * name_pad}{i}.so" for i in range(n_libs)]
+    for name in names:
+        (libdir / name).symlink_to(saved / "libmiss.so")
+    binary = tmp_path / "mongod"
+    subprocess.run(["gcc", "-o", str(binary), str(src / "main.c"), f"-L{libdir}", "-Wl,--no-as-needed",
+                    *[f"-l:{n}" for n in names], f"-Wl,-rpath,{libdir}"], check=True)
+    assert subprocess.run([binary]).returncode == 0  # it runs while the libraries are there
+    for name in names:
+        (libdir / name).unlink()
+    assert "not found" in subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
+    return binary, libdir, saved
+
+
+def _installer(tmp_path, body: str) -> tuple[str, Path]:
+    """An executable standing in for the apt install; it appends a line to `calls` when run."""
+    calls = tmp_path / "install-calls"
+    script = tmp_path / f"installer-{hashlib.sha256(body.encode()).hexdigest()[:8]}"
+    script.write_text(f"#!/usr/bin/env bash\necho called >> {calls}\n{body}\n")
+    script.chmod(0o755)
+    return str(script), calls
+
+
+def _ensure_mongod(binary, installer, script=ENSURE_MONGOD):
+    env = {k: v for k, v in os.environ.items() if k != "FIFTYONE_DATABASE_URI"}
+    env.update(ENSURE_MONGOD_BIN=str(binary), ENSURE_MONGOD_INSTALLER=installer)
+    return subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, timeout=60)
+
+
+def _n_calls(calls) -> int:
+    return len(calls.read_text().splitlines()) if calls.exists() else 0
+
+
+@needs_gcc
+def test_ensure_mongod_installs_when_a_library_is_missing_and_exits_0_once_it_loads(tmp_path):
+    binary, libdir, saved = _build_with_missing_libs(tmp_path)
+    installer, calls = _installer(tmp_path, f"cp {saved}/libmiss.so {libdir}/libmiss0.so")  # a working install
+    r = _ensure_mongod(binary, installer)
+    assert _n_calls(calls) == 1, r.stderr
+    assert r.returncode == 0, r.stderr
+    assert "mongod loads" in r.stderr
+
+
+@needs_gcc
+def test_ensure_mongod_does_not_install_when_nothing_is_missing(tmp_path):
+    binary, libdir, saved = _build_with_missing_libs(tmp_path)
+    (libdir / "libmiss0.so").symlink_to(saved / "libmiss.so")
+    installer, calls = _installer(tmp_path, "exit 0")
+    r = _ensure_mongod(binary, installer)
+    assert r.returncode == 0, r.stderr
+    assert _n_calls(calls) == 0
+
+
+@needs_gcc
+@pytest.mark.parametrize("body", ["exit 0", "exit 3"], ids=["install-changes-nothing", "install-fails"])
+def test_ensure_mongod_fails_loudly_when_the_library_is_still_missing(tmp_path, body):
+    binary, _, _ = _build_with_missing_libs(tmp_path)
+    installer, calls = _installer(tmp_path, body)
+    r = _ensure_mongod(binary, installer)
+    assert _n_calls(calls) == 1
+    assert r.returncode == 1
+    assert "libmiss0.so" in r.stderr or "installing libssl1.1 failed" in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("ensure_mongod: ")
+
+
+@needs_gcc
+def test_old_pipe_logic_skipped_the_install_and_the_script_does_not(tmp_path):
+    """Documents the bug: `ldd … | grep -q 'not found'` under pipefail. grep exits at the first match;
+    when ldd still has output to write (deterministic here: ~400 KB of `not found` lines, more than a
+    pipe holds) ldd fails with EPIPE/SIGPIPE, the pipeline fails, and the old script took that as
+    "nothing missing" and exited 0 without installing."""
+    binary, _, _ = _build_with_missing_libs(tmp_path, n_libs=2000, name_pad=180)
+    old_logic = f"set -euo pipefail\nif ! ldd {binary} | grep -q 'not found'; then echo skipped; exit 0; fi\necho install\n"
+    assert subprocess.run(["bash", "-c", old_logic], capture_output=True, text=True).stdout == "skipped\n"
+    installer, calls = _installer(tmp_path, "exit 0")
+    r = _ensure_mongod(binary, installer)
+    assert _n_calls(calls) == 1 and r.returncode == 1
+
+
+def test_no_early_exiting_reader_in_a_pipeline_of_the_setup_scripts():
+    """`cmd | grep -q` (or `| head`, `| grep -m`) under pipefail fails when cmd is still writing."""
+    files = [*INFRA.glob("*.sh"), REPO / "Makefile", *(REPO / ".ci").iterdir()]
+    early_exit = re.compile(r"\|\s*(grep\s+(-\w*[qm]|--quiet|--max-count)|head\b)")
+    offending = [f"{f.relative_to(REPO)}:{i}: {line.strip()}" for f in files if f.is_file()
+                 for i, line in enumerate(f.read_text().splitlines(), 1)
+                 if not line.lstrip().startswith("#") and early_exit.search(line)]
+    assert offending == []
+
+
+@needs_gcc
+def test_bootstrap_does_not_record_a_failed_mongod_step_and_retries_it(tmp_path):
+    """infra/bootstrap.sh with an up-to-date .venv (a copy of the scripts in a scratch repository):
+    a failed mongod step is a warning (exit 0, other work proceeds), is not stamped, and is tried
+    again by the next bootstrap; once it succeeds it is stamped and not run again."""
+    import sys
+    repo = tmp_path / "repo"
+    (repo / "infra").mkdir(parents=True)
+    for name in ("bootstrap.sh", "ensure_mongod.sh"):
+        shutil.copy2(INFRA / name, repo / "infra" / name)
+    (repo / "requirements.lock").write_text("pins\n")
+    (repo / "setup.py").write_text("setup\n")
+    (repo / ".venv" / "bin").mkdir(parents=True)
+    (repo / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    want = hashlib.sha256(b"pins\nsetup\n").hexdigest()
+    (repo / ".venv" / ".synthdetect-lock.sha256").write_text(want + "\n")
+    (tmp_path / "bin").mkdir()
+    binary, libdir, saved = _build_with_missing_libs(tmp_path / "bin")
+    env = {k: v for k, v in os.environ.items() if k != "FIFTYONE_DATABASE_URI"}
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+
+    def bootstrap(installer):
+        return subprocess.run(["bash", str(repo / "infra" / "bootstrap.sh")], capture_output=True, text=True,
+                              timeout=120, env={**env, "ENSURE_MONGOD_BIN": str(binary),
+                                                "ENSURE_MONGOD_INSTALLER": installer})
+
+    stamp = repo / ".venv" / ".synthdetect-mongod.sha256"
+    noop, calls = _installer(tmp_path, "exit 0")
+    for attempt in (1, 2):
+        r = bootstrap(noop)
+        assert r.returncode == 0, r.stderr
+        assert "warning: FiftyOne's MongoDB is not usable" in r.stderr
+        assert _n_calls(calls) == attempt and not stamp.exists()
+    fix, _ = _installer(tmp_path, f"cp {saved}/libmiss.so {libdir}/libmiss0.so")
+    r = bootstrap(fix)
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+    assert _n_calls(calls) == 3 and stamp.read_text().strip() == want
+    r = bootstrap(noop)
+    assert r.returncode == 0 and _n_calls(calls) == 3  # stamped: not run again

@@ -78,6 +78,25 @@ def fingerprint_of(summary: bytes) -> str:
     return "sha256:" + hashlib.sha256(summary).hexdigest()
 
 
+def parse_json_object(data: bytes | str, where: str) -> dict:
+    """A JSON file that must hold an object (model.json, aliases.json) -> dict, or RegistryError naming
+    the file and what is wrong with it (never a JSONDecodeError traceback)."""
+    try:
+        obj = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RegistryError(f"{where} is not valid JSON ({e}); restore it from a backup or fix it by hand") from None
+    if not isinstance(obj, dict):
+        raise RegistryError(f"{where} must hold a JSON object, found {type(obj).__name__}")
+    return obj
+
+
+def _check_aliases(aliases: dict, where: str) -> dict[str, str]:
+    bad = [f"{a!r}: {v!r}" for a, v in aliases.items() if not isinstance(v, str) or version_number(v) is None]
+    if bad:
+        raise RegistryError(f"{where}: aliases must map to versions like \"v3\", found {', '.join(bad[:3])}")
+    return aliases
+
+
 def open_registry(location: str):
     """LocalRegistry for a directory, GcsRegistry for gs://bucket/prefix."""
     if location.startswith("gs://"):
@@ -100,7 +119,10 @@ class _Base:
         return sorted(self._version_names(), key=version_number)
 
     def aliases(self) -> dict[str, str]:
-        return self._read_json(ALIASES_JSON) or {}
+        return _check_aliases(self._read_json(ALIASES_JSON) or {}, self._where(ALIASES_JSON))
+
+    def _where(self, rel: str) -> str:
+        return f"{self.location.rstrip('/')}/{rel}"
 
     def resolve(self, ref: str) -> str:
         """'v3', '3' or an alias ('production') -> 'v3'."""
@@ -167,7 +189,7 @@ class LocalRegistry(_Base):
         p = self.root / rel
         if not p.is_file():
             return None
-        return json.loads(p.read_text())
+        return parse_json_object(p.read_bytes(), str(p))
 
     def local_dir(self, ref: str) -> Path:
         """The version's directory (a SavedModel plus model.json)."""
@@ -296,9 +318,10 @@ class GcsRegistry(_Base):
     def _read_json(self, rel: str) -> dict | None:
         from google.api_core.exceptions import NotFound
         try:
-            return json.loads(self.bucket.blob(self._key(rel)).download_as_bytes())
+            data = self.bucket.blob(self._key(rel)).download_as_bytes()
         except NotFound:
             return None
+        return parse_json_object(data, self._where(rel))
 
     def exists(self) -> bool:
         return bool(self._names())
@@ -332,7 +355,8 @@ class GcsRegistry(_Base):
         for _ in range(20):
             try:
                 blob.reload()
-                generation, current = blob.generation, json.loads(blob.download_as_bytes())
+                generation, current = blob.generation, _check_aliases(
+                    parse_json_object(blob.download_as_bytes(), self._where(ALIASES_JSON)), self._where(ALIASES_JSON))
             except NotFound:
                 generation, current = 0, {}
             try:

@@ -1,0 +1,140 @@
+"""User mistakes end as one `error:` line and exit 1, never a traceback (issue 16, case 12): bad YAML
+in a --set override, an unusable metadata_path, a corrupt registry aliases.json, a bad model.json next
+to a --model SavedModel, and model settings that are not real integers."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from components.registry.store import ALIASES_JSON, LocalRegistry
+from schemas.config import ConfigError, load_config
+from tests.conftest import REPO, SAMPLE
+
+CLI = str(Path(sys.executable).parent / "synthdetect")
+
+
+def _cli(*args, cwd=REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def assert_one_error_line(proc: subprocess.CompletedProcess, *fragments: str) -> str:
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr[-3000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+    return lines[0]
+
+
+# ------------------------------------------------------------------------------ --set overrides
+@pytest.mark.parametrize("command", ["config", "run"])
+def test_bad_yaml_in_an_override_is_one_line(command):
+    proc = _cli(command, "--set", "model.epochs=[1")
+    assert_one_error_line(proc, "--set 'model.epochs=[1'", "not valid YAML")
+
+
+def test_override_into_a_value_is_one_line():
+    proc = _cli("config", "--set", "model=1", "--set", "model.epochs=2")
+    assert_one_error_line(proc, "'model' was already set to a value")
+
+
+# ------------------------------------------------------------------------------ metadata_path
+@pytest.mark.parametrize("where, reason", [
+    ("/proc/x/m.sqlite", "cannot create '/proc/x'"),       # a folder that cannot be created
+    ("{tmp}/dir", "is a directory"),                        # a folder where the database file should be
+    ("{tmp}/not-sqlite", "is not an SQLite database"),      # some other file
+])
+def test_unusable_metadata_path_fails_before_the_pipeline(tmp_path, where, reason):
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "not-sqlite").write_text("hello, I am a text file, not ML Metadata\n")
+    path = where.format(tmp=tmp_path)
+    proc = _cli("run", "--config", REPO / "configs" / "local.yaml", "--set", f"metadata_path={path}",
+                "--set", f"data.input={SAMPLE}",
+                "--set", "model.weights=none", "--set", f"pipeline_root={tmp_path / 'root'}",
+                "--set", f"registry={tmp_path / 'registry'}", cwd=tmp_path)
+    assert_one_error_line(proc, f"metadata_path {path!r}", reason)
+    assert not (tmp_path / "root").exists()  # nothing ran
+    assert (tmp_path / "not-sqlite").read_text().startswith("hello")  # and nothing was overwritten
+
+
+# --------------------------------------------------------------------------- model settings
+@pytest.mark.parametrize("override, fragment", [
+    ("model.epochs=true", "model.epochs: Input should be a valid integer"),
+    ("model.epochs=1.0", "model.epochs: Input should be a valid integer"),
+    ("model.epochs=0", "model.epochs: Input should be greater than or equal to 1"),
+    ("model.batch_size=1e23", "model.batch_size: Input should be a valid integer"),     # YAML: a string
+    ("model.batch_size=1.0e+18", "model.batch_size: Input should be a valid integer"),  # YAML: a float
+    ("model.batch_size=100000000000000000000000", "model.batch_size: Input should be less than or equal to 4096"),
+    ("model.batch_size=false", "model.batch_size: Input should be a valid integer"),
+    ("model.image_size=2048", "model.image_size: Input should be less than or equal to 1024"),
+    ("model.image_size='64'", "model.image_size: Input should be a valid integer"),
+    ("model.dense_units=16.5", "model.dense_units: Input should be a valid integer"),
+    ("model.early_stopping_patience=true", "model.early_stopping_patience: Input should be a valid integer"),
+    ("model.seed=1.5", "model.seed: Input should be a valid integer"),
+])
+def test_model_integer_settings_must_be_real_integers_within_bounds(override, fragment):
+    assert_one_error_line(_cli("config", "--set", override), fragment)
+
+
+def test_model_integer_settings_in_a_config_file(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text(f"data: {{input: {SAMPLE}}}\nmodel: {{epochs: true}}\n")
+    with pytest.raises(ConfigError, match="model.epochs: Input should be a valid integer"):
+        load_config(p)
+    p.write_text(f"data: {{input: {SAMPLE}}}\nmodel: {{epochs: 3, batch_size: 4096, image_size: 1024}}\n")
+    m = load_config(p).model
+    assert (m.epochs, m.batch_size, m.image_size) == (3, 4096, 1024)
+    assert type(m.epochs) is int
+
+
+# ------------------------------------------------------------------------------ registry files
+@pytest.fixture(scope="module")
+def pushed(tmp_path_factory):
+    from tests.test_registry import tiny_model
+    root = tmp_path_factory.mktemp("errors")
+    model = tiny_model(root / "sm", "good")
+    reg = LocalRegistry(root / "reg")
+    reg.push(str(model), {"model_name": "tiny", "threshold": 0.3, "serving": {"ingest": {"max_side": 256}}})
+    return root
+
+
+@pytest.fixture
+def corrupt_registry(pushed, tmp_path):
+    reg = tmp_path / "reg"
+    shutil.copytree(pushed / "reg", reg)
+    return reg
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ('{"latest": "v1", "production": ', "is not valid JSON"),     # cut short (a truncated write)
+    ('["v1"]', "must hold a JSON object, found list"),
+    ('{"production": 1}', "aliases must map to versions"),
+])
+@pytest.mark.parametrize("command", [
+    ["registry", "list"], ["registry", "list", "--json"], ["registry", "show", "production"],
+    ["registry", "show", "v1"], ["predict", "--model", "registry:production", str(SAMPLE / "real")],
+], ids=["list", "list-json", "show-alias", "show-version", "predict"])
+def test_corrupt_aliases_json_is_one_line(corrupt_registry, tmp_path, command, content, fragment):
+    (corrupt_registry / ALIASES_JSON).write_text(content)
+    proc = _cli(*command, "--registry", corrupt_registry, cwd=tmp_path)
+    assert_one_error_line(proc, str(corrupt_registry / ALIASES_JSON), fragment)
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ("{not json", "is not valid JSON"),
+    ("[0.5]", "must hold a JSON object"),
+    ('{"threshold": "high"}', '"threshold" must be a number in [0, 1]'),
+    ('{"threshold": 7}', '"threshold" must be a number in [0, 1]'),
+    ('{"serving": "jpeg"}', '"serving" must be'),
+    ('{"serving": {"ingest": {"quality": "best"}}}', "ingestion options in its model.json are not usable"),
+])
+def test_bad_model_json_next_to_a_savedmodel_is_one_line(pushed, tmp_path, content, fragment):
+    model = tmp_path / "model"
+    shutil.copytree(pushed / "sm", model)
+    (model / "model.json").write_text(content)
+    proc = _cli("predict", "--model", model, SAMPLE / "real", cwd=tmp_path)
+    assert_one_error_line(proc, f"--model '{model}'", fragment)

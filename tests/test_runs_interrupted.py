@@ -1,0 +1,135 @@
+"""A `synthdetect run` killed during training (issue 16, case 10): `runs`, `runs show` and `report`
+say `interrupted` (not `running` forever), and the next run removes the partial output folders."""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from pipeline import process_record
+from tests.conftest import REPO, SAMPLE
+
+CLI = str(Path(sys.executable).parent / "synthdetect")
+
+
+def _cli(*args, cwd):
+    return subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, timeout=900, cwd=cwd)
+
+
+# ------------------------------------------------------------------------- the process record
+def test_a_record_of_a_live_process_is_alive_until_it_finishes(tmp_path):
+    md = str(tmp_path / "mlmd.sqlite")
+    record = process_record.start(md, "r1")
+    assert record["pid"] == os.getpid() and record["host"] == socket.gethostname()
+    assert process_record.read(md, "r1") == record
+    assert process_record.state(record) == process_record.ALIVE
+    process_record.finish(md, "r1", "failed")
+    done = process_record.read(md, "r1")
+    assert done["outcome"] == "failed" and done["ended_at"]
+    assert process_record.state(done) == process_record.GONE
+    assert process_record.read(md, "no-such-run") is None
+
+
+def test_a_dead_or_reused_pid_is_gone_and_another_host_is_unknown():
+    child = subprocess.Popen(["true"])
+    child.wait()
+    me = psutil.Process()
+    base = {"host": socket.gethostname(), "outcome": None}
+    assert process_record.state({**base, "pid": child.pid, "process_start": time.time()}) == process_record.GONE
+    # this pid is alive, but it is not the process that started the run (pid reused)
+    assert process_record.state({**base, "pid": me.pid, "process_start": me.create_time() - 3600}) == process_record.GONE
+    assert process_record.state({**base, "pid": me.pid, "process_start": me.create_time()}) == process_record.ALIVE
+    assert process_record.state({**base, "host": "elsewhere", "pid": me.pid,
+                                 "process_start": me.create_time()}) == process_record.UNKNOWN
+
+
+# --------------------------------------------------------------------- a real run, SIGKILLed
+def _write_config(tmp: Path, epochs: int) -> Path:
+    cfg = yaml.safe_load((REPO / "configs" / "local.yaml").read_text())
+    cfg.update(pipeline_root=str(tmp / "root"), metadata_path=str(tmp / "mlmd.sqlite"),
+               registry=str(tmp / "registry"),
+               thresholds={"min_accuracy": 0.0, "min_auc": 0.0, "min_accuracy_gain": -1.0, "min_auc_gain": -1.0,
+                           "max_robustness_drop": 1.0})
+    cfg["data"]["input"] = str(SAMPLE)
+    cfg["model"].update(image_size=32, epochs=epochs, batch_size=16, weights="none", deterministic=True)
+    path = tmp / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _running_trainer(log: Path) -> str | None:
+    if not log.exists():
+        return None
+    running = re.findall(r"Component (\S+) is running\.", log.read_text(errors="replace"))
+    return running[-1] if running and running[-1].startswith("Trainer_") else None
+
+
+@pytest.mark.e2e
+def test_a_killed_run_is_interrupted_and_the_next_run_removes_its_partial_outputs(tmp_path):
+    config = _write_config(tmp_path, epochs=200)  # long enough to be killed while training
+    stderr = (tmp_path / "run.stderr").open("w")
+    proc = subprocess.Popen([CLI, "run", "--config", str(config)], stdout=subprocess.DEVNULL, stderr=stderr,
+                            cwd=tmp_path)
+    trainer, deadline = None, time.time() + 600
+    while trainer is None:
+        assert proc.poll() is None, (tmp_path / "run.stderr").read_text()[-3000:]
+        assert time.time() < deadline, "no Trainer started within 10 minutes"
+        logs = list((tmp_path / "logs").glob("*.log"))
+        trainer = _running_trainer(logs[0]) if logs else None
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    run_id = logs[0].stem
+
+    # the killed trainer left output folders that ML Metadata does not know
+    partial = sorted((tmp_path / "root" / trainer).glob("model/*"))
+    assert partial, list((tmp_path / "root" / trainer).rglob("*"))
+
+    out = _cli("runs", "--config", config, "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    (run,) = json.loads(out.stdout)
+    assert run["run_id"] == run_id
+    assert run["status"] == "interrupted"
+    assert run["components"][trainer] == "interrupted"
+    assert run["components"]["ImageExampleGen"] == "complete"
+    assert run["process"]["pid"] == proc.pid and run["process"]["state"] == "gone"
+    assert run["process"]["outcome"] is None  # SIGKILL: the run could record nothing
+    assert run["end"]
+    out = _cli("runs", "--config", config, cwd=tmp_path)
+    line = next(li for li in out.stdout.splitlines() if li.startswith(run_id))
+    assert " interrupted " in line and "running" not in line
+    assert f"{trainer}: interrupted" in out.stdout and f"process {proc.pid} on" in out.stdout
+
+    out = _cli("runs", "--config", config, "show", run_id, "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lineage = json.loads(out.stdout)
+    assert lineage["status"] == "interrupted"
+    assert {s["component"]: s["state"] for s in lineage["steps"]}[trainer] == "interrupted"
+    assert lineage["models"] == []  # the partial model folder is not an artifact of the run
+
+    out = _cli("report", run_id, "--config", config, "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout)["status"] == "interrupted"
+    out = _cli("report", run_id, "--config", config, cwd=tmp_path)
+    assert f"run {run_id}: interrupted" in out.stdout
+
+    # the next run (1 epoch) cleans the partial folders up and completes
+    config = _write_config(tmp_path, epochs=1)
+    out = _cli("run", "--config", config, "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert re.search(r"removed \d+ partial output folders of interrupted or failed runs", out.stderr)
+    assert not any(p.exists() for p in partial)
+    new = json.loads(out.stdout)
+    assert new["status"] == "complete"
+    assert Path(new["artifacts"][f"{trainer}.model"]).is_dir()
+    out = _cli("runs", "--config", config, "--json", cwd=tmp_path)
+    runs = json.loads(out.stdout)
+    assert [(r["run_id"], r["status"]) for r in runs] == [(new["run_id"], "complete"), (run_id, "interrupted")]
