@@ -46,13 +46,30 @@ class IngestConfig(_Strict):
     neutralize_format: bool = Field(True, description="re-encode every image with one codec (see shortcuts.md)")
     codec: Literal["JPEG", "PNG"] = "JPEG"
     quality: int = Field(95, ge=1, le=100)
-    max_side: int = Field(256, ge=32, description="longest side after ingestion (both classes alike)")
+    max_side: int = Field(256, ge=0, description="longest side after ingestion (both classes alike); "
+                          "0: native size, no downscale")
     max_pixels: int = Field(89_478_485, ge=1, description="decompression-bomb limit (Pillow's default)")
     dedup: bool = Field(True, description="drop exact and near duplicates (one representative per cluster)")
     near_duplicate_max_distance: int = Field(6, ge=0, le=32, description="max Hamming distance of 64-bit pHashes")
     lsh_tables: int = Field(20, ge=1, le=64, description="LSH tables (random bit samples) for near-duplicate search")
     lsh_bits: int = Field(16, ge=4, le=32, description="bits sampled per LSH table")
     feedback: str | None = Field(None, description="curator feedback file (exclude / relabel), JSONL")
+
+    @field_validator("max_side")
+    @classmethod
+    def _max_side(cls, v: int) -> int:
+        if 0 < v < 32:
+            raise ValueError("must be 0 (native size) or at least 32")
+        return v
+
+    @model_validator(mode="after")
+    def _native_needs_neutralisation(self) -> "IngestConfig":
+        # raw mode keeps the published bytes at their native size already; there max_side only
+        # bounds the decode for the duplicate hashes (JPEG draft scaling), which needs a size
+        if self.max_side == 0 and not self.neutralize_format:
+            raise ValueError("max_side: 0 (native size) is for neutralize_format: true; raw mode already "
+                             "keeps the published bytes at native size, keep max_side > 0 there")
+        return self
 
     @field_validator("feedback")
     @classmethod
@@ -66,6 +83,11 @@ class IngestConfig(_Strict):
 
 class ModelConfig(_Strict):
     image_size: int = Field(224, ge=32, description="square model input; VGG16 needs >= 32")
+    input_mode: Literal["resize", "crop"] = Field(
+        "resize", description="resize: the whole image resized to image_size (the paper); crop: image_size crops "
+        "at native resolution (random in training, centre or eval_crops grid in evaluation and serving)")
+    eval_crops: Literal[1, 5, 9] = Field(1, description="crop mode: mean score over 1 (centre), 5 (centre + "
+                                         "corners) or 9 (3x3 grid) crops in evaluation and serving")
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(1e-4, gt=0, lt=1)
@@ -87,6 +109,12 @@ class ModelConfig(_Strict):
     tpu_address: str | None = Field(None, description="TPU name/address for strategy: tpu")
     mixed_precision: bool = Field(False, description="mixed_float16 on GPU, mixed_bfloat16 on TPU")
     xla: bool = Field(False, description="jit_compile the training step")
+
+    @model_validator(mode="after")
+    def _crops(self) -> "ModelConfig":
+        if self.eval_crops != 1 and self.input_mode != "crop":
+            raise ValueError(f"eval_crops: {self.eval_crops} needs input_mode: crop")
+        return self
 
     @field_validator("weights")
     @classmethod
@@ -274,6 +302,15 @@ class PipelineConfig(_Strict):
     @classmethod
     def _beam(cls, v: list[str]) -> list[str]:
         return _no_secrets(v)
+
+    @model_validator(mode="after")
+    def _check_crop_size(self) -> "PipelineConfig":
+        """Crop mode trains on native pixels: ingestion must not shrink images below the crop."""
+        side, size = self.ingest.max_side, self.model.image_size
+        if self.model.input_mode == "crop" and self.ingest.neutralize_format and 0 < side < size:
+            raise ValueError(f"ingest.max_side: {side} is below model.image_size {size} with model.input_mode: crop; "
+                             f"set ingest.max_side: 0 (native size) or at least {size}")
+        return self
 
     @model_validator(mode="after")
     def _check_data(self) -> "PipelineConfig":

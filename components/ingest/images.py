@@ -297,7 +297,7 @@ def _encode(item: ImageInput, opts: IngestOptions, img: Image.Image, data: bytes
     rgb = _to_rgb(img, opts.background)
     pixel_sha = dedup.pixel_hash(rgb)
     small = rgb
-    if max(rgb.size) > opts.max_side:  # the same policy for both classes: longest side <= max_side
+    if opts.max_side and max(rgb.size) > opts.max_side:  # both classes alike: longest side <= max_side (0: native)
         small = rgb.copy()
         small.thumbnail((opts.max_side, opts.max_side), Image.LANCZOS)
     phash = dedup.perceptual_hash(small)
