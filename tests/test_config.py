@@ -128,3 +128,15 @@ def test_cli_config_prints_resolved_config():
 def test_cli_report_takes_the_run_as_argument_or_option():
     out = _cli("report", "a", "--run", "b")
     assert out.returncode != 0 and out.stderr.strip() == "error: two different runs given: 'a' and --run 'b'"
+
+
+def test_paper_eval_v2_config_in_both_input_modes(monkeypatch):
+    eval_v2 = REPO.parent / "shared" / "data" / "eval-v2" / "manifest.csv"
+    if not eval_v2.is_file():
+        pytest.skip(f"reference data not present at {eval_v2} (only in the development workspace)")
+    monkeypatch.chdir(REPO)
+    path = REPO / "configs" / "paper-eval-v2.yaml"
+    resize = load_config(path)
+    crop = load_config(path, {"model": {"input_mode": "crop"}})
+    assert (resize.model.input_mode, crop.model.input_mode) == ("resize", "crop")
+    assert resize.ingest.max_side == 0 and resize.model.image_size == 224 and resize.data.input == str(eval_v2)
