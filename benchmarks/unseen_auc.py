@@ -121,6 +121,7 @@ def main() -> None:
               f"{c.get('fpr', float('nan')):.3f} | {u['auc']:.3f} | {per} |")
     if grids:
         print("\n| model | set | " + " | ".join(f"AUC, {k} crop{'s' if k > 1 else ''}" for k in [1, *grids]) + " |")
+        print("| --- | --- |" + " ---: |" * (1 + len(grids)))
         for m, g in res["grid"].items():
             for split, v in g.items():
                 print(f"| {m} | {split} | " + " | ".join(str(v[f'auc_crops_{k}']) for k in [1, *grids]) + " |")
