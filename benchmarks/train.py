@@ -1,11 +1,14 @@
 """Training benchmark, measured side by side in one run:
 
-1. input pipeline (GZIP TFRecords -> decode -> augmentation -> VGG16 input) images/s, on one core
-   (private thread pool of 1) and on all cores, at 224 px with augmentation on;
-2. training images/s of our Trainer's model fed by that pipeline vs a bare `model.fit` on
-   in-memory tensors of the same shape (the pipeline's overhead), at 64 and 224 px.
+1. input pipeline (GZIP TFRecords -> decode -> [augmentation] -> VGG16 input) images/s at 224 px,
+   on one core (private thread pool of 1) and on all cores, for each input mode
+   (`model.input_mode`): resize on images stored at 256 px (ingest.max_side 256, the default),
+   resize and crop on images stored at native size (ingest.max_side 0), augmentation on and off;
+   data: eval-v2 (512x512, read in place; `--images` of them) if present, else data/sample;
+2. training images/s of our Trainer's model fed by that pipeline (resize mode) vs a bare
+   `model.fit` on in-memory tensors of the same shape (the pipeline's overhead), at 64 and 224 px.
 
-    .venv/bin/python benchmarks/train.py [--steps 4] [--batch 16]
+    .venv/bin/python benchmarks/train.py [--steps 4] [--batch 16] [--images 200]
 
 Prints a Markdown table and writes benchmarks/results/train.json. Not a test.
 """
@@ -28,23 +31,40 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+EVAL_V2 = REPO.parent / "shared" / "data" / "eval-v2"
 SPEC = {"image_raw": tf.io.FixedLenFeature([], tf.string), "label_id": tf.io.FixedLenFeature([], tf.int64)}
 
 
-def ingest_sample(out: Path) -> list[str]:
-    """The bundled sample through our ingestion (neutralised JPEG, longest side 256)."""
+def ingest(out: Path, max_side: int, images: int) -> tuple[list[str], str]:
+    """eval-v2 (first `images` files of each label, in place) or the bundled sample through our
+    ingestion (neutralised JPEG q95, longest side `max_side`, 0: native), one split."""
+    import csv
+
     import apache_beam as beam
 
-    from components.ingest.executor import build_ingest
+    from components.ingest.job import build_ingest
     from components.ingest.images import IngestOptions
+    source = str(REPO / "data" / "sample")
+    if (EVAL_V2 / "manifest.csv").is_file():
+        with open(EVAL_V2 / "manifest.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        keep = [r for label in ("real", "synthesized") for r in [r for r in rows if r["label"] == label][:images // 2]]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        source = str(out.parent / "manifest.csv")
+        with open(source, "w", newline="") as f:
+            w = csv.DictWriter(f, ["path", "label"])
+            w.writeheader()
+            w.writerows({"path": str(EVAL_V2 / r["path"]), "label": r["label"]} for r in keep)
     with beam.Pipeline() as p:
-        build_ingest(p, str(REPO / "data" / "sample"), str(out), IngestOptions(dedup=False), [("train", 1)])
-    return sorted(str(f) for f in out.glob("Split-train/*.gz"))
+        build_ingest(p, source, str(out), IngestOptions(dedup=False, max_side=max_side), [("train", 1)])
+    return sorted(str(f) for f in out.glob("Split-train/*.gz")), source
 
 
-def input_rate(files: list[str], size: int, batch: int, threads: int | None, seconds: float = 15.0) -> float:
+def input_rate(files: list[str], size: int, batch: int, threads: int | None, seconds: float = 10.0,
+               input_mode: str = "resize", augment_prob: float | None = 0.5) -> float:
     from components.trainer.run_fn import make_dataset
-    ds = make_dataset(files, SPEC, size, batch, shuffle=True, seed=0, augment_prob=0.5).repeat()
+    ds = make_dataset(files, SPEC, size, batch, shuffle=True, seed=0, training=True, augment_prob=augment_prob,
+                      input_mode=input_mode).repeat()
     if threads:
         opts = tf.data.Options()
         opts.threading.private_threadpool_size = threads
@@ -71,22 +91,33 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--sizes", default="64,224")
+    ap.add_argument("--images", type=int, default=200, help="eval-v2 files to ingest (half per label)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "train.json")
     args = ap.parse_args()
     from components.trainer.model import build_model
     from components.trainer.run_fn import make_dataset
     cores = os.cpu_count() or 1
-    res: dict = {"cpus": cores, "batch": args.batch, "steps": args.steps, "rows": []}
+    res: dict = {"cpus": cores, "batch": args.batch, "steps": args.steps, "rows": [], "input_pipeline_224": []}
     with tempfile.TemporaryDirectory() as tmp:
-        files = ingest_sample(Path(tmp))
-        one = input_rate(files, 224, args.batch, threads=1)
-        allc = input_rate(files, 224, args.batch, threads=None)
-        res["input_pipeline_224_aug"] = {"images_per_s_1_core": round(one, 1), "images_per_s_all_cores": round(allc, 1)}
-        print(f"input pipeline at 224 px, augmentation on: {one:.1f} img/s on 1 core, {allc:.1f} img/s on {cores}")
+        files256, source = ingest(Path(tmp) / "s256" / "out", 256, args.images)
+        native, _ = ingest(Path(tmp) / "native" / "out", 0, args.images)
+        res["data"] = source if "sample" in source else f"eval-v2, {args.images} files (512x512)"
+        print(f"data: {res['data']}", flush=True)
+        one = None
+        for stored, fs, mode in (("256", files256, "resize"), ("native", native, "resize"), ("native", native, "crop")):
+            for aug in (0.5, None):
+                r1 = input_rate(fs, 224, args.batch, threads=1, input_mode=mode, augment_prob=aug)
+                ra = input_rate(fs, 224, args.batch, threads=None, input_mode=mode, augment_prob=aug)
+                row = {"input_mode": mode, "stored": stored, "augmentation": aug is not None,
+                       "images_per_s_1_core": round(r1, 1), "images_per_s_all_cores": round(ra, 1)}
+                res["input_pipeline_224"].append(row)
+                print(row, flush=True)
+                if (stored, mode, aug) == ("256", "resize", 0.5):
+                    one = r1
         for size in [int(s) for s in args.sizes.split(",")]:
             model = build_model(size, weights="none")
-            ours = train_rate(model, make_dataset(files, SPEC, size, args.batch, True, 0, augment_prob=0.5).repeat(),
-                              args.steps, args.batch)
+            ours = train_rate(model, make_dataset(files256, SPEC, size, args.batch, True, 0, training=True,
+                                                  augment_prob=0.5).repeat(), args.steps, args.batch)
             model = build_model(size, weights="none")
             x = tf.random.uniform([args.batch, size, size, 3], -120, 130)
             y = tf.cast(tf.random.uniform([args.batch, 1]) > 0.5, tf.float32)
@@ -98,13 +129,14 @@ def main() -> None:
             print(row, flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2) + "\n")
-    ip = res["input_pipeline_224_aug"]
-    print(f"\n| measurement | value |\n| --- | ---: |\n| input pipeline, 224 px + augmentation, 1 core | {ip['images_per_s_1_core']} img/s |"
-          f"\n| input pipeline, 224 px + augmentation, {cores} cores | {ip['images_per_s_all_cores']} img/s |")
+    print(f"\ninput pipeline at 224 px ({res['data']}), images/s:\n"
+          f"| input_mode | stored at | augmentation | 1 core | {cores} cores |\n| --- | --- | --- | ---: | ---: |")
+    for r in res["input_pipeline_224"]:
+        print(f"| {r['input_mode']} | {r['stored']} | {'on' if r['augmentation'] else 'off'} | "
+              f"{r['images_per_s_1_core']} | {r['images_per_s_all_cores']} |")
+    print("\n| training (resize mode, stored at 256) | ours img/s | bare model.fit img/s | overhead |\n| --- | ---: | ---: | ---: |")
     for r in res["rows"]:
-        print(f"| training {r['image_size']} px: our Trainer's pipeline | {r['ours_images_per_s']} img/s |"
-              f"\n| training {r['image_size']} px: bare model.fit on in-memory tensors | {r['bare_fit_images_per_s']} img/s |"
-              f"\n| training {r['image_size']} px: input pipeline overhead | {r['overhead_pct']} % |")
+        print(f"| {r['image_size']} px | {r['ours_images_per_s']} | {r['bare_fit_images_per_s']} | {r['overhead_pct']} % |")
 
 
 if __name__ == "__main__":

@@ -91,6 +91,15 @@ class IngestConfig(_Strict):
     def _roots(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(r.rstrip("/") if is_gcs(r) else str(Path(r).resolve()) for r in v)
 
+    @model_validator(mode="after")
+    def _native_needs_neutralisation(self) -> "IngestConfig":
+        # raw mode keeps the published bytes at their native size already; there max_side only
+        # bounds the decode for the duplicate hashes (JPEG draft scaling), which needs a size
+        if self.max_side == 0 and not self.neutralize_format:
+            raise ValueError("max_side: 0 (native size) is for neutralize_format: true; raw mode already "
+                             "keeps the published bytes at native size, keep max_side > 0 there")
+        return self
+
     @field_validator("feedback")
     @classmethod
     def _feedback(cls, v: str | None) -> str | None:
@@ -119,6 +128,11 @@ class ModelConfig(_Strict):
     # upsamples); batch_size <= 4096 (predict's --batch-size limit; at 224 px such a batch holds
     # ~232 GiB of activations, more than one accelerator host has).
     image_size: StrictInt = Field(224, ge=32, le=1024, description="square model input; VGG16 needs >= 32")
+    input_mode: Literal["resize", "crop"] = Field(
+        "resize", description="resize: the whole image resized to image_size (the paper); crop: image_size crops "
+        "at native resolution (random in training, centre or eval_crops grid in evaluation and serving)")
+    eval_crops: Literal[1, 5, 9] = Field(1, description="crop mode: mean score over 1 (centre), 5 (centre + "
+                                         "corners) or 9 (3x3 grid) crops in evaluation and serving")
     epochs: StrictInt = Field(10, ge=1)
     batch_size: StrictInt = Field(32, ge=1, le=4096)
     learning_rate: float = Field(1e-4, gt=0, lt=1)
@@ -140,6 +154,12 @@ class ModelConfig(_Strict):
     tpu_address: str | None = Field(None, description="TPU name/address for strategy: tpu")
     mixed_precision: bool = Field(False, description="mixed_float16 on GPU, mixed_bfloat16 on TPU")
     xla: bool = Field(False, description="jit_compile the training step")
+
+    @model_validator(mode="after")
+    def _crops(self) -> "ModelConfig":
+        if self.eval_crops != 1 and self.input_mode != "crop":
+            raise ValueError(f"eval_crops: {self.eval_crops} needs input_mode: crop")
+        return self
 
     @field_validator("weights")
     @classmethod
@@ -327,6 +347,15 @@ class PipelineConfig(_Strict):
     @classmethod
     def _beam(cls, v: list[str]) -> list[str]:
         return _no_secrets(v)
+
+    @model_validator(mode="after")
+    def _check_crop_size(self) -> "PipelineConfig":
+        """Crop mode trains on native pixels: ingestion must not shrink images below the crop."""
+        side, size = self.ingest.max_side, self.model.image_size
+        if self.model.input_mode == "crop" and self.ingest.neutralize_format and 0 < side < size:
+            raise ValueError(f"ingest.max_side: {side} is below model.image_size {size} with model.input_mode: crop; "
+                             f"set ingest.max_side: 0 (native size) or at least {size}")
+        return self
 
     @model_validator(mode="after")
     def _check_data(self) -> "PipelineConfig":

@@ -42,11 +42,40 @@ def test_paper_defaults_when_keys_are_omitted(tmp_path):
     ("data: [unclosed\n", "not valid YAML (line"),
     ("- a\n- b\n", "must be a mapping"),
     ("model: {epochs: 1}\n", "data: Field required"),
+    ("data: {input: .}\ningest: {max_side: 16}\n", "ingest.max_side: must be 0 (native size) or at least 32"),
+    ("data: {input: .}\ningest: {max_side: 0, neutralize_format: false}\n", "max_side: 0 (native size) is for"),
+    ("data: {input: .}\nmodel: {eval_crops: 5}\n", "eval_crops: 5 needs input_mode: crop"),
+    ("data: {input: .}\nmodel: {input_mode: tile}\n", "model.input_mode"),
+    ("data: {input: .}\nmodel: {input_mode: crop, eval_crops: 4}\n", "model.eval_crops"),
 ])
 def test_bad_config_gives_one_line(tmp_path, text, fragment):
     with pytest.raises(ConfigError) as e:
         load_config(write(tmp_path, text))
     assert fragment in str(e.value) and "\n" not in str(e.value)
+
+
+def test_crop_mode_refuses_max_side_below_the_crop(tmp_path):
+    base = f"data: {{input: {tmp_path}}}\nmodel: {{input_mode: crop, image_size: 128}}\n"
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, base + "ingest: {max_side: 100}\n"))
+    assert str(e.value).endswith("ingest.max_side: 100 is below model.image_size 128 with model.input_mode: crop; "
+                                 "set ingest.max_side: 0 (native size) or at least 128")
+    assert "\n" not in str(e.value)
+    for ok in ("ingest: {max_side: 0}\n", "ingest: {max_side: 128}\n",
+               "ingest: {max_side: 100, neutralize_format: false}\n"):  # raw bytes are never downscaled
+        assert load_config(write(tmp_path, base + ok)).model.input_mode == "crop"
+    # resize mode (the default) resizes anyway: a small max_side is allowed
+    assert load_config(write(tmp_path, f"data: {{input: {tmp_path}}}\ningest: {{max_side: 64}}\n")).ingest.max_side == 64
+
+
+def test_cli_crop_size_mistake_is_one_line():
+    out = _cli("config", "--set", "model.input_mode=crop", "--set", "model.image_size=320")  # max_side 256
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "error: invalid config 'configs/local.yaml': ingest.max_side: 256 is below model.image_size 320 with "
+        "model.input_mode: crop; set ingest.max_side: 0 (native size) or at least 320"]
+    out = _cli("config", "--set", "model.input_mode=crop", "--set", "ingest.max_side=0", "--set", "model.eval_crops=5")
+    assert out.returncode == 0 and "input_mode: crop" in out.stdout and "eval_crops: 5" in out.stdout
 
 
 def test_overrides_merge_into_nested_sections(tmp_path):
@@ -99,3 +128,15 @@ def test_cli_config_prints_resolved_config():
 def test_cli_report_takes_the_run_as_argument_or_option():
     out = _cli("report", "a", "--run", "b")
     assert out.returncode != 0 and out.stderr.strip() == "error: two different runs given: 'a' and --run 'b'"
+
+
+def test_paper_eval_v2_config_in_both_input_modes(monkeypatch):
+    eval_v2 = REPO.parent / "shared" / "data" / "eval-v2" / "manifest.csv"
+    if not eval_v2.is_file():
+        pytest.skip(f"reference data not present at {eval_v2} (only in the development workspace)")
+    monkeypatch.chdir(REPO)
+    path = REPO / "configs" / "paper-eval-v2.yaml"
+    resize = load_config(path)
+    crop = load_config(path, {"model": {"input_mode": "crop"}})
+    assert (resize.model.input_mode, crop.model.input_mode) == ("resize", "crop")
+    assert resize.ingest.max_side == 0 and resize.model.image_size == 224 and resize.data.input == str(eval_v2)

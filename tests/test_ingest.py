@@ -64,6 +64,14 @@ def test_neutralised_output_is_one_codec_and_bounded_size():
     assert feat(ex, "label_id") == 0
 
 
+def test_max_side_0_keeps_native_size_and_still_neutralises():
+    for fmt in ("PNG", "JPEG"):
+        kind, ex = decode(image_bytes(fmt, size=(600, 300)), f"x.{fmt.lower()}", IngestOptions(max_side=0))
+        assert kind == "ok"
+        out = Image.open(io.BytesIO(ex.features.feature["image_raw"].bytes_list.value[0]))
+        assert out.format == "JPEG" and out.size == (600, 300) and feat(ex, "codec") == "JPEG"
+
+
 def test_raw_mode_keeps_published_bytes():
     data = image_bytes("PNG")
     kind, ex = decode(data, "x.png", IngestOptions(neutralize_format=False))

@@ -157,3 +157,22 @@ def test_rerun_into_the_same_folder_leaves_no_stale_shards(dup_tree, tmp_path):
     stale.write_bytes(b"left over from an earlier, larger run")
     run_ingest(root, out)
     assert not stale.exists()
+
+
+def test_max_side_0_keeps_native_size_through_synthdetect_ingest(make_tree, tmp_path):
+    """`ingest.max_side: 0` from the config reaches the Beam ingestion: both labels re-encoded as
+    JPEG at their native size (crop mode's input; the default 256 downscales: test_ingest.py)."""
+    import subprocess
+    import sys
+    from tests.conftest import REPO
+    files = {"real/p/a.jpg": encode(scene(1, (600, 400)), quality=90),
+             "synthesized/s/b.png": encode(scene(2, (512, 512)), "PNG")}
+    root = make_tree(files)
+    cli = str(Path(sys.executable).parent / "synthdetect")
+    out = subprocess.run([cli, "ingest", "--input", str(root), "--output", str(tmp_path / "out"),
+                          "--set", "ingest.max_side=0"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    exs = [ex for split in records(tmp_path / "out").values() for ex in split]
+    imgs = [Image.open(io.BytesIO(ex.features.feature["image_raw"].bytes_list.value[0])) for ex in exs]
+    assert {i.format for i in imgs} == {"JPEG"}
+    assert sorted(i.size for i in imgs) == [(512, 512), (600, 400)]

@@ -1,4 +1,5 @@
-"""The Trainer's run_fn outside TFX: export, signatures, no train/serve skew, augmentation policy."""
+"""The Trainer's run_fn outside TFX: export, signatures, no train/serve skew (both input modes),
+augmentation policy, crop mode's random training crops and deterministic evaluation/serving."""
 import json
 import types
 from pathlib import Path
@@ -50,40 +51,126 @@ def transformed(tmp_path_factory):
     return tft.TFTransformOutput(str(tmp / "transform")), str(tmp / "data.gz"), tmp
 
 
-@pytest.fixture(scope="module")
-def trained(transformed):
-    out, path, tmp = transformed
+MODES = {"resize": {}, "crop": {"input_mode": "crop"}, "crop5": {"input_mode": "crop", "eval_crops": 5}}
+
+
+def _train(tmp, model: dict, name: str):
     cfg = PipelineConfig.model_validate({"data": {"input": str(SAMPLE)}, "model": {
-        "image_size": SIZE, "epochs": 2, "batch_size": 4, "weights": "none", "deterministic": True}})
+        "image_size": SIZE, "epochs": 2, "batch_size": 4, "weights": "none", "deterministic": True, **model}})
     cc = trainer_config(cfg, "baseline")
-    fn_args = types.SimpleNamespace(train_files=[path], eval_files=[path], transform_output=str(tmp / "transform"),
-                                    serving_model_dir=str(tmp / "serving"), model_run_dir=str(tmp / "run"),
-                                    custom_config=cc)
+    fn_args = types.SimpleNamespace(train_files=[str(tmp / "data.gz")], eval_files=[str(tmp / "data.gz")],
+                                    transform_output=str(tmp / "transform"), serving_model_dir=str(tmp / name),
+                                    model_run_dir=str(tmp / f"run-{name}"), custom_config=cc)
     run_fn(fn_args)
-    return tf.saved_model.load(str(tmp / "serving")), out, path, tmp
+    return tf.saved_model.load(str(tmp / name))
+
+
+@pytest.fixture(scope="module", params=list(MODES))
+def trained(request, transformed):
+    """A model trained and exported by run_fn in each input mode (crop5: crop mode, 5 eval crops)."""
+    out, path, tmp = transformed
+    mode = request.param
+    return _train(tmp, MODES[mode], f"serving-{mode}"), out, path, tmp / f"serving-{mode}", mode
+
+
+def _raw_images() -> list[bytes]:
+    return [e["image_raw"][0] for e in _examples()]
 
 
 def test_export_has_both_signatures_and_history(trained):
-    model, _, _, tmp = trained
+    model, _, _, serving, mode = trained
     assert {"serving_default", "serving_images"} <= set(model.signatures)
-    hist = json.loads((tmp / "serving" / "assets.extra" / "training_history.json").read_text())
+    hist = json.loads((serving / "assets.extra" / "training_history.json").read_text())
     assert hist["variant"] == "baseline" and hist["config"]["weights"] == "none"
+    assert hist["config"]["input_mode"] == MODES[mode].get("input_mode", "resize")
     assert len(hist["history"]["loss"]) == 2 and "val_auc" in hist["history"]
 
 
+def _grid_windows(encoded: bytes, offsets) -> np.ndarray:
+    """The VGG16 inputs of the crop grid, cut out of the decoded image with numpy."""
+    img = tf.io.decode_image(encoded, channels=3).numpy().astype(np.float32)
+    h, w = img.shape[:2]
+    wins = [img[(h - SIZE) * r // 2:(h - SIZE) * r // 2 + SIZE, (w - SIZE) * c // 2:(w - SIZE) * c // 2 + SIZE]
+            for r, c in offsets]
+    return np.stack(wins)[..., ::-1] - np.array([103.939, 116.779, 123.68], np.float32)
+
+
 def test_no_train_serve_skew(trained):
-    """The same image through serving_images and through the training input pipeline (augmentation
-    off, i.e. the eval path) gives the same model input, hence the same score."""
-    model, out, path, tmp = trained
-    keras_model = keras.models.load_model(str(tmp / "serving"))
-    ds = make_dataset([path], out.transformed_feature_spec(), SIZE, 12, shuffle=False, seed=0, deterministic=True)
+    """The same image through serving_images, through serving_default (tf.Example) and through the
+    training input pipeline's evaluation path gives the same model input, hence the same score;
+    with eval_crops the served score is the mean over the grid crops."""
+    model, out, path, serving, mode = trained
+    input_mode = MODES[mode].get("input_mode", "resize")
+    keras_model = keras.models.load_model(str(serving))
+    ds = make_dataset([path], out.transformed_feature_spec(), SIZE, 12, shuffle=False, seed=0, deterministic=True,
+                      input_mode=input_mode)
     images, _ = next(iter(ds))
-    served = model.signatures["serving_images"](images=tf.constant([e["image_raw"][0] for e in _examples()]))
-    direct = keras_model(images, training=False)
-    np.testing.assert_allclose(served["p_synthesized"].numpy(), direct.numpy(), rtol=1e-4, atol=1e-5)
-    # and the input tensors themselves agree with the serving-side decode
-    np.testing.assert_allclose(images.numpy(), decode_images(
-        tf.constant([e["image_raw"][0] for e in _examples()]), SIZE).numpy(), atol=1e-3)
+    raw = _raw_images()
+    served = model.signatures["serving_images"](images=tf.constant(raw))["p_synthesized"].numpy()
+    by_example = model.signatures["serving_default"](
+        examples=tf.constant([_to_example({"image_raw": r, "label_id": 0}) for r in raw]))["p_synthesized"].numpy()
+    np.testing.assert_allclose(by_example, served, rtol=1e-5, atol=1e-6)
+    # the input tensors of training's evaluation path agree with the serving-side decode
+    np.testing.assert_allclose(images.numpy(), decode_images(tf.constant(raw), SIZE, input_mode).numpy(), atol=1e-3)
+    if mode == "crop5":
+        from components.transform.preprocessing import CROP_GRIDS
+        direct = np.array([keras_model(_grid_windows(r, CROP_GRIDS[5]), training=False).numpy().mean() for r in raw])
+        np.testing.assert_allclose(served.ravel(), direct, rtol=1e-4, atol=1e-5)
+    else:
+        np.testing.assert_allclose(served, keras_model(images, training=False).numpy(), rtol=1e-4, atol=1e-5)
+    if input_mode == "crop":  # native pixels: the evaluation input is the decoded image's centre window
+        from components.transform.preprocessing import CROP_GRIDS
+        want = np.concatenate([_grid_windows(r, CROP_GRIDS[1]) for r in raw])
+        np.testing.assert_allclose(images.numpy(), want, atol=1e-3)
+
+
+def test_serving_is_deterministic_and_scores_perturbed_and_small_images(trained):
+    """What ReleaseCheck and predict do through serving_images works in every mode: the same bytes
+    give the same score; JPEG, downscaled, blurred and smaller-than-the-crop images score."""
+    from components.evaluator.scoring import load_scorer
+    from components.robustness.perturb import PERTURBATIONS
+    from tests.conftest import image_bytes
+    _, _, _, serving, _ = trained
+    score = load_scorer(str(serving))
+    raw = _raw_images()[:4] + [image_bytes("PNG", size=(20, 12)), image_bytes("JPEG", size=(12, 50))]
+    first = score(raw)
+    np.testing.assert_array_equal(first, score(raw))
+    for fn in PERTURBATIONS.values():
+        p = score([fn(r) for r in raw])
+        assert p.shape == (len(raw),) and np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all()
+
+
+def test_crop_mode_training_crops_are_native_windows_that_change_every_epoch(transformed):
+    out, path, _ = transformed
+    spec = out.transformed_feature_spec()
+    train = make_dataset([path], spec, SIZE, 12, shuffle=False, seed=0, deterministic=True, training=True,
+                         input_mode="crop")
+    (e1, _), (e2, _) = next(iter(train)), next(iter(train))  # two epochs of the same dataset
+    assert not np.array_equal(e1.numpy(), e2.numpy())
+    again = make_dataset([path], spec, SIZE, 12, shuffle=False, seed=0, deterministic=True, training=True,
+                         input_mode="crop")
+    np.testing.assert_array_equal(e1.numpy(), next(iter(again))[0].numpy())  # reproducible from the seed
+    # every training crop is an unresampled SIZE x SIZE window of the decoded image
+    for crop, raw in list(zip(e1.numpy(), _raw_images()))[:3]:
+        img = tf.io.decode_image(raw, channels=3).numpy().astype(np.float32)[..., ::-1] - [103.939, 116.779, 123.68]
+        wins = np.lib.stride_tricks.sliding_window_view(img, (SIZE, SIZE, 3))[..., 0, :, :, :]
+        assert (np.abs(wins - crop).max(axis=(-3, -2, -1)) < 1e-3).any()
+    evals = make_dataset([path], spec, SIZE, 12, shuffle=False, seed=0, deterministic=True, input_mode="crop")
+    np.testing.assert_array_equal(next(iter(evals))[0].numpy(), next(iter(evals))[0].numpy())
+
+
+def test_crop_mode_upscales_images_smaller_than_the_crop_once():
+    from tests.conftest import image_bytes
+    small = tf.constant([image_bytes("PNG", size=(20, 12)), image_bytes("PNG", size=(64, 16))])
+    out = decode_images(small, SIZE, "crop")
+    assert out.shape == (2, SIZE, SIZE, 3) and np.isfinite(out.numpy()).all()
+    train = decode_images(small, SIZE, "crop", seeds=tf.constant([1, 2], tf.int64), augment_prob=1.0)
+    assert train.shape == (2, SIZE, SIZE, 3)
+    # a 64x16 image becomes 128x32: the centre crop is its middle half, not the whole image squeezed
+    arr = np.zeros((16, 64, 3), np.uint8)
+    arr[:, 32:] = 255
+    img = decode_images(tf.reshape(tf.io.encode_png(arr), [1]), SIZE, "crop")[0] + [103.939, 116.779, 123.68]
+    assert img[:, :14].numpy().max() < 1 and img[:, 18:].numpy().min() > 254
 
 
 def test_augmentation_hits_both_labels_and_only_training(transformed):
@@ -91,13 +178,17 @@ def test_augmentation_hits_both_labels_and_only_training(transformed):
     spec = out.transformed_feature_spec()
     plain = make_dataset([path], spec, SIZE, 12, shuffle=False, seed=0, deterministic=True)
     again = make_dataset([path], spec, SIZE, 12, shuffle=False, seed=0, deterministic=True)
-    aug = make_dataset([path], spec, SIZE, 12, shuffle=False, seed=0, deterministic=True, augment_prob=1.0)
+    aug = make_dataset([path], spec, SIZE, 12, shuffle=False, seed=0, deterministic=True, training=True,
+                       augment_prob=1.0)
+    no_aug = make_dataset([path], spec, SIZE, 12, shuffle=False, seed=0, deterministic=True, training=True)
     (x0, y0), (x1, _), (xa, ya) = next(iter(plain)), next(iter(again)), next(iter(aug))
     np.testing.assert_array_equal(x0.numpy(), x1.numpy())  # evaluation input is deterministic
+    np.testing.assert_array_equal(x0.numpy(), next(iter(no_aug))[0].numpy())  # resize mode, augmentation off
     np.testing.assert_array_equal(y0.numpy(), ya.numpy())
     changed = np.abs(xa.numpy() - x0.numpy()).reshape(len(y0), -1).mean(axis=1) > 1.0
     labels = y0.numpy().ravel()
     assert changed[labels == 0].all() and changed[labels == 1].all()
+    assert not np.array_equal(xa.numpy(), next(iter(aug))[0].numpy())  # another epoch, other draws
 
 
 def test_trainer_config_baseline_differs_only_by_weights(tmp_path):

@@ -85,6 +85,16 @@ def model_threshold(model_dir: str) -> float | None:
     return None
 
 
+def _input_mode(model_dir: str) -> str:
+    """The model's `model.input_mode` from its training_history.json ("resize" for older models)."""
+    path = os.path.join(model_dir, "assets.extra", "training_history.json")
+    try:
+        with open(path) as f:
+            return json.load(f).get("config", {}).get("input_mode", "resize")
+    except (OSError, ValueError):
+        return "resize"
+
+
 class Scorer:
     """Loads a SavedModel once; `score(images)` -> (p [N], embeddings [N, D] or None)."""
 
@@ -108,6 +118,7 @@ class Scorer:
             layer = model.get_layer(EMBEDDING_LAYER)
             self._embed = keras.Model(model.input, keras.layers.GlobalAveragePooling2D()(layer.output))
             self.image_size = int(model.input_shape[1])
+            self.input_mode = _input_mode(model_dir)
         except Exception as e:  # noqa: BLE001 - predictions still work; uniqueness is skipped
             self.embedding_note = f"no embeddings ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})"
 
@@ -121,7 +132,9 @@ class Scorer:
             batch = tf.constant(images[i:i + self.batch_size])
             ps.append(self._serve(images=batch)["p_synthesized"].numpy().reshape(-1))
             if self._embed is not None:
-                embs.append(self._embed(decode_images(batch, self.image_size), training=False).numpy())
+                # the model's evaluation input (crop mode: the centre crop)
+                embs.append(self._embed(decode_images(batch, self.image_size, self.input_mode),
+                                        training=False).numpy())
         p = np.concatenate(ps) if ps else np.zeros([0], np.float32)
         e = (np.concatenate(embs) if embs else np.zeros([0, 512], np.float32)) if self._embed is not None else None
         return p, e

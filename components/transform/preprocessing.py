@@ -2,7 +2,20 @@
 
 The Transform graph keeps the *encoded* image bytes (decoded 224x224x3 floats would be ~600 KB per
 image); `decode_images` turns bytes into the VGG16 input tensor and is called both in the training
-tf.data map and inside the exported serving signatures.
+tf.data map and inside the exported serving signatures (through `predict_images`).
+
+Two input modes (`model.input_mode`):
+  resize  (the paper's) centre square crop of the whole image, antialiased resize to image_size;
+          training augmentation adds a random 80-100 % square crop (resized the same way), JPEG
+          re-compression, blur and flip.
+  crop    native resolution, never resized: training takes a random image_size x image_size crop,
+          evaluation and serving the centre crop, or the mean score over a fixed grid of
+          `model.eval_crops` crops (5: centre + 4 corners, 9: 3 x 3). An image whose short side is
+          below image_size is upscaled once (bilinear, aspect ratio kept) so its short side equals
+          image_size, in training and serving alike. The augmentation (JPEG, blur, flip) is the same.
+
+Training randomness is stateless, seeded per image from make_dataset's seed stream (different
+every epoch, reproducible from the seed); evaluation and serving are deterministic.
 """
 from __future__ import annotations
 
@@ -12,6 +25,12 @@ IMAGE_KEY = "image_raw"
 LABEL_KEY = "label_id"
 # Raw features the model needs at serving time (everything else is metadata for slicing).
 SERVING_FEATURES = (IMAGE_KEY,)
+INPUT_MODES = ("resize", "crop")
+# Evaluation crop grids (crop mode): offsets as halves of the free margin (0: top/left, 1: centre,
+# 2: bottom/right), (row, column).
+CROP_GRIDS = {1: ((1, 1),),
+              5: ((1, 1), (0, 0), (0, 2), (2, 0), (2, 2)),
+              9: tuple((r, c) for r in (0, 1, 2) for c in (0, 1, 2))}
 # VGG16 "caffe" normalisation: BGR order, ImageNet channel means subtracted, no scaling.
 _BGR_MEANS = tf.constant([103.939, 116.779, 123.68], dtype=tf.float32)
 
@@ -36,14 +55,42 @@ def _resize(img: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.clip_by_value(img, 0.0, 255.0)
 
 
+def _seed(seed: tf.Tensor, k: int) -> tf.Tensor:
+    """The k-th stateless seed of one image's seed."""
+    return tf.stack([tf.cast(seed, tf.int64), tf.constant(k, tf.int64)])
+
+
+def _at_least(img: tf.Tensor, image_size: int) -> tf.Tensor:
+    """Crop mode: float32 image at native resolution, or, when its short side is below
+    `image_size`, upscaled once (bilinear, aspect ratio kept) so that the short side equals it."""
+    shape = tf.shape(img)[:2]
+    short = tf.reduce_min(shape)
+
+    def up():
+        scale = image_size / tf.cast(short, tf.float32)
+        new = tf.maximum(tf.cast(tf.math.ceil(tf.cast(shape, tf.float32) * scale), tf.int32), image_size)
+        return tf.clip_by_value(tf.image.resize(tf.cast(img, tf.float32), new, method="bilinear"), 0.0, 255.0)
+    return tf.cond(short < image_size, up, lambda: tf.cast(img, tf.float32))
+
+
 def decode_one(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Encoded JPEG/PNG/GIF/BMP bytes -> float32 [size, size, 3] RGB in 0..255.
+    """Resize mode: encoded JPEG/PNG/GIF/BMP bytes -> float32 [size, size, 3] RGB in 0..255.
 
     Centre-crop to a square, then resize: the same for both classes, aspect ratio kept."""
     img = _decode_uint8(encoded)
     shape = tf.shape(img)
     side = tf.minimum(shape[0], shape[1])
     return _resize(tf.image.resize_with_crop_or_pad(img, side, side), image_size)
+
+
+def crop_grid(encoded: tf.Tensor, image_size: int, crops: int = 1) -> tf.Tensor:
+    """Crop mode, evaluation and serving: the fixed grid of `crops` native-resolution crops
+    (1: the centre crop) -> float32 [crops, size, size, 3] RGB in 0..255."""
+    img = _at_least(_decode_uint8(encoded), image_size)
+    shape = tf.shape(img)
+    free_h, free_w = shape[0] - image_size, shape[1] - image_size
+    return tf.stack([tf.image.crop_to_bounding_box(img, free_h * r // 2, free_w * c // 2, image_size, image_size)
+                     for r, c in CROP_GRIDS[crops]])
 
 
 def _gaussian_blur(img: tf.Tensor, sigma: tf.Tensor, radius: int = 9) -> tf.Tensor:
@@ -59,23 +106,40 @@ def _gaussian_blur(img: tf.Tensor, sigma: tf.Tensor, radius: int = 9) -> tf.Tens
     return tf.transpose(out[..., 0], [1, 2, 0])
 
 
-def augment_one(encoded: tf.Tensor, image_size: int, prob: float) -> tf.Tensor:
-    """Training-only augmentation against the format/resize shortcuts (Wang et al. 2020), the same
-    for both classes: JPEG re-compression (quality 30-100) with probability `prob`, Gaussian blur
-    (sigma 0-3) with probability `prob`, a random square crop of 80-100 % of the short side resized
-    like the evaluation input, horizontal flip."""
+def _uniform(seed: tf.Tensor, k: int, lo: float = 0.0, hi: float = 1.0) -> tf.Tensor:
+    return tf.random.stateless_uniform([], _seed(seed, k), lo, hi)
+
+
+def train_one(encoded: tf.Tensor, seed: tf.Tensor, image_size: int, input_mode: str,
+              augment_prob: float | None) -> tf.Tensor:
+    """One training input -> float32 [size, size, 3] RGB in 0..255, random from `seed` (stateless).
+
+    resize mode: without augmentation the evaluation input; with it, a random square crop of
+    80-100 % of the short side resized like the evaluation input (a native-resolution crop would
+    train on unresampled pixels the model never sees when served).
+    crop mode: a random native-resolution crop (always; it is the input, not an augmentation).
+    Augmentation against the format/resize shortcuts (Wang et al. 2020), training only and the same
+    for both classes: JPEG re-compression (quality 30-100) with probability `augment_prob`, then the
+    crop, horizontal flip, Gaussian blur (sigma 0-3) with probability `augment_prob`."""
+    augment = augment_prob is not None
+    if input_mode == "resize" and not augment:
+        return decode_one(encoded, image_size)
     img = _decode_uint8(encoded)
-    img = tf.cond(tf.random.uniform([]) < prob,
-                  lambda: tf.image.random_jpeg_quality(img, 30, 100), lambda: img)
-    shape = tf.shape(img)
-    short = tf.minimum(shape[0], shape[1])
-    # 80-100 % of the short side, then the same antialiased resize as evaluation and serving (a
-    # native-resolution crop would train on unresampled pixels the model never sees when served)
-    crop = tf.maximum(tf.cast(tf.cast(short, tf.float32) * tf.random.uniform([], 0.8, 1.0), tf.int32), 1)
-    img = tf.image.random_crop(img, tf.stack([crop, crop, 3]))
-    img = tf.image.random_flip_left_right(_resize(img, image_size))
-    sigma = tf.random.uniform([], 0.0, 3.0)
-    img = tf.cond(tf.logical_and(tf.random.uniform([]) < prob, sigma > 0.1),
+    if augment:
+        img = tf.cond(_uniform(seed, 0) < augment_prob,
+                      lambda: tf.image.stateless_random_jpeg_quality(img, 30, 100, _seed(seed, 1)), lambda: img)
+    if input_mode == "crop":
+        img = tf.image.stateless_random_crop(_at_least(img, image_size), [image_size, image_size, 3], _seed(seed, 2))
+    else:
+        shape = tf.shape(img)
+        short = tf.minimum(shape[0], shape[1])
+        crop = tf.maximum(tf.cast(tf.cast(short, tf.float32) * _uniform(seed, 3, 0.8, 1.0), tf.int32), 1)
+        img = _resize(tf.image.stateless_random_crop(img, tf.stack([crop, crop, 3]), _seed(seed, 2)), image_size)
+    if not augment:
+        return img
+    img = tf.image.stateless_random_flip_left_right(img, _seed(seed, 4))
+    sigma = _uniform(seed, 5, 0.0, 3.0)
+    img = tf.cond(tf.logical_and(_uniform(seed, 6) < augment_prob, sigma > 0.1),
                   lambda: _gaussian_blur(img, sigma), lambda: img)
     return tf.clip_by_value(img, 0.0, 255.0)
 
@@ -84,12 +148,32 @@ def vgg_normalise(rgb: tf.Tensor) -> tf.Tensor:
     return rgb[..., ::-1] - _BGR_MEANS
 
 
-def decode_images(encoded: tf.Tensor, image_size: int, augment_prob: float | None = None) -> tf.Tensor:
-    """Batch of encoded images [N] -> VGG16 input [N, size, size, 3]. `augment_prob` set: training
-    augmentation (never used by evaluation or the serving signatures)."""
-    if augment_prob is None:
-        fn = lambda b: decode_one(b, image_size)  # noqa: E731
+def decode_images(encoded: tf.Tensor, image_size: int, input_mode: str = "resize", *, seeds: tf.Tensor | None = None,
+                  augment_prob: float | None = None, crops: int = 1) -> tf.Tensor:
+    """Batch of encoded images [N] -> VGG16 input [N * crops, size, size, 3] (image-major).
+
+    `seeds` ([N] int64, one per image) given: training input (random crop in crop mode, and the
+    augmentation when `augment_prob` is set). Otherwise evaluation/serving: deterministic, with
+    `crops` grid crops per image in crop mode (resize mode: 1)."""
+    if input_mode not in INPUT_MODES:
+        raise ValueError(f"input_mode must be one of {INPUT_MODES}, got {input_mode!r}")
+    if crops not in CROP_GRIDS or (crops != 1 and (input_mode != "crop" or seeds is not None)):
+        raise ValueError(f"crops={crops}: evaluation grids {tuple(CROP_GRIDS)} exist in crop mode only")
+    out_spec = tf.TensorSpec([image_size, image_size, 3], tf.float32)
+    if seeds is not None:
+        imgs = tf.map_fn(lambda a: train_one(a[0], a[1], image_size, input_mode, augment_prob),
+                         (_flat(encoded), _flat(seeds)), fn_output_signature=out_spec)
+    elif input_mode == "crop":
+        imgs = tf.map_fn(lambda b: crop_grid(b, image_size, crops), _flat(encoded),
+                         fn_output_signature=tf.TensorSpec([crops, image_size, image_size, 3], tf.float32))
+        imgs = tf.reshape(imgs, [-1, image_size, image_size, 3])
     else:
-        fn = lambda b: augment_one(b, image_size, augment_prob)  # noqa: E731
-    imgs = tf.map_fn(fn, _flat(encoded), fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
+        imgs = tf.map_fn(lambda b: decode_one(b, image_size), _flat(encoded), fn_output_signature=out_spec)
     return vgg_normalise(imgs)
+
+
+def predict_images(model, encoded: tf.Tensor, image_size: int, input_mode: str = "resize",
+                   crops: int = 1) -> tf.Tensor:
+    """What the serving signatures compute: p_synthesized [N, 1], the mean over the image's crops."""
+    p = model(decode_images(encoded, image_size, input_mode, crops=crops), training=False)
+    return tf.reduce_mean(tf.reshape(tf.cast(p, tf.float32), [-1, crops]), axis=1, keepdims=True)
