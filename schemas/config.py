@@ -76,7 +76,7 @@ class IngestConfig(_Strict):
     @classmethod
     def _max_side(cls, v: int) -> int:
         if 0 < v < 32:
-            raise ValueError("must be 0 (keep native resolution) or at least 32")
+            raise ValueError("must be 0 (native size) or at least 32")
         return v
 
     @field_validator("background")

@@ -169,16 +169,15 @@ def test_predictions_evaluation_hardness_uniqueness(run, ds):
 
 
 def test_registry_reference_resolves_with_its_calibrated_threshold(run):
-    from components.curation.members import CurationError
-    from components.curation.model import model_threshold, resolve_model
+    from components.scoring.models import ModelError, resolve_model
     registry = Path(yaml.safe_load(run["cfg"].read_text())["registry"])
     if not run["report"].get("pushed_to"):
         pytest.skip("the run pushed no model (not blessed)")
-    path = resolve_model("registry:production", str(registry))
-    assert (Path(path) / "saved_model.pb").is_file() and Path(path).parent == registry
-    meta = json.loads((Path(path) / "model.json").read_text())
-    assert model_threshold(path) == pytest.approx(meta["threshold"])
-    with pytest.raises(CurationError, match="v99"):
+    model = resolve_model("registry:production", str(registry))
+    assert (Path(model.path) / "saved_model.pb").is_file() and Path(model.path).parent == registry
+    meta = json.loads((Path(model.path) / "model.json").read_text())
+    assert model.threshold == pytest.approx(meta["threshold"]) and model.version == meta["version"]
+    with pytest.raises(ModelError, match="v99"):
         resolve_model("registry:v99", str(registry))
 
 

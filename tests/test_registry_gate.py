@@ -18,7 +18,7 @@ from components.evaluator.eval_config import make_eval_config
 from components.ingest.images import ImageInput, IngestOptions, decode_file
 from components.registry.component import RegistryPusher
 from components.registry.store import LocalRegistry
-from components.robustness.component import ReleaseCheck
+from components.release_check.component import ReleaseCheck
 from schemas.config import ThresholdConfig
 from tests.test_registry import tiny_model
 

@@ -4,7 +4,7 @@ import json
 import re
 from pathlib import Path
 
-from components.robustness.check import run_release_check
+from components.release_check.check import run_release_check
 from pipeline.report import RunReport, write_markdown_report
 from schemas.config import ThresholdConfig
 from tests.test_registry import tiny_model

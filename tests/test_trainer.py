@@ -127,8 +127,8 @@ def test_no_train_serve_skew(trained):
 def test_serving_is_deterministic_and_scores_perturbed_and_small_images(trained):
     """What ReleaseCheck and predict do through serving_images works in every mode: the same bytes
     give the same score; JPEG, downscaled, blurred and smaller-than-the-crop images score."""
-    from components.evaluator.scoring import load_scorer
-    from components.robustness.perturb import PERTURBATIONS
+    from components.scoring.scorer import load_scorer
+    from components.release_check.perturb import PERTURBATIONS
     from tests.conftest import image_bytes
     _, _, _, serving, _ = trained
     score = load_scorer(str(serving))

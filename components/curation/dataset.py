@@ -10,18 +10,20 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 from typing import Callable
 
 import numpy as np
 
-from components.curation.members import CurationError, iter_written, load_members, local_media
+from components.curation.members import CurationError, default_cache_dir, iter_written, load_members, local_media
+from components.scoring.models import ModelError, resolve_model
+from components.scoring.scorer import ModelLoadError, Scorer
 
 LABELS = ("real", "synthesized")          # (negative, positive) for binary evaluation
 EVAL_KEY = "eval"
 MANAGED_TAGS = ("quarantined", "false_positive", "false_negative")
 SAVED_VIEWS = ("false_positives", "false_negatives", "uncertain", "duplicates", "quarantined", "by_source")
 DEFAULT_UNCERTAIN_MARGIN = 0.1
+DEFAULT_THRESHOLD = 0.5
 # Plain sample fields written from the members (name -> members key).
 FIELDS = {"path": "path", "source": "source", "generator": "generator", "content": "content",
           "orig_format": "orig_format", "orig_mode": "orig_mode", "orig_width": "orig_width",
@@ -43,10 +45,6 @@ class BuildResult:
     model: str | None = None
     views: dict = dataclasses.field(default_factory=dict)   # saved view -> samples in it
     notes: list = dataclasses.field(default_factory=list)
-
-
-def default_cache_dir() -> str:
-    return os.path.join(os.path.expanduser("~"), ".cache", "synthdetect", "media")
 
 
 def _duplicate_image(member: dict, summary: dict):
@@ -161,16 +159,19 @@ def build_dataset(name: str, run_id: str, examples_uri: str, model_dir: str | No
                                     ("written", "exact_duplicate", "near_duplicate", "quarantined")},
                          model=model_dir, notes=notes)
     if model_dir:
-        from components.curation.model import DEFAULT_THRESHOLD, Scorer, model_threshold
-        thr = threshold if threshold is not None else model_threshold(model_dir)
+        try:
+            thr = threshold if threshold is not None else resolve_model(model_dir).threshold
+            scorer = Scorer(model_dir)
+        except (ModelError, ModelLoadError) as e:
+            raise CurationError(str(e)) from None
         if thr is None:
             thr = DEFAULT_THRESHOLD
             notes.append(f"the model ships no calibrated threshold; using {thr}")
         result.threshold = thr
         progress(f"scoring {len(images)} images with {model_dir} (threshold {thr:g})")
-        scorer = Scorer(model_dir)
         paths = sorted(images)
-        p, emb = scorer.score(images[q] for q in paths)
+        p = scorer.score_batched([images[q] for q in paths])
+        emb = scorer.embeddings([images[q] for q in paths])
         ids_by_path = dict(zip(*ds.values(["path", "id"])))
         ids = [ids_by_path[q] for q in paths]
         preds = []

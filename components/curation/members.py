@@ -1,92 +1,64 @@
 """What ingestion did with every input file of a run, read from the ExampleGen output artifact.
 
-Ingestion writes next to its `Split-*/` TFRecords:
-  ingest_summary.json  counts (inputs == written + exact_duplicates + near_duplicates + quarantined)
-  quarantine.jsonl     {path, label, source, reason, detail} per quarantined file
-  members.jsonl        one line per input file: {path, label, source, generator, content, sha256,
-                       cluster_id, representative, status, reason, split}
+The files are ingestion's (`components/ingest/outputs.py` names and reads them): the summary
+(counts), `members.jsonl` (one line per input file: path, label, source, generator, content, sha256,
+cluster_id, representative, status, reason, split), `quarantine.jsonl` and the TFRecord shards.
 Runs made before `members.jsonl` existed are reconstructed from the TFRecords and the quarantine
 file (no duplicate detection then: every written file is its own cluster's representative).
 """
 from __future__ import annotations
 
-import glob
-import json
 import os
-from typing import Iterator
+from typing import Callable, Iterator
 
-MEMBERS_FILE = "members.jsonl"
-QUARANTINE_FILE = "quarantine.jsonl"
-SUMMARY_FILE = "ingest_summary.json"
+from components.cache import cache_dir, key
+from components.ingest import outputs
+from components.ingest.outputs import MEMBERS_FILE, QUARANTINE_FILE, SUMMARY_FILE
+from components.scoring.examples import iter_examples
+from components.transform.preprocessing import IMAGE_KEY
+
 STATUSES = ("written", "exact_duplicate", "near_duplicate", "quarantined")
 # Summary key counting each status.
 SUMMARY_KEYS = {"written": "written", "exact_duplicate": "exact_duplicates",
                 "near_duplicate": "near_duplicates", "quarantined": "quarantined"}
 # TFRecord features copied onto samples (metadata; the image bytes are read separately).
-_STR_FEATURES = ("label", "source", "generator", "content", "path", "sha256", "orig_format", "orig_mode",
-                 "codec", "cluster_id")
-_INT_FEATURES = ("orig_width", "orig_height")
+_FEATURES = ("label", "source", "generator", "content", "path", "sha256", "orig_format", "orig_mode",
+             "codec", "cluster_id", "orig_width", "orig_height")
 
 
 class CurationError(Exception):
     """A user-facing problem (missing run outputs, inconsistent accounting); one-line message."""
 
 
-def _read_jsonl(path: str) -> list[dict]:
-    import tensorflow as tf
-    if not tf.io.gfile.exists(path):
-        return []
-    out = []
-    with tf.io.gfile.GFile(path) as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    raise CurationError(f"{path}: line {n} is not valid JSON") from None
-    return out
+def default_cache_dir() -> str:
+    """Where gs:// inputs are copied for the App."""
+    return str(cache_dir("media"))
+
+
+def _read(examples_uri: str, name: str, reader: Callable[[str], object]):
+    try:
+        return reader(examples_uri)
+    except ValueError as e:  # json.JSONDecodeError
+        raise CurationError(f"{name} in {examples_uri} is not valid JSON ({e})") from None
 
 
 def read_summary(examples_uri: str) -> dict:
-    import tensorflow as tf
-    path = os.path.join(examples_uri, SUMMARY_FILE)
-    if not tf.io.gfile.exists(path):
+    if not outputs.has_file(examples_uri, SUMMARY_FILE):
         raise CurationError(f"no {SUMMARY_FILE} in {examples_uri} (not an ImageExampleGen output?)")
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
+    return _read(examples_uri, SUMMARY_FILE, outputs.read_summary)
 
 
-def _feature(ex, name: str):
-    f = ex.features.feature.get(name)
-    if f is None:
-        return None
-    if f.bytes_list.value:
-        return f.bytes_list.value[0]
-    if f.int64_list.value:
-        return int(f.int64_list.value[0])
-    if f.float_list.value:
-        return float(f.float_list.value[0])
-    return None
+def _read_lines(examples_uri: str, name: str, reader: Callable[[str], list[dict]]) -> list[dict]:
+    return _read(examples_uri, name, reader) if outputs.has_file(examples_uri, name) else []
 
 
 def iter_written(examples_uri: str, with_image: bool = False) -> Iterator[dict]:
     """One dict per TFRecord example: split, metadata features and (optionally) `image_raw`."""
-    import tensorflow as tf
-    files = sorted(glob.glob(os.path.join(examples_uri, "Split-*", "*.gz"))) if "://" not in examples_uri else \
-        sorted(tf.io.gfile.glob(os.path.join(examples_uri, "Split-*", "*.gz")))
-    for file in files:
-        split = os.path.basename(os.path.dirname(file)).removeprefix("Split-")
-        for record in tf.data.TFRecordDataset(file, compression_type="GZIP"):
-            ex = tf.train.Example.FromString(record.numpy())
-            row = {"split": split}
-            for name in _STR_FEATURES:
-                v = _feature(ex, name)
-                row[name] = v.decode() if isinstance(v, bytes) else v
-            for name in _INT_FEATURES:
-                row[name] = _feature(ex, name)
-            if with_image:
-                row["image_raw"] = _feature(ex, "image_raw")
-            yield row
+    for ex in iter_examples(examples_uri, with_image=with_image):
+        row = {"split": ex["split"], **{name: ex.get(name) for name in _FEATURES}}
+        if with_image:
+            row["image_raw"] = ex.get(IMAGE_KEY)
+        yield row
 
 
 def load_members(examples_uri: str) -> tuple[list[dict], dict]:
@@ -94,8 +66,8 @@ def load_members(examples_uri: str) -> tuple[list[dict], dict]:
     `detail` (quarantine detail) and the original-image metadata of written files."""
     summary = read_summary(examples_uri)
     written = {r["path"]: r for r in iter_written(examples_uri)}
-    quarantine = {r["path"]: r for r in _read_jsonl(os.path.join(examples_uri, QUARANTINE_FILE))}
-    members = _read_jsonl(os.path.join(examples_uri, MEMBERS_FILE))
+    quarantine = {r["path"]: r for r in _read_lines(examples_uri, QUARANTINE_FILE, outputs.read_quarantine)}
+    members = _read_lines(examples_uri, MEMBERS_FILE, outputs.read_members)
     if not members:  # runs from before members.jsonl: written + quarantined files only
         members = [{**{k: r.get(k) for k in ("path", "label", "source", "generator", "content", "sha256")},
                     "cluster_id": r.get("cluster_id") or r.get("sha256") or r["path"], "representative": True,
@@ -141,16 +113,15 @@ def check_accounting(members: list[dict], summary: dict, n_records: int | None =
         raise CurationError("ingestion outputs disagree: " + "; ".join(problems))
 
 
-def local_media(path: str, cache_dir: str) -> str:
+def local_media(path: str, cache_dir: str | None = None) -> str:
     """A local file the App can show: the path itself, or a cached copy of a gs:// object (kept under
-    cache_dir by a hash of its URI; an unreadable object yields the would-be cache path)."""
+    the cache's media/ by a hash of its URI; an unreadable object yields the would-be cache path)."""
     if "://" not in path:
         return os.path.abspath(path)
-    import hashlib
-
     import tensorflow as tf
+    cache_dir = str(cache_dir or default_cache_dir())
     ext = os.path.splitext(path)[1].lower()[:8]
-    local = os.path.join(cache_dir, hashlib.sha256(path.encode()).hexdigest()[:32] + ext)
+    local = os.path.join(cache_dir, key(path, 32) + ext)
     if not os.path.exists(local):
         os.makedirs(cache_dir, exist_ok=True)
         try:

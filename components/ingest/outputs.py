@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import json
 import os
 import shutil
@@ -61,6 +62,41 @@ def read_members(out_dir: str) -> list[dict]:
 def read_quarantine(out_dir: str) -> list[dict]:
     return [json.loads(line) for line in _open_text(FileSystems.join(out_dir, QUARANTINE_FILE)).splitlines()
             if line]
+
+
+# -- read helpers for everything that reads an ingestion back (runs, report, curate, the pusher)
+def has_file(out_dir: str, name: str) -> bool:
+    return FileSystems.exists(FileSystems.join(out_dir, name))
+
+
+def summary_bytes(out_dir: str) -> bytes:
+    """ingest_summary.json exactly as stored (its hash is the data fingerprint); FileNotFoundError
+    when the folder has none (not an ingestion output, or an incomplete one)."""
+    path = FileSystems.join(out_dir, SUMMARY_FILE)
+    if not FileSystems.exists(path):
+        raise FileNotFoundError(path)
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        return f.read()
+
+
+def fingerprint_of(summary: bytes) -> str:
+    """The data fingerprint recorded in model.json and shown by `synthdetect runs`: the sha256 of
+    ingest_summary.json as stored."""
+    return "sha256:" + hashlib.sha256(summary).hexdigest()
+
+
+def fingerprint(out_dir: str) -> str:
+    return fingerprint_of(summary_bytes(out_dir))
+
+
+def shards(out_dir: str, split: str = "*") -> dict[str, list[str]]:
+    """Split name -> its TFRecord shards (sorted), for one split or all of them."""
+    pattern = FileSystems.join(out_dir, f"{SPLIT_PREFIX}{split}", "data_tfrecord-*")
+    out: dict[str, list[str]] = {}
+    for m in sorted(m.path for r in FileSystems.match([pattern]) for m in r.metadata_list):
+        split_name = m.rstrip("/").split("/")[-2].removeprefix(SPLIT_PREFIX)
+        out.setdefault(split_name, []).append(m)
+    return out
 
 
 def write_summary(out_dir: str, summary: dict) -> None:

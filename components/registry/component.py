@@ -21,26 +21,19 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.evaluator.calibration import json_safe
-from components.evaluator.scoring import serving_dir
+from components.ingest import outputs as ingest_outputs
 from components.registry import vertex
-from components.registry.store import (DEFAULT_ALIASES, fingerprint_of, now_iso, open_registry,
-                                       read_ingest_summary)
-from components.robustness.check import load_check
-from components.robustness.component import ReleaseCheckResult
-
-HISTORY = os.path.join("assets.extra", "training_history.json")
-CALIBRATION = "assets.extra/calibration.json"
+from components.registry.store import CALIBRATION_PATH, DEFAULT_ALIASES, now_iso, open_registry
+from components.release_check.check import load_check
+from components.release_check.component import ReleaseCheckResult
+from components.trainer.artifact import read_history, serving_model_dir
 
 
 def model_metadata(*, model_dir: str, check: dict, examples_uri: str, run_id: str | None, pipeline_name: str,
                    model_name: str, ingest: dict, source_model_uri: str) -> dict:
     """model.json (without "version", which the registry adds when it commits)."""
-    raw_summary = read_ingest_summary(examples_uri)
-    history_path = os.path.join(model_dir, HISTORY)
-    training = {}
-    if tf.io.gfile.exists(history_path):
-        with tf.io.gfile.GFile(history_path) as f:
-            training = json.load(f).get("config", {})
+    raw_summary = ingest_outputs.summary_bytes(examples_uri)
+    training = (read_history(model_dir) or {}).get("config", {})
     calib = check["calibration"]["candidate"]
     return json_safe({
         "schema": "synthdetect.model/1",
@@ -49,7 +42,7 @@ def model_metadata(*, model_dir: str, check: dict, examples_uri: str, run_id: st
         "threshold": calib["threshold"],
         "pipeline": {"name": pipeline_name, "run_id": run_id, "source_model_uri": source_model_uri,
                      "examples_uri": examples_uri},
-        "data": {"fingerprint": fingerprint_of(raw_summary), "ingest_summary": json.loads(raw_summary)},
+        "data": {"fingerprint": ingest_outputs.fingerprint_of(raw_summary), "ingest_summary": json.loads(raw_summary)},
         "metrics": check["tfma"]["metrics"],
         "thresholds": check["thresholds"],
         "calibration": calib,
@@ -102,13 +95,13 @@ class RegistryPusherExecutor(base_executor.BaseExecutor):
             logging.info("not pushing %s: not blessed (%s)", model.uri, "; ".join((check or {}).get("reasons", [])))
             pushed.set_int_custom_property("pushed", 0)
             return
-        model_dir = serving_dir(model.uri)
+        model_dir = serving_model_dir(model.uri)
         meta = model_metadata(model_dir=model_dir, check=check, examples_uri=examples.uri,
                               run_id=self._context.pipeline_run_id if self._context else None,
                               pipeline_name=exec_properties["pipeline_name"],
                               model_name=exec_properties["model_name"],
                               ingest=json.loads(exec_properties["ingest_json"]), source_model_uri=model.uri)
-        extra = {CALIBRATION: json.dumps(meta["calibration"], indent=2)}
+        extra = {CALIBRATION_PATH: json.dumps(meta["calibration"], indent=2)}
         location = exec_properties["registry"]
         with tempfile.TemporaryDirectory(prefix="synthdetect-push-") as tmp:
             src = _local_copy(model_dir, tmp)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 MODEL_JSON = "model.json"
+CALIBRATION_PATH = "assets.extra/calibration.json"  # inside a version: the calibrated threshold
 ALIASES_JSON = "aliases.json"
 STAGING_PREFIX = ".staging-"
 DEFAULT_ALIASES = ("latest", "production")
@@ -56,26 +56,43 @@ def now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-INGEST_SUMMARY = "ingest_summary.json"
+def gcs_client():
+    """A google-cloud-storage client (anonymous against the GCS emulator of the tests)."""
+    from google.cloud import storage
+    return storage.Client.create_anonymous_client() if os.environ.get("STORAGE_EMULATOR_HOST") \
+        else storage.Client()
 
 
-def read_ingest_summary(examples_uri: str) -> bytes:
-    """ImageExampleGen's ingest_summary.json, as bytes (local path or gs://)."""
-    path = os.path.join(examples_uri, INGEST_SUMMARY)
-    if "://" in path:
-        import tensorflow as tf
-        try:
-            with tf.io.gfile.GFile(path, "rb") as f:
-                return f.read()
-        except tf.errors.NotFoundError:
-            raise FileNotFoundError(path) from None
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def fingerprint_of(summary: bytes) -> str:
-    """The data fingerprint recorded in model.json and shown by `synthdetect runs`."""
-    return "sha256:" + hashlib.sha256(summary).hexdigest()
+def download_tree(location: str, dest: str | os.PathLike, skip: tuple[str, ...] = (), client=None) -> Path:
+    """Copies every object under gs://bucket/prefix into the local folder `dest`, atomically (into a
+    temporary sibling renamed into place), and keeps an existing `dest` as it is: for immutable
+    things only (registry versions, model artifacts). `skip`: relative names left out."""
+    dest = Path(dest)
+    if dest.is_dir():
+        return dest
+    client = client or gcs_client()
+    bucket, _, prefix = location[len("gs://"):].partition("/")
+    prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=dest.parent))  # same filesystem: rename works
+    n = 0
+    for blob in client.list_blobs(client.bucket(bucket), prefix=prefix):
+        rel = blob.name[len(prefix):]
+        if not rel or rel.endswith("/") or rel in skip:
+            continue
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        blob.download_to_filename(str(tmp / rel))
+        n += 1
+    if not n:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise FileNotFoundError(f"no objects under {location}")
+    try:
+        os.rename(tmp, dest)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not dest.is_dir():  # not a concurrent download that won: a real failure
+            raise
+    return dest
 
 
 def parse_json_object(data: bytes | str, where: str) -> dict:
@@ -293,15 +310,12 @@ def _make_read_only(root: Path) -> None:
 # ------------------------------------------------------------------------------------------- GCS
 class GcsRegistry(_Base):
     def __init__(self, location: str):
-        from google.cloud import storage
-
         bucket, _, prefix = location[len("gs://"):].partition("/")
         if not bucket:
             raise RegistryError(f"registry {location!r}: no bucket name")
         self.location = location.rstrip("/")
         self.prefix = prefix.strip("/")
-        self.client = storage.Client() if not os.environ.get("STORAGE_EMULATOR_HOST") else \
-            storage.Client.create_anonymous_client()
+        self.client = gcs_client()
         self.bucket = self.client.bucket(bucket)
 
     def _key(self, rel: str) -> str:
@@ -329,25 +343,7 @@ class GcsRegistry(_Base):
     def download(self, ref: str, dest: str | os.PathLike) -> Path:
         """Copy a version into `dest` (kept: versions are immutable, so a cached copy is valid)."""
         version = self.resolve(ref)
-        dest = Path(dest)
-        if (dest / MODEL_JSON).is_file():
-            return dest
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=dest.parent))  # same filesystem: rename works
-        base = self._key(f"{version}/")
-        for blob in self.client.list_blobs(self.bucket, prefix=base):
-            rel = blob.name[len(base):]
-            if not rel or rel.endswith("/") or rel == ".claim":
-                continue
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            blob.download_to_filename(str(tmp / rel))
-        try:
-            os.rename(tmp, dest)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not (dest / MODEL_JSON).is_file():  # not a concurrent download that won: a real failure
-                raise
-        return dest
+        return download_tree(f"{self.location}/{version}", dest, skip=(".claim",), client=self.client)
 
     def _update_aliases(self, change: Callable[[dict], dict]) -> None:
         from google.api_core.exceptions import NotFound, PreconditionFailed

@@ -15,7 +15,7 @@ import dataclasses
 import re
 from urllib.parse import parse_qs, urlparse
 
-from components.registry.store import DEFAULT_ALIASES, GcsRegistry, RegistryError
+from components.registry.store import DEFAULT_ALIASES, GcsRegistry, RegistryError, open_registry
 
 # Vertex's pre-built TensorFlow serving image (CPU); the SavedModel's serving_default is served.
 SERVING_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
@@ -46,6 +46,12 @@ def parse_target(location: str) -> VertexTarget:
         raise RegistryError(f"registry {location!r}: expected "
                             "vertex://PROJECT/LOCATION/MODEL_ID?artifacts=gs://bucket/prefix")
     return VertexTarget(*parts, artifacts=artifacts)
+
+
+def open_readable(location: str):
+    """The registry holding a location's versions, for reading: a vertex:// destination keeps them in
+    the GCS registry at its `artifacts`; any other location is its own registry."""
+    return open_registry(parse_target(location).artifacts if is_vertex(location) else location)
 
 
 def push(location: str, saved_model_dir: str, metadata: dict, aliases=DEFAULT_ALIASES,

@@ -24,8 +24,9 @@ import tensorflow as tf
 from components.evaluator import calibration as cal
 from components.evaluator import results as tfma_results
 from components.evaluator.eval_config import BASELINE, CANDIDATE
-from components.evaluator.scoring import load_scorer, read_split, score_batched
-from components.robustness.perturb import PERTURBATIONS
+from components.release_check.perturb import PERTURBATIONS
+from components.scoring.examples import read_split
+from components.scoring.scorer import Scorer
 
 CHECK_FILE = "release_check.json"
 SCORES_FILE = "scores.json"
@@ -80,11 +81,11 @@ def run_release_check(examples_uri: str, candidate_dir: str, baseline_dir: str, 
         raise ValueError(f"the eval split of {examples_uri} is empty")
     log.info("release check: %d eval examples", len(images))
     scores: dict[str, dict[str, list[float]]] = {CANDIDATE: {}, BASELINE: {}}
-    cand, base = load_scorer(candidate_dir), load_scorer(baseline_dir)
-    clean = {CANDIDATE: score_batched(cand, images, batch_size), BASELINE: score_batched(base, images, batch_size)}
+    cand, base = Scorer(candidate_dir), Scorer(baseline_dir)
+    clean = {CANDIDATE: cand.score_batched(images, batch_size), BASELINE: base.score_batched(images, batch_size)}
     perturbed = {}
     for name, fn in PERTURBATIONS.items():
-        perturbed[name] = score_batched(cand, [fn(b) for b in images], batch_size)
+        perturbed[name] = cand.score_batched([fn(b) for b in images], batch_size)
         log.info("release check: scored %s (%.0fs)", name, time.time() - t0)
 
     calib = {m: cal.calibrate(labels, clean[m], thresholds["target_fpr"]) for m in (CANDIDATE, BASELINE)}
@@ -114,9 +115,29 @@ def run_release_check(examples_uri: str, candidate_dir: str, baseline_dir: str, 
     return cal.json_safe(result)
 
 
-def load_check(uri: str) -> dict | None:
-    path = os.path.join(uri, CHECK_FILE)
+# -- reading a ReleaseCheck `check` artifact back (report, curate, the registry pusher)
+def _load(uri: str, name: str) -> dict | None:
+    path = os.path.join(uri, name)
     if not tf.io.gfile.exists(path):
         return None
     with tf.io.gfile.GFile(path) as f:
         return json.load(f)
+
+
+def load_check(uri: str) -> dict | None:
+    """release_check.json (verdict, reasons, calibration, robustness, TFMA metrics), or None."""
+    return _load(uri, CHECK_FILE)
+
+
+def load_scores(uri: str) -> dict | None:
+    """scores.json: labels, example metadata and every score behind the check, or None."""
+    return _load(uri, SCORES_FILE)
+
+
+def calibrated_threshold(check: dict | None, model: str = CANDIDATE) -> float | None:
+    """A model's calibrated decision threshold from a loaded check (None if absent or unusable)."""
+    try:
+        value = check["calibration"][model]["threshold"] if check else None
+        return float(value) if value is not None else None
+    except (KeyError, TypeError, ValueError):
+        return None

@@ -7,7 +7,7 @@ from tfx import v1 as tfx
 from tfx.types import artifact as tfx_artifact
 from tfx.types import standard_artifacts
 
-from components.robustness.check import run_release_check
+from components.release_check.check import run_release_check
 
 InputArtifact = tfx.dsl.components.InputArtifact
 OutputArtifact = tfx.dsl.components.OutputArtifact

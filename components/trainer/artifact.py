@@ -1,0 +1,41 @@
+"""A Trainer's `model` artifact read back: where its SavedModel is, and its training history.
+
+TFX's Trainer exports the SavedModel under `<artifact>/Format-Serving` (`tfx.utils.path_utils`);
+`run_fn` adds `assets.extra/training_history.json` ({"variant", "config", "history"}) to it. Every
+function here also takes a bare SavedModel directory (a registry version, a test's model).
+"""
+from __future__ import annotations
+
+import json
+import os
+
+HISTORY_FILE = "training_history.json"
+HISTORY_PATH = os.path.join("assets.extra", HISTORY_FILE)   # inside the SavedModel directory
+SAVED_MODEL_FILE = "saved_model.pb"
+
+
+def serving_model_dir(model_uri: str) -> str:
+    """The SavedModel directory of a Trainer model artifact, or `model_uri` itself when that is
+    already a SavedModel directory (local or gs://)."""
+    import tensorflow as tf
+    from tfx.utils import path_utils
+    sub = path_utils.serving_model_path(model_uri)
+    return sub if tf.io.gfile.exists(os.path.join(sub, SAVED_MODEL_FILE)) else model_uri
+
+
+def read_history(model_uri: str) -> dict | None:
+    """training_history.json of a model artifact or SavedModel directory, or None without one."""
+    import tensorflow as tf
+    path = os.path.join(serving_model_dir(model_uri), HISTORY_PATH)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def input_mode(model_uri: str) -> str:
+    """The model's `model.input_mode` ("resize" for models from before it was recorded)."""
+    try:
+        return ((read_history(model_uri) or {}).get("config") or {}).get("input_mode", "resize")
+    except (OSError, ValueError):
+        return "resize"
