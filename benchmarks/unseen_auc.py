@@ -30,9 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
+from components.trainer.artifact import serving_model_dir  # noqa: E402
+from pipeline.artifacts import TRAINERS, output_name  # noqa: E402
+from pipeline.pipeline import EXAMPLE_GEN, EXAMPLES, MODEL  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).parent / "synthdetect")
-MODELS = {"candidate": "Trainer_vgg16_finetune.model", "baseline": "Trainer_baseline.model"}
+
+MODELS = {role: output_name(trainer, MODEL) for role, trainer in TRAINERS.items()}
 
 
 def cli(*args: str) -> str:
@@ -96,7 +101,7 @@ def main() -> None:
     grids = [int(g) for g in args.grid.split(",") if g]
     with tempfile.TemporaryDirectory() as tmp:
         for m, key in MODELS.items():
-            model_dir = os.path.join(report["artifacts"][key], "Format-Serving")
+            model_dir = serving_model_dir(report["artifacts"][key])
             t = time.time()
             cli("predict", "--model", model_dir, *common, args.unseen, "--out", f"{tmp}/{m}.jsonl")
             res["seconds"][f"predict_{m}"] = round(time.time() - t, 1)
@@ -130,12 +135,12 @@ def main() -> None:
 def grid_metrics(model_dir: str, report: dict, labels: dict, args, grids: list[int]) -> dict:
     """AUC with 1 vs `grids` crops on the eval split (as stored) and the unseen set (prepared as
     `synthdetect predict` does, with the run's ingestion options)."""
-    from components.evaluator.scoring import read_split
+    from components.scoring.examples import read_split
     from components.ingest.images import ImageInput, IngestOptions, decode_file
-    images, y, _ = read_split(report["artifacts"]["ImageExampleGen.examples"], "eval")
+    images, y, _ = read_split(report["artifacts"][output_name(EXAMPLE_GEN, EXAMPLES)], "eval")
     out = {"eval_split": grid_aucs(model_dir, images, y, grids)}
-    from pipeline.cli import _load
-    opts = IngestOptions.from_dict(_load(args.config, tuple(args.sets)).ingest.model_dump())
+    from pipeline.cli.common import load
+    opts = IngestOptions.from_dict(load(args.config, tuple(args.sets)).ingest.model_dump())
     imgs, ys = [], []
     for path, row in labels.items():
         status, dec = decode_file(ImageInput(path, row["label"]), opts)

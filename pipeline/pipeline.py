@@ -3,25 +3,45 @@
 ImageExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> Transform
   -> Trainer[vgg16_finetune] + Trainer[baseline] -> Evaluator (TFMA: candidate vs baseline)
   -> ReleaseCheck (calibration, robustness, final blessing) -> RegistryPusher (versioned registry)
+
+The component ids below are the names ML Metadata records every step under; `pipeline/artifacts.py`
+finds a run's outputs by them. TFX and the components are imported inside the functions, so reading
+these names (`synthdetect runs`) does not load TensorFlow.
 """
 from __future__ import annotations
 
 import json
 import os
+from typing import TYPE_CHECKING
 
-from tfx import v1 as tfx
-from tfx.orchestration import pipeline as tfx_pipeline
-
-from components.evaluator.eval_config import make_eval_config
-from components.ingest.component import make_example_gen
-from components.registry.component import RegistryPusher
-from components.robustness.component import ReleaseCheck
 from schemas import SCHEMA_DIR
 from schemas.config import PipelineConfig
 
+if TYPE_CHECKING:
+    from tfx.orchestration import pipeline as tfx_pipeline
+
+# Component ids, in graph order.
+EXAMPLE_GEN = "ImageExampleGen"
+STATISTICS_GEN = "StatisticsGen"
+SCHEMA_GEN = "ImportSchemaGen"
+EXAMPLE_VALIDATOR = "ExampleValidator"
+TRANSFORM = "Transform"
 CANDIDATE_TRAINER = "Trainer_vgg16_finetune"
 BASELINE_TRAINER = "Trainer_baseline"
+EVALUATOR = "Evaluator"
+RELEASE_CHECK = "ReleaseCheck"
+PUSHER = "RegistryPusher"
 MODEL_NAME = "vgg16_finetune"
+# Output keys of those components that are read back after a run.
+EXAMPLES = "examples"
+STATISTICS = "statistics"
+ANOMALIES = "anomalies"
+TRANSFORM_GRAPH = "transform_graph"
+MODEL = "model"
+EVALUATION = "evaluation"
+BLESSING = "blessing"
+CHECK = "check"
+PUSHED_MODEL = "pushed_model"
 
 
 def trainer_config(cfg: PipelineConfig, variant: str) -> dict:
@@ -31,20 +51,28 @@ def trainer_config(cfg: PipelineConfig, variant: str) -> dict:
 
 
 def create_components(cfg: PipelineConfig) -> list:
-    example_gen = make_example_gen(cfg)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=os.path.join(SCHEMA_DIR, "schema.pbtxt"))
+    from tfx import v1 as tfx
+
+    from components.evaluator.eval_config import make_eval_config
+    from components.ingest.component import make_example_gen
+    from components.registry.component import RegistryPusher
+    from components.release_check.component import ReleaseCheck
+
+    example_gen = make_example_gen(cfg).with_id(EXAMPLE_GEN)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs[EXAMPLES]).with_id(STATISTICS_GEN)
+    schema_gen = tfx.components.ImportSchemaGen(
+        schema_file=os.path.join(SCHEMA_DIR, "schema.pbtxt")).with_id(SCHEMA_GEN)
     example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+        statistics=statistics_gen.outputs[STATISTICS], schema=schema_gen.outputs["schema"]).with_id(EXAMPLE_VALIDATOR)
     transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
-        preprocessing_fn="components.transform.preprocessing.preprocessing_fn")
+        examples=example_gen.outputs[EXAMPLES], schema=schema_gen.outputs["schema"],
+        preprocessing_fn="components.transform.preprocessing.preprocessing_fn").with_id(TRANSFORM)
 
     def trainer(variant: str, component_id: str):
         return tfx.components.Trainer(
             run_fn="components.trainer.run_fn.run_fn",
             examples=transform.outputs["transformed_examples"],
-            transform_graph=transform.outputs["transform_graph"],
+            transform_graph=transform.outputs[TRANSFORM_GRAPH],
             schema=schema_gen.outputs["schema"],
             train_args=tfx.proto.TrainArgs(splits=["train"]),
             eval_args=tfx.proto.EvalArgs(splits=["eval"]),
@@ -54,30 +82,31 @@ def create_components(cfg: PipelineConfig) -> list:
     candidate = trainer(MODEL_NAME, CANDIDATE_TRAINER)
     baseline = trainer("baseline", BASELINE_TRAINER)
     evaluator = tfx.components.Evaluator(
-        examples=example_gen.outputs["examples"],
-        model=candidate.outputs["model"],
-        baseline_model=baseline.outputs["model"],
+        examples=example_gen.outputs[EXAMPLES],
+        model=candidate.outputs[MODEL],
+        baseline_model=baseline.outputs[MODEL],
         example_splits=["eval"],
-        eval_config=make_eval_config(cfg.thresholds))
+        eval_config=make_eval_config(cfg.thresholds)).with_id(EVALUATOR)
     release_check = ReleaseCheck(
-        examples=example_gen.outputs["examples"],
-        model=candidate.outputs["model"],
-        baseline_model=baseline.outputs["model"],
-        evaluation=evaluator.outputs["evaluation"],
-        tfma_blessing=evaluator.outputs["blessing"],
-        thresholds_json=json.dumps(cfg.thresholds.model_dump(), sort_keys=True))
+        examples=example_gen.outputs[EXAMPLES],
+        model=candidate.outputs[MODEL],
+        baseline_model=baseline.outputs[MODEL],
+        evaluation=evaluator.outputs[EVALUATION],
+        tfma_blessing=evaluator.outputs[BLESSING],
+        thresholds_json=json.dumps(cfg.thresholds.model_dump(), sort_keys=True)).with_id(RELEASE_CHECK)
     pusher = RegistryPusher(
-        model=candidate.outputs["model"],
-        model_blessing=release_check.outputs["blessing"],
-        release_check=release_check.outputs["check"],
-        examples=example_gen.outputs["examples"],
+        model=candidate.outputs[MODEL],
+        model_blessing=release_check.outputs[BLESSING],
+        release_check=release_check.outputs[CHECK],
+        examples=example_gen.outputs[EXAMPLES],
         registry=cfg.registry, model_name=MODEL_NAME, pipeline_name=cfg.pipeline_name,
-        ingest=cfg.ingest.model_dump())
+        ingest=cfg.ingest.model_dump()).with_id(PUSHER)
     return [example_gen, statistics_gen, schema_gen, example_validator, transform,
             candidate, baseline, evaluator, release_check, pusher]
 
 
 def create_pipeline(cfg: PipelineConfig) -> tfx_pipeline.Pipeline:
+    from tfx import v1 as tfx
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.pipeline_name,
         pipeline_root=cfg.pipeline_root,

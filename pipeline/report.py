@@ -1,15 +1,14 @@
-"""What a pipeline run produced, read back from ML Metadata and the artifacts themselves."""
+"""What a pipeline run produced (`synthdetect report`), read back through pipeline/artifacts.py, and
+the Markdown + PNG report of it (`--out`)."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
 
-from ml_metadata.metadata_store import metadata_store
-from ml_metadata.proto import metadata_store_pb2
-
 from components.evaluator.results import REPORT_METRICS  # noqa: F401 - re-exported
+from pipeline.artifacts import RunOutputs, RunRecord
+from pipeline.pipeline import BASELINE_TRAINER, CANDIDATE_TRAINER
 
 
 @dataclasses.dataclass
@@ -32,118 +31,21 @@ class RunReport:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
 
-def open_store(metadata_path: str) -> metadata_store.MetadataStore:
-    if not os.path.exists(metadata_path):
-        raise FileNotFoundError(f"no ML Metadata database at {metadata_path!r} (has the pipeline run yet?)")
-    cfg = metadata_store_pb2.ConnectionConfig()
-    cfg.sqlite.filename_uri = metadata_path
-    cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    return metadata_store.MetadataStore(cfg)
-
-
-def latest_run_id(store, pipeline_name: str) -> str:
-    runs = [c for c in store.get_contexts_by_type("pipeline_run")]
-    pipeline_ctx = store.get_context_by_type_and_name("pipeline", pipeline_name)
-    if pipeline_ctx is not None:
-        in_pipeline = {c.id for c in store.get_children_contexts_by_context(pipeline_ctx.id)} if hasattr(
-            store, "get_children_contexts_by_context") else set()
-        runs = [c for c in runs if not in_pipeline or c.id in in_pipeline] or runs
-    if not runs:
-        raise LookupError(f"no runs of pipeline {pipeline_name!r} in ML Metadata")
-    return max(runs, key=lambda c: (c.create_time_since_epoch, c.id)).name
-
-
-def _component_of(uri: str, pipeline_root: str) -> str:
-    rel = os.path.relpath(uri, pipeline_root)
-    parts = rel.split(os.sep)
-    return f"{parts[0]}.{parts[1]}" if len(parts) > 1 else parts[0]
-
-
-def _evaluation(report: RunReport, uri: str) -> None:
-    from components.evaluator import results
-    from pipeline.logs import route_library_logs
-    route_library_logs(None)
-    tfma = results.load(uri)
-    report.metrics = tfma.metrics
-    if report.blessed is None and tfma.validation_ok is not None:  # the release check's verdict wins
-        report.blessed = tfma.validation_ok
-        report.validation_failures = tfma.failures
-
-
-def _release_check(report: RunReport, uri: str) -> None:
-    from components.robustness.check import load_check
-    check = load_check(uri)
-    if check is None:
-        return
-    report.blessed = bool(check["blessed"])
-    report.validation_failures = [] if check["blessed"] else check["reasons"]
-    report.blessing_reasons = check["reasons"]
-    report.calibration = check["calibration"]
-    report.robustness = check["robustness"]
-
-
 def run_report(metadata_path: str, pipeline_name: str, pipeline_root: str, run_id: str | None = None) -> RunReport:
-    store = open_store(metadata_path)
-    run_id = run_id or latest_run_id(store, pipeline_name)
-    ctx = store.get_context_by_type_and_name("pipeline_run", run_id)
-    if ctx is None:
-        raise LookupError(f"run {run_id!r} not found in ML Metadata")
-    from pipeline.runs import run_status  # pipeline.runs builds on this module
-    report = RunReport(run_id=run_id, artifacts={},
-                       status=run_status(store, metadata_path, pipeline_name, pipeline_root, ctx))
-    evaluation_uri = None
-    for art in store.get_artifacts_by_context(ctx.id):
-        if art.state != metadata_store_pb2.Artifact.LIVE:
-            continue
-        key = _component_of(art.uri, pipeline_root)
-        report.artifacts[key] = art.uri
-        props = art.custom_properties
-        if key == "ImageExampleGen.examples":
-            from components.registry.store import read_ingest_summary
-            with contextlib.suppress(FileNotFoundError):
-                report.ingest = json.loads(read_ingest_summary(art.uri))
-        elif key == "ReleaseCheck.check":
-            _release_check(report, art.uri)
-        elif key == "RegistryPusher.pushed_model" and props.get("pushed") and props["pushed"].int_value == 1:
-            report.pushed_to = props["pushed_destination"].string_value
-            report.pushed_version = props["pushed_version"].string_value
-        elif key == "ExampleValidator.anomalies":
-            report.anomalies = _anomalies(art.uri)
-        elif key == "Evaluator.evaluation":
-            evaluation_uri = art.uri
-    if evaluation_uri:
-        _evaluation(report, evaluation_uri)
-    return report
-
-
-def _anomalies(uri: str) -> list[str]:
-    from tensorflow_metadata.proto.v0 import anomalies_pb2
-    out = []
-    for root, _, files in os.walk(uri):
-        for name in files:
-            if name.startswith("SchemaDiff"):
-                a = anomalies_pb2.Anomalies()
-                with open(os.path.join(root, name), "rb") as f:
-                    a.ParseFromString(f.read())
-                split = os.path.basename(root).removeprefix("Split-")
-                out += [f"{split}/{feat}: {info.short_description}" for feat, info in a.anomaly_info.items()]
-    return out
+    from pipeline.runs import summarize
+    run = RunRecord.load(metadata_path, pipeline_name, run_id)
+    outputs = run.outputs()
+    verdict = outputs.verdict()
+    version, to = outputs.pushed or (None, None)
+    return RunReport(run_id=run.run_id, artifacts=outputs.uris, ingest=outputs.ingest_summary(),
+                     metrics=verdict.metrics, blessed=verdict.blessed, validation_failures=verdict.failures,
+                     pushed_to=to, anomalies=outputs.anomalies(), blessing_reasons=verdict.reasons,
+                     calibration=verdict.calibration, robustness=verdict.robustness, pushed_version=version,
+                     status=summarize(run, metadata_path=metadata_path).status)
 
 
 # ------------------------------------------------------------------------ Markdown + PNG report
-HISTORY_PATH = os.path.join("assets.extra", "training_history.json")
 MODEL_TITLES = {"candidate": "VGG16 fine-tune (candidate)", "baseline": "from scratch (baseline)"}
-
-
-def _history(model_uri: str | None) -> dict | None:
-    if not model_uri:
-        return None
-    for sub in ("Format-Serving", ""):
-        path = os.path.join(model_uri, sub, HISTORY_PATH)
-        if os.path.exists(path):
-            with open(path) as f:
-                return json.load(f).get("history")
-    return None
 
 
 def _fmt(x, digits: int = 3) -> str:
@@ -240,19 +142,11 @@ def _plots(check: dict, histories: dict, out: str) -> dict[str, str]:
     return files
 
 
-def _one_class_slices(check_uri: str) -> set[str]:
+def _one_class_slices(scores: dict | None) -> set[str]:
     """Slice names ("source=x") whose eval examples are all of one label (from scores.json)."""
-    import tensorflow as tf
-
     from components.evaluator.eval_config import SLICE_FEATURES
-    from components.robustness.check import SCORES_FILE
-    path = os.path.join(check_uri, SCORES_FILE)
-    if not tf.io.gfile.exists(path):
-        return set()
-    with tf.io.gfile.GFile(path) as f:
-        scores = json.load(f)
     classes: dict[str, set[int]] = {}
-    for meta, label in zip(scores["examples"], scores["labels"]):
+    for meta, label in zip(*((scores["examples"], scores["labels"]) if scores else ((), ()))):
         for key in SLICE_FEATURES:
             if key in meta:
                 classes.setdefault(f"{key}={meta[key]}", set()).add(label)
@@ -262,15 +156,12 @@ def _one_class_slices(check_uri: str) -> set[str]:
 def write_markdown_report(rep: RunReport, out_dir: str) -> str:
     """`synthdetect report --out DIR`: report.md + PNGs (paper tables 1-2 and figs 2-3, calibration,
     slices, robustness, blessing). Returns the Markdown path."""
-    from components.robustness.check import load_check
-
-    check_uri = rep.artifacts.get("ReleaseCheck.check")
-    check = load_check(check_uri) if check_uri else None
+    run = RunOutputs(rep.run_id, rep.artifacts)
+    check = run.release_check()
     if check is None:
         raise LookupError(f"run {rep.run_id} has no release check results (did it reach the ReleaseCheck?)")
     os.makedirs(out_dir, exist_ok=True)
-    histories = {"candidate": _history(rep.artifacts.get("Trainer_vgg16_finetune.model")),
-                 "baseline": _history(rep.artifacts.get("Trainer_baseline.model"))}
+    histories = {"candidate": run.history(CANDIDATE_TRAINER), "baseline": run.history(BASELINE_TRAINER)}
     files = _plots(check, histories, out_dir)
     models = ("candidate", "baseline")
     md: list[str] = [f"# synthdetect run {rep.run_id}", ""]
@@ -327,7 +218,7 @@ def write_markdown_report(rep: RunReport, out_dir: str) -> str:
            "## Slices (TFMA)", "", "| slice | n | candidate accuracy | candidate AUC | baseline accuracy | baseline AUC |",
            "|---|---|---|---|---|---|"]
     base_rows = {r["slice"]: r for r in check["tfma"]["slices"].get("baseline", [])}
-    one_class = _one_class_slices(check_uri)
+    one_class = _one_class_slices(run.release_scores())
     for r in check["tfma"]["slices"].get("candidate", []):
         b = base_rows.get(r["slice"], {})
 

@@ -4,7 +4,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from components.ingest.component import make_example_gen
-from pipeline.report import open_store
+from pipeline.artifacts import open_store
 from schemas.config import PipelineConfig
 from tests.test_ingest_beam import encode, scene
 
