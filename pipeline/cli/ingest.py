@@ -11,7 +11,7 @@ import traceback
 
 import click
 
-from pipeline.cli import UserError, _load, config_option, console, main, progress_console, set_option
+from pipeline.cli.common import UserError, config_option, console, load, progress_console, set_option
 
 
 def _no_space(e: BaseException) -> bool:
@@ -52,7 +52,7 @@ def _watch(progress_dir: str, n_items: int, stop: threading.Event) -> None:
                 bar.update(write, completed=count_progress(progress_dir, "write"))
 
 
-@main.command()
+@click.command()
 @click.option("--input", "data_input", required=True,
               help="folder <root>/<real|synthesized>/..., a manifest .csv/.jsonl, or gs://...")
 @click.option("--output", "out_dir", required=True,
@@ -70,7 +70,7 @@ def ingest(data_input: str, out_dir: str, config: str, sets: tuple[str, ...], be
 
     The output is written into a temporary folder next to --output and replaces it only when the
     job succeeded; a lock file (<output>.lock) makes a second ingestion into the same output fail."""
-    cfg = _load(config, sets + (f"data.input={data_input}",))
+    cfg = load(config, sets + (f"data.input={data_input}",))
     from components.ingest import outputs
     from components.ingest.job import ingest_beam_args, is_local_runner, run_ingest
     from components.ingest.listing import InputError, resolve_inputs

@@ -13,58 +13,29 @@ import sys
 
 import click
 
-from pipeline.cli import UserError, _load, config_option, main, set_option
-
-CANDIDATE_MODEL_KEY = "Trainer_vgg16_finetune.model"
-EXAMPLES_KEY = "ImageExampleGen.examples"
-RELEASE_CHECK_KEY = "ReleaseCheck.check"
+from pipeline.cli.common import UserError, config_option, load, set_option, user_errors
 
 
-def _run_artifacts(cfg, run: str) -> tuple[str, dict[str, str]]:
-    """(run id, "<component>.<output>" -> uri) of a run recorded in ML Metadata."""
-    from ml_metadata.proto import metadata_store_pb2
-
-    from pipeline.report import _component_of, latest_run_id, open_store
-    try:
-        store = open_store(cfg.metadata_path)
-        run_id = latest_run_id(store, cfg.pipeline_name) if run in (None, "", "latest") else run
-    except (FileNotFoundError, LookupError) as e:
-        raise UserError(str(e).strip("'\"")) from None
-    ctx = store.get_context_by_type_and_name("pipeline_run", run_id)
-    if ctx is None:
-        raise UserError(f"run {run_id!r} not found in ML Metadata ({cfg.metadata_path})")
-    arts = {}
-    for art in store.get_artifacts_by_context(ctx.id):
-        if art.state == metadata_store_pb2.Artifact.LIVE:
-            arts[_component_of(art.uri, cfg.pipeline_root)] = art.uri
-    if EXAMPLES_KEY not in arts:
-        raise UserError(f"run {run_id!r} has no ingestion output (ImageExampleGen did not finish)")
-    return run_id, arts
+def _run_outputs(cfg, run: str | None):
+    """The outputs of a run recorded in ML Metadata (`latest` or None: the newest)."""
+    from pipeline.artifacts import RunRecord
+    with user_errors(FileNotFoundError, LookupError):
+        outputs = RunRecord.load(cfg.metadata_path, cfg.pipeline_name, run).outputs()
+    if not outputs.examples:
+        raise UserError(f"run {outputs.run_id!r} has no ingestion output (ImageExampleGen did not finish)")
+    return outputs
 
 
-def _model_dir(ref: str, cfg, arts: dict[str, str], run_id: str) -> str | None:
-    from components.curation.model import resolve_model
+def _model(ref: str, cfg, outputs) -> tuple[str | None, float | None]:
+    """--model value -> (SavedModel directory or None, its calibrated threshold or None)."""
+    from components.scoring.models import ModelError, resolve_model
     if ref == "none":
-        return None
-    if ref == "run":
-        if CANDIDATE_MODEL_KEY not in arts:
-            raise UserError(f"run {run_id!r} trained no candidate model; use --model PATH|registry:REF|none")
-        ref = arts[CANDIDATE_MODEL_KEY]
-    return resolve_model(ref, cfg.registry)
-
-
-def _run_threshold(arts: dict[str, str]) -> float | None:
-    """The candidate's calibrated threshold from the run's ReleaseCheck (release_check.json), if any."""
-    uri = arts.get(RELEASE_CHECK_KEY)
-    if not uri:
-        return None
-    from components.robustness.check import load_check
-    try:
-        check = load_check(uri)
-        value = check["calibration"]["candidate"]["threshold"] if check else None
-        return float(value) if value is not None else None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        return None, None
+    with user_errors(ModelError):
+        model = outputs.resolved_model() if ref == "run" else resolve_model(ref, cfg.registry)
+    if model is None:
+        raise UserError(f"run {outputs.run_id!r} trained no candidate model; use --model PATH|registry:REF|none")
+    return model.path, model.threshold
 
 
 def _connect() -> None:
@@ -76,7 +47,7 @@ def _connect() -> None:
         raise UserError(str(e)) from None
 
 
-@main.group(invoke_without_command=True)
+@click.group(invoke_without_command=True)
 @config_option
 @set_option
 @click.option("--run", "run", default=None, metavar="RUN|latest", help="pipeline run to curate (default: latest)")
@@ -104,7 +75,7 @@ def curate(ctx, config, sets, run, examples, name, model, threshold, uncertain_m
     if ctx.invoked_subcommand is not None:
         return
     from components.curation.members import CurationError
-    cfg = _load(config, sets)
+    cfg = load(config, sets)
     name = name or cfg.pipeline_name
     _connect()
     import fiftyone as fo
@@ -112,16 +83,16 @@ def curate(ctx, config, sets, run, examples, name, model, threshold, uncertain_m
         if examples is not None:
             if run is not None:
                 raise UserError("--run and --examples are alternatives; give one")
-            run_id, arts = f"ingest:{os.path.abspath(examples)}", {EXAMPLES_KEY: os.path.abspath(examples)}
+            from pipeline.artifacts import RunOutputs
+            outputs = RunOutputs.of_examples(os.path.abspath(examples))
             model = "none" if model == "run" else model
         else:
-            run_id, arts = _run_artifacts(cfg, run)
+            outputs = _run_outputs(cfg, run)
         from components.curation.dataset import build_dataset
+        model_dir, model_threshold = _model(model, cfg, outputs)
         try:
-            model_dir = _model_dir(model, cfg, arts, run_id)
-            if threshold is None and model == "run":
-                threshold = _run_threshold(arts)
-            res = build_dataset(name, run_id, arts[EXAMPLES_KEY], model_dir=model_dir, threshold=threshold,
+            res = build_dataset(name, outputs.run_id, outputs.examples, model_dir=model_dir,
+                                threshold=threshold if threshold is not None else model_threshold,
                                 uncertain_margin=uncertain_margin,
                                 progress=lambda s: click.echo(s, err=True))
         except CurationError as e:
@@ -179,7 +150,7 @@ def export_feedback_cmd(ctx, out: str, name: str | None) -> None:
     """Write curator decisions (tags `exclude`, `relabel:<label>`) as the feedback file ingestion honours."""
     from components.curation.feedback import export_feedback
     from components.curation.members import CurationError
-    cfg = _load(ctx.obj["config"], ctx.obj["sets"])
+    cfg = load(ctx.obj["config"], ctx.obj["sets"])
     name = name or ctx.obj.get("name") or cfg.pipeline_name
     _connect()
     import fiftyone as fo

@@ -1,0 +1,104 @@
+"""`synthdetect compile | submit | schedule`: the pipeline on Google Cloud (Vertex AI Pipelines,
+Dataflow, Vertex AI training).
+
+These commands read configs/vertex.yaml by default and never need credentials with --dry-run;
+without --dry-run they use Application Default Credentials and fail with one `error:` line when
+there are none.
+"""
+from __future__ import annotations
+
+import json
+
+import click
+
+from pipeline.cli.common import console, load, set_option, user_errors, vertex_config_option
+
+spec_option = click.option("--spec", default="pipeline.json", show_default=True,
+                           help="compiled pipeline (synthdetect compile --out …)")
+dry_run_option = click.option("--dry-run", is_flag=True,
+                              help="print the exact API request as JSON instead of sending it (no credentials needed)")
+
+
+def _vertex_cfg(config: str, sets: tuple[str, ...]):
+    return load(config, tuple(sets) + ("runner=vertex",))
+
+
+def _cloud(fn, *args, **kwargs):
+    from pipeline.vertex import CloudError
+    with user_errors(CloudError):
+        return fn(*args, **kwargs)
+
+
+def _quiet_libraries() -> None:
+    """TFX/absl/aiplatform log INFO/WARNING lines while compiling and building requests: keep
+    stdout/stderr to our own output (stdout stays parseable JSON for --dry-run)."""
+    import logging
+
+    from pipeline.logs import route_library_logs
+    route_library_logs([], logging.ERROR)
+    logging.getLogger("google.cloud.aiplatform").setLevel(logging.ERROR)
+
+
+@click.command("compile")
+@vertex_config_option
+@set_option
+@click.option("--runner", type=click.Choice(["vertex"]), default="vertex", show_default=True,
+              help="orchestrator to compile for (local runs need no compiling: synthdetect run)")
+@click.option("--out", "-o", default="pipeline.json", show_default=True, help="pipeline job spec to write (JSON)")
+def compile_cmd(config: str, sets: tuple[str, ...], runner: str, out: str) -> None:
+    """Compile the pipeline into a Vertex AI Pipelines job spec (KubeflowV2DagRunner)."""
+    cfg = _vertex_cfg(config, sets)
+    _quiet_libraries()
+    from pipeline.vertex import compile_pipeline
+    _quiet_libraries()
+    job = _cloud(compile_pipeline, cfg, out)
+    v = cfg.vertex
+    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    t = v.training
+    acc = f" + {t.accelerator_count}x {t.accelerator_type}" if t.accelerator_type else ""
+    beam = "Dataflow" if v.dataflow.enabled else "Beam DirectRunner in the component containers"
+    console.print(f"compiled {cfg.pipeline_name} for Vertex AI Pipelines: {len(tasks)} components -> {out}")
+    console.print(f"  components: {v.images.cpu}")
+    console.print(f"  trainers:   Vertex AI custom jobs on {t.machine_type}{acc}, image {v.trainer_image()}")
+    console.print(f"  Beam steps: {beam}; pipeline root {v.pipeline_root}")
+
+
+@click.command()
+@vertex_config_option
+@set_option
+@spec_option
+@dry_run_option
+@click.option("--job-id", default=None, help="pipeline job id (default: <pipeline>-<timestamp>)")
+def submit(config: str, sets: tuple[str, ...], spec: str, dry_run: bool, job_id: str | None) -> None:
+    """Run the compiled pipeline once on Vertex AI Pipelines (aiplatform PipelineJob)."""
+    cfg = _vertex_cfg(config, sets)
+    _quiet_libraries()
+    from pipeline import vertex
+    _quiet_libraries()
+    result = _cloud(vertex.submit, cfg, spec, dry_run=dry_run, job_id=job_id)
+    if dry_run:
+        click.echo(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        console.print(f"submitted {result['name']}\n  {result['console']}")
+
+
+@click.command()
+@vertex_config_option
+@set_option
+@spec_option
+@dry_run_option
+@click.option("--cron", default=None, help="5-field cron, e.g. \"0 3 * * 1\" (default: vertex.schedule.cron)")
+@click.option("--max-concurrent", type=int, default=None,
+              help="max runs at once (default: vertex.schedule.max_concurrent_runs)")
+def schedule(config: str, sets: tuple[str, ...], spec: str, dry_run: bool, cron: str | None,
+             max_concurrent: int | None) -> None:
+    """Run the compiled pipeline on a schedule (Vertex AI PipelineJobSchedule)."""
+    cfg = _vertex_cfg(config, sets)
+    _quiet_libraries()
+    from pipeline import vertex
+    _quiet_libraries()
+    result = _cloud(vertex.schedule, cfg, spec, cron=cron, max_concurrent=max_concurrent, dry_run=dry_run)
+    if dry_run:
+        click.echo(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        console.print(f"scheduled {result['name']} ({result['cron']})")

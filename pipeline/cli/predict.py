@@ -1,0 +1,157 @@
+"""`synthdetect predict`: score image files, folders and gs:// prefixes with a model from the
+registry or a SavedModel, each image prepared exactly as ingestion prepared the training images."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Iterator
+
+import click
+
+from pipeline.cli.common import UserError, config_option, load, progress_console, set_option, user_errors
+from pipeline.cli.registry import registry_option
+from pipeline.cli.registry import registry_location as location_of
+
+
+def chunks(items: list, n: int) -> Iterator[list]:
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
+def _iter_paths(paths: tuple[str, ...], max_bytes: int) -> Iterator[tuple[str, object]]:
+    """(display path, reader) per file: folders recursively, gs:// prefixes, plain files. A path
+    that does not exist still yields one entry (it is reported as an error line)."""
+    from components.ingest.images import read_file
+    from components.ingest.listing import DOC_NAMES, MANIFEST_NAMES
+
+    def skip(name: str) -> bool:
+        return name.startswith(".") or name.lower() in DOC_NAMES or name.lower() in MANIFEST_NAMES
+
+    def local_reader(p: str):
+        return lambda: read_file(p, max_bytes)   # never blocks on a FIFO, never reads a device
+    for arg in paths:
+        if arg.startswith("gs://"):
+            from components.registry.store import gcs_client
+            bucket, _, prefix = arg[5:].partition("/")
+            client = gcs_client()
+            blobs = [b for b in client.list_blobs(bucket, prefix=prefix)
+                     if not b.name.endswith("/") and not skip(b.name.rsplit("/", 1)[-1])]
+            if not blobs:
+                yield arg, None
+            for b in sorted(blobs, key=lambda b: b.name):
+                yield f"gs://{bucket}/{b.name}", b.download_as_bytes
+        elif os.path.isdir(arg):
+            for root, dirs, files in os.walk(arg):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    if not skip(name):
+                        yield os.path.join(root, name), local_reader(os.path.join(root, name))
+        else:
+            yield arg, local_reader(arg) if os.path.isfile(arg) else None
+
+
+def _prepare(path: str, reader, opts) -> tuple[bytes | None, str | None]:
+    """The bytes the model sees (decoded and re-encoded exactly as ingestion does), or an error."""
+    from components.ingest.images import ImageInput, decode_file
+    if reader is None:
+        return None, "not_found"
+    from components.ingest.images import ReadRefused
+    try:
+        data = reader()
+    except ReadRefused as e:
+        return None, e.reason + (f": {e.detail}" if e.detail else "")
+    except Exception as e:  # noqa: BLE001 - reported per file
+        return None, f"unreadable_path: {type(e).__name__}: {e}"
+    status, out = decode_file(ImageInput(path, "real"), opts, data)
+    if status != "ok":
+        return None, out["reason"] + (f": {out['detail']}" if out.get("detail") else "")
+    example = getattr(out, "example", out)
+    return example.features.feature["image_raw"].bytes_list.value[0], None
+
+
+@click.command()
+@click.option("--model", "model_ref", required=True, metavar="registry:REF|DIR",
+              help="registry:production, registry:v3, or a SavedModel directory (or model artifact; local or gs://)")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH…")
+@registry_option
+@config_option
+@set_option
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 4096))
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+              help="decision threshold (default: the model's calibrated one, else 0.5)")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="write the JSON lines here instead of stdout")
+def predict(model_ref, paths, registry_location, config, sets, batch_size, threshold, out_path) -> None:
+    """Score image files, folders (recursively) and gs:// prefixes; one JSON line per file:
+    {path, p_synthesized, label, threshold, model_version}, or an `error` for a bad file."""
+    from components.ingest.images import IngestOptions
+    from components.scoring.models import ModelError, resolve_model
+    location = location_of(registry_location, config, sets) if model_ref.startswith("registry:") else None
+    with user_errors(ModelError):
+        model = resolve_model(model_ref, location)
+    ingest = model.serving_ingest
+    if ingest is None:  # a bare SavedModel: prepare images as the config's ingestion would
+        try:
+            ingest = load(config, sets).ingest.model_dump()
+        except UserError:
+            ingest = {}
+    try:
+        opts = IngestOptions.from_dict(ingest)
+    except (TypeError, ValueError) as e:
+        from pydantic import ValidationError
+
+        from schemas.config import _one_line
+        why = _one_line(e) if isinstance(e, ValidationError) else f"{type(e).__name__}: {e}"
+        raise UserError(f"--model {model_ref!r}: the ingestion options in its model.json are not usable "
+                        f"({why})") from None
+    threshold = threshold if threshold is not None else (model.threshold if model.threshold is not None else 0.5)
+    version = model.version
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from components.scoring.scorer import ModelLoadError, Scorer
+    from pipeline.logs import route_library_logs
+    route_library_logs(None)
+    with user_errors(ModelLoadError):
+        score = Scorer(model.path)
+    route_library_logs(None)
+    items = list(_iter_paths(paths, opts.max_file_bytes))
+    out = open(out_path, "w") if out_path else sys.stdout
+    n_ok = n_err = 0
+
+    def emit(path: str, p: float | None, error: str | None) -> None:
+        row = {"path": path, "p_synthesized": None if p is None else round(float(p), 6),
+               "label": None if p is None else ("synthesized" if p >= threshold else "real"),
+               "threshold": threshold, "model_version": version}
+        if error:
+            row["error"] = error
+        out.write(json.dumps(row) + "\n")
+    try:
+        with Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=progress_console, transient=True) as progress:
+            task = progress.add_task("scoring", total=len(items))
+            for batch in chunks(items, batch_size):
+                prepared = [(path, *_prepare(path, reader, opts)) for path, reader in batch]
+                good = [(path, data) for path, data, err in prepared if data is not None]
+                scores: dict[str, float | str] = {}
+                try:
+                    scores = dict(zip([p for p, _ in good], score([d for _, d in good]))) if good else {}
+                except Exception:  # noqa: BLE001 - one bad image must not sink the batch: retry one by one
+                    for path, data in good:
+                        try:
+                            scores[path] = float(score([data])[0])
+                        except Exception as e:  # noqa: BLE001
+                            scores[path] = f"model_error: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+                for path, data, err in prepared:
+                    s = scores.get(path) if err is None else None
+                    if isinstance(s, str):
+                        err, s = s, None
+                    emit(path, s, err)
+                    n_ok, n_err = n_ok + (err is None), n_err + (err is not None)
+                out.flush()
+                progress.advance(task, len(batch))
+    finally:
+        if out_path:
+            out.close()
+    progress_console.print(f"scored {n_ok} files, {n_err} errors; model {version}, threshold {threshold:.4f}")

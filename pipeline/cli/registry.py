@@ -1,0 +1,121 @@
+"""`synthdetect registry list|show|promote`: the versions in the model registry."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from pipeline.cli.common import UserError, config_option, console, json_option, load, set_option, user_errors
+
+registry_option = click.option("--registry", "registry_location", default=None, metavar="DIR|gs://…",
+                               help="registry location (default: the config's `registry`)")
+
+
+def registry_location(location: str | None, config: str, sets: tuple[str, ...]) -> str:
+    return location or load(config, sets).registry
+
+
+def _registry(location: str | None, config: str, sets: tuple[str, ...], for_writing: bool = False):
+    """The registry to work on; a vertex:// destination is read through its GCS registry."""
+    from components.registry.store import RegistryError, open_registry
+    from components.registry.vertex import open_readable
+    location = registry_location(location, config, sets)
+    with user_errors(RegistryError):
+        return open_registry(location) if for_writing else open_readable(location)
+
+
+@click.group()
+def registry() -> None:
+    """Versions in the model registry (v1, v2, … and the aliases latest / production)."""
+
+
+@registry.command("list")
+@registry_option
+@config_option
+@set_option
+@json_option
+def registry_list(registry_location, config, sets, as_json) -> None:
+    """List the registry's versions, newest last, with their aliases and headline metrics."""
+    from rich.table import Table
+
+    from components.registry.store import RegistryError
+    reg = _registry(registry_location, config, sets)
+    with user_errors(RegistryError):
+        entries, aliases = reg.entries(), reg.aliases()
+    if as_json:
+        click.echo(json.dumps({"registry": reg.location, "aliases": aliases, "versions": entries}, indent=2))
+        return
+    if not entries:
+        console.print(f"registry {reg.location}: no versions")
+        return
+    t = Table(title=f"registry {reg.location}")
+    for col in ("version", "aliases", "created", "run", "accuracy", "AUC", "threshold", "data"):
+        t.add_column(col, justify="right" if col in ("accuracy", "AUC", "threshold") else "left")
+
+    def num(x):
+        return "-" if x is None else f"{x:.3f}"
+    for e in entries:
+        t.add_row(e["version"], ",".join(e["aliases"]), e["created_at"] or "-", e["run_id"] or "-",
+                  num(e["accuracy"]), num(e["auc"]), num(e["threshold"]),
+                  (e["data_fingerprint"] or "-").removeprefix("sha256:")[:12])
+    console.print(t)
+
+
+@registry.command("show")
+@click.argument("ref", metavar="VERSION|ALIAS")
+@registry_option
+@config_option
+@set_option
+@click.option("--json", "as_json", is_flag=True, help="print model.json as is")
+def registry_show(ref, registry_location, config, sets, as_json) -> None:
+    """Show one version's model.json (metrics, thresholds, calibration, blessing reasons)."""
+    from components.registry.store import RegistryError
+    reg = _registry(registry_location, config, sets)
+    with user_errors(RegistryError):
+        meta = reg.model_json(ref)
+        all_aliases = reg.aliases()
+    if as_json:
+        click.echo(json.dumps(meta, indent=2))
+        return
+    try:
+        _print_model_json(meta, all_aliases, reg.location, console)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:  # a hand-edited model.json
+        raise UserError(f"{meta.get('version', ref)}/model.json in {reg.location!r} has unexpected content "
+                        f"({type(e).__name__}: {e}); `registry show {ref} --json` prints it as is") from None
+
+
+def _print_model_json(meta: dict, all_aliases: dict, location: str, console) -> None:
+    aliases = [a for a, v in sorted(all_aliases.items()) if v == meta.get("version")]
+    console.print(f"[bold]{meta['version']}[/] {('(' + ', '.join(aliases) + ')') if aliases else ''} "
+                  f"of {location}: {meta.get('model_name')}, created {meta.get('created_at')}, "
+                  f"run {(meta.get('pipeline') or {}).get('run_id')}")
+    for model, m in (meta.get("metrics") or {}).items():
+        console.print(f"  {model:9}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()
+                                                    if isinstance(v, (int, float)) and k != "example_count")
+                      + f" (n={m.get('example_count', 0):.0f})")
+    c = meta.get("calibration") or {}
+    if c:
+        console.print(f"  threshold {c['threshold']:.4f} for FPR <= {c['target_fpr']:g} on real images: "
+                      f"FPR {c['fpr']:.3f}, TPR {c['tpr']:.3f} (at 0.5: FPR {c['fpr_at_0.5']:.3f}, "
+                      f"TPR {c['tpr_at_0.5']:.3f}; {c['n_real']} real images)")
+    rob = meta.get("robustness") or {}
+    if rob.get("perturbations"):
+        console.print("  robustness (accuracy drop): " + ", ".join(
+            f"{k} {v['accuracy_drop']:+.3f}" for k, v in rob["perturbations"].items()))
+    console.print(f"  data {(meta.get('data') or {}).get('fingerprint')}")
+    console.print("  blessed: " + "; ".join((meta.get("blessing") or {}).get("reasons", [])))
+
+
+@registry.command("promote")
+@click.argument("ref", metavar="VERSION|ALIAS")
+@click.option("--alias", default="production", show_default=True, help="alias to move")
+@registry_option
+@config_option
+@set_option
+def registry_promote(ref, alias, registry_location, config, sets) -> None:
+    """Point an alias at a version (e.g. roll production back to v2); atomic."""
+    from components.registry.store import RegistryError
+    reg = _registry(registry_location, config, sets, for_writing=True)
+    with user_errors(RegistryError):
+        version = reg.set_alias(alias, ref)
+    click.echo(f"{alias} -> {version}")

@@ -1,0 +1,91 @@
+"""`synthdetect runs [show RUN]`: the local runs in ML Metadata, and one run's lineage."""
+from __future__ import annotations
+
+import click
+
+from pipeline.cli.common import config_option, console, json_option, load, set_option, user_errors
+
+
+@click.group(invoke_without_command=True)
+@config_option
+@set_option
+@json_option
+@click.pass_context
+def runs(ctx: click.Context, config: str, sets: tuple[str, ...], as_json: bool) -> None:
+    """List local pipeline runs from ML Metadata (`runs show RUN` for one run's lineage)."""
+    ctx.obj = {"config": config, "sets": sets, "as_json": as_json}
+    if ctx.invoked_subcommand is not None:
+        return
+    cfg = load(config, sets)
+    from pipeline.runs import list_runs, to_json
+    with user_errors(FileNotFoundError):
+        summaries = list_runs(cfg.metadata_path, cfg.pipeline_name, cfg.pipeline_root)
+    if as_json:
+        click.echo(to_json(summaries))
+        return
+    if not summaries:
+        console.print(f"no runs of {cfg.pipeline_name!r} in {cfg.metadata_path}")
+        return
+    # one line per run (greppable; no table folding on narrow terminals), then what did not finish
+    click.echo(f"runs of {cfg.pipeline_name} in {cfg.metadata_path} (newest first)")
+    for s in summaries:
+        states = list(s.components.values())
+        done = sum(st in ("complete", "cached") for st in states)
+        end = (s.end or "…")
+        if s.start and s.end and s.start[:10] == s.end[:10]:
+            end = s.end[11:]
+        click.echo(f"{s.run_id}  {s.start or '?'} -> {end}  {s.status:<10}  {done}/{len(states)} components  "
+                   f"data {(s.data_fingerprint or 'sha256:?')[:19]}  {_blessed_word(s.blessed)}  "
+                   f"{'pushed ' + s.pushed_version if s.pushed_version else 'not pushed'}")
+        other = [f"{n}: {st}" for n, st in s.components.items() if st not in ("complete", "cached")]
+        if s.status == "interrupted" and s.process:
+            other.insert(0, f"process {s.process['pid']} on {s.process['host']} is gone")
+        if other:
+            click.echo("    " + "; ".join(other))
+
+
+def _blessed_word(blessed: bool | None) -> str:
+    return "not evaluated" if blessed is None else ("blessed" if blessed else "not blessed")
+
+
+@runs.command("show")
+@click.argument("run_id")
+@json_option
+@click.pass_context
+def runs_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """Lineage of one run: ingest summary, models, evaluation, blessing, registry version."""
+    o = ctx.obj
+    cfg = load(o["config"], o["sets"])
+    from pipeline.runs import run_lineage, to_json
+    with user_errors(FileNotFoundError, LookupError):
+        lin = run_lineage(cfg.metadata_path, cfg.pipeline_name, cfg.pipeline_root, run_id)
+    if as_json or o["as_json"]:
+        click.echo(to_json(lin))
+        return
+    d, ev, reg = lin["data"], lin["evaluation"], lin["registry"]
+    click.echo(f"run {lin['run_id']}: {lin['status']} ({lin['start']} -> {lin['end'] or '…'})")
+    p = lin.get("process")
+    if p:
+        click.echo(f"process:    {p['pid']} on {p['host']}: {p['state']}"
+                   + (f", {p['outcome']} at {p['ended_at']}" if p.get("outcome") else ""))
+    click.echo(f"data:       {d['examples']}")
+    click.echo(f"  ingest summary {d['ingest_summary']} ({d['fingerprint']})")
+    if d["ingest"]:
+        i = d["ingest"]
+        click.echo(f"  {i.get('inputs')} inputs -> {i.get('written')} written, {i.get('quarantined')} quarantined")
+    for m in lin["models"]:
+        click.echo(f"model:      {m['component']}: {m['uri']}")
+    for a in ev["artifacts"]:
+        click.echo(f"evaluation: {a['component']}: {a['uri']}")
+    for model, values in ev["metrics"].items():
+        click.echo(f"  {model}: " + ", ".join(f"{k}={v:.3f}" for k, v in sorted(values.items())
+                                                 if k != "example_count"))
+    for b in ev["blessings"]:
+        click.echo(f"blessing:   {b['component']}: {'BLESSED' if b['blessed'] else 'not blessed'} ({b['uri']})")
+    for r in ev["reasons"]:
+        click.echo(f"  {r}")
+    click.echo(f"registry:   version {reg['version']} at {reg['destination']}" if reg["pushed"]
+               else "registry:   not pushed")
+    click.echo("steps:")
+    for s in lin["steps"]:
+        click.echo(f"  {s['component']} ({s['state']}) <- {', '.join(s['inputs']) or '(sources)'}")
