@@ -209,3 +209,22 @@ def test_gaussian_blur_preserves_flat_images_and_smooths_noise():
     blurred = _gaussian_blur(noise, tf.constant(2.0))
     assert blurred.shape == (40, 40, 3)
     assert float(tf.math.reduce_std(blurred)) < 0.3 * float(tf.math.reduce_std(noise))
+
+
+def test_run_fn_reads_custom_config_through_model_config():
+    """run_fn's settings are ModelConfig's: what trainer_config writes comes back unchanged, missing
+    keys take ModelConfig's defaults, and a wrong value fails as it does in the config file."""
+    from pydantic import ValidationError
+
+    from components.trainer.run_fn import model_settings
+    from schemas.config import ModelConfig
+    cfg = PipelineConfig.model_validate({"data": {"input": str(SAMPLE)}, "model": {
+        "image_size": SIZE, "epochs": 3, "input_mode": "crop", "eval_crops": 5, "weights": "none"}})
+    variant, m = model_settings(json.loads(json.dumps(trainer_config(cfg, "baseline"))))  # as TFX stores it
+    assert variant == "baseline" and m == cfg.model
+    _, m = model_settings({"variant": "baseline", "epochs": 2})
+    assert m.epochs == 2 and m.batch_size == ModelConfig.model_fields["batch_size"].default
+    with pytest.raises(ValidationError, match="epochs"):
+        model_settings({"variant": "baseline", "epochs": "ten"})
+    with pytest.raises(ValueError, match="variant"):
+        model_settings({"epochs": 2})

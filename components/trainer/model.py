@@ -10,6 +10,8 @@ import h5py
 import numpy as np
 import tf_keras as keras
 
+from schemas.config import ModelConfig
+
 VGG16_NOTOP_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
                    "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
 VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -80,11 +82,17 @@ def load_vgg16_weights(base: keras.Model, path: str) -> int:
     return len(convs)
 
 
-def build_model(image_size: int, weights: str = "none", dense_units: int = 16, dropout: float = 0.1,
-                learning_rate: float = 1e-4, l2: float = 0.0, label_smoothing: float = 0.0,
-                lr_schedule: str = "constant", decay_steps: int | None = None, xla: bool = False) -> keras.Model:
-    """The paper's network. `l2`, `label_smoothing`, `lr_schedule` are options beyond the paper (off
-    by default). Under a mixed-precision policy the output layer stays float32."""
+_DEFAULT = {name: field.default for name, field in ModelConfig.model_fields.items()}  # the config's defaults
+
+
+def build_model(image_size: int, weights: str = "none", dense_units: int = _DEFAULT["dense_units"],
+                dropout: float = _DEFAULT["dropout"], learning_rate: float = _DEFAULT["learning_rate"],
+                l2: float = _DEFAULT["l2"], label_smoothing: float = _DEFAULT["label_smoothing"],
+                lr_schedule: str = _DEFAULT["lr_schedule"], decay_steps: int | None = None,
+                xla: bool = _DEFAULT["xla"]) -> keras.Model:
+    """The paper's network (defaults: `model:` in the config, except no pretrained weights). `l2`,
+    `label_smoothing`, `lr_schedule` are options beyond the paper (off by default). Under a
+    mixed-precision policy the output layer stays float32."""
     base = keras.applications.VGG16(include_top=False, weights=None, input_shape=(image_size, image_size, 3))
     if weights == "imagenet":
         load_vgg16_weights(base, fetch_imagenet_weights())

@@ -18,10 +18,10 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
 
+from components.trainer.artifact import HISTORY_PATH
 from components.trainer.model import build_model
 from components.transform.preprocessing import IMAGE_KEY, LABEL_KEY, decode_images, predict_images
-
-HISTORY_FILE = "training_history.json"
+from schemas.config import ModelConfig
 
 
 def match_files(file_patterns) -> list[str]:
@@ -98,60 +98,61 @@ def make_strategy(name: str, tpu_address: str | None = None) -> tf.distribute.St
     return tf.distribute.get_strategy()
 
 
+def model_settings(custom_config: dict | None) -> tuple[str, ModelConfig]:
+    """(variant, validated model settings) from the Trainer's custom_config, which
+    `pipeline.pipeline.trainer_config` writes: `model:` of the config plus the variant name. The
+    defaults are ModelConfig's, the one definition of them."""
+    cc = dict(custom_config or {})
+    variant = cc.pop("variant", None)
+    if not variant:
+        raise ValueError("the Trainer's custom_config names no 'variant' (see pipeline.pipeline.trainer_config)")
+    return str(variant), ModelConfig.model_validate(cc)
+
+
 def run_fn(fn_args) -> None:
-    cc = dict(fn_args.custom_config or {})
-    variant = cc.get("variant", "vgg16_finetune")
-    image_size = int(cc.get("image_size", 224))
-    batch_size = int(cc.get("batch_size", 32))
-    epochs = int(cc.get("epochs", 10))
-    seed = int(cc.get("seed", 42))
-    deterministic = bool(cc.get("deterministic", False))
-    keras.utils.set_random_seed(seed)
-    if deterministic:
+    variant, m = model_settings(fn_args.custom_config)
+    keras.utils.set_random_seed(m.seed)
+    if m.deterministic:
         tf.config.experimental.enable_op_determinism()
 
-    strategy = make_strategy(cc.get("strategy", "default"), cc.get("tpu_address"))
-    if cc.get("mixed_precision"):
-        keras.mixed_precision.set_global_policy("mixed_bfloat16" if cc.get("strategy") == "tpu" else "mixed_float16")
+    strategy = make_strategy(m.strategy, m.tpu_address)
+    if m.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16" if m.strategy == "tpu" else "mixed_float16")
 
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     spec = tf_transform_output.transformed_feature_spec()
-    augment_prob = float(cc.get("augment_prob", 0.5)) if cc.get("augment", True) else None
-    input_mode = cc.get("input_mode", "resize")
-    eval_crops = int(cc.get("eval_crops", 1))
-    train_ds = make_dataset(fn_args.train_files, spec, image_size, batch_size, True, seed, deterministic,
-                            training=True, augment_prob=augment_prob, input_mode=input_mode)
+    augment_prob = m.augment_prob if m.augment else None
+    train_ds = make_dataset(fn_args.train_files, spec, m.image_size, m.batch_size, True, m.seed, m.deterministic,
+                            training=True, augment_prob=augment_prob, input_mode=m.input_mode)
     # validation during fit: the evaluation input (crop mode: the centre crop; the exported
     # signatures average eval_crops crops)
-    eval_ds = make_dataset(fn_args.eval_files, spec, image_size, batch_size, False, seed, deterministic,
-                           input_mode=input_mode)
+    eval_ds = make_dataset(fn_args.eval_files, spec, m.image_size, m.batch_size, False, m.seed, m.deterministic,
+                           input_mode=m.input_mode)
     decay_steps = None
-    if cc.get("lr_schedule") == "cosine":  # the schedule needs the real step count: count the records once
+    if m.lr_schedule == "cosine":  # the schedule needs the real step count: count the records once
         n_train = sum(1 for _ in tf.data.TFRecordDataset(match_files(fn_args.train_files), compression_type="GZIP"))
-        decay_steps = epochs * max(1, -(-n_train // batch_size))
+        decay_steps = m.epochs * max(1, -(-n_train // m.batch_size))
 
     with strategy.scope():
-        model = build_model(image_size, weights=cc.get("weights", "none"), dense_units=int(cc.get("dense_units", 16)),
-                            dropout=float(cc.get("dropout", 0.1)), learning_rate=float(cc.get("learning_rate", 1e-4)),
-                            l2=float(cc.get("l2", 0.0)), label_smoothing=float(cc.get("label_smoothing", 0.0)),
-                            lr_schedule=cc.get("lr_schedule", "constant"),
-                            decay_steps=decay_steps, xla=bool(cc.get("xla", False)))
+        model = build_model(m.image_size, weights=m.weights, dense_units=m.dense_units, dropout=m.dropout,
+                            learning_rate=m.learning_rate, l2=m.l2, label_smoothing=m.label_smoothing,
+                            lr_schedule=m.lr_schedule, decay_steps=decay_steps, xla=m.xla)
     logging.info("training %s: %d params, weights=%s, %d epochs, batch %d, %dpx, strategy %s (%d replicas), "
-                 "augmentation p=%s, input %s (eval crops %d)", variant, model.count_params(), cc.get("weights", "none"),
-                 epochs, batch_size, image_size, cc.get("strategy", "default"), strategy.num_replicas_in_sync,
-                 augment_prob, input_mode, eval_crops)
+                 "augmentation p=%s, input %s (eval crops %d)", variant, model.count_params(), m.weights,
+                 m.epochs, m.batch_size, m.image_size, m.strategy, strategy.num_replicas_in_sync,
+                 augment_prob, m.input_mode, m.eval_crops)
     callbacks = [keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)]
-    if int(cc.get("early_stopping_patience", 0)) > 0:
+    if m.early_stopping_patience > 0:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", restore_best_weights=True,
-                                                       patience=int(cc["early_stopping_patience"])))
+                                                       patience=m.early_stopping_patience))
     keras.utils.disable_interactive_logging()  # epoch lines go to the run log, not over the progress bar
-    history = model.fit(train_ds, validation_data=eval_ds, epochs=epochs, verbose=2, callbacks=callbacks)
+    history = model.fit(train_ds, validation_data=eval_ds, epochs=m.epochs, verbose=2, callbacks=callbacks)
     keras.mixed_precision.set_global_policy("float32")
 
     model.save(fn_args.serving_model_dir, save_format="tf",
-               signatures=_signatures(model, tf_transform_output, image_size, input_mode, eval_crops))
-    extra = os.path.join(fn_args.serving_model_dir, "assets.extra")
+               signatures=_signatures(model, tf_transform_output, m.image_size, m.input_mode, m.eval_crops))
+    extra = os.path.join(fn_args.serving_model_dir, os.path.dirname(HISTORY_PATH))
     tf.io.gfile.makedirs(extra)
-    with tf.io.gfile.GFile(os.path.join(extra, HISTORY_FILE), "w") as f:
-        json.dump({"variant": variant, "config": cc,
+    with tf.io.gfile.GFile(os.path.join(fn_args.serving_model_dir, HISTORY_PATH), "w") as f:
+        json.dump({"variant": variant, "config": {**m.model_dump(), "variant": variant},
                    "history": {k: [float(x) for x in v] for k, v in history.history.items()}}, f, indent=2)
