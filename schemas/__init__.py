@@ -1,4 +1,6 @@
-"""synthdetect: schemas (TFDV data schema and the pipeline config schema)."""
+"""The schemas: schema.pbtxt (TFDV data schema, for ImportSchemaGen) and config.py (the typed pipeline
+config). Imports nothing of ours; everything else may import it.
+"""
 import os as _os
 from pathlib import Path as _Path
 

@@ -1,1 +1,8 @@
-"""Versioned model registry (local directory or gs://) and the pipeline's RegistryPusher."""
+"""The versioned model registry and the pipeline's RegistryPusher.
+
+`store` (local directory or gs://: immutable versions, model.json, atomic aliases; gcs_client and
+download_tree for gs:// copies), `vertex` (vertex:// destinations: GCS versions registered in Vertex
+AI Model Registry; open_readable), `component` (RegistryPusher: model.json from the release check,
+the ingest summary and the training history). Imported by the pipeline graph, scoring (the model
+resolver) and the CLI.
+"""
