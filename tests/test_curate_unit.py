@@ -86,3 +86,13 @@ def test_unreachable_mongodb_is_one_line_error(tmp_path):
 def test_missing_mongod_library_hint_names_libssl_and_uri():
     from components.curation.app import MONGO_HINT
     assert "libssl1.1" in MONGO_HINT and "FIFTYONE_DATABASE_URI" in MONGO_HINT
+
+
+def test_curation_media_cache_honours_synthdetect_cache(monkeypatch, tmp_path):
+    """gs:// images for the App go into the one cache that predict's models use."""
+    from components.cache import cache_dir
+    from components.curation.members import default_cache_dir
+    monkeypatch.setenv("SYNTHDETECT_CACHE", str(tmp_path / "c"))
+    assert default_cache_dir() == str(tmp_path / "c" / "media") == str(cache_dir("media"))
+    monkeypatch.delenv("SYNTHDETECT_CACHE")
+    assert default_cache_dir() == os.path.expanduser("~/.cache/synthdetect/media")

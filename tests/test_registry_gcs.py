@@ -51,3 +51,39 @@ def test_gcs_registry_versions_aliases_and_interrupted_push(gcs, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     [row] = [json.loads(x) for x in out.stdout.splitlines()]
     assert row["model_version"] == "v3" and 0 <= row["p_synthesized"] <= 1
+
+
+def test_gs_models_and_vertex_registries_go_through_one_resolver_and_one_cache(gcs_emulator, tmp_path):
+    """`predict --model gs://…` (a Trainer model artifact on GCS, as Vertex runs leave them) and
+    `registry:REF` of a vertex:// registry (read through its GCS versions) both score; what they
+    fetch lands once under $SYNTHDETECT_CACHE."""
+    from components.registry.store import gcs_client
+    model = tiny_model(tmp_path / "sm", "good")
+    bucket = gcs_client().bucket(gcs_emulator)
+    artifact = "pipeline-root/Trainer_vgg16_finetune/model/7"
+    for f in sorted(p for p in model.rglob("*") if p.is_file()):
+        bucket.blob(f"{artifact}/Format-Serving/{f.relative_to(model).as_posix()}").upload_from_filename(str(f))
+    registry = f"gs://{gcs_emulator}/vertex-artifacts"
+    open_registry(registry).push(str(model), {"threshold": 0.4, "serving": {"ingest": {}}})
+    cache = tmp_path / "cache"
+    env = {**os.environ, "SYNTHDETECT_CACHE": str(cache)}
+    one = next((SAMPLE / "real").rglob("*.JPEG"))
+
+    def predict(*args: str) -> dict:
+        out = subprocess.run([CLI, "predict", *args, str(one)], capture_output=True, text=True, timeout=300,
+                             env=env, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr[-2000:]
+        [row] = [json.loads(x) for x in out.stdout.splitlines()]
+        assert 0 <= row["p_synthesized"] <= 1
+        return row
+
+    row = predict("--model", f"gs://{gcs_emulator}/{artifact}")
+    assert row["model_version"] == f"gs://{gcs_emulator}/{artifact}" and row["threshold"] == 0.5
+    [copied] = list((cache / "models").iterdir())
+    assert (copied / "Format-Serving" / "saved_model.pb").is_file()
+    vertex = f"vertex://proj/us-central1/synthdetect?artifacts={registry}"
+    row = predict("--model", "registry:production", "--registry", vertex)
+    assert (row["model_version"], row["threshold"]) == ("v1", 0.4)
+    assert [p.parent.name for p in cache.glob("registry/*/v1/saved_model.pb")] == ["v1"]
+    predict("--model", f"gs://{gcs_emulator}/{artifact}")        # the second time from the cache
+    assert len(list((cache / "models").iterdir())) == 1
