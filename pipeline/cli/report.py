@@ -3,27 +3,30 @@ model), read back from ML Metadata; `--out DIR` also writes the Markdown + PNG r
 from __future__ import annotations
 
 import click
-from rich.table import Table
 
 from pipeline.cli.common import (UserError, config_option, console, json_option, load, progress_console, set_option,
                                  short, user_errors)
-from pipeline.pipeline import (ANOMALIES, BASELINE_TRAINER, BLESSING, CANDIDATE_TRAINER, CHECK, EVALUATION,
-                               EVALUATOR, EXAMPLE_GEN, EXAMPLE_VALIDATOR, EXAMPLES, MODEL, RELEASE_CHECK,
-                               STATISTICS, STATISTICS_GEN, TRANSFORM, TRANSFORM_GRAPH)
 
-# The outputs the report's table shows, in order.
-OUTPUT_LABELS = {
-    (EXAMPLE_GEN, EXAMPLES): "TFRecords (train/eval splits)",
-    (STATISTICS_GEN, STATISTICS): "statistics (TFDV)",
-    (EXAMPLE_VALIDATOR, ANOMALIES): "anomalies vs schemas/schema.pbtxt",
-    (TRANSFORM, TRANSFORM_GRAPH): "transform graph",
-    (CANDIDATE_TRAINER, MODEL): "model: vgg16_finetune (candidate)",
-    (BASELINE_TRAINER, MODEL): "model: baseline (from scratch)",
-    (EVALUATOR, EVALUATION): "evaluation (TFMA)",
-    (EVALUATOR, BLESSING): "blessing (TFMA)",
-    (RELEASE_CHECK, CHECK): "release check (calibration, robustness)",
-    (RELEASE_CHECK, BLESSING): "blessing (final)",
-}
+
+def output_labels() -> dict[tuple[str, str], str]:
+    """The outputs the report's table shows, in order: (component id, output key) -> label."""
+    from pipeline.pipeline import (ANOMALIES, BASELINE_TRAINER, BLESSING, CANDIDATE_TRAINER, CHECK, EVALUATION,
+                                   EVALUATOR, EXAMPLE_GEN, EXAMPLE_VALIDATOR, EXAMPLES, MODEL, RELEASE_CHECK,
+                                   STATISTICS, STATISTICS_GEN, TRANSFORM, TRANSFORM_GRAPH)
+    return {
+        (EXAMPLE_GEN, EXAMPLES): "TFRecords (train/eval splits)",
+        (STATISTICS_GEN, STATISTICS): "statistics (TFDV)",
+        (EXAMPLE_VALIDATOR, ANOMALIES): "anomalies vs schemas/schema.pbtxt",
+        (TRANSFORM, TRANSFORM_GRAPH): "transform graph",
+        (CANDIDATE_TRAINER, MODEL): "model: vgg16_finetune (candidate)",
+        (BASELINE_TRAINER, MODEL): "model: baseline (from scratch)",
+        (EVALUATOR, EVALUATION): "evaluation (TFMA)",
+        (EVALUATOR, BLESSING): "blessing (TFMA)",
+        (RELEASE_CHECK, CHECK): "release check (calibration, robustness)",
+        (RELEASE_CHECK, BLESSING): "blessing (final)",
+    }
+
+
 STATUS_WHY = {"interrupted": "its process is gone (killed?) before the run finished", "running": "still running",
               "failed": "a component failed", "incomplete": "stopped before the pusher"}
 
@@ -55,6 +58,8 @@ def report(run: str | None, config: str, sets: tuple[str, ...], run_id: str | No
 
 
 def print_report(rep) -> None:
+    from rich.table import Table
+
     from pipeline.artifacts import output_name
     if rep.status and rep.status != "complete":
         why = STATUS_WHY.get(rep.status, "")
@@ -62,7 +67,7 @@ def print_report(rep) -> None:
     table = Table(title=f"run {rep.run_id}", show_lines=False)
     table.add_column("output")
     table.add_column("location", overflow="fold")
-    for (component, key), label in OUTPUT_LABELS.items():
+    for (component, key), label in output_labels().items():
         uri = rep.artifacts.get(output_name(component, key))
         if uri:
             table.add_row(label, short(uri))
