@@ -73,7 +73,7 @@ def ingest(data_input: str, out_dir: str, config: str, sets: tuple[str, ...], be
     cfg = _load(config, sets + (f"data.input={data_input}",))
     from components.ingest import outputs
     from components.ingest.job import ingest_beam_args, is_local_runner, run_ingest
-    from components.ingest.listing import InputError, resolve_inputs
+    from components.ingest.listing import InputError, resolve_run_inputs
     from pipeline.logs import route_library_logs
 
     out_dir = out_dir.rstrip("/")
@@ -99,7 +99,8 @@ def ingest(data_input: str, out_dir: str, config: str, sets: tuple[str, ...], be
             if lock.took_over:
                 progress_console.print(f"[yellow]warning:[/] took over the lock of pid {lock.took_over.get('pid')}, "
                                        "which is gone; removing what it left", soft_wrap=True)
-            listing = resolve_inputs(cfg.data.input, opts)
+            listing = resolve_run_inputs(cfg.data.input, opts, [(h.name, h.input) for h in cfg.evaluation.holdout_sets],
+                                         cfg.evaluation.leave_out.model_dump() if cfg.evaluation.leave_out else None)
             n_read = len(listing.items)
             progress_console.print(f"{listing.n_inputs} inputs from {cfg.data.input} ({n_read} to read, "
                                    f"{listing.n_inputs - n_read} decided at listing)", soft_wrap=True)
@@ -142,6 +143,9 @@ def ingest(data_input: str, out_dir: str, config: str, sets: tuple[str, ...], be
                   f"{s['quarantine_reasons'] or ''}, {s['skipped']} skipped {s['skip_reasons'] or ''} "
                   f"in {dt:.1f}s ({s['inputs'] / max(dt, 1e-9):.1f} files/s)", soft_wrap=True)
     console.print(f"splits: {s['written_by_split']}", soft_wrap=True)
+    for name, h in (s.get("holdout_sets") or {}).items():
+        console.print(f"held-out set {name}: {h['inputs']} inputs -> {h['written']} written to {h['split']}, "
+                      f"{h['leaked_into_training']} leaked into training (dropped)", soft_wrap=True)
     console.print(f"wrote {out_dir}/Split-*/, ingest_summary.json, members.jsonl, quarantine.jsonl", soft_wrap=True)
     for w in s.get("warnings", []):
         progress_console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)

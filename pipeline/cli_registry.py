@@ -260,8 +260,12 @@ def predict(model_ref, paths, registry_location, config, sets, batch_size, thres
     try:
         opts = IngestOptions.from_dict(ingest)
     except (TypeError, ValueError) as e:
+        from pydantic import ValidationError
+
+        from schemas.config import _one_line
+        why = _one_line(e) if isinstance(e, ValidationError) else f"{type(e).__name__}: {e}"
         raise UserError(f"--model {model_ref!r}: the ingestion options in its model.json are not usable "
-                        f"({type(e).__name__}: {e})") from None
+                        f"({why})") from None
     threshold = threshold if threshold is not None else float(meta.get("threshold") or 0.5)
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
