@@ -67,6 +67,9 @@ class IngestConfig(_Strict):
     background: tuple[int, int, int] = Field((255, 255, 255), description="RGB behind transparent pixels")
     dedup: bool = Field(True, description="drop exact and near duplicates (one representative per cluster)")
     near_duplicate_max_distance: int = Field(6, ge=0, le=32, description="max Hamming distance of 64-bit pHashes")
+    near_duplicate_max_color_diff: float = Field(8.0, ge=0, le=255, description="near duplicates must also agree "
+                                                 "in colour: max mean difference of 4x4 RGB thumbnails, in levels "
+                                                 "(255: off)")
     lsh_tables: int = Field(32, ge=1, le=64, description="LSH tables (random bit samples) for near-duplicate search; "
                             "32 x 16 bits find a pair at distance 6 with probability 0.9994")
     lsh_bits: int = Field(16, ge=4, le=32, description="bits sampled per LSH table")

@@ -111,7 +111,8 @@ class _Scan(beam.DoFn):
             f = payload.example.features.feature
             row = ok_row(item.path, item.label, item.source, item.generator, item.content,
                          f["sha256"].bytes_list.value[0].decode(), payload.pixel_sha, payload.phash,
-                         payload.pixels, payload.min_side, self._spill_name, self._offset, len(data), item.holdout)
+                         payload.pixels, payload.min_side, self._spill_name, self._offset, len(data), payload.thumb,
+                         item.holdout)
             self._offset += len(data)
         else:
             row = q_row(item.path, item.label, item.source, item.generator, item.content, payload["reason"],

@@ -37,7 +37,7 @@ def num_shards_for(n_inputs: int) -> int:
 
 # one row of the scan's metadata (JSON list); "ok" rows and "q" (quarantined while decoding) rows
 OK_FIELDS = ("path", "label", "source", "generator", "content", "sha256", "pixel_sha", "phash", "pixels",
-             "min_side", "spill", "offset", "length", "holdout")
+             "min_side", "spill", "offset", "length", "thumb", "holdout")
 Q_FIELDS = ("path", "label", "source", "generator", "content", "reason", "detail", "holdout")
 
 
@@ -46,9 +46,9 @@ def holdout_split(name: str) -> str:
 
 
 def ok_row(path, label, source, generator, content, sha256, pixel_sha, phash, pixels, min_side, spill, offset,
-           length, holdout="") -> list:
+           length, thumb: bytes = b"", holdout="") -> list:
     return ["ok", path, label, source, generator, content, sha256, pixel_sha, int(phash), int(pixels),
-            int(min_side), spill, int(offset), int(length), holdout]
+            int(min_side), spill, int(offset), int(length), thumb.hex(), holdout]
 
 
 def q_row(path, label, source, generator, content, reason, detail="", holdout="") -> list:
@@ -67,6 +67,7 @@ class _Columns:
         self.phash: list[int] = []
         self.pixels: list[int] = []
         self.min_side: list[int] = []
+        self.thumb: list[bytes] = []
         self.spill: list[int] = []
         self.offset: list[int] = []
         self.length: list[int] = []
@@ -77,7 +78,7 @@ class _Columns:
 
     def add(self, r: list) -> None:
         _, path, label, source, generator, content, sha256, pixel_sha, phash, pixels, min_side, spill, off, ln, \
-            holdout = r
+            thumb, holdout = r
         self.path.append(path)
         self.label.append(LABELS.index(label))
         key = (source, generator, content)
@@ -87,6 +88,7 @@ class _Columns:
         self.phash.append(phash)
         self.pixels.append(pixels)
         self.min_side.append(min_side)
+        self.thumb.append(bytes.fromhex(thumb).ljust(3 * dedup.THUMB_SIDE ** 2, b"\0"))
         if spill not in self._spill_index:
             self._spill_index[spill] = len(self.spill_names)
             self.spill_names.append(spill)
@@ -178,6 +180,8 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
         hashes = np.array([cols.phash[reps[k]] for k in elig_idx], dtype=np.uint64)
         pairs = dedup.near_duplicate_pairs(hashes, opts.near_duplicate_max_distance, opts.lsh_tables, opts.lsh_bits)
         pairs = elig_idx[pairs] if len(pairs) else np.zeros((0, 2), dtype=np.int64)
+        thumbs = np.frombuffer(b"".join(cols.thumb[i] for i in reps), dtype=np.uint8).reshape(len(reps), 3 * dedup.THUMB_SIDE ** 2)
+        pairs = dedup.color_close(thumbs, pairs, opts.near_duplicate_max_color_diff)
         roots = dedup.cluster_roots(len(reps), pairs)
         clusters: dict[int, list[int]] = defaultdict(list)
         for k, i in enumerate(reps):
