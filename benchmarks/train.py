@@ -56,7 +56,8 @@ def ingest(out: Path, max_side: int, images: int) -> tuple[list[str], str]:
             w.writeheader()
             w.writerows({"path": str(EVAL_V2 / r["path"]), "label": r["label"]} for r in keep)
     with beam.Pipeline() as p:
-        build_ingest(p, source, str(out), IngestOptions(dedup=False, max_side=max_side), [("train", 1)])
+        build_ingest(p, source, str(out), IngestOptions(dedup=False, max_side=max_side, allowed_roots=(str(EVAL_V2),)),
+                     [("train", 1)])
     return sorted(str(f) for f in out.glob("Split-train/*.gz")), source
 
 

@@ -64,12 +64,15 @@ def preflight(cfg: PipelineConfig) -> int:
     """Checks that need no pipeline: metadata database writable, inputs listable, weights loadable.
     Returns the input count."""
     from components.ingest.component import input_base_and_pattern
-    from components.ingest.listing import resolve_inputs
+    from components.ingest.listing import resolve_run_inputs
     from components.trainer.model import fetch_imagenet_weights
 
     check_metadata_path(cfg.metadata_path)
     base, pattern = input_base_and_pattern(cfg.data.input)
-    n = resolve_inputs(base if pattern == "*" else os.path.join(base, pattern), cfg.ingest).n_inputs
+    ev = cfg.evaluation
+    n = resolve_run_inputs(base if pattern == "*" else os.path.join(base, pattern), cfg.ingest,
+                           [(h.name, h.input) for h in ev.holdout_sets],
+                           ev.leave_out.model_dump() if ev.leave_out else None).n_inputs
     if cfg.model.weights == "imagenet":
         fetch_imagenet_weights()
     return n

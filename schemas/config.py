@@ -41,6 +41,8 @@ class DataConfig(_Strict):
         if "train" not in v or "eval" not in v:
             raise ValueError("must name at least 'train' and 'eval'")
         for name in v:  # split names become folder names (Split-<name>) and TFX split names
+            if str(name).startswith("holdout_"):
+                raise ValueError(f"split name {name!r}: the prefix holdout_ is kept for evaluation.holdout_sets")
             if not re.fullmatch(SPLIT_NAME_RE, str(name)):
                 raise ValueError(f"split name {name!r} must be a plain identifier (letters, digits, _; "
                                  "starting with a letter; at most 64 characters)")
@@ -65,6 +67,9 @@ class IngestConfig(_Strict):
     background: tuple[int, int, int] = Field((255, 255, 255), description="RGB behind transparent pixels")
     dedup: bool = Field(True, description="drop exact and near duplicates (one representative per cluster)")
     near_duplicate_max_distance: int = Field(6, ge=0, le=32, description="max Hamming distance of 64-bit pHashes")
+    near_duplicate_max_color_diff: float = Field(8.0, ge=0, le=255, description="near duplicates must also agree "
+                                                 "in colour: max mean difference of 4x4 RGB thumbnails, in levels "
+                                                 "(255: off)")
     lsh_tables: int = Field(32, ge=1, le=64, description="LSH tables (random bit samples) for near-duplicate search; "
                             "32 x 16 bits find a pair at distance 6 with probability 0.9994")
     lsh_bits: int = Field(16, ge=4, le=32, description="bits sampled per LSH table")
@@ -171,6 +176,41 @@ class ModelConfig(_Strict):
         return str(Path(v).resolve())
 
 
+class HoldoutSet(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,40}$", description="becomes the split holdout_<name>")
+    input: str = Field(description="labelled folder, manifest or gs:// prefix, in the formats of data.input")
+
+
+class LeaveOut(_Strict):
+    field: Literal["generator", "source", "content"]
+    value: str = Field(min_length=1)
+    name: str = Field("left_out", pattern=r"^[a-z][a-z0-9_]{0,40}$", description="its held-out set's name")
+
+
+class EvaluationConfig(_Strict):
+    """Sets the models are evaluated on but never trained on (README: "Generalisation")."""
+    holdout_sets: list[HoldoutSet] = Field(default_factory=list, description="held-out sets, ingested by the "
+                                           "same code as data.input; duplicates of training images are dropped "
+                                           "and counted as leaked_into_training")
+    leave_out: LeaveOut | None = Field(None, description="move every training input whose field equals value "
+                                       "into a held-out set of its own (train on the others, test on it)")
+
+    @model_validator(mode="after")
+    def _unique(self) -> "EvaluationConfig":
+        names = self.holdout_names()
+        if len(set(names)) != len(names):
+            raise ValueError(f"held-out set names must be unique, got {names}")
+        return self
+
+    def holdout_names(self) -> list[str]:
+        return [h.name for h in self.holdout_sets] + ([self.leave_out.name] if self.leave_out else [])
+
+    def ingest_spec(self) -> dict:
+        """What ingestion needs (packed into ImageExampleGen's custom config)."""
+        return {"holdout_sets": [h.model_dump() for h in self.holdout_sets],
+                "leave_out": self.leave_out.model_dump() if self.leave_out else None}
+
+
 class ThresholdConfig(_Strict):
     min_accuracy: float = Field(0.90, ge=0, le=1)
     min_auc: float = Field(0.95, ge=0, le=1)
@@ -178,6 +218,18 @@ class ThresholdConfig(_Strict):
     min_auc_gain: float = Field(0.0, ge=-1, le=1, description="candidate - baseline")
     target_fpr: float = Field(0.05, gt=0, lt=1, description="calibrated threshold: FPR on real images")
     max_robustness_drop: float = Field(0.10, ge=0, le=1, description="max accuracy drop under perturbations")
+    min_holdout_auc: float | dict[str, float] | None = Field(
+        None, description="AUC the candidate must reach on every held-out set (a number) or per set ({name: AUC})")
+    max_generalisation_gap: float | None = Field(
+        None, ge=0, le=1, description="max in-distribution AUC minus held-out AUC, on every held-out set")
+
+    @field_validator("min_holdout_auc")
+    @classmethod
+    def _holdout_auc(cls, v):
+        values = v.values() if isinstance(v, dict) else [] if v is None else [v]
+        if any(not 0 <= x <= 1 for x in values):
+            raise ValueError("AUC values must be in [0, 1]")
+        return v
 
 
 # --- Google Cloud (runner: vertex). Identities only: no keys, tokens or passwords in config files;
@@ -341,6 +393,7 @@ class PipelineConfig(_Strict):
     ingest: IngestConfig = IngestConfig()
     model: ModelConfig = ModelConfig()
     thresholds: ThresholdConfig = ThresholdConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
     vertex: VertexConfig | None = Field(None, description="Google Cloud settings (runner: vertex)")
 
     @field_validator("beam_args")
@@ -363,6 +416,18 @@ class PipelineConfig(_Strict):
             return self._check_vertex()
         if not is_gcs(self.data.input) and not Path(self.data.input).exists():
             raise ValueError(f"data.input: {self.data.input!r} does not exist")
+        for h in self.evaluation.holdout_sets:
+            if not is_gcs(h.input) and not Path(h.input).exists():
+                raise ValueError(f"evaluation.holdout_sets: {h.name}: input {h.input!r} does not exist")
+        return self._check_holdout_thresholds()
+
+    def _check_holdout_thresholds(self) -> "PipelineConfig":
+        per_set = self.thresholds.min_holdout_auc
+        if isinstance(per_set, dict):
+            unknown = sorted(set(per_set) - set(self.evaluation.holdout_names()))
+            if unknown:
+                raise ValueError(f"thresholds.min_holdout_auc names {unknown}, which are not held-out sets "
+                                 f"(evaluation: {self.evaluation.holdout_names() or 'none'})")
         return self
 
     def _check_vertex(self) -> "PipelineConfig":
@@ -371,6 +436,10 @@ class PipelineConfig(_Strict):
             raise ValueError("runner vertex needs a vertex: section (see configs/vertex.yaml)")
         if not is_gcs(self.data.input):
             raise ValueError(f"data.input: must be a gs:// path with runner vertex, got {self.data.input!r}")
+        for h in self.evaluation.holdout_sets:
+            if not is_gcs(h.input):
+                raise ValueError(f"evaluation.holdout_sets: {h.name}: input must be a gs:// path with runner vertex")
+        self._check_holdout_thresholds()
         if not (is_gcs(self.registry) or self.registry.startswith("vertex://")):
             raise ValueError(f"registry: must be gs://… or vertex://… with runner vertex, got {self.registry!r}")
         if self.model.weights not in ("imagenet", "none") and not is_gcs(self.model.weights):
@@ -387,6 +456,8 @@ class PipelineConfig(_Strict):
             "metadata_path": fix(self.metadata_path),
             "registry": fix(self.registry),
             "data": self.data.model_copy(update={"input": fix(self.data.input)}),
+            "evaluation": self.evaluation.model_copy(update={"holdout_sets": [
+                h.model_copy(update={"input": fix(h.input)}) for h in self.evaluation.holdout_sets]}),
         })
 
 

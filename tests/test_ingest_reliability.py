@@ -308,3 +308,24 @@ def test_predict_on_a_folder_with_a_fifo_does_not_hang(tmp_path):
     rows = {Path(r["path"]).name: r for r in map(json.loads, out.stdout.splitlines())}
     assert rows["a.jpg"]["p_synthesized"] is not None
     assert rows["pipe.jpg"]["p_synthesized"] is None and rows["pipe.jpg"]["error"].startswith("not_a_file")
+
+
+def test_same_structure_in_other_colours_is_not_a_near_duplicate(tmp_path):
+    """pHash reads luminance structure only: one picture in blue and the same picture in orange got
+    one hash (seen as false merges of low-detail images in the scale benchmark). The colour check
+    keeps them apart and still pairs a resized copy."""
+    import numpy as np
+    ramp = (np.asarray(scene(3, (200, 150)).convert("L"), dtype=float) / 255)[:, :, None]   # one structure
+    blue = Image.fromarray((ramp * np.array([40, 90, 230])).astype(np.uint8))
+    orange = Image.fromarray((ramp * np.array([240, 140, 30])).astype(np.uint8))
+    root = tmp_path / "data"
+    (root / "real" / "a").mkdir(parents=True)
+    blue.save(root / "real" / "a" / "blue.png")
+    orange.save(root / "real" / "a" / "orange.png")
+    blue.resize((180, 135), Image.LANCZOS).save(root / "real" / "a" / "blue_small.jpg", quality=90)
+    from components.ingest import dedup
+    assert dedup.hamming(dedup.perceptual_hash(blue), dedup.perceptual_hash(orange)) <= 6   # pHash alone: a match
+    run_ingest(str(root), str(tmp_path / "out"), IngestOptions(), SPLITS, IN_MEMORY)
+    st = {Path(m["path"]).name: m for m in read_members(str(tmp_path / "out"))}
+    assert st["blue_small.jpg"]["cluster_id"] == st["blue.png"]["cluster_id"]
+    assert st["orange.png"]["status"] == "written" and st["orange.png"]["cluster_id"] != st["blue.png"]["cluster_id"]

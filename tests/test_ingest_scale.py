@@ -106,7 +106,7 @@ def _rows(n_distinct=300, seed=0):
             h = rng.getrandbits(64)
         label = "real" if i % 2 else "synthesized"
         rows.append(["ok", f"/d/{label}/{i:05d}.jpg", label, "s", "", "c", f"{rng.getrandbits(256):064x}",
-                     f"{rng.getrandbits(256):064x}", h, 100 + i, 50 + i, f"spill-{i % 3}", i * 10, 10])
+                     f"{rng.getrandbits(256):064x}", h, 100 + i, 50 + i, f"spill-{i % 3}", i * 10, 10, "80" * 48, ""])
     # a planted near duplicate (3 bits flipped) and an exact duplicate of row 0
     near = list(rows[0])
     near[1], near[6], near[7], near[8] = "/d/x/near.jpg", "aa" * 32, "bb" * 32, rows[0][8] ^ 0b10101

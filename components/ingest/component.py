@@ -9,6 +9,7 @@ from tfx.dsl.components.base import executor_spec
 
 from components.ingest.executor import Driver, Executor, pack_options
 from components.ingest.job import parallelism_args
+from components.ingest.plan import holdout_split
 from schemas.config import PipelineConfig, is_gcs
 
 
@@ -31,12 +32,15 @@ def make_example_gen(cfg: PipelineConfig) -> ImageExampleGen:
     base, pattern = input_base_and_pattern(cfg.data.input)
     splits = [tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
               for name, buckets in cfg.data.split_ratios.items()]
+    # held-out sets get splits of their own (the executor fills them, never from the hash buckets)
+    splits += [tfx.proto.SplitConfig.Split(name=holdout_split(name), hash_buckets=1)
+               for name in cfg.evaluation.holdout_names()]
     gen = ImageExampleGen(
         input_base=base,
         input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="all", pattern=pattern)]),
         # hash buckets per split; the executor assigns whole duplicate clusters to splits
         output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=splits)),
-        custom_config=pack_options(cfg.ingest.model_dump()),
+        custom_config=pack_options({**cfg.ingest.model_dump(), **cfg.evaluation.ingest_spec()}),
     ).with_id("ImageExampleGen")
     # The same parallelism as `synthdetect ingest` (one Beam worker process per core on the
     # DirectRunner); appended after the pipeline's own Beam args, so it applies to this step only.

@@ -6,8 +6,9 @@
   bit-sampling LSH: table t keys an image by `lsh_bits` fixed random bit positions of its hash; two
   hashes at distance d share a table key with probability (1 - d/64)^bits, so `lsh_tables` tables
   find a pair with probability 1 - (1 - (1 - d/64)^bits)^tables (0.9994 for d = 6 with 32 x 16).
-  Candidates sharing a key are verified exactly; verified pairs are joined into clusters (connected
-  components). All of it is vectorised over the whole set of hashes at once.
+  Candidates sharing a key are verified exactly, then must also agree in colour (4x4 RGB
+  thumbnails, `color_close`: pHash reads luminance only); verified pairs are joined into clusters
+  (connected components). All of it is vectorised over the whole set of hashes at once.
 * Degenerate hashes take no part in near-duplicate search (exact duplicates still apply): pHash
   sets the bits of the DCT coefficients above their median, so a picture with detail has exactly 32
   of 64 bits set; flat or nearly flat pictures (ties at the median) get hashes like 0x0 or 0x8000…
@@ -45,6 +46,25 @@ def perceptual_hash(rgb: Image.Image) -> int:
     return int("".join("1" if b else "0" for b in bits), 2)
 
 
+THUMB_SIDE = 4
+
+
+def color_thumbnail(pixels: np.ndarray) -> bytes:
+    """4 x 4 RGB area averages (48 bytes). pHash sees only the luminance structure of a picture, so
+    two nearly flat pictures of different colours can share a hash; copies of one picture (resized,
+    recompressed) keep their thumbnail within a level or two."""
+    import cv2
+    return cv2.resize(np.ascontiguousarray(pixels), (THUMB_SIDE, THUMB_SIDE), interpolation=cv2.INTER_AREA).tobytes()
+
+
+def color_close(thumbs: np.ndarray, pairs: np.ndarray, max_diff: float) -> np.ndarray:
+    """The pairs whose thumbnails ([n, 48] uint8) differ by at most `max_diff` levels on average."""
+    if not len(pairs) or max_diff >= 255:
+        return pairs
+    diff = np.abs(thumbs[pairs[:, 0]].astype(np.int16) - thumbs[pairs[:, 1]].astype(np.int16)).mean(axis=1)
+    return pairs[diff <= max_diff]
+
+
 def popcount(x: np.ndarray) -> np.ndarray:
     """Bits set in each uint64."""
     x = np.ascontiguousarray(x, dtype=np.uint64)
@@ -66,11 +86,14 @@ def lsh_positions(tables: int, bits: int, seed: int = 0) -> np.ndarray:
 
 
 def _table_keys(hashes: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """[tables, n] uint64 keys: the sampled bits of each hash packed into an integer."""
-    shifts = (HASH_BITS - 1 - positions).astype(np.uint64)              # [tables, bits]
-    sampled = (hashes[None, None, :] >> shifts[:, :, None]) & np.uint64(1)  # [tables, bits, n]
-    weights = (np.uint64(1) << np.arange(positions.shape[1], dtype=np.uint64))[None, :, None]
-    return (sampled * weights).sum(axis=1, dtype=np.uint64)
+    """[tables, n] uint64 keys: the sampled bits of each hash packed into an integer. Memory is
+    O(tables x n), one table and one bit at a time."""
+    keys = np.zeros((positions.shape[0], len(hashes)), dtype=np.uint64)
+    one = np.uint64(1)
+    for t, row in enumerate(positions):
+        for j, pos in enumerate(row):
+            keys[t] |= ((hashes >> np.uint64(HASH_BITS - 1 - int(pos))) & one) << np.uint64(j)
+    return keys
 
 
 def _pairs_in_sorted_runs(order: np.ndarray, keys_sorted: np.ndarray, hashes: np.ndarray,

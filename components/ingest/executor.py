@@ -20,20 +20,32 @@ from tfx.utils import proto_utils
 from components.ingest import outputs
 from components.ingest.images import IngestOptions
 from components.ingest.job import build_ingest
-from components.ingest.listing import inputs_fingerprint
+from components.ingest.listing import inputs_fingerprint, resolve_run_inputs
+from components.ingest.plan import HOLDOUT_PREFIX
 
 
 # ------------------------------------------------------------------------------------ options
 def ingest_options(exec_properties: dict[str, Any]) -> IngestOptions:
+    return IngestOptions.from_dict(_custom_dict(exec_properties))
+
+
+def _custom_dict(exec_properties: dict[str, Any]) -> dict:
     raw = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
     if not raw:
-        return IngestOptions()
+        return {}
     cc = example_gen_pb2.CustomConfig()
     json_format.Parse(raw, cc)
     st = struct_pb2.Struct()
     if cc.custom_config.Is(struct_pb2.Struct.DESCRIPTOR):
         cc.custom_config.Unpack(st)
-    return IngestOptions.from_dict(json_format.MessageToDict(st))
+    return json_format.MessageToDict(st)
+
+
+def evaluation_inputs(exec_properties: dict[str, Any]) -> tuple[list[tuple[str, str]], dict | None]:
+    """(held-out sets as (name, input) pairs, leave_out spec or None) from the custom config."""
+    d = _custom_dict(exec_properties)
+    sets = [(h["name"], h["input"]) for h in d.get("holdout_sets") or []]
+    return sets, d.get("leave_out") or None
 
 
 def pack_options(opts: dict) -> example_gen_pb2.CustomConfig:
@@ -67,7 +79,7 @@ class Driver(driver.FileBasedDriver):
     def resolve_exec_properties(self, exec_properties, pipeline_info, component_info):
         exec_properties = super().resolve_exec_properties(exec_properties, pipeline_info, component_info)
         exec_properties[example_gen_utils.FINGERPRINT_PROPERTY_NAME] = inputs_fingerprint(
-            _data_input(exec_properties), ingest_options(exec_properties))
+            _data_input(exec_properties), ingest_options(exec_properties), *evaluation_inputs(exec_properties))
         return exec_properties
 
 
@@ -81,14 +93,17 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     def Do(self, input_dict, output_dict, exec_properties):
         self._log_startup(input_dict, output_dict, exec_properties)
         examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
-        buckets = _split_buckets(exec_properties)
-        examples.split_names = artifact_utils.encode_split_names([name for name, _ in buckets])
+        splits = _split_buckets(exec_properties)
+        examples.split_names = artifact_utils.encode_split_names([name for name, _ in splits])
+        buckets = [(name, b) for name, b in splits if not name.startswith(HOLDOUT_PREFIX)]
         opts = ingest_options(exec_properties)
+        listing = resolve_run_inputs(_data_input(exec_properties), opts, *evaluation_inputs(exec_properties))
         with self._make_beam_pipeline() as p:
-            n = build_ingest(p, _data_input(exec_properties), examples.uri, opts, buckets)
+            n = build_ingest(p, listing, examples.uri, opts, buckets)
             logging.info("ingesting %d input files", n)
         summary = outputs.read_summary(examples.uri)
-        for key in ("inputs", "written", "exact_duplicates", "near_duplicates", "quarantined", "skipped"):
+        for key in ("inputs", "written", "exact_duplicates", "near_duplicates", "quarantined", "skipped",
+                    "leaked_into_training"):
             examples.set_int_custom_property(f"ingest_{key}", int(summary[key]))
         examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
         examples_utils.set_file_format(examples, "tfrecords_gzip")

@@ -42,6 +42,7 @@ class Decoded:
     phash: int          # 64-bit perceptual hash (near duplicates)
     pixels: int         # width x height, to keep the largest copy of a cluster
     min_side: int = 0   # shorter side; tiny images take no part in near-duplicate search
+    thumb: bytes = b""  # 4x4 RGB thumbnail: near duplicates must also agree in colour
 
 
 def quarantine_record(path: str, label: str, source: str, reason: str, detail: str = "") -> dict:
@@ -173,6 +174,7 @@ def _encode(item: ImageInput, opts: IngestConfig, img: Image.Image, data: bytes,
     if opts.max_side and max(rgb.size) > opts.max_side:  # the same policy for both classes
         small = Image.fromarray(downscale(pixels, opts.max_side), "RGB")
     phash = dedup.perceptual_hash(small)
+    thumb = dedup.color_thumbnail(np.asarray(small))
     if opts.neutralize_format:
         buf = io.BytesIO()
         if opts.codec == "JPEG":
@@ -204,7 +206,7 @@ def _encode(item: ImageInput, opts: IngestConfig, img: Image.Image, data: bytes,
         "ext_mismatch": int(ext_mismatch),
     })
     return Decoded(example=example, pixel_sha=pixel_sha, phash=phash, pixels=width * height,
-                   min_side=min(width, height))
+                   min_side=min(width, height), thumb=thumb)
 
 
 __all__ = ["Decoded", "IngestOptions", "ImageInput", "InputError", "ReadRefused", "decode_file", "read_file",

@@ -32,7 +32,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from components.ingest import outputs
 from components.ingest.listing import ImageInput, Listing, resolve_inputs
-from components.ingest.plan import make_plan, ok_row, q_row
+from components.ingest.plan import holdout_split, make_plan, ok_row, q_row
 from components.ingest.records import GzipTFRecordWriter, parse_example
 
 WORK_DIR = "_ingest_work"          # inside the output folder while the job runs; deleted at the end
@@ -111,11 +111,12 @@ class _Scan(beam.DoFn):
             f = payload.example.features.feature
             row = ok_row(item.path, item.label, item.source, item.generator, item.content,
                          f["sha256"].bytes_list.value[0].decode(), payload.pixel_sha, payload.phash,
-                         payload.pixels, payload.min_side, self._spill_name, self._offset, len(data))
+                         payload.pixels, payload.min_side, self._spill_name, self._offset, len(data), payload.thumb,
+                         item.holdout)
             self._offset += len(data)
         else:
             row = q_row(item.path, item.label, item.source, item.generator, item.content, payload["reason"],
-                        payload.get("detail", ""))
+                        payload.get("detail", ""), item.holdout)
         self._meta.write((json.dumps(row) + "\n").encode())
         self._progress.tick()
         return ()
@@ -136,13 +137,13 @@ def _read_chunk(path: str):
 
 # ------------------------------------------------------------------------------------ pass (b)
 def _plan(meta_paths: list[str], rejected_path: str, opts, split_buckets, n_inputs: int, out_dir: str,
-          progress_dir: str | None):
+          progress_dir: str | None, holdout_names: Sequence[str] = ()):
     def rows():
         for p in sorted(meta_paths):
             for line in _read_lines(p):
                 yield json.loads(line)
     rejected = [json.loads(line) for line in _read_lines(rejected_path)]
-    plan = make_plan(rows(), rejected, opts, split_buckets, n_inputs)
+    plan = make_plan(rows(), rejected, opts, split_buckets, n_inputs, holdout_names)
     if progress_dir:
         with open(os.path.join(progress_dir, "planned-writes"), "w") as f:
             f.write(str(plan.summary["written"]))
@@ -175,6 +176,7 @@ class _WriteShard(beam.DoFn):
                     f.seek(offset)
                     ex = parse_example(f.read(length))
                     ex.features.feature["cluster_id"].bytes_list.value.append(cluster_id.encode())
+                    ex.features.feature["split"].bytes_list.value.append(split.encode())
                     w.write(ex.SerializeToString(deterministic=True))
                     self._progress.tick()
                 count = w.count
@@ -213,7 +215,8 @@ def build_ingest(pipeline, data_input: str | Listing, out_dir: str, opts, split_
     session) or a Listing. Files are written under `out_dir`; the work folder `out_dir/_ingest_work`
     holds the listing chunks and the spill until the job ends."""
     listing = data_input if isinstance(data_input, Listing) else resolve_inputs(data_input, opts)
-    split_names = [name for name, _ in split_buckets]
+    holdouts = tuple(listing.holdout_names)
+    split_names = [name for name, _ in split_buckets] + [holdout_split(h) for h in holdouts]
     prepare_output(out_dir, split_names)
     work_dir = _join(out_dir, WORK_DIR)
     outputs.remove_tree(work_dir)  # left by an interrupted run
@@ -224,7 +227,7 @@ def build_ingest(pipeline, data_input: str | Listing, out_dir: str, opts, split_
     for k in range(0, len(items), chunk):
         path = _join(work_dir, f"chunk-{k // chunk:06d}.jsonl")
         _write_lines(path, (json.dumps([it.path, it.label, it.source, it.generator, it.content, it.size,
-                                        it.version]) + "\n" for it in items[k:k + chunk]))
+                                        it.version, it.holdout]) + "\n" for it in items[k:k + chunk]))
         chunk_paths.append(path)
     rejected_path = _join(work_dir, "rejected.jsonl")
     _write_lines(rejected_path, (json.dumps(r, sort_keys=True) + "\n" for r in listing.rejected))
@@ -238,7 +241,7 @@ def build_ingest(pipeline, data_input: str | Listing, out_dir: str, opts, split_
     planned = (pipeline
                | "Start" >> beam.Create([None])
                | "Plan" >> beam.FlatMap(lambda _, m: _plan(m, rejected_path, opts, buckets, n_inputs, out_dir,
-                                                            progress_dir),
+                                                            progress_dir, holdouts),
                                         beam.pvalue.AsList(metas)).with_outputs("shards", main="summary"))
     written = (planned.shards
                | "DistributeShards" >> beam.Reshuffle()

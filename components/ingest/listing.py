@@ -30,7 +30,7 @@ import json
 import os
 import posixpath
 import stat
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from schemas.config import is_gcs
 
@@ -55,6 +55,7 @@ class ImageInput:
     content: str = "unknown"
     size: int = -1           # bytes, from the listing (-1: unknown)
     version: str = ""        # mtime_ns locally, generation on gs://
+    holdout: str = ""        # the held-out set it belongs to ("": the training input)
 
 
 @dataclasses.dataclass
@@ -62,7 +63,8 @@ class Listing:
     """What one run ingests: readable items plus inputs decided at listing time (never read)."""
     data_input: str
     items: list[ImageInput]
-    rejected: list[dict]      # member-like records: path, label, source, status, reason, detail
+    rejected: list[dict]      # member-like records: path, label, source, status, reason, detail[, holdout]
+    holdout_names: tuple[str, ...] = ()
 
     @property
     def n_inputs(self) -> int:
@@ -72,8 +74,9 @@ class Listing:
         """Changes when any input (path, label, metadata, size, version) or decision changes."""
         h = hashlib.sha256(extra.encode())
         for it in sorted(self.items, key=lambda i: i.path):
-            h.update(f"{it.path}\t{it.label}\t{it.source}\t{it.generator}\t{it.content}\t{it.size}\t{it.version}\n"
-                     .encode())
+            h.update(f"{it.path}\t{it.label}\t{it.source}\t{it.generator}\t{it.content}\t{it.size}\t{it.version}"
+                     f"\t{it.holdout}\n".encode())
+        h.update(json.dumps(list(self.holdout_names)).encode())
         h.update(json.dumps(sorted(self.rejected, key=lambda r: r["path"]), sort_keys=True).encode())
         return f"synthdetect-inputs:{h.hexdigest()}"
 
@@ -425,8 +428,32 @@ def resolve_inputs(data_input: str, opts) -> Listing:
     return listing
 
 
-def inputs_fingerprint(data_input: str, opts) -> str:
+def resolve_run_inputs(data_input: str, opts, holdout_sets: Sequence[tuple[str, str]] = (),
+                       leave_out: dict | None = None) -> Listing:
+    """The training input plus the held-out sets (evaluation.holdout_sets: (name, input) pairs, each
+    listed like data.input) and, with evaluation.leave_out {field, value, name}, the training inputs
+    whose `field` equals `value` moved into a held-out set of their own. One Listing, every item
+    tagged with its set ("" for training)."""
+    main = resolve_inputs(data_input, opts)
+    if not holdout_sets and not leave_out:
+        return main
+    items, rejected, names = list(main.items), list(main.rejected), []
+    if leave_out:
+        field, value, name = leave_out["field"], str(leave_out["value"]), leave_out["name"]
+        names.append(name)
+        items = [dataclasses.replace(it, holdout=name) if str(getattr(it, field)) == value else it for it in items]
+        rejected = [{**r, "holdout": name} if str(r.get(field, "")) == value else r for r in rejected]
+    for name, inp in holdout_sets:
+        names.append(name)
+        held = resolve_inputs(inp, opts)
+        items += [dataclasses.replace(it, holdout=name) for it in held.items]
+        rejected += [{**r, "holdout": name} for r in held.rejected]
+    return Listing(data_input, items, rejected, tuple(names))
+
+
+def inputs_fingerprint(data_input: str, opts, holdout_sets: Sequence[tuple[str, str]] = (),
+                       leave_out: dict | None = None) -> str:
     extra = ""
     if opts.feedback:
         extra = hashlib.sha256(read_text(opts.feedback).encode()).hexdigest()
-    return resolve_inputs(data_input, opts).fingerprint(extra)
+    return resolve_run_inputs(data_input, opts, holdout_sets, leave_out).fingerprint(extra)

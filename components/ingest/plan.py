@@ -2,10 +2,16 @@
 
 Input: one metadata row per decoded file (hashes, size, where its encoded example was spilled), the
 quarantine rows of files that failed to decode, and the inputs decided at listing time. Output:
-each input's member record (written | exact_duplicate | near_duplicate | quarantined | skipped),
+each input's member record (written | exact_duplicate | near_duplicate | quarantined | skipped |
+leaked_into_training),
 the quarantine records, the summary, and for every (split, shard) the ordered list of spilled
 examples the shard writer copies. Deterministic: the result depends only on the rows' contents, not
 on their order or on how the scan was split into bundles.
+
+Held-out sets (evaluation.holdout_sets, evaluation.leave_out) are deduplicated together with the
+training input: a held-out input in the same exact or near-duplicate cluster as any training input
+is dropped as `leaked_into_training` (the held-out figure must not be inflated by leakage); the
+other held-out representatives go to the split `holdout_<name>`, never to train or eval.
 
 Memory is a few hundred bytes per input, held in columns (numpy arrays and lists of strings).
 """
@@ -20,7 +26,8 @@ import numpy as np
 
 from components.ingest import dedup
 
-STATUSES = ("written", "exact_duplicate", "near_duplicate", "quarantined", "skipped")
+STATUSES = ("written", "exact_duplicate", "near_duplicate", "quarantined", "skipped", "leaked_into_training")
+HOLDOUT_PREFIX = "holdout_"
 LABELS = ("real", "synthesized")
 
 
@@ -30,18 +37,22 @@ def num_shards_for(n_inputs: int) -> int:
 
 # one row of the scan's metadata (JSON list); "ok" rows and "q" (quarantined while decoding) rows
 OK_FIELDS = ("path", "label", "source", "generator", "content", "sha256", "pixel_sha", "phash", "pixels",
-             "min_side", "spill", "offset", "length")
-Q_FIELDS = ("path", "label", "source", "generator", "content", "reason", "detail")
+             "min_side", "spill", "offset", "length", "thumb", "holdout")
+Q_FIELDS = ("path", "label", "source", "generator", "content", "reason", "detail", "holdout")
+
+
+def holdout_split(name: str) -> str:
+    return f"{HOLDOUT_PREFIX}{name}"
 
 
 def ok_row(path, label, source, generator, content, sha256, pixel_sha, phash, pixels, min_side, spill, offset,
-           length) -> list:
+           length, thumb: bytes = b"", holdout="") -> list:
     return ["ok", path, label, source, generator, content, sha256, pixel_sha, int(phash), int(pixels),
-            int(min_side), spill, int(offset), int(length)]
+            int(min_side), spill, int(offset), int(length), thumb.hex(), holdout]
 
 
-def q_row(path, label, source, generator, content, reason, detail="") -> list:
-    return ["q", path, label, source, generator, content, reason, detail[:300]]
+def q_row(path, label, source, generator, content, reason, detail="", holdout="") -> list:
+    return ["q", path, label, source, generator, content, reason, detail[:300], holdout]
 
 
 class _Columns:
@@ -56,15 +67,18 @@ class _Columns:
         self.phash: list[int] = []
         self.pixels: list[int] = []
         self.min_side: list[int] = []
+        self.thumb: list[bytes] = []
         self.spill: list[int] = []
         self.offset: list[int] = []
         self.length: list[int] = []
+        self.holdout: list[str] = []
         self.spill_names: list[str] = []
         self._spill_index: dict[str, int] = {}
         self._meta_index: dict[tuple, tuple] = {}
 
     def add(self, r: list) -> None:
-        _, path, label, source, generator, content, sha256, pixel_sha, phash, pixels, min_side, spill, off, ln = r
+        _, path, label, source, generator, content, sha256, pixel_sha, phash, pixels, min_side, spill, off, ln, \
+            thumb, holdout = r
         self.path.append(path)
         self.label.append(LABELS.index(label))
         key = (source, generator, content)
@@ -74,12 +88,14 @@ class _Columns:
         self.phash.append(phash)
         self.pixels.append(pixels)
         self.min_side.append(min_side)
+        self.thumb.append(bytes.fromhex(thumb).ljust(3 * dedup.THUMB_SIDE ** 2, b"\0"))
         if spill not in self._spill_index:
             self._spill_index[spill] = len(self.spill_names)
             self.spill_names.append(spill)
         self.spill.append(self._spill_index[spill])
         self.offset.append(off)
         self.length.append(ln)
+        self.holdout.append(holdout)
 
     def __len__(self) -> int:
         return len(self.path)
@@ -105,8 +121,9 @@ def _line(d: dict) -> str:
 
 
 def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_buckets: Sequence[tuple[str, int]],
-              n_inputs: int) -> Plan:
-    """`opts`: IngestOptions; `rejected`: listing-time records (status skipped|quarantined)."""
+              n_inputs: int, holdout_names: Sequence[str] = ()) -> Plan:
+    """`opts`: IngestOptions; `rejected`: listing-time records (status skipped|quarantined);
+    `holdout_names`: the held-out sets (rows name theirs in their last field, "" for training)."""
     cols = _Columns()
     bad: list[list] = []
     for r in rows:
@@ -114,13 +131,25 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
     n = len(cols)
     order = sorted(range(n), key=cols.path.__getitem__)           # deterministic: rows sorted by path
     status = np.zeros(n, dtype=np.int8)                           # index into STATUSES
-    reason: dict[int, tuple[str, str]] = {}                       # row -> (reason, detail) if quarantined
+    reason: dict[int, tuple[str, str]] = {}                       # row -> (reason, detail)
     cluster = [""] * n
     rep_flag = np.zeros(n, dtype=bool)
-    split_names = [name for name, _ in split_buckets]
+    split_names = [name for name, _ in split_buckets] + [holdout_split(h) for h in holdout_names]
+    WRITTEN, EXACT, NEAR, QUAR, LEAKED = (STATUSES.index(x) for x in (
+        "written", "exact_duplicate", "near_duplicate", "quarantined", "leaked_into_training"))
 
     def rank(i: int) -> tuple:
         return (-cols.pixels[i], cols.path[i])
+
+    def by_role(idx: list[int]) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = defaultdict(list)
+        for i in idx:
+            out[cols.holdout[i]].append(i)
+        return out
+
+    def leak(i: int, cid: str, how: str) -> None:
+        status[i], cluster[i] = LEAKED, cid
+        reason[i] = ("leaked_into_training", f"{how} of a training input (cluster {cid})")
 
     if opts.dedup:
         by_pixels: dict[bytes, list[int]] = defaultdict(list)
@@ -130,43 +159,59 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
         exact_of: dict[int, list[int]] = {}
         for group in by_pixels.values():
             group.sort(key=rank)
-            if len(group) > 1 and len({cols.label[i] for i in group}) > 1:
-                cid = cols.pixel_sha[group[0]].hex()[:16]
-                for i in group:
-                    status[i], cluster[i] = STATUSES.index("quarantined"), cols.pixel_sha[i].hex()[:16]
-                    reason[i] = ("label_conflict", f"exact duplicate {cid}")
-                continue
-            reps.append(group[0])
-            exact_of[group[0]] = group[1:]
-        # near duplicates among the exact representatives, on their perceptual hashes
-        reps.sort(key=cols.pixel_sha.__getitem__)                  # root = smallest pixel hash, as before
+            cid = cols.pixel_sha[group[0]].hex()[:16]
+            roles = by_role(group)
+            for role, part in sorted(roles.items()):
+                if role and "" in roles:              # a held-out copy of a training input
+                    for i in part:
+                        leak(i, cid, "exact duplicate")
+                    continue
+                if len(part) > 1 and len({cols.label[i] for i in part}) > 1:
+                    for i in part:
+                        status[i], cluster[i] = QUAR, cid
+                        reason[i] = ("label_conflict", f"exact duplicate {cid}")
+                    continue
+                reps.append(part[0])
+                exact_of[part[0]] = part[1:]
+        # near duplicates among the exact representatives (every role at once), on their pHashes
+        reps.sort(key=lambda i: (cols.pixel_sha[i], cols.holdout[i]))   # root = smallest pixel hash
         eligible = np.array([not dedup.is_degenerate(cols.phash[i], cols.min_side[i]) for i in reps], dtype=bool)
         elig_idx = np.flatnonzero(eligible)
         hashes = np.array([cols.phash[reps[k]] for k in elig_idx], dtype=np.uint64)
         pairs = dedup.near_duplicate_pairs(hashes, opts.near_duplicate_max_distance, opts.lsh_tables, opts.lsh_bits)
         pairs = elig_idx[pairs] if len(pairs) else np.zeros((0, 2), dtype=np.int64)
+        thumbs = np.frombuffer(b"".join(cols.thumb[i] for i in reps), dtype=np.uint8).reshape(len(reps), 3 * dedup.THUMB_SIDE ** 2)
+        pairs = dedup.color_close(thumbs, pairs, opts.near_duplicate_max_color_diff)
         roots = dedup.cluster_roots(len(reps), pairs)
         clusters: dict[int, list[int]] = defaultdict(list)
         for k, i in enumerate(reps):
             clusters[int(roots[k])].append(i)
         for root_k, members in clusters.items():
             cid = cols.pixel_sha[reps[root_k]].hex()[:16]
-            members.sort(key=rank)
-            conflict = len({cols.label[i] for i in members}) > 1
-            for pos, i in enumerate(members):
-                cluster[i] = cid
-                for d in exact_of[i]:
-                    status[d], cluster[d] = STATUSES.index("exact_duplicate"), cid
-                if conflict:
-                    status[i] = STATUSES.index("quarantined")
-                    reason[i] = ("label_conflict", f"near-duplicate cluster {cid}")
-                elif pos == 0:
-                    status[i], rep_flag[i] = STATUSES.index("written"), True
-                else:
-                    status[i] = STATUSES.index("near_duplicate")
+            roles = by_role(members)
+            for role, part in sorted(roles.items()):
+                part.sort(key=rank)
+                if role and "" in roles:          # near duplicates of a training input
+                    for i in part:
+                        leak(i, cid, "near duplicate")
+                        for d in exact_of[i]:
+                            leak(d, cid, "near duplicate")
+                    continue
+                conflict = len({cols.label[i] for i in part}) > 1
+                for pos, i in enumerate(part):
+                    cluster[i] = cid
+                    for d in exact_of[i]:
+                        status[d], cluster[d] = EXACT, cid
+                    if conflict:
+                        status[i] = QUAR
+                        reason[i] = ("label_conflict", f"near-duplicate cluster {cid}")
+                    elif pos == 0:
+                        status[i], rep_flag[i] = WRITTEN, True
+                    else:
+                        status[i] = NEAR
     else:
         for i in order:
-            status[i], rep_flag[i], cluster[i] = STATUSES.index("written"), True, cols.pixel_sha[i].hex()[:16]
+            status[i], rep_flag[i], cluster[i] = WRITTEN, True, cols.pixel_sha[i].hex()[:16]
 
     num_shards = num_shards_for(n_inputs)
     split_of: dict[int, str] = {}
@@ -174,7 +219,9 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
     for i in np.flatnonzero(rep_flag).tolist():
         # The split follows the representative's file bytes, not the cluster id (which comes from
         # decoded pixels, and those differ between raw mode's draft decoding and neutralisation).
-        split = dedup.split_for(cols.sha256[i].hex(), split_buckets)
+        # Held-out inputs go to their own split, never to train or eval.
+        role = cols.holdout[i]
+        split = holdout_split(role) if role else dedup.split_for(cols.sha256[i].hex(), split_buckets)
         split_of[i] = split
         shards[(split, int(cluster[i], 16) % num_shards)].append(
             (cluster[i], cols.path[i], cols.spill_names[cols.spill[i]], cols.offset[i], cols.length[i]))
@@ -187,48 +234,44 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
     q_reasons: dict[str, int] = defaultdict(int)
     s_reasons: dict[str, int] = defaultdict(int)
     by_split = {s: dict.fromkeys(LABELS, 0) for s in split_names}
+    per_set = {h: dict.fromkeys(("inputs",) + STATUSES, 0) for h in holdout_names}
+
+    def record(path, label, source, generator, content, st, why, detail, holdout, sha="", cid="", rep=False,
+               split=""):
+        members.append((path, _line({"path": path, "label": label, "source": source, "generator": generator,
+                                     "content": content, "sha256": sha, "cluster_id": cid, "representative": rep,
+                                     "status": st, "reason": why, "split": split, "holdout": holdout})))
+        counts[st] += 1
+        if holdout in per_set:
+            per_set[holdout]["inputs"] += 1
+            per_set[holdout][st] += 1
+        if st == "quarantined":
+            q_reasons[why] += 1
+            quarantine.append((path, _line({"path": path, "label": label, "source": source, "reason": why,
+                                            "detail": detail})))
+        elif st == "skipped":
+            s_reasons[why] += 1
+
     for i in range(n):
         st = STATUSES[status[i]]
         source, generator, content = cols.meta[i]
         label = LABELS[cols.label[i]]
         why, detail = reason.get(i, ("", ""))
-        members.append((cols.path[i], _line({
-            "path": cols.path[i], "label": label, "source": source, "generator": generator, "content": content,
-            "sha256": cols.sha256[i].hex(), "cluster_id": cluster[i], "representative": bool(rep_flag[i]),
-            "status": st, "reason": why, "split": split_of.get(i, "")})))
-        counts[st] += 1
-        if st == "quarantined":
-            q_reasons[why] += 1
-            quarantine.append((cols.path[i], _line({"path": cols.path[i], "label": label, "source": source,
-                                                    "reason": why, "detail": detail})))
+        record(cols.path[i], label, source, generator, content, st, why, detail, cols.holdout[i],
+               cols.sha256[i].hex(), cluster[i], bool(rep_flag[i]), split_of.get(i, ""))
         if st == "written":
             by_split[split_of[i]][label] += 1
     for r in bad:
-        path, label, source, generator, content, why, detail = r[1:]
-        members.append((path, _line({"path": path, "label": label, "source": source, "generator": generator,
-                                     "content": content, "sha256": "", "cluster_id": "", "representative": False,
-                                     "status": "quarantined", "reason": why, "split": ""})))
-        quarantine.append((path, _line({"path": path, "label": label, "source": source, "reason": why,
-                                        "detail": detail})))
-        counts["quarantined"] += 1
-        q_reasons[why] += 1
+        path, label, source, generator, content, why, detail, holdout = r[1:]
+        record(path, label, source, generator, content, "quarantined", why, detail, holdout)
     for r in rejected:
-        st = r["status"]
-        members.append((r["path"], _line({"path": r["path"], "label": r["label"], "source": r["source"],
-                                          "generator": r.get("generator", ""), "content": r.get("content", ""),
-                                          "sha256": "", "cluster_id": "", "representative": False,
-                                          "status": st, "reason": r["reason"], "split": ""})))
-        counts[st] += 1
-        if st == "quarantined":
-            q_reasons[r["reason"]] += 1
-            quarantine.append((r["path"], _line({"path": r["path"], "label": r["label"], "source": r["source"],
-                                                 "reason": r["reason"], "detail": r.get("detail", "")})))
-        else:
-            s_reasons[r["reason"]] += 1
+        record(r["path"], r["label"], r["source"], r.get("generator", ""), r.get("content", ""), r["status"],
+               r["reason"], r.get("detail", ""), r.get("holdout", ""))
     members.sort()
     quarantine.sort()
     inputs = len(members)
-    written_by_label = {lab: sum(v[lab] for v in by_split.values()) for lab in LABELS}
+    written_by_label = {lab: sum(v[lab] for s, v in by_split.items() if not s.startswith(HOLDOUT_PREFIX))
+                        for lab in LABELS}
     warnings = [f"split {s!r} is empty" for s, v in by_split.items() if not sum(v.values())]
     warnings += [f"no {lab} images were written" for lab, c in written_by_label.items() if not c]
     warnings += [f"split {s!r} has no {lab} images" for s, v in by_split.items() if sum(v.values())
@@ -240,14 +283,17 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
         "near_duplicates": counts["near_duplicate"],
         "quarantined": counts["quarantined"],
         "skipped": counts["skipped"],
+        "leaked_into_training": counts["leaked_into_training"],
         "quarantine_reasons": dict(sorted(q_reasons.items())),
         "skip_reasons": dict(sorted(s_reasons.items())),
         "written_by_split": by_split,
         "written_by_label": written_by_label,
         "num_shards": num_shards,
         "warnings": warnings,
-        "accounted_for": inputs == n_inputs == counts["written"] + counts["exact_duplicate"]
-        + counts["near_duplicate"] + counts["quarantined"] + counts["skipped"],
+        "accounted_for": inputs == n_inputs == sum(counts.values()),
         "options": opts.model_dump(mode="json", exclude={"workers"}),
     }
+    if holdout_names:
+        summary["holdout_sets"] = {h: {"split": holdout_split(h), **{k: v for k, v in per_set[h].items()}}
+                                   for h in holdout_names}
     return Plan(summary, ordered, num_shards, members, quarantine)

@@ -34,22 +34,35 @@ def _human(n: float) -> str:
     return f"{n:.1f} TB"
 
 
-def _watch(progress_dir: str, n_items: int, stop: threading.Event) -> None:
-    """Progress bars from the workers' tick files (files scanned, then examples written)."""
+def _watch(progress_dir: str, n_items: int, stop: threading.Event, show: bool, times: dict) -> None:
+    """Progress bars from the workers' tick files (files scanned, then examples written), and the
+    moment each phase ended (for the timing line printed at the end)."""
+    import contextlib
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from components.ingest.job import count_progress, planned_writes
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), console=progress_console, transient=True) as bar:
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn(), console=progress_console, transient=True, disable=not show)
+    with bar if show else contextlib.nullcontext():
         scan = bar.add_task("scanning files", total=n_items)
         write = None
-        while not stop.wait(0.3):
-            bar.update(scan, completed=count_progress(progress_dir, "scan"))
+        while not stop.wait(0.2):
+            done = count_progress(progress_dir, "scan")
+            if done and "scan_start" not in times:
+                times["scan_start"] = time.time()
+            if done >= n_items and "scan_end" not in times:
+                times["scan_end"] = time.time()
+            bar.update(scan, completed=done)
             total = planned_writes(progress_dir)
             if total is not None:
+                times.setdefault("plan_end", time.time())
                 if write is None:
                     write = bar.add_task("writing examples", total=total)
-                bar.update(write, completed=count_progress(progress_dir, "write"))
+                written = count_progress(progress_dir, "write")
+                if written >= total:
+                    times.setdefault("write_end", time.time())
+                bar.update(write, completed=written)
 
 
 @click.command()
@@ -73,7 +86,7 @@ def ingest(data_input: str, out_dir: str, config: str, sets: tuple[str, ...], be
     cfg = load(config, sets + (f"data.input={data_input}",))
     from components.ingest import outputs
     from components.ingest.job import ingest_beam_args, is_local_runner, run_ingest
-    from components.ingest.listing import InputError, resolve_inputs
+    from components.ingest.listing import InputError, resolve_run_inputs
     from pipeline.logs import route_library_logs
 
     out_dir = out_dir.rstrip("/")
@@ -93,25 +106,29 @@ def ingest(data_input: str, out_dir: str, config: str, sets: tuple[str, ...], be
     t0 = time.time()
     progress_dir = None
     stop = threading.Event()
+    times: dict[str, float] = {"start": t0}
     listing = None
     try:
         with outputs.OutputLock(out_dir) as lock:
             if lock.took_over:
                 progress_console.print(f"[yellow]warning:[/] took over the lock of pid {lock.took_over.get('pid')}, "
                                        "which is gone; removing what it left", soft_wrap=True)
-            listing = resolve_inputs(cfg.data.input, opts)
+            listing = resolve_run_inputs(cfg.data.input, opts, [(h.name, h.input) for h in cfg.evaluation.holdout_sets],
+                                         cfg.evaluation.leave_out.model_dump() if cfg.evaluation.leave_out else None)
             n_read = len(listing.items)
             progress_console.print(f"{listing.n_inputs} inputs from {cfg.data.input} ({n_read} to read, "
                                    f"{listing.n_inputs - n_read} decided at listing)", soft_wrap=True)
-            if is_local_runner(args) and progress:
+            if is_local_runner(args):
                 progress_dir = tempfile.mkdtemp(prefix="synthdetect-progress-")
-            watcher = threading.Thread(target=_watch, args=(progress_dir, n_read, stop), daemon=True) \
-                if progress_dir else None
+            watcher = threading.Thread(target=_watch, args=(progress_dir, n_read, stop, progress, times),
+                                       daemon=True) if progress_dir else None
             with outputs.atomic_output(out_dir) as tmp:
                 if watcher:
                     watcher.start()
                 try:
+                    times["job_start"] = time.time()
                     s = run_ingest(listing, tmp, opts, buckets, args, progress_dir)
+                    times["job_end"] = time.time()
                 finally:
                     stop.set()
                     if watcher:
@@ -142,7 +159,17 @@ def ingest(data_input: str, out_dir: str, config: str, sets: tuple[str, ...], be
                   f"{s['quarantine_reasons'] or ''}, {s['skipped']} skipped {s['skip_reasons'] or ''} "
                   f"in {dt:.1f}s ({s['inputs'] / max(dt, 1e-9):.1f} files/s)", soft_wrap=True)
     console.print(f"splits: {s['written_by_split']}", soft_wrap=True)
+    for name, h in (s.get("holdout_sets") or {}).items():
+        console.print(f"held-out set {name}: {h['inputs']} inputs -> {h['written']} written to {h['split']}, "
+                      f"{h['leaked_into_training']} leaked into training (dropped)", soft_wrap=True)
     console.print(f"wrote {out_dir}/Split-*/, ingest_summary.json, members.jsonl, quarantine.jsonl", soft_wrap=True)
+    if {"scan_end", "plan_end", "write_end"} <= set(times):
+        t = times
+        progress_console.print(
+            f"time: listing {t['job_start'] - t['start']:.1f}s, start-up {t.get('scan_start', t['job_start']) - t['job_start']:.1f}s, "
+            f"scan {t['scan_end'] - t.get('scan_start', t['job_start']):.1f}s, plan {t['plan_end'] - t['scan_end']:.1f}s, "
+            f"write {t['write_end'] - t['plan_end']:.1f}s, finish {t['job_end'] - t['write_end']:.1f}s, "
+            f"replace {t0 + dt - t['job_end']:.1f}s", soft_wrap=True)
     for w in s.get("warnings", []):
         progress_console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     if not s["accounted_for"]:
