@@ -2,7 +2,7 @@
 
 * Exact duplicates: same decoded, oriented RGB pixels (sha256 of size + pixel bytes), so a PNG and a
   JPEG-q100 of one picture are exact duplicates only if their pixels match.
-* Near duplicates: 64-bit perceptual hashes (imagehash.phash) within a Hamming distance, found with
+* Near duplicates: 64-bit perceptual hashes (imagehash.phash, `perceptual_hash`) within a Hamming distance, found with
   bit-sampling LSH: table t keys an image by `lsh_bits` fixed random bit positions of its hash; two
   hashes at distance d share a table key with probability (1 - d/64)^bits, so `lsh_tables` tables
   find a pair with probability 1 - (1 - (1 - d/64)^bits)^tables (0.9994 for d = 6 with 32 x 16).
@@ -41,9 +41,23 @@ def pixel_hash_array(pixels: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def perceptual_hash(rgb: Image.Image) -> int:
-    bits = imagehash.phash(rgb, hash_size=8).hash.flatten()
-    return int("".join("1" if b else "0" for b in bits), 2)
+PHASH_GRID = 32   # imagehash.phash: DCT of a 32 x 32 grey image, its 8 x 8 low frequencies
+
+
+def perceptual_hash(rgb: Image.Image | np.ndarray) -> int:
+    """imagehash.phash (8 x 8 DCT bits of a 32 x 32 grey image) as a 64-bit int.
+
+    The picture is turned grey and area-averaged to the 32 x 32 grid with OpenCV before phash, whose
+    own Pillow LANCZOS step then has nothing left to do: the same antialiased downscale in a sixth of
+    the time (phash was a third of all per-file work). Copies re-encoded at JPEG q70 or resized by
+    90 % stay within 6 bits as often as with phash's own resize (measured on 400 benchmark images)."""
+    import cv2
+    pixels = np.ascontiguousarray(np.asarray(rgb))
+    grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY) if pixels.ndim == 3 else pixels
+    if grey.shape != (PHASH_GRID, PHASH_GRID):
+        grey = cv2.resize(grey, (PHASH_GRID, PHASH_GRID), interpolation=cv2.INTER_AREA)
+    bits = imagehash.phash(Image.fromarray(grey), hash_size=8).hash.flatten()
+    return int.from_bytes(np.packbits(bits).tobytes(), "big")
 
 
 THUMB_SIDE = 4
