@@ -149,8 +149,12 @@ def _plan(meta_paths: list[str], rejected_path: str, opts, split_buckets, n_inpu
             f.write(str(plan.summary["written"]))
     _write_lines(_join(out_dir, outputs.MEMBERS_FILE), plan.member_lines())
     _write_lines(_join(out_dir, outputs.QUARANTINE_FILE), plan.quarantine_lines())
-    for key, refs in sorted(plan.shards.items()):
-        yield beam.pvalue.TaggedOutput("shards", (key, plan.num_shards, refs))
+    work_dir = FileSystems.split(rejected_path)[0]
+    for (split, shard), refs in sorted(plan.shards.items()):
+        # each shard's reading order goes to a file: no list of 200k references through the runner
+        refs_path = _join(work_dir, f"refs-{split}-{shard:05d}.jsonl")
+        _write_lines(refs_path, (json.dumps(r) + "\n" for r in refs))
+        yield beam.pvalue.TaggedOutput("shards", ((split, shard), plan.num_shards, refs_path))
     yield plan.summary
 
 
@@ -163,7 +167,8 @@ class _WriteShard(beam.DoFn):
         self._progress = _Progress(self._progress_dir, "write")
 
     def process(self, task):
-        (split, shard), num_shards, refs = task
+        (split, shard), num_shards, refs_path = task
+        refs = (json.loads(line) for line in _read_lines(refs_path))
         path = outputs.shard_path(self._out, split, shard, num_shards)
         readers: dict[str, object] = {}
         try:

@@ -18,9 +18,10 @@ Memory is a few hundred bytes per input, held in columns (numpy arrays and lists
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from collections import defaultdict
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -106,14 +107,20 @@ class Plan:
     summary: dict
     shards: dict[tuple[str, int], list[tuple[str, int, int, str]]]   # (split, shard) -> [(spill, off, len, cluster)]
     num_shards: int
-    _member_lines: list[tuple[str, str]]                              # (path, JSON line), sorted by path
-    _quarantine_lines: list[tuple[str, str]]
+    _members: list[tuple[str, int, int]]            # (path, kind, index), sorted by path; lines made when written
+    _fields: Callable[[int, int], dict]              # (kind, index) -> the member's fields
 
     def member_lines(self) -> Iterator[str]:
-        return (line for _, line in self._member_lines)
+        for _, kind, k in self._members:
+            m = self._fields(kind, k)
+            del m["detail"]                         # the detail is in quarantine.jsonl
+            yield _line(m)
 
     def quarantine_lines(self) -> Iterator[str]:
-        return (line for _, line in self._quarantine_lines)
+        for _, kind, k in self._members:
+            m = self._fields(kind, k)
+            if m["status"] == "quarantined":
+                yield _line({key: m[key] for key in ("path", "label", "source", "reason", "detail")})
 
 
 def _line(d: dict) -> str:
@@ -152,13 +159,16 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
         reason[i] = ("leaked_into_training", f"{how} of a training input (cluster {cid})")
 
     if opts.dedup:
-        by_pixels: dict[bytes, list[int]] = defaultdict(list)
-        for i in order:
-            by_pixels[cols.pixel_sha[i]].append(i)
+        # groups of equal pixels by sorting, not a dict of lists (memory at 200k files); exact_of
+        # holds only representatives that have copies
+        by_pixels = sorted(order, key=cols.pixel_sha.__getitem__)
         reps: list[int] = []
         exact_of: dict[int, list[int]] = {}
-        for group in by_pixels.values():
-            group.sort(key=rank)
+        for _, grouped in itertools.groupby(by_pixels, key=cols.pixel_sha.__getitem__):
+            group = sorted(grouped, key=rank)
+            if len(group) == 1 and not cols.holdout[group[0]]:
+                reps.append(group[0])
+                continue
             cid = cols.pixel_sha[group[0]].hex()[:16]
             roles = by_role(group)
             for role, part in sorted(roles.items()):
@@ -172,7 +182,9 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
                         reason[i] = ("label_conflict", f"exact duplicate {cid}")
                     continue
                 reps.append(part[0])
-                exact_of[part[0]] = part[1:]
+                if len(part) > 1:
+                    exact_of[part[0]] = part[1:]
+        del by_pixels
         # near duplicates among the exact representatives (every role at once), on their pHashes
         reps.sort(key=lambda i: (cols.pixel_sha[i], cols.holdout[i]))   # root = smallest pixel hash
         eligible = np.array([not dedup.is_degenerate(cols.phash[i], cols.min_side[i]) for i in reps], dtype=bool)
@@ -182,9 +194,18 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
         pairs = elig_idx[pairs] if len(pairs) else np.zeros((0, 2), dtype=np.int64)
         thumbs = np.frombuffer(b"".join(cols.thumb[i] for i in reps), dtype=np.uint8).reshape(len(reps), 3 * dedup.THUMB_SIDE ** 2)
         pairs = dedup.color_close(thumbs, pairs, opts.near_duplicate_max_color_diff)
+        cols.thumb.clear()                                   # no longer needed
+        del thumbs
         roots = dedup.cluster_roots(len(reps), pairs)
+        sizes = np.bincount(roots, minlength=len(reps))
         clusters: dict[int, list[int]] = defaultdict(list)
         for k, i in enumerate(reps):
+            if sizes[roots[k]] == 1 and not cols.holdout[i]:   # alone in its cluster: written
+                cid = cols.pixel_sha[i].hex()[:16]
+                cluster[i], status[i], rep_flag[i] = cid, WRITTEN, True
+                for d in exact_of.get(i, ()):
+                    status[d], cluster[d] = EXACT, cid
+                continue
             clusters[int(roots[k])].append(i)
         for root_k, members in clusters.items():
             cid = cols.pixel_sha[reps[root_k]].hex()[:16]
@@ -194,13 +215,13 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
                 if role and "" in roles:          # near duplicates of a training input
                     for i in part:
                         leak(i, cid, "near duplicate")
-                        for d in exact_of[i]:
+                        for d in exact_of.get(i, ()):
                             leak(d, cid, "near duplicate")
                     continue
                 conflict = len({cols.label[i] for i in part}) > 1
                 for pos, i in enumerate(part):
                     cluster[i] = cid
-                    for d in exact_of[i]:
+                    for d in exact_of.get(i, ()):
                         status[d], cluster[d] = EXACT, cid
                     if conflict:
                         status[i] = QUAR
@@ -214,7 +235,8 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
             status[i], rep_flag[i], cluster[i] = WRITTEN, True, cols.pixel_sha[i].hex()[:16]
 
     num_shards = num_shards_for(n_inputs)
-    split_of: dict[int, str] = {}
+    split_index = {name: k for k, name in enumerate(split_names)}
+    split_no = np.full(n, -1, dtype=np.int16)                     # row -> index into split_names (-1: none)
     shards: dict[tuple[str, int], list[tuple[str, int, int, str, str]]] = defaultdict(list)
     for i in np.flatnonzero(rep_flag).tolist():
         # The split follows the representative's file bytes, not the cluster id (which comes from
@@ -222,53 +244,68 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
         # Held-out inputs go to their own split, never to train or eval.
         role = cols.holdout[i]
         split = holdout_split(role) if role else dedup.split_for(cols.sha256[i].hex(), split_buckets)
-        split_of[i] = split
+        split_no[i] = split_index[split]
         shards[(split, int(cluster[i], 16) % num_shards)].append(
             (cluster[i], cols.path[i], cols.spill_names[cols.spill[i]], cols.offset[i], cols.length[i]))
-    ordered = {key: [(sp, off, ln, cid) for cid, _, sp, off, ln in sorted(recs)] for key, recs in shards.items()}
+    ordered = {}
+    for key in list(shards):
+        ordered[key] = [(sp, off, ln, cid) for cid, _, sp, off, ln in sorted(shards.pop(key))]
 
-    # member and quarantine lines, sorted by path
-    members: list[tuple[str, str]] = []
-    quarantine: list[tuple[str, str]] = []
+    def split_of(i: int) -> str:
+        return split_names[split_no[i]] if split_no[i] >= 0 else ""
+
+    # members, sorted by path: (path, kind, index) only; their JSON lines are made as they are
+    # written (at 200k files the lines would be the plan's largest object)
+    members: list[tuple[str, int, int]] = []
     counts = dict.fromkeys(STATUSES, 0)
     q_reasons: dict[str, int] = defaultdict(int)
     s_reasons: dict[str, int] = defaultdict(int)
     by_split = {s: dict.fromkeys(LABELS, 0) for s in split_names}
     per_set = {h: dict.fromkeys(("inputs",) + STATUSES, 0) for h in holdout_names}
 
-    def record(path, label, source, generator, content, st, why, detail, holdout, sha="", cid="", rep=False,
-               split=""):
-        members.append((path, _line({"path": path, "label": label, "source": source, "generator": generator,
-                                     "content": content, "sha256": sha, "cluster_id": cid, "representative": rep,
-                                     "status": st, "reason": why, "split": split, "holdout": holdout})))
+    def fields(kind: int, k: int) -> dict:
+        """Member k of a kind: 0 a decoded file (a column row), 1 a file that failed to decode,
+        2 an input decided at listing time."""
+        if kind == 0:
+            source, generator, content = cols.meta[k]
+            why, detail = reason.get(k, ("", ""))
+            return {"path": cols.path[k], "label": LABELS[cols.label[k]], "source": source, "generator": generator,
+                    "content": content, "sha256": cols.sha256[k].hex(), "cluster_id": cluster[k],
+                    "representative": bool(rep_flag[k]), "status": STATUSES[status[k]], "reason": why,
+                    "detail": detail, "split": split_of(k), "holdout": cols.holdout[k]}
+        if kind == 1:
+            path, label, source, generator, content, why, detail, holdout = bad[k][1:]
+            st = "quarantined"
+        else:
+            r = rejected[k]
+            path, label, source, generator, content, st, why, detail, holdout = (
+                r["path"], r["label"], r["source"], r.get("generator", ""), r.get("content", ""), r["status"],
+                r["reason"], r.get("detail", ""), r.get("holdout", ""))
+        return {"path": path, "label": label, "source": source, "generator": generator, "content": content,
+                "sha256": "", "cluster_id": "", "representative": False, "status": st, "reason": why,
+                "detail": detail, "split": "", "holdout": holdout}
+
+    def record(path: str, kind: int, k: int, st: str, why: str, holdout: str) -> None:
+        members.append((path, kind, k))
         counts[st] += 1
         if holdout in per_set:
             per_set[holdout]["inputs"] += 1
             per_set[holdout][st] += 1
         if st == "quarantined":
             q_reasons[why] += 1
-            quarantine.append((path, _line({"path": path, "label": label, "source": source, "reason": why,
-                                            "detail": detail})))
         elif st == "skipped":
             s_reasons[why] += 1
 
     for i in range(n):
         st = STATUSES[status[i]]
-        source, generator, content = cols.meta[i]
-        label = LABELS[cols.label[i]]
-        why, detail = reason.get(i, ("", ""))
-        record(cols.path[i], label, source, generator, content, st, why, detail, cols.holdout[i],
-               cols.sha256[i].hex(), cluster[i], bool(rep_flag[i]), split_of.get(i, ""))
+        record(cols.path[i], 0, i, st, reason.get(i, ("", ""))[0], cols.holdout[i])
         if st == "written":
-            by_split[split_of[i]][label] += 1
-    for r in bad:
-        path, label, source, generator, content, why, detail, holdout = r[1:]
-        record(path, label, source, generator, content, "quarantined", why, detail, holdout)
-    for r in rejected:
-        record(r["path"], r["label"], r["source"], r.get("generator", ""), r.get("content", ""), r["status"],
-               r["reason"], r.get("detail", ""), r.get("holdout", ""))
+            by_split[split_of(i)][LABELS[cols.label[i]]] += 1
+    for k, r in enumerate(bad):
+        record(r[1], 1, k, "quarantined", r[6], r[8])
+    for k, r in enumerate(rejected):
+        record(r["path"], 2, k, r["status"], r["reason"], r.get("holdout", ""))
     members.sort()
-    quarantine.sort()
     inputs = len(members)
     written_by_label = {lab: sum(v[lab] for s, v in by_split.items() if not s.startswith(HOLDOUT_PREFIX))
                         for lab in LABELS}
@@ -296,4 +333,4 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
     if holdout_names:
         summary["holdout_sets"] = {h: {"split": holdout_split(h), **{k: v for k, v in per_set[h].items()}}
                                    for h in holdout_names}
-    return Plan(summary, ordered, num_shards, members, quarantine)
+    return Plan(summary, ordered, num_shards, members, fields)
