@@ -2,6 +2,7 @@
 no-credentials error, and the vertex: config section. Nothing here talks to Google Cloud."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -183,6 +184,26 @@ def test_missing_or_foreign_spec_and_bad_cron_are_one_line(tmp_path):
     assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1 and "compiled for pipeline 'other'" in r.stderr
     r = _cli("schedule", "--config", VERTEX, "--spec", bad, "--cron", "every monday", "--dry-run")
     assert r.returncode != 0 and r.stderr.startswith("error: cron 'every monday' must have 5 fields")
+
+
+@pytest.mark.parametrize("cron, field", [("61 3 * * 1", "minute field '61'"), ("0 24 * * *", "hour field '24'"),
+                                         ("0 3 0 * *", "day-of-month field '0'"), ("0 3 * 13 *", "month field '13'"),
+                                         ("0 3 * * 8", "day-of-week field '8'"), ("0 3 * * MON-XYZ", "day-of-week"),
+                                         ("*/0 * * * *", "minute field '*/0'")])
+def test_cron_is_validated_field_by_field(compiled, cron, field):
+    spec, _ = compiled
+    r = _cli("schedule", "--config", VERTEX, "--spec", spec, "--cron", cron, "--dry-run")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and r.stderr.startswith(f"error: cron {cron!r}: the ")
+    assert field in r.stderr
+    # the same check on vertex.schedule.cron in a config file
+    with pytest.raises(ConfigError, match=f"vertex.schedule.cron: cron {re.escape(repr(cron))}: the "):
+        load_config(VERTEX, {"vertex": {"schedule": {"cron": cron}}})
+
+
+@pytest.mark.parametrize("cron", ["0 3 * * 1", "*/15 9-17 * * mon-fri", "0 0 1 jan,jul *", "30 2 * * 7"])
+def test_valid_crons_are_accepted(cron):
+    assert load_config(VERTEX, {"vertex": {"schedule": {"cron": cron}}}).vertex.schedule.cron == cron
 
 
 def test_compile_without_a_vertex_section_is_one_line():

@@ -11,7 +11,7 @@ import json
 
 import click
 
-from pipeline.cli.common import console, load, set_option, user_errors, vertex_config_option
+from pipeline.cli.common import UserError, console, load, set_option, user_errors, vertex_config_option
 
 spec_option = click.option("--spec", default="pipeline.json", show_default=True,
                            help="compiled pipeline (synthdetect compile --out …)")
@@ -94,6 +94,12 @@ def schedule(config: str, sets: tuple[str, ...], spec: str, dry_run: bool, cron:
              max_concurrent: int | None) -> None:
     """Run the compiled pipeline on a schedule (Vertex AI PipelineJobSchedule)."""
     cfg = _vertex_cfg(config, sets)
+    if cron is not None:  # checked before the Vertex SDK is imported: a typo answers at once
+        from schemas.config import check_cron
+        try:
+            cron = check_cron(cron)
+        except ValueError as e:
+            raise UserError(str(e)) from None
     _quiet_libraries()
     from pipeline import vertex
     _quiet_libraries()

@@ -49,11 +49,11 @@ def _blessed_word(blessed: bool | None) -> str:
 
 
 @runs.command("show")
-@click.argument("run_id")
+@click.argument("run_id", default="latest", metavar="[RUN|latest]")
 @json_option
 @click.pass_context
 def runs_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
-    """Lineage of one run: ingest summary, models, evaluation, blessing, registry version."""
+    """Lineage of one run (default: the latest): ingest summary, models, evaluation, blessing, registry version."""
     o = ctx.obj
     cfg = load(o["config"], o["sets"])
     from pipeline.runs import run_lineage, to_json
