@@ -93,6 +93,11 @@ def training_custom_config(cfg: PipelineConfig) -> dict:
     }
 
 
+def trainer_custom_config(cfg: PipelineConfig, model_config: dict) -> dict:
+    """A Trainer's custom_config on Vertex: run_fn's settings + the Vertex AI training job's."""
+    return {**model_config, **training_custom_config(cfg)}
+
+
 # ------------------------------------------------------------------------------------------ pipeline
 def _container_path(value: str, where: str) -> str:
     """Local paths inside this checkout map to the same file in the image; any other local path is a
@@ -142,20 +147,21 @@ def create_vertex_components(cfg: PipelineConfig) -> list:
 
     from pipeline.pipeline import create_components
 
+    from pipeline.parameters import parameterise
+
     components = create_components(cfg)
     beam_args = dataflow_args(cfg)
-    training = training_custom_config(cfg)
     for c in components:
         _map_local_paths(c)
         if isinstance(c, Trainer):
             c.executor_spec = ai_trainer.Trainer.EXECUTOR_SPEC.copy()
             assert isinstance(c.executor_spec, executor_spec.ExecutorClassSpec)
             custom = json.loads(c.exec_properties.get("custom_config") or "{}")
-            custom.update(training)
-            c.exec_properties["custom_config"] = json.dumps(custom, sort_keys=True)
+            c.exec_properties["custom_config"] = json.dumps(trainer_custom_config(cfg, custom), sort_keys=True)
         elif isinstance(c, base_beam_component.BaseBeamComponent):
             c.with_beam_pipeline_args(beam_args)
-    return components
+    # data input, training settings and gate thresholds: runtime parameters (pipeline/parameters.py)
+    return parameterise(cfg, components)
 
 
 def component_images(cfg: PipelineConfig) -> dict[str, str]:
@@ -193,8 +199,10 @@ def compile_pipeline(cfg: PipelineConfig, out: str) -> dict:
             default_image=component_images(cfg),
             default_commands=CONTAINER_COMMAND),
         output_dir=str(out_path.parent), output_filename=out_path.name)
+    from pipeline.parameters import default_values
     try:
-        return runner.run(create_vertex_pipeline(cfg), write_out=True)
+        # the config's values are the runtime parameters' defaults (runtimeConfig.parameters)
+        job = runner.run(create_vertex_pipeline(cfg), parameter_values=default_values(cfg), write_out=False)
     except ValueError as e:
         if "Invalid custom artifact type name" in str(e):
             name = str(e).rsplit(":", 1)[-1].strip()
@@ -202,6 +210,20 @@ def compile_pipeline(cfg: PipelineConfig, out: str) -> dict:
                              "(it must look like 'namespace.Name', e.g. 'synthdetect.ReleaseCheck'): rename its "
                              "TYPE_NAME") from None
         raise
+    use_our_example_gen_driver(job)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(job, sort_keys=True))
+    return job
+
+
+def use_our_example_gen_driver(job: dict) -> None:
+    """ImageExampleGen's pre-cache check (the driver whose fingerprint enters Vertex's cache key)
+    becomes ours: every input file, as locally (components/ingest/vertex_driver.py)."""
+    from components.ingest.vertex_driver import MODULE
+    ps = job["pipelineSpec"]
+    label = ps["components"][ps["root"]["dag"]["tasks"]["ImageExampleGen"]["componentRef"]["name"]]["executorLabel"]
+    hook = ps["deploymentSpec"]["executors"][label]["container"]["lifecycle"]["preCacheCheck"]
+    hook["command"] = ["python", "-m", MODULE]
 
 
 # ---------------------------------------------------------------------------------- submit/schedule
@@ -239,7 +261,74 @@ def _check_spec(spec: str, cfg: PipelineConfig) -> dict:
     return job
 
 
-def _pipeline_job(cfg: PipelineConfig, spec: str, credentials, job_id: str | None = None):
+def spec_parameters(job: dict) -> dict[str, str]:
+    """The compiled spec's pipeline parameters: name -> type (INT, DOUBLE, STRING; schema 2.1:
+    NUMBER_INTEGER, NUMBER_DOUBLE, STRING)."""
+    params = job["pipelineSpec"]["root"].get("inputDefinitions", {}).get("parameters", {})
+    return {name: p.get("type") or p.get("parameterType") for name, p in params.items()}
+
+
+_NAMES = {"INT": "an integer", "NUMBER_INTEGER": "an integer", "DOUBLE": "a number", "NUMBER_DOUBLE": "a number",
+          "STRING": "a string"}
+
+
+def parse_parameters(items: tuple[str, ...], job: dict, cfg: PipelineConfig) -> dict:
+    """`--param KEY=VALUE` items -> parameter_values, checked against the compiled spec (names, types)
+    and against the config schema (the values the run will validate: ranges, JSON thresholds)."""
+    import yaml
+
+    from pipeline import parameters
+    declared = spec_parameters(job)
+    values: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise CloudError(f"--param expects KEY=VALUE (e.g. epochs=1), got {item!r}")
+        if key not in declared:
+            known = ", ".join(sorted(declared)) or "none (compile again)"
+            raise CloudError(f"--param {key}: the compiled pipeline has no parameter {key!r} (parameters: {known})")
+        kind = declared[key]
+        try:
+            value = yaml.safe_load(raw) if kind != "STRING" else raw
+        except yaml.YAMLError:
+            value = raw
+        if kind in ("INT", "NUMBER_INTEGER") and not (isinstance(value, int) and not isinstance(value, bool)):
+            raise CloudError(f"--param {key}={raw}: must be {_NAMES[kind]}")
+        if kind in ("DOUBLE", "NUMBER_DOUBLE"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise CloudError(f"--param {key}={raw}: must be {_NAMES[kind]}")
+            value = float(value)
+        values[key] = value
+    known = {k: v for k, v in values.items() if k in parameters.BY_NAME}
+    if known:
+        from pydantic import ValidationError
+
+        from schemas.config import _merge, _one_line
+        try:
+            PipelineConfig.model_validate(_merge(cfg.model_dump(), parameters.overrides(known)))
+        except ValidationError as e:
+            raise CloudError(f"--param: {_one_line(e)}") from None
+        except ValueError as e:
+            raise CloudError(f"--param {e}") from None
+    return values
+
+
+def job_parameters(job: dict, given: dict) -> dict:
+    """Every parameter's value for a run: the compiled defaults (runtimeConfig) with `given` over them."""
+    rc = job.get("runtimeConfig", {})
+    defaults = {k: next(iter(v.values())) for k, v in (rc.get("parameters") or {}).items()}
+    defaults.update(rc.get("parameterValues") or {})
+    kinds = spec_parameters(job)
+    for k, v in defaults.items():   # KFP's intValue is a string in JSON
+        if kinds.get(k) in ("INT", "NUMBER_INTEGER"):
+            defaults[k] = int(v)
+        elif kinds.get(k) in ("DOUBLE", "NUMBER_DOUBLE"):
+            defaults[k] = float(v)
+    return {**defaults, **given}
+
+
+def _pipeline_job(cfg: PipelineConfig, spec: str, credentials, job_id: str | None = None,
+                  parameter_values: dict | None = None):
     from google.cloud import aiplatform
 
     v = cfg.vertex
@@ -250,7 +339,7 @@ def _pipeline_job(cfg: PipelineConfig, spec: str, credentials, job_id: str | Non
         template_path=str(Path(spec).resolve()),
         job_id=job_id,
         pipeline_root=v.pipeline_root,
-        parameter_values={},          # the compiled spec has no runtime parameters: config is compiled in
+        parameter_values=parameter_values or {},   # the rest: the compiled defaults (the config's values)
         enable_caching=cfg.enable_cache,
         labels=dict(v.labels) or None,
         credentials=credentials,
@@ -260,8 +349,7 @@ def _pipeline_job(cfg: PipelineConfig, spec: str, credentials, job_id: str | Non
 
 
 def config_parameters(cfg: PipelineConfig) -> dict:
-    """The run's parameters from the config, as compiled into the spec (the spec declares no runtime
-    parameters: a different config means compiling again)."""
+    """The config the spec was checked against (the runtime parameters' values are under "parameters")."""
     return {"pipeline_name": cfg.pipeline_name, "data.input": cfg.data.input, "registry": cfg.registry,
             "model": cfg.model.model_dump(), "thresholds": cfg.thresholds.model_dump(),
             "enable_cache": cfg.enable_cache}
@@ -273,15 +361,17 @@ def _request_dict(message) -> dict:
     return json_format.MessageToDict(pb, preserving_proto_field_name=False)
 
 
-def submit(cfg: PipelineConfig, spec: str, dry_run: bool = False, job_id: str | None = None) -> dict:
+def submit(cfg: PipelineConfig, spec: str, dry_run: bool = False, job_id: str | None = None,
+           params: tuple[str, ...] = ()) -> dict:
     """Creates a PipelineJob (projects.locations.pipelineJobs.create). Returns the request (dry run)
     or the created job's name and console link."""
     if cfg.vertex is None:
         raise CloudError("the config has no vertex: section (see configs/vertex.yaml)")
     v = cfg.vertex
-    _check_spec(spec, cfg)
+    compiled = _check_spec(spec, cfg)
+    values = parse_parameters(params, compiled, cfg)
     creds = _credentials(dry_run)
-    job = _pipeline_job(cfg, spec, creds, job_id)
+    job = _pipeline_job(cfg, spec, creds, job_id, values)
     if dry_run:
         # What PipelineJob.submit(service_account=..., network=...) sets before it calls
         # JobServiceClient.create_pipeline_job(parent, pipeline_job, pipeline_job_id).
@@ -290,6 +380,7 @@ def submit(cfg: PipelineConfig, spec: str, dry_run: bool = False, job_id: str | 
             job._gca_resource.network = v.network
         return {"method": "google.cloud.aiplatform.v1.PipelineService.CreatePipelineJob",
                 "spec": str(Path(spec).resolve()), "config_parameters": config_parameters(cfg),
+                "parameters": job_parameters(compiled, values),
                 "request": {"parent": job._parent, "pipelineJobId": job.job_id,
                             "pipelineJob": _request_dict(job._gca_resource)}}
     try:
@@ -300,7 +391,7 @@ def submit(cfg: PipelineConfig, spec: str, dry_run: bool = False, job_id: str | 
 
 
 def schedule(cfg: PipelineConfig, spec: str, cron: str | None = None, max_concurrent: int | None = None,
-             dry_run: bool = False) -> dict:
+             dry_run: bool = False, params: tuple[str, ...] = ()) -> dict:
     """Creates a PipelineJobSchedule (projects.locations.schedules.create) that runs the compiled spec."""
     from google.cloud import aiplatform
     from schemas.config import check_cron
@@ -315,9 +406,10 @@ def schedule(cfg: PipelineConfig, spec: str, cron: str | None = None, max_concur
         raise CloudError(str(e)) from None
     if max_concurrent is not None and max_concurrent < 1:
         raise CloudError("--max-concurrent must be >= 1")
-    _check_spec(spec, cfg)
+    compiled = _check_spec(spec, cfg)
+    values = parse_parameters(params, compiled, cfg)
     creds = _credentials(dry_run)
-    job = _pipeline_job(cfg, spec, creds)
+    job = _pipeline_job(cfg, spec, creds, parameter_values=values)
     sched = aiplatform.PipelineJobSchedule(
         pipeline_job=job, display_name=s.display_name or f"{cfg.pipeline_name}-schedule",
         credentials=creds, project=v.project, location=v.region)
@@ -334,6 +426,7 @@ def schedule(cfg: PipelineConfig, spec: str, cron: str | None = None, max_concur
             logging.disable(logging.NOTSET)
         return {"method": "google.cloud.aiplatform.v1.ScheduleService.CreateSchedule",
                 "spec": str(Path(spec).resolve()), "config_parameters": config_parameters(cfg),
+                "parameters": job_parameters(compiled, values),
                 "request": {"parent": recorder.parent, "schedule": recorder.schedule}}
     try:
         sched.create(**kwargs)

@@ -131,6 +131,7 @@ def test_unearned_model_is_not_pushed(tmp_path):
         assert any("binary_accuracy" in f for f in got.get("validation_failures", got.get("reasons", [])))
 
 
+@pytest.mark.slow   # a second whole run; the decision -> exit code table is in tests/test_cli_errors.py
 def test_allow_unblessed_exits_0_for_an_exploratory_run(tmp_path):
     rep = run_pipeline(tmp_path, REFUSING, 0, "--allow-unblessed")
     assert rep["blessed"] is False and rep["pushed_to"] is None

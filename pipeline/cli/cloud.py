@@ -15,6 +15,9 @@ from pipeline.cli.common import UserError, console, load, set_option, user_error
 
 spec_option = click.option("--spec", default="pipeline.json", show_default=True,
                            help="compiled pipeline (synthdetect compile --out …)")
+param_option = click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+                             help="a runtime parameter of the compiled pipeline, e.g. --param epochs=1 (repeatable; "
+                                  "data_input, epochs, batch_size, learning_rate, image_size, every threshold)")
 dry_run_option = click.option("--dry-run", is_flag=True,
                               help="print the exact API request as JSON instead of sending it (no credentials needed)")
 
@@ -68,14 +71,16 @@ def compile_cmd(config: str, sets: tuple[str, ...], runner: str, out: str) -> No
 @set_option
 @spec_option
 @dry_run_option
+@param_option
 @click.option("--job-id", default=None, help="pipeline job id (default: <pipeline>-<timestamp>)")
-def submit(config: str, sets: tuple[str, ...], spec: str, dry_run: bool, job_id: str | None) -> None:
+def submit(config: str, sets: tuple[str, ...], spec: str, dry_run: bool, params: tuple[str, ...],
+           job_id: str | None) -> None:
     """Run the compiled pipeline once on Vertex AI Pipelines (aiplatform PipelineJob)."""
     cfg = _vertex_cfg(config, sets)
     _quiet_libraries()
     from pipeline import vertex
     _quiet_libraries()
-    result = _cloud(vertex.submit, cfg, spec, dry_run=dry_run, job_id=job_id)
+    result = _cloud(vertex.submit, cfg, spec, dry_run=dry_run, job_id=job_id, params=params)
     if dry_run:
         click.echo(json.dumps(result, indent=2, sort_keys=True))
     else:
@@ -87,11 +92,12 @@ def submit(config: str, sets: tuple[str, ...], spec: str, dry_run: bool, job_id:
 @set_option
 @spec_option
 @dry_run_option
+@param_option
 @click.option("--cron", default=None, help="5-field cron, e.g. \"0 3 * * 1\" (default: vertex.schedule.cron)")
 @click.option("--max-concurrent", type=int, default=None,
               help="max runs at once (default: vertex.schedule.max_concurrent_runs)")
-def schedule(config: str, sets: tuple[str, ...], spec: str, dry_run: bool, cron: str | None,
-             max_concurrent: int | None) -> None:
+def schedule(config: str, sets: tuple[str, ...], spec: str, dry_run: bool, params: tuple[str, ...],
+             cron: str | None, max_concurrent: int | None) -> None:
     """Run the compiled pipeline on a schedule (Vertex AI PipelineJobSchedule)."""
     cfg = _vertex_cfg(config, sets)
     if cron is not None:  # checked before the Vertex SDK is imported: a typo answers at once
@@ -103,7 +109,8 @@ def schedule(config: str, sets: tuple[str, ...], spec: str, dry_run: bool, cron:
     _quiet_libraries()
     from pipeline import vertex
     _quiet_libraries()
-    result = _cloud(vertex.schedule, cfg, spec, cron=cron, max_concurrent=max_concurrent, dry_run=dry_run)
+    result = _cloud(vertex.schedule, cfg, spec, cron=cron, max_concurrent=max_concurrent, dry_run=dry_run,
+                    params=params)
     if dry_run:
         click.echo(json.dumps(result, indent=2, sort_keys=True))
     else:
