@@ -362,7 +362,7 @@ def _request_dict(message) -> dict:
 
 
 def submit(cfg: PipelineConfig, spec: str, dry_run: bool = False, job_id: str | None = None,
-           params: tuple[str, ...] = ()) -> dict:
+           params: tuple[str, ...] = (), wait: bool = False, on_task=None, poll: float = 30.0) -> dict:
     """Creates a PipelineJob (projects.locations.pipelineJobs.create). Returns the request (dry run)
     or the created job's name and console link."""
     if cfg.vertex is None:
@@ -387,7 +387,18 @@ def submit(cfg: PipelineConfig, spec: str, dry_run: bool = False, job_id: str | 
         job.submit(service_account=v.service_account, network=v.network)
     except Exception as e:  # noqa: BLE001 - API errors become one line
         raise CloudError(f"submitting to Vertex AI failed: {_first_line(e)}") from None
-    return {"name": job.resource_name, "console": job._dashboard_uri()}
+    result = {"name": job.resource_name, "console": job._dashboard_uri()}
+    if wait:
+        import time
+
+        def fetch():
+            job._sync_gca_resource()
+            return job.gca_resource
+        try:
+            result["job"] = wait_for_job(fetch, on_task or (lambda task, state: None), time.sleep, poll)
+        except Exception as e:  # noqa: BLE001 - polling errors become one line (the job keeps running)
+            raise CloudError(f"waiting for {job.resource_name} failed: {_first_line(e)}") from None
+    return result
 
 
 def schedule(cfg: PipelineConfig, spec: str, cron: str | None = None, max_concurrent: int | None = None,
@@ -449,3 +460,84 @@ class _Recorder:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
+
+
+# ------------------------------------------------------------------------------- jobs on Vertex AI
+SUCCEEDED, FAILED, CANCELLED = "PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED"
+TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
+
+
+def _output_metadata(task: dict, key: str) -> dict:
+    arts = (task.get("outputs", {}).get(key) or {}).get("artifacts") or []
+    return arts[0].get("metadata", {}) if arts else {}
+
+
+def job_summary(resource) -> dict:
+    """A Vertex AI PipelineJob resource (google.cloud.aiplatform_v1 PipelineJob, as the SDK returns it)
+    -> {name, display_name, state, start, end, tasks: {task: state}, blessed, pushed_version,
+    pushed_to, error}. The decision is read from the steps' output artifacts: ReleaseCheck's blessing
+    and RegistryPusher's pushed_model (their custom properties are the artifacts' metadata on Vertex)."""
+    from google.protobuf import json_format
+    d = json_format.MessageToDict(getattr(resource, "_pb", resource), preserving_proto_field_name=True)
+    tasks = {t["task_name"]: t.get("state", "STATE_UNSPECIFIED")
+             for t in d.get("job_detail", {}).get("task_details", []) if t.get("task_name")
+             and t["task_name"] != d.get("pipeline_spec", {}).get("pipelineInfo", {}).get("name")}
+    by_name = {t.get("task_name"): t for t in d.get("job_detail", {}).get("task_details", [])}
+    blessing = _output_metadata(by_name.get("ReleaseCheck", {}), "blessing")
+    pushed = _output_metadata(by_name.get("RegistryPusher", {}), "pushed_model")
+    return {"name": d.get("name"), "display_name": d.get("display_name"), "state": d.get("state"),
+            "start": d.get("start_time") or d.get("create_time"), "end": d.get("end_time"), "tasks": tasks,
+            "blessed": None if "blessed" not in blessing else int(blessing["blessed"]) == 1,
+            "pushed_version": pushed.get("pushed_version") if int(pushed.get("pushed", 0) or 0) == 1 else None,
+            "pushed_to": pushed.get("pushed_destination") if int(pushed.get("pushed", 0) or 0) == 1 else None,
+            "parameters": {k: next(iter(v.values())) if isinstance(v, dict) else v for k, v in
+                           (d.get("runtime_config", {}).get("parameter_values")
+                            or d.get("runtime_config", {}).get("parameters") or {}).items()},
+            "error": (d.get("error") or {}).get("message")}
+
+
+def wait_for_job(fetch, on_task, sleep, poll: float = 30.0) -> dict:
+    """Polls `fetch()` (the job's current resource) until the job ends; `on_task(task, state)` on
+    every task state change. Returns the last job_summary."""
+    seen: dict[str, str] = {}
+    while True:
+        s = job_summary(fetch())
+        for task, state in s["tasks"].items():
+            if seen.get(task) != state:
+                seen[task] = state
+                on_task(task, state)
+        if s["state"] in TERMINAL:
+            return s
+        sleep(poll)
+
+
+def list_jobs(cfg: PipelineConfig, limit: int = 50) -> list[dict]:
+    """This pipeline's jobs on Vertex AI (newest first) through the SDK (Application Default Credentials)."""
+    from google.cloud import aiplatform
+    v = cfg.vertex
+    assert v is not None
+    creds = _credentials(False)
+    try:
+        jobs = aiplatform.PipelineJob.list(filter=f'pipeline_name="{cfg.pipeline_name}"', order_by="create_time desc",
+                                           project=v.project, location=v.region, credentials=creds)
+    except Exception as e:  # noqa: BLE001 - API errors become one line
+        raise CloudError(f"listing Vertex AI pipeline jobs failed: {_first_line(e)}") from None
+    return [job_summary(j.gca_resource) for j in jobs[:limit]]
+
+
+def get_job(cfg: PipelineConfig, name: str) -> dict:
+    """One job (its id or full resource name; "latest": the newest) as job_summary."""
+    from google.cloud import aiplatform
+    v = cfg.vertex
+    assert v is not None
+    if name == "latest":
+        jobs = list_jobs(cfg, limit=1)
+        if not jobs:
+            raise CloudError(f"no Vertex AI pipeline jobs of {cfg.pipeline_name!r} in {v.project}/{v.region}")
+        return jobs[0]
+    creds = _credentials(False)
+    try:
+        job = aiplatform.PipelineJob.get(name, project=v.project, location=v.region, credentials=creds)
+    except Exception as e:  # noqa: BLE001
+        raise CloudError(f"pipeline job {name!r}: {_first_line(e)}") from None
+    return job_summary(job.gca_resource)

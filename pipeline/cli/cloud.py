@@ -11,7 +11,8 @@ import json
 
 import click
 
-from pipeline.cli.common import UserError, console, load, set_option, user_errors, vertex_config_option
+from pipeline.cli.common import (UserError, allow_unblessed_option, console, exit_with_decision, load,
+                                 progress_console, set_option, user_errors, vertex_config_option)
 
 spec_option = click.option("--spec", default="pipeline.json", show_default=True,
                            help="compiled pipeline (synthdetect compile --out …)")
@@ -73,18 +74,39 @@ def compile_cmd(config: str, sets: tuple[str, ...], runner: str, out: str) -> No
 @dry_run_option
 @param_option
 @click.option("--job-id", default=None, help="pipeline job id (default: <pipeline>-<timestamp>)")
+@click.option("--wait", is_flag=True, help="poll the job until it ends, print each task's state, and exit like "
+                                           "`synthdetect run` (0 blessed and pushed, 3 refused, 1 failed)")
+@click.option("--poll", type=click.FloatRange(1, 3600), default=30, show_default=True, help="seconds between polls")
+@allow_unblessed_option
 def submit(config: str, sets: tuple[str, ...], spec: str, dry_run: bool, params: tuple[str, ...],
-           job_id: str | None) -> None:
+           job_id: str | None, wait: bool, poll: float, allow_unblessed: bool) -> None:
     """Run the compiled pipeline once on Vertex AI Pipelines (aiplatform PipelineJob)."""
     cfg = _vertex_cfg(config, sets)
     _quiet_libraries()
     from pipeline import vertex
     _quiet_libraries()
-    result = _cloud(vertex.submit, cfg, spec, dry_run=dry_run, job_id=job_id, params=params)
+    def on_task(task: str, state: str) -> None:
+        progress_console.print(f"  {task}: {state.lower()}")
+    result = _cloud(vertex.submit, cfg, spec, dry_run=dry_run, job_id=job_id, params=params,
+                    wait=wait and not dry_run, on_task=on_task, poll=poll)
     if dry_run:
         click.echo(json.dumps(result, indent=2, sort_keys=True))
-    else:
-        console.print(f"submitted {result['name']}\n  {result['console']}")
+        return
+    console.print(f"submitted {result['name']}\n  {result['console']}")
+    if wait:
+        finish_job(result["job"], allow_unblessed)
+
+
+def finish_job(job: dict, allow_unblessed: bool) -> None:
+    """`submit --wait`'s end: the job's state and release decision as the exit code of a local run."""
+    from pipeline.vertex import SUCCEEDED
+    state = (job["state"] or "").removeprefix("PIPELINE_STATE_").lower()
+    if job["state"] != SUCCEEDED:
+        raise UserError(f"pipeline job {job['name']} {state}" + (f": {job['error']}" if job.get("error") else ""))
+    console.print(f"pipeline job {job['name']} succeeded: "
+                  + ("not evaluated" if job["blessed"] is None else "BLESSED" if job["blessed"] else "NOT BLESSED")
+                  + (f", pushed {job['pushed_version']} ({job['pushed_to']})" if job["pushed_version"] else ", not pushed"))
+    exit_with_decision(job["blessed"], job["pushed_version"], allow_unblessed)
 
 
 @click.command()
