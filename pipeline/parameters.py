@@ -123,7 +123,6 @@ def exec_properties_of(cfg: PipelineConfig) -> dict[str, str]:
     from components.evaluator.eval_config import make_eval_config
     from components.ingest.component import input_base_and_pattern
     from pipeline.pipeline import MODEL_NAME, trainer_config
-    from pipeline.vertex import trainer_custom_config
 
     base, pattern = input_base_and_pattern(cfg.data.input)
     input_config = tfx.proto.Input(splits=[tfx.proto.Input.Split(name="all", pattern=pattern)])
@@ -135,6 +134,44 @@ def exec_properties_of(cfg: PipelineConfig) -> dict[str, str]:
         "eval_config": proto_utils.proto_to_json(make_eval_config(cfg.thresholds)),
         "thresholds_json": json.dumps(cfg.thresholds.model_dump(), sort_keys=True),
     }
+
+
+# ------------------------------------------------------- the Trainers' Vertex AI training settings
+# (here, not in pipeline/vertex.py, which imports this module: the step computes them in the container)
+def worker_pool_specs(cfg: PipelineConfig) -> list[dict]:
+    """The Vertex AI CustomJob worker pool each Trainer runs on (one replica: run_fn trains on one host)."""
+    v = cfg.vertex
+    assert v is not None
+    t = v.training
+    machine = {"machine_type": t.machine_type}
+    if t.accelerator_type:
+        machine.update(accelerator_type=t.accelerator_type, accelerator_count=t.accelerator_count)
+    return [{"machine_spec": machine, "replica_count": 1,
+             "container_spec": {"image_uri": v.trainer_image()},
+             "disk_spec": {"boot_disk_type": "pd-ssd", "boot_disk_size_gb": t.boot_disk_size_gb}}]
+
+
+def training_custom_config(cfg: PipelineConfig) -> dict:
+    """Keys the google_cloud_ai_platform Trainer executor reads from the Trainer's custom_config."""
+    from tfx.extensions.google_cloud_ai_platform import constants
+    from tfx.extensions.google_cloud_ai_platform.trainer import executor as ai_trainer
+
+    v = cfg.vertex
+    assert v is not None
+    job_spec: dict = {"worker_pool_specs": worker_pool_specs(cfg), "service_account": v.service_account}
+    if v.network:
+        job_spec["network"] = v.network
+    return {
+        constants.ENABLE_VERTEX_KEY: True,
+        constants.VERTEX_REGION_KEY: v.region,
+        ai_trainer.TRAINING_ARGS_KEY: {"project": v.project, "job_spec": job_spec, "labels": dict(v.labels)},
+    }
+
+
+def trainer_custom_config(cfg: PipelineConfig, model_config: dict) -> dict:
+    """A Trainer's custom_config on Vertex: run_fn's settings + the Vertex AI training job's."""
+    return {**model_config, **training_custom_config(cfg)}
+
 
 
 # ---------------------------------------------------------------------------------------- the step

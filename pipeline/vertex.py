@@ -19,6 +19,7 @@ import json
 import os
 from pathlib import Path
 
+from pipeline.parameters import trainer_custom_config, training_custom_config, worker_pool_specs  # noqa: F401
 from schemas.config import GPU_TYPES, TPU_TYPES, PipelineConfig, is_gcs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,41 +62,6 @@ def dataflow_args(cfg: PipelineConfig) -> list[str]:
         args.append("--no_use_public_ips")
     args += [f"--labels={k}={val}" for k, val in sorted(v.labels.items())]
     return args + list(d.extra_args)
-
-
-def worker_pool_specs(cfg: PipelineConfig) -> list[dict]:
-    """The Vertex AI CustomJob worker pool each Trainer runs on (one replica: run_fn trains on one host)."""
-    v = cfg.vertex
-    assert v is not None
-    t = v.training
-    machine = {"machine_type": t.machine_type}
-    if t.accelerator_type:
-        machine.update(accelerator_type=t.accelerator_type, accelerator_count=t.accelerator_count)
-    return [{"machine_spec": machine, "replica_count": 1,
-             "container_spec": {"image_uri": v.trainer_image()},
-             "disk_spec": {"boot_disk_type": "pd-ssd", "boot_disk_size_gb": t.boot_disk_size_gb}}]
-
-
-def training_custom_config(cfg: PipelineConfig) -> dict:
-    """Keys the google_cloud_ai_platform Trainer executor reads from the Trainer's custom_config."""
-    from tfx.extensions.google_cloud_ai_platform import constants
-    from tfx.extensions.google_cloud_ai_platform.trainer import executor as ai_trainer
-
-    v = cfg.vertex
-    assert v is not None
-    job_spec: dict = {"worker_pool_specs": worker_pool_specs(cfg), "service_account": v.service_account}
-    if v.network:
-        job_spec["network"] = v.network
-    return {
-        constants.ENABLE_VERTEX_KEY: True,
-        constants.VERTEX_REGION_KEY: v.region,
-        ai_trainer.TRAINING_ARGS_KEY: {"project": v.project, "job_spec": job_spec, "labels": dict(v.labels)},
-    }
-
-
-def trainer_custom_config(cfg: PipelineConfig, model_config: dict) -> dict:
-    """A Trainer's custom_config on Vertex: run_fn's settings + the Vertex AI training job's."""
-    return {**model_config, **training_custom_config(cfg)}
 
 
 # ------------------------------------------------------------------------------------------ pipeline
