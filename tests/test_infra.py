@@ -85,14 +85,16 @@ def test_every_requirement_is_in_the_lock():
 
 
 # What a production image must not carry: test runners, the Jupyter notebook server, FiftyOne + MongoDB.
-DEV_ONLY = ("pytest", "pytest-timeout", "jupyterlab", "jupyter-server", "notebook", "nbconvert", "fiftyone",
-            "fiftyone-db", "gcp-storage-emulator", "widgetsnbextension")
+# (ipykernel and its jupyter-client / jupyter-core stay: TFMA imports ipywidgets, which imports ipykernel.comm.)
+DEV_ONLY = ("pytest", "pytest-timeout", "jupyterlab", "jupyter-server", "jupyter-lsp", "notebook", "nbconvert",
+            "nbclient", "fiftyone", "fiftyone-db", "gcp-storage-emulator", "widgetsnbextension")
 
 
 @pytest.mark.parametrize("lock", ["requirements.lock", "infra/requirements-gpu.lock"])
 def test_the_runtime_locks_carry_no_development_tools(lock):
     got = pins(REPO / lock)
-    assert not [name for name in got if name in DEV_ONLY or name.startswith(("pytest", "jupyter"))], lock
+    assert not [name for name in got if name in DEV_ONLY or name.startswith(("pytest", "jupyterlab", "jupyter-server",
+                                                                              "fiftyone", "notebook"))], lock
     # what ingestion, training and serving import directly is pinned explicitly
     assert {"opencv-python-headless", "pillow", "imagehash", "tensorflow", "tfx", "croniter"} <= set(got)
 
