@@ -349,7 +349,7 @@ def test_the_parameters_step_outputs_what_compiling_the_config_would_have(cfg, t
                                                       "min_holdout_auc": 0.7}
     bounds = {json.dumps(t["threshold"]["value_threshold"]["lower_bound"]) for m in
               json.loads(changed["eval_config"])["metrics_specs"][0]["metrics"] for t in m.get("per_slice_thresholds", [])}
-    assert '{"value": 0.5}' in bounds   # the TFMA gate too
+    assert bounds == {"0.5", json.dumps(cfg.thresholds.min_accuracy)}   # the TFMA gate too: AUC >= 0.5 now
     assert changed["input_base"] == "gs://other-bucket/images" and '"*"' in changed["input_config"]
     # a value the config schema refuses fails the step with one line naming it
     with pytest.raises(ValueError, match=r"^runtime parameters: model.epochs: "):
