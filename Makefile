@@ -1,5 +1,5 @@
 # The two commands: `make run` (whole pipeline on the bundled sample) and `make test`.
-# Both bootstrap .venv from requirements.lock first.
+# Both bootstrap .venv from requirements.lock + requirements-dev.lock first.
 SHELL := /bin/bash
 export TF_USE_LEGACY_KERAS := 1
 export PYTHONWARNINGS := ignore::FutureWarning
@@ -26,10 +26,13 @@ test-all: bootstrap chromium
 test-fast: bootstrap
 	$(VENV)/python -m pytest -m "not slow and not e2e" $(PYTEST_ARGS)
 
-# Re-resolve requirements.in into the committed lock file (needs the package registry).
+# Re-resolve the lock files (needs the package registry): requirements.lock (runtime: the images install it),
+# requirements-dev.lock (runtime pins + tests and curation; .venv), infra/requirements-gpu.lock (runtime + CUDA).
+UV_COMPILE := uv pip compile --python-version 3.10 --python-platform x86_64-manylinux_2_28
 lock:
-	uv pip compile requirements.in -o requirements.lock --python-version 3.10 --python-platform x86_64-manylinux_2_28
-	uv pip compile infra/requirements-gpu.in -c requirements.lock -o infra/requirements-gpu.lock --python-version 3.10 --python-platform x86_64-manylinux_2_28
+	$(UV_COMPILE) requirements.in --excludes infra/runtime-excludes.txt -o requirements.lock
+	$(UV_COMPILE) requirements-dev.in -c requirements.lock -o requirements-dev.lock
+	$(UV_COMPILE) infra/requirements-gpu.in -c requirements.lock --excludes infra/runtime-excludes.txt -o infra/requirements-gpu.lock
 
 # Headless Chromium for the FiftyOne App browser test (best effort: the test says what is missing).
 chromium:

@@ -1,7 +1,8 @@
 """synthdetect: a TFX pipeline that tells AI-synthesized images from real photographs.
 
-Dependencies are pinned in requirements.lock (resolved with uv from requirements.in); install with
-`make bootstrap`, which syncs the lock file into .venv and installs this package in editable mode.
+Dependencies are pinned in requirements.lock (runtime, resolved with uv from requirements.in) and
+requirements-dev.lock (+ tests and curation); install with `make bootstrap`, which syncs both into .venv
+and installs this package in editable mode.
 """
 from setuptools import find_packages, setup
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv from the committed lock file (idempotent; fast when nothing changed).
+# Create .venv from the committed lock files (idempotent; fast when nothing changed): the runtime lock
+# (requirements.lock, what the images install) + the development lock (tests, FiftyOne curation).
 # Needs only python3.10 and access to the package registry; installs uv if it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,9 +17,10 @@ find_python() {
 }
 
 PY=$(find_python) || { echo "error: python3.10 not found (synthdetect needs Python 3.10 for TFX 1.16)" >&2; exit 1; }
-STAMP=.venv/.synthdetect-lock.sha256          # .venv matches requirements.lock + setup.py
+STAMP=.venv/.synthdetect-lock.sha256          # .venv matches the lock files + setup.py
+LOCKS=(requirements.lock requirements-dev.lock)
 MONGOD_STAMP=.venv/.synthdetect-mongod.sha256  # ... and FiftyOne's mongod loaded with that .venv
-want=$(cat requirements.lock setup.py | sha256sum | cut -d' ' -f1)
+want=$(cat "${LOCKS[@]}" setup.py | sha256sum | cut -d' ' -f1)
 
 # FiftyOne's MongoDB: only curation needs it, so a failure is a warning, but it is not recorded as
 # done: the next bootstrap tries again.
@@ -43,9 +45,9 @@ if ! command -v uv >/dev/null 2>&1; then
   "$PY" -m pip install --quiet --user uv >&2
   export PATH="$HOME/.local/bin:$PATH"
 fi
-echo "bootstrap: syncing .venv from requirements.lock with uv" >&2
+echo "bootstrap: syncing .venv from ${LOCKS[*]} with uv" >&2
 [ -x .venv/bin/python ] || uv venv --quiet .venv --python "$PY"
-uv pip sync --quiet --python .venv/bin/python requirements.lock
+uv pip sync --quiet --python .venv/bin/python "${LOCKS[@]}"
 uv pip install --quiet --python .venv/bin/python --no-deps -e .
 echo "$want" > "$STAMP"
 ensure_mongod

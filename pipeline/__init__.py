@@ -2,7 +2,8 @@
 
     pipeline.py        create_components / create_pipeline; the component ids and output keys
     runner.py          the local run (LocalDagRunner, run log, preflight); process_record.py, logs.py
-    vertex.py          compiling and submitting to Vertex AI Pipelines
+    vertex.py          compiling and submitting to Vertex AI Pipelines, its jobs read back
+    parameters.py      the runtime parameters on Vertex (the RuntimeParameters step)
     artifacts.py       where a run's outputs are (ML Metadata by component id): the read-back layer
     report.py, runs.py what a run produced / every run and its lineage, built on artifacts.py
     cli/               the `synthdetect` command (one module per command group)

@@ -34,6 +34,7 @@ class RunSummary:
     pushed_version: str | None         # None: not pushed
     pushed_to: str | None = None
     process: dict | None = None        # pid, host, state (alive | gone | unknown), outcome; None: not recorded
+    reasons: list[str] = dataclasses.field(default_factory=list)  # the release check's reasons (BLESSED/NOT_BLESSED file)
 
 
 def _iso(ms: int | None) -> str | None:
@@ -93,10 +94,22 @@ def summarize(run: RunRecord, all_nodes: list[str] = (), metadata_path: str | No
     if not blessing:  # no pusher ran: the last blessing produced
         blessing = [a for _, a in run.outputs_of_type("ModelBlessing")][-1:]
     blessed = custom_int(blessing[-1], "blessed") == 1 if blessing else None
+    reasons = _blessing_reasons(blessing[-1].uri, blessed) if blessing else []
     version, to = (pushed_to(pushed[-1][1]) if pushed else None) or (None, None)
     return RunSummary(run_id=run.run_id, start=_iso(start), end=_iso(end), status=status, components=components,
                       data_fingerprint=run.outputs().data_fingerprint(), blessed=blessed, pushed_version=version,
-                      pushed_to=to, process=process)
+                      pushed_to=to, process=process, reasons=reasons)
+
+
+def _blessing_reasons(uri: str, blessed: bool | None) -> list[str]:
+    """The reasons ReleaseCheck wrote into its BLESSED / NOT_BLESSED marker file (local artifacts;
+    TFMA's own blessing files are empty)."""
+    path = os.path.join(uri, "BLESSED" if blessed else "NOT_BLESSED")
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return [line for line in f.read().splitlines() if line.strip()]
+    except OSError:
+        return []
 
 
 def list_runs(metadata_path: str, pipeline_name: str, pipeline_root: str) -> list[RunSummary]:

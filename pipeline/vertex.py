@@ -19,6 +19,7 @@ import json
 import os
 from pathlib import Path
 
+from pipeline.parameters import trainer_custom_config, training_custom_config, worker_pool_specs  # noqa: F401
 from schemas.config import GPU_TYPES, TPU_TYPES, PipelineConfig, is_gcs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,36 +62,6 @@ def dataflow_args(cfg: PipelineConfig) -> list[str]:
         args.append("--no_use_public_ips")
     args += [f"--labels={k}={val}" for k, val in sorted(v.labels.items())]
     return args + list(d.extra_args)
-
-
-def worker_pool_specs(cfg: PipelineConfig) -> list[dict]:
-    """The Vertex AI CustomJob worker pool each Trainer runs on (one replica: run_fn trains on one host)."""
-    v = cfg.vertex
-    assert v is not None
-    t = v.training
-    machine = {"machine_type": t.machine_type}
-    if t.accelerator_type:
-        machine.update(accelerator_type=t.accelerator_type, accelerator_count=t.accelerator_count)
-    return [{"machine_spec": machine, "replica_count": 1,
-             "container_spec": {"image_uri": v.trainer_image()},
-             "disk_spec": {"boot_disk_type": "pd-ssd", "boot_disk_size_gb": t.boot_disk_size_gb}}]
-
-
-def training_custom_config(cfg: PipelineConfig) -> dict:
-    """Keys the google_cloud_ai_platform Trainer executor reads from the Trainer's custom_config."""
-    from tfx.extensions.google_cloud_ai_platform import constants
-    from tfx.extensions.google_cloud_ai_platform.trainer import executor as ai_trainer
-
-    v = cfg.vertex
-    assert v is not None
-    job_spec: dict = {"worker_pool_specs": worker_pool_specs(cfg), "service_account": v.service_account}
-    if v.network:
-        job_spec["network"] = v.network
-    return {
-        constants.ENABLE_VERTEX_KEY: True,
-        constants.VERTEX_REGION_KEY: v.region,
-        ai_trainer.TRAINING_ARGS_KEY: {"project": v.project, "job_spec": job_spec, "labels": dict(v.labels)},
-    }
 
 
 # ------------------------------------------------------------------------------------------ pipeline
@@ -142,20 +113,21 @@ def create_vertex_components(cfg: PipelineConfig) -> list:
 
     from pipeline.pipeline import create_components
 
+    from pipeline.parameters import parameterise
+
     components = create_components(cfg)
     beam_args = dataflow_args(cfg)
-    training = training_custom_config(cfg)
     for c in components:
         _map_local_paths(c)
         if isinstance(c, Trainer):
             c.executor_spec = ai_trainer.Trainer.EXECUTOR_SPEC.copy()
             assert isinstance(c.executor_spec, executor_spec.ExecutorClassSpec)
             custom = json.loads(c.exec_properties.get("custom_config") or "{}")
-            custom.update(training)
-            c.exec_properties["custom_config"] = json.dumps(custom, sort_keys=True)
+            c.exec_properties["custom_config"] = json.dumps(trainer_custom_config(cfg, custom), sort_keys=True)
         elif isinstance(c, base_beam_component.BaseBeamComponent):
             c.with_beam_pipeline_args(beam_args)
-    return components
+    # data input, training settings and gate thresholds: runtime parameters (pipeline/parameters.py)
+    return parameterise(cfg, components)
 
 
 def component_images(cfg: PipelineConfig) -> dict[str, str]:
@@ -193,8 +165,10 @@ def compile_pipeline(cfg: PipelineConfig, out: str) -> dict:
             default_image=component_images(cfg),
             default_commands=CONTAINER_COMMAND),
         output_dir=str(out_path.parent), output_filename=out_path.name)
+    from pipeline.parameters import default_values
     try:
-        return runner.run(create_vertex_pipeline(cfg), write_out=True)
+        # the config's values are the runtime parameters' defaults (runtimeConfig.parameters)
+        job = runner.run(create_vertex_pipeline(cfg), parameter_values=default_values(cfg), write_out=False)
     except ValueError as e:
         if "Invalid custom artifact type name" in str(e):
             name = str(e).rsplit(":", 1)[-1].strip()
@@ -202,6 +176,20 @@ def compile_pipeline(cfg: PipelineConfig, out: str) -> dict:
                              "(it must look like 'namespace.Name', e.g. 'synthdetect.ReleaseCheck'): rename its "
                              "TYPE_NAME") from None
         raise
+    use_our_example_gen_driver(job)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(job, sort_keys=True))
+    return job
+
+
+def use_our_example_gen_driver(job: dict) -> None:
+    """ImageExampleGen's pre-cache check (the driver whose fingerprint enters Vertex's cache key)
+    becomes ours: every input file, as locally (components/ingest/vertex_driver.py)."""
+    from components.ingest.vertex_driver import MODULE
+    ps = job["pipelineSpec"]
+    label = ps["components"][ps["root"]["dag"]["tasks"]["ImageExampleGen"]["componentRef"]["name"]]["executorLabel"]
+    hook = ps["deploymentSpec"]["executors"][label]["container"]["lifecycle"]["preCacheCheck"]
+    hook["command"] = ["python", "-m", MODULE]
 
 
 # ---------------------------------------------------------------------------------- submit/schedule
@@ -239,7 +227,74 @@ def _check_spec(spec: str, cfg: PipelineConfig) -> dict:
     return job
 
 
-def _pipeline_job(cfg: PipelineConfig, spec: str, credentials, job_id: str | None = None):
+def spec_parameters(job: dict) -> dict[str, str]:
+    """The compiled spec's pipeline parameters: name -> type (INT, DOUBLE, STRING; schema 2.1:
+    NUMBER_INTEGER, NUMBER_DOUBLE, STRING)."""
+    params = job["pipelineSpec"]["root"].get("inputDefinitions", {}).get("parameters", {})
+    return {name: p.get("type") or p.get("parameterType") for name, p in params.items()}
+
+
+_NAMES = {"INT": "an integer", "NUMBER_INTEGER": "an integer", "DOUBLE": "a number", "NUMBER_DOUBLE": "a number",
+          "STRING": "a string"}
+
+
+def parse_parameters(items: tuple[str, ...], job: dict, cfg: PipelineConfig) -> dict:
+    """`--param KEY=VALUE` items -> parameter_values, checked against the compiled spec (names, types)
+    and against the config schema (the values the run will validate: ranges, JSON thresholds)."""
+    import yaml
+
+    from pipeline import parameters
+    declared = spec_parameters(job)
+    values: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise CloudError(f"--param expects KEY=VALUE (e.g. epochs=1), got {item!r}")
+        if key not in declared:
+            known = ", ".join(sorted(declared)) or "none (compile again)"
+            raise CloudError(f"--param {key}: the compiled pipeline has no parameter {key!r} (parameters: {known})")
+        kind = declared[key]
+        try:
+            value = yaml.safe_load(raw) if kind != "STRING" else raw
+        except yaml.YAMLError:
+            value = raw
+        if kind in ("INT", "NUMBER_INTEGER") and not (isinstance(value, int) and not isinstance(value, bool)):
+            raise CloudError(f"--param {key}={raw}: must be {_NAMES[kind]}")
+        if kind in ("DOUBLE", "NUMBER_DOUBLE"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise CloudError(f"--param {key}={raw}: must be {_NAMES[kind]}")
+            value = float(value)
+        values[key] = value
+    known = {k: v for k, v in values.items() if k in parameters.BY_NAME}
+    if known:
+        from pydantic import ValidationError
+
+        from schemas.config import _merge, _one_line
+        try:
+            PipelineConfig.model_validate(_merge(cfg.model_dump(), parameters.overrides(known)))
+        except ValidationError as e:
+            raise CloudError(f"--param: {_one_line(e)}") from None
+        except ValueError as e:
+            raise CloudError(f"--param {e}") from None
+    return values
+
+
+def job_parameters(job: dict, given: dict) -> dict:
+    """Every parameter's value for a run: the compiled defaults (runtimeConfig) with `given` over them."""
+    rc = job.get("runtimeConfig", {})
+    defaults = {k: next(iter(v.values())) for k, v in (rc.get("parameters") or {}).items()}
+    defaults.update(rc.get("parameterValues") or {})
+    kinds = spec_parameters(job)
+    for k, v in defaults.items():   # KFP's intValue is a string in JSON
+        if kinds.get(k) in ("INT", "NUMBER_INTEGER"):
+            defaults[k] = int(v)
+        elif kinds.get(k) in ("DOUBLE", "NUMBER_DOUBLE"):
+            defaults[k] = float(v)
+    return {**defaults, **given}
+
+
+def _pipeline_job(cfg: PipelineConfig, spec: str, credentials, job_id: str | None = None,
+                  parameter_values: dict | None = None):
     from google.cloud import aiplatform
 
     v = cfg.vertex
@@ -250,7 +305,7 @@ def _pipeline_job(cfg: PipelineConfig, spec: str, credentials, job_id: str | Non
         template_path=str(Path(spec).resolve()),
         job_id=job_id,
         pipeline_root=v.pipeline_root,
-        parameter_values={},          # the compiled spec has no runtime parameters: config is compiled in
+        parameter_values=parameter_values or {},   # the rest: the compiled defaults (the config's values)
         enable_caching=cfg.enable_cache,
         labels=dict(v.labels) or None,
         credentials=credentials,
@@ -260,8 +315,7 @@ def _pipeline_job(cfg: PipelineConfig, spec: str, credentials, job_id: str | Non
 
 
 def config_parameters(cfg: PipelineConfig) -> dict:
-    """The run's parameters from the config, as compiled into the spec (the spec declares no runtime
-    parameters: a different config means compiling again)."""
+    """The config the spec was checked against (the runtime parameters' values are under "parameters")."""
     return {"pipeline_name": cfg.pipeline_name, "data.input": cfg.data.input, "registry": cfg.registry,
             "model": cfg.model.model_dump(), "thresholds": cfg.thresholds.model_dump(),
             "enable_cache": cfg.enable_cache}
@@ -273,15 +327,17 @@ def _request_dict(message) -> dict:
     return json_format.MessageToDict(pb, preserving_proto_field_name=False)
 
 
-def submit(cfg: PipelineConfig, spec: str, dry_run: bool = False, job_id: str | None = None) -> dict:
+def submit(cfg: PipelineConfig, spec: str, dry_run: bool = False, job_id: str | None = None,
+           params: tuple[str, ...] = (), wait: bool = False, on_task=None, poll: float = 30.0) -> dict:
     """Creates a PipelineJob (projects.locations.pipelineJobs.create). Returns the request (dry run)
     or the created job's name and console link."""
     if cfg.vertex is None:
         raise CloudError("the config has no vertex: section (see configs/vertex.yaml)")
     v = cfg.vertex
-    _check_spec(spec, cfg)
+    compiled = _check_spec(spec, cfg)
+    values = parse_parameters(params, compiled, cfg)
     creds = _credentials(dry_run)
-    job = _pipeline_job(cfg, spec, creds, job_id)
+    job = _pipeline_job(cfg, spec, creds, job_id, values)
     if dry_run:
         # What PipelineJob.submit(service_account=..., network=...) sets before it calls
         # JobServiceClient.create_pipeline_job(parent, pipeline_job, pipeline_job_id).
@@ -290,17 +346,29 @@ def submit(cfg: PipelineConfig, spec: str, dry_run: bool = False, job_id: str | 
             job._gca_resource.network = v.network
         return {"method": "google.cloud.aiplatform.v1.PipelineService.CreatePipelineJob",
                 "spec": str(Path(spec).resolve()), "config_parameters": config_parameters(cfg),
+                "parameters": job_parameters(compiled, values),
                 "request": {"parent": job._parent, "pipelineJobId": job.job_id,
                             "pipelineJob": _request_dict(job._gca_resource)}}
     try:
         job.submit(service_account=v.service_account, network=v.network)
     except Exception as e:  # noqa: BLE001 - API errors become one line
         raise CloudError(f"submitting to Vertex AI failed: {_first_line(e)}") from None
-    return {"name": job.resource_name, "console": job._dashboard_uri()}
+    result = {"name": job.resource_name, "console": job._dashboard_uri()}
+    if wait:
+        import time
+
+        def fetch():
+            job._sync_gca_resource()
+            return job.gca_resource
+        try:
+            result["job"] = wait_for_job(fetch, on_task or (lambda task, state: None), time.sleep, poll)
+        except Exception as e:  # noqa: BLE001 - polling errors become one line (the job keeps running)
+            raise CloudError(f"waiting for {job.resource_name} failed: {_first_line(e)}") from None
+    return result
 
 
 def schedule(cfg: PipelineConfig, spec: str, cron: str | None = None, max_concurrent: int | None = None,
-             dry_run: bool = False) -> dict:
+             dry_run: bool = False, params: tuple[str, ...] = ()) -> dict:
     """Creates a PipelineJobSchedule (projects.locations.schedules.create) that runs the compiled spec."""
     from google.cloud import aiplatform
     from schemas.config import check_cron
@@ -315,9 +383,10 @@ def schedule(cfg: PipelineConfig, spec: str, cron: str | None = None, max_concur
         raise CloudError(str(e)) from None
     if max_concurrent is not None and max_concurrent < 1:
         raise CloudError("--max-concurrent must be >= 1")
-    _check_spec(spec, cfg)
+    compiled = _check_spec(spec, cfg)
+    values = parse_parameters(params, compiled, cfg)
     creds = _credentials(dry_run)
-    job = _pipeline_job(cfg, spec, creds)
+    job = _pipeline_job(cfg, spec, creds, parameter_values=values)
     sched = aiplatform.PipelineJobSchedule(
         pipeline_job=job, display_name=s.display_name or f"{cfg.pipeline_name}-schedule",
         credentials=creds, project=v.project, location=v.region)
@@ -334,6 +403,7 @@ def schedule(cfg: PipelineConfig, spec: str, cron: str | None = None, max_concur
             logging.disable(logging.NOTSET)
         return {"method": "google.cloud.aiplatform.v1.ScheduleService.CreateSchedule",
                 "spec": str(Path(spec).resolve()), "config_parameters": config_parameters(cfg),
+                "parameters": job_parameters(compiled, values),
                 "request": {"parent": recorder.parent, "schedule": recorder.schedule}}
     try:
         sched.create(**kwargs)
@@ -356,3 +426,84 @@ class _Recorder:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
+
+
+# ------------------------------------------------------------------------------- jobs on Vertex AI
+SUCCEEDED, FAILED, CANCELLED = "PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED"
+TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
+
+
+def _output_metadata(task: dict, key: str) -> dict:
+    arts = (task.get("outputs", {}).get(key) or {}).get("artifacts") or []
+    return arts[0].get("metadata", {}) if arts else {}
+
+
+def job_summary(resource) -> dict:
+    """A Vertex AI PipelineJob resource (google.cloud.aiplatform_v1 PipelineJob, as the SDK returns it)
+    -> {name, display_name, state, start, end, tasks: {task: state}, blessed, pushed_version,
+    pushed_to, error}. The decision is read from the steps' output artifacts: ReleaseCheck's blessing
+    and RegistryPusher's pushed_model (their custom properties are the artifacts' metadata on Vertex)."""
+    from google.protobuf import json_format
+    d = json_format.MessageToDict(getattr(resource, "_pb", resource), preserving_proto_field_name=True)
+    tasks = {t["task_name"]: t.get("state", "STATE_UNSPECIFIED")
+             for t in d.get("job_detail", {}).get("task_details", []) if t.get("task_name")
+             and t["task_name"] != d.get("pipeline_spec", {}).get("pipelineInfo", {}).get("name")}
+    by_name = {t.get("task_name"): t for t in d.get("job_detail", {}).get("task_details", [])}
+    blessing = _output_metadata(by_name.get("ReleaseCheck", {}), "blessing")
+    pushed = _output_metadata(by_name.get("RegistryPusher", {}), "pushed_model")
+    return {"name": d.get("name"), "display_name": d.get("display_name"), "state": d.get("state"),
+            "start": d.get("start_time") or d.get("create_time"), "end": d.get("end_time"), "tasks": tasks,
+            "blessed": None if "blessed" not in blessing else int(blessing["blessed"]) == 1,
+            "pushed_version": pushed.get("pushed_version") if int(pushed.get("pushed", 0) or 0) == 1 else None,
+            "pushed_to": pushed.get("pushed_destination") if int(pushed.get("pushed", 0) or 0) == 1 else None,
+            "parameters": {k: next(iter(v.values())) if isinstance(v, dict) else v for k, v in
+                           (d.get("runtime_config", {}).get("parameter_values")
+                            or d.get("runtime_config", {}).get("parameters") or {}).items()},
+            "error": (d.get("error") or {}).get("message")}
+
+
+def wait_for_job(fetch, on_task, sleep, poll: float = 30.0) -> dict:
+    """Polls `fetch()` (the job's current resource) until the job ends; `on_task(task, state)` on
+    every task state change. Returns the last job_summary."""
+    seen: dict[str, str] = {}
+    while True:
+        s = job_summary(fetch())
+        for task, state in s["tasks"].items():
+            if seen.get(task) != state:
+                seen[task] = state
+                on_task(task, state)
+        if s["state"] in TERMINAL:
+            return s
+        sleep(poll)
+
+
+def list_jobs(cfg: PipelineConfig, limit: int = 50) -> list[dict]:
+    """This pipeline's jobs on Vertex AI (newest first) through the SDK (Application Default Credentials)."""
+    from google.cloud import aiplatform
+    v = cfg.vertex
+    assert v is not None
+    creds = _credentials(False)
+    try:
+        jobs = aiplatform.PipelineJob.list(filter=f'pipeline_name="{cfg.pipeline_name}"', order_by="create_time desc",
+                                           project=v.project, location=v.region, credentials=creds)
+    except Exception as e:  # noqa: BLE001 - API errors become one line
+        raise CloudError(f"listing Vertex AI pipeline jobs failed: {_first_line(e)}") from None
+    return [job_summary(j.gca_resource) for j in jobs[:limit]]
+
+
+def get_job(cfg: PipelineConfig, name: str) -> dict:
+    """One job (its id or full resource name; "latest": the newest) as job_summary."""
+    from google.cloud import aiplatform
+    v = cfg.vertex
+    assert v is not None
+    if name == "latest":
+        jobs = list_jobs(cfg, limit=1)
+        if not jobs:
+            raise CloudError(f"no Vertex AI pipeline jobs of {cfg.pipeline_name!r} in {v.project}/{v.region}")
+        return jobs[0]
+    creds = _credentials(False)
+    try:
+        job = aiplatform.PipelineJob.get(name, project=v.project, location=v.region, credentials=creds)
+    except Exception as e:  # noqa: BLE001
+        raise CloudError(f"pipeline job {name!r}: {_first_line(e)}") from None
+    return job_summary(job.gca_resource)

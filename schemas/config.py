@@ -316,11 +316,26 @@ class ScheduleConfig(_Strict):
         return check_cron(v)
 
 
+CRON_FIELDS = {"minute": "0-59", "hour": "0-23", "day-of-month": "1-31", "month": "1-12 or JAN-DEC",
+               "day-of-week": "0-7 or SUN-SAT"}
+
+
 def check_cron(v: str) -> str:
+    """A 5-field cron expression, checked field by field with croniter; the error names the bad field."""
     fields = v.split()
     if len(fields) != 5 or not all(re.fullmatch(r"[0-9A-Za-z*,/?-]+", f) for f in fields):
         raise ValueError(f"cron {v!r} must have 5 fields: minute hour day-of-month month day-of-week")
-    return " ".join(fields)
+    from croniter import croniter
+    for i, (name, allowed) in enumerate(CRON_FIELDS.items()):
+        probe = ["*"] * 5
+        probe[i] = fields[i]
+        if not croniter.is_valid(" ".join(probe)):
+            raise ValueError(f"cron {v!r}: the {name} field {fields[i]!r} is not valid ({allowed}; "
+                             "lists a,b, ranges a-b, steps */n)")
+    expr = " ".join(fields)
+    if not croniter.is_valid(expr):
+        raise ValueError(f"cron {v!r} is not a valid cron expression")
+    return expr
 
 
 class VertexConfig(_Strict):
@@ -476,7 +491,9 @@ def load_config(path: str | os.PathLike, overrides: dict | None = None) -> Pipel
     """Read and validate a YAML config. `overrides` is a nested dict merged over the file."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} not found")
+        where = str(p.resolve()) if p.is_absolute() else f"{p.resolve()}: relative to the working directory {os.getcwd()}"
+        what = "is a directory, not a file" if p.is_dir() else "not found"
+        raise ConfigError(f"config file {str(p)!r} {what} (looked for {where}); pass --config PATH")
     try:
         raw = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:

@@ -138,3 +138,21 @@ def test_bad_model_json_next_to_a_savedmodel_is_one_line(pushed, tmp_path, conte
     (model / "model.json").write_text(content)
     proc = _cli("predict", "--model", model, SAMPLE / "real", cwd=tmp_path)
     assert_one_error_line(proc, f"--model '{model}'", fragment)
+
+
+@pytest.mark.parametrize("blessed, pushed, allow, code", [
+    (True, "/reg/v1", False, None), (False, None, False, 3), (False, None, True, 0),
+    (None, None, False, 1), (True, None, False, 1), (None, None, True, 1)])
+def test_the_release_decision_becomes_the_exit_code(blessed, pushed, allow, code, capsys):
+    """What `run` (and `submit --wait`) end with: 0 only for blessed and pushed, 3 for a refusal
+    (0 with --allow-unblessed), 1 when there was no decision or a blessed model was not pushed."""
+    import click
+
+    from pipeline.cli.common import exit_with_decision
+    if code is None:
+        assert exit_with_decision(blessed, pushed, allow) is None
+        return
+    with pytest.raises((click.exceptions.Exit, click.ClickException)) as e:
+        exit_with_decision(blessed, pushed, allow)
+    got = e.value.exit_code
+    assert got == code

@@ -2,6 +2,7 @@
 no-credentials error, and the vertex: config section. Nothing here talks to Google Cloud."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,14 @@ def _param(job: dict, task: str, name: str) -> str:
     return p["runtimeValue"]["constantValue"]["stringValue"]
 
 
+def _default_value(cfg, task: str, prop: str) -> str:
+    """A parameterised exec property's value with every runtime parameter at its default (what the
+    RuntimeParameters step outputs; tests below check the spec wires it to `task`)."""
+    from pipeline.parameters import OUTPUTS, exec_properties_of
+    (key,) = [k for k, targets in OUTPUTS.items() if targets.get(task) == prop]
+    return exec_properties_of(cfg)[key]
+
+
 def test_compiled_spec_is_a_vertex_pipeline_job_with_every_component(compiled, cfg):
     from google.protobuf import json_format
     from kfp.pipeline_spec import pipeline_spec_pb2
@@ -78,7 +87,7 @@ def test_compiled_spec_is_a_vertex_pipeline_job_with_every_component(compiled, c
     assert spec.schema_version == "2.0.0" and spec.pipeline_info.name == cfg.pipeline_name
     assert msg.runtime_config.gcs_output_directory == cfg.vertex.pipeline_root
     tasks = set(job["pipelineSpec"]["root"]["dag"]["tasks"])
-    assert tasks == {c.id for c in create_components(cfg)}
+    assert tasks == {c.id for c in create_components(cfg)} | {"RuntimeParameters"}
     for task in tasks:
         container = _executor(job, task)
         assert container["image"] == cfg.vertex.images.cpu, task
@@ -99,7 +108,7 @@ def test_compiled_spec_is_a_vertex_pipeline_job_with_every_component(compiled, c
         args = _executor(job, task)["args"]
         assert args[args.index("--executor_class_path") + 1] == \
             "tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor"
-        cc = json.loads(_param(job, task, "custom_config"))
+        cc = json.loads(_default_value(cfg, task, "custom_config"))
         assert cc["ai_platform_enable_vertex"] is True and cc["ai_platform_vertex_region"] == v.region
         training = cc["ai_platform_training_args"]
         assert training["project"] == v.project
@@ -110,7 +119,7 @@ def test_compiled_spec_is_a_vertex_pipeline_job_with_every_component(compiled, c
                                         "accelerator_count": v.training.accelerator_count}
         assert pool["container_spec"]["image_uri"] == v.images.gpu != v.images.cpu
         assert cc["image_size"] == cfg.model.image_size and cc["epochs"] == cfg.model.epochs
-    assert json.loads(_param(job, "Trainer_baseline", "custom_config"))["weights"] == "none"
+    assert json.loads(_default_value(cfg, "Trainer_baseline", "custom_config"))["weights"] == "none"
     assert _param(job, "Trainer_vgg16_finetune", "run_fn") == "components.trainer.run_fn.run_fn"
     assert _param(job, "Transform", "preprocessing_fn") == "components.transform.preprocessing.preprocessing_fn"
     # the schema file is read from the source tree inside the image, not from this checkout
@@ -183,6 +192,26 @@ def test_missing_or_foreign_spec_and_bad_cron_are_one_line(tmp_path):
     assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1 and "compiled for pipeline 'other'" in r.stderr
     r = _cli("schedule", "--config", VERTEX, "--spec", bad, "--cron", "every monday", "--dry-run")
     assert r.returncode != 0 and r.stderr.startswith("error: cron 'every monday' must have 5 fields")
+
+
+@pytest.mark.parametrize("cron, field", [("61 3 * * 1", "minute field '61'"), ("0 24 * * *", "hour field '24'"),
+                                         ("0 3 0 * *", "day-of-month field '0'"), ("0 3 * 13 *", "month field '13'"),
+                                         ("0 3 * * 8", "day-of-week field '8'"), ("0 3 * * MON-XYZ", "day-of-week"),
+                                         ("*/0 * * * *", "minute field '*/0'")])
+def test_cron_is_validated_field_by_field(compiled, cron, field):
+    spec, _ = compiled
+    r = _cli("schedule", "--config", VERTEX, "--spec", spec, "--cron", cron, "--dry-run")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and r.stderr.startswith(f"error: cron {cron!r}: the ")
+    assert field in r.stderr
+    # the same check on vertex.schedule.cron in a config file
+    with pytest.raises(ConfigError, match=f"vertex.schedule.cron: cron {re.escape(repr(cron))}: the "):
+        load_config(VERTEX, {"vertex": {"schedule": {"cron": cron}}})
+
+
+@pytest.mark.parametrize("cron", ["0 3 * * 1", "*/15 9-17 * * mon-fri", "0 0 1 jan,jul *", "30 2 * * 7"])
+def test_valid_crons_are_accepted(cron):
+    assert load_config(VERTEX, {"vertex": {"schedule": {"cron": cron}}}).vertex.schedule.cron == cron
 
 
 def test_compile_without_a_vertex_section_is_one_line():
@@ -259,3 +288,199 @@ def test_worker_pools_and_beam_args_follow_the_config(tmp_path):
     assert f"--temp_location={private.vertex.pipeline_root}/dataflow/tmp" in args  # derived default
     direct = load_config(_vertex_yaml(tmp_path, vertex__dataflow={"enabled": False}))
     assert dataflow_args(direct) == direct.beam_args
+
+
+# ------------------------------------------------------------------------------ runtime parameters
+def _threshold_names() -> set[str]:
+    from schemas.config import ThresholdConfig
+    return set(ThresholdConfig.model_fields)
+
+
+def test_the_spec_declares_runtime_parameters_with_the_config_as_defaults(compiled, cfg):
+    _, job = compiled
+    params = job["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]
+    # every gate threshold (read from the schema: new thresholds become parameters without code changes)
+    assert set(params) == {"data_input", "epochs", "batch_size", "learning_rate", "image_size"} | _threshold_names()
+    assert {"min_holdout_auc", "max_generalisation_gap"} <= set(params)
+    assert params["epochs"]["type"] == "INT" and params["learning_rate"]["type"] == "DOUBLE"
+    assert params["data_input"]["type"] == "STRING" and params["min_auc"]["type"] == "DOUBLE"
+    defaults = job["runtimeConfig"]["parameters"]
+    assert defaults["epochs"] == {"intValue": str(cfg.model.epochs)}
+    assert defaults["data_input"] == {"stringValue": cfg.data.input}
+    assert defaults["min_auc"] == {"doubleValue": cfg.thresholds.min_auc}
+    assert defaults["min_holdout_auc"] == {"stringValue": "null"}   # None-able threshold: JSON text
+    # the first step takes them all; the parameterised exec properties are its outputs
+    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    step = tasks["RuntimeParameters"]["inputs"]["parameters"]
+    assert {n: step[n]["componentInputParameter"] for n in params} == {n: n for n in params}
+    from pipeline.parameters import OUTPUTS
+    for key, targets in OUTPUTS.items():
+        for task, prop in targets.items():
+            assert tasks[task]["inputs"]["parameters"][prop] == {
+                "taskOutputParameter": {"outputParameterKey": key, "producerTask": "RuntimeParameters_task"}}, task
+            assert "RuntimeParameters" in tasks[task]["dependentTasks"]
+    assert _executor(job, "RuntimeParameters")["args"][1] == "pipeline.parameters.Executor"
+
+
+def test_the_parameters_step_outputs_what_compiling_the_config_would_have(cfg, tmp_path):
+    """The RuntimeParameters executor (TFX's String artifacts on disk): at the defaults it writes the
+    exec properties compiling the config gives; a parameter changes exactly its own value."""
+    from tfx.types import standard_artifacts
+
+    from pipeline import parameters
+    from pipeline.parameters import OUTPUTS, Executor, default_values, exec_properties_of
+
+    def run(values: dict) -> dict:
+        out = {}
+        for key in OUTPUTS:
+            a = standard_artifacts.String()
+            a.uri = str(tmp_path / f"{len(list(tmp_path.iterdir()))}-{key}")
+            out[key] = [a]
+        Executor().Do({}, out, {parameters.CONFIG_KEY: parameters.config_json(cfg), **values})
+        return {k: v[0].read() for k, v in out.items()}
+
+    defaults = default_values(cfg)
+    assert run(defaults) == exec_properties_of(cfg)
+    changed = run({**defaults, "epochs": 1, "min_auc": 0.5, "min_holdout_auc": "0.7",
+                   "data_input": "gs://other-bucket/images"})
+    cand, base = json.loads(changed["candidate_config"]), json.loads(exec_properties_of(cfg)["candidate_config"])
+    assert cand == {**base, "epochs": 1}
+    assert json.loads(changed["thresholds_json"]) == {**cfg.thresholds.model_dump(), "min_auc": 0.5,
+                                                      "min_holdout_auc": 0.7}
+    bounds = {json.dumps(t["threshold"]["value_threshold"]["lower_bound"]) for m in
+              json.loads(changed["eval_config"])["metrics_specs"][0]["metrics"] for t in m.get("per_slice_thresholds", [])}
+    assert bounds == {"0.5", json.dumps(cfg.thresholds.min_accuracy)}   # the TFMA gate too: AUC >= 0.5 now
+    assert changed["input_base"] == "gs://other-bucket/images" and '"*"' in changed["input_config"]
+    # a value the config schema refuses fails the step with one line naming it
+    with pytest.raises(ValueError, match=r"^runtime parameters: model.epochs: "):
+        run({**defaults, "epochs": 0})
+
+
+def test_the_aiplatform_sdk_accepts_the_spec_with_parameter_values(compiled, cfg):
+    """Offline: the SDK's PipelineJob built from the compiled file (anonymous credentials, nothing sent)."""
+    from google.auth import credentials as ga_credentials
+    from google.cloud import aiplatform
+
+    path, _ = compiled
+
+    def job(values):
+        return aiplatform.PipelineJob(display_name="t", template_path=str(path), parameter_values=values,
+                                      project=cfg.vertex.project, location=cfg.vertex.region,
+                                      credentials=ga_credentials.AnonymousCredentials())
+    j = job({"epochs": 1, "min_auc": 0.8, "data_input": "gs://b/images"})
+    params = j._gca_resource.runtime_config.parameters
+    assert params["epochs"].int_value == 1 and params["min_auc"].double_value == 0.8
+    assert params["data_input"].string_value == "gs://b/images"
+    assert params["batch_size"].int_value == cfg.model.batch_size   # the compiled default
+    with pytest.raises(ValueError, match="not found in the pipeline job input definitions"):
+        job({"nope": 1})
+
+
+def test_param_on_submit_and_schedule_is_checked_and_shown_in_the_dry_run(compiled, cfg, tmp_path):
+    path, _ = compiled
+    env = _no_credentials_env(tmp_path)
+    r = _cli("submit", "--config", VERTEX, "--spec", path, "--dry-run", "--param", "epochs=1",
+             "--param", "min_auc=0.8", "--param", "min_holdout_auc=0.75", env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout)
+    assert out["parameters"]["epochs"] == 1 and out["parameters"]["min_auc"] == 0.8
+    assert out["parameters"]["batch_size"] == cfg.model.batch_size
+    sent = out["request"]["pipelineJob"]["runtimeConfig"]["parameters"]
+    assert sent["epochs"] == {"intValue": "1"} and sent["min_holdout_auc"] == {"stringValue": "0.75"}
+    r = _cli("schedule", "--config", VERTEX, "--spec", path, "--dry-run", "--param", "data_input=gs://b/new",
+             env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout)
+    assert out["parameters"]["data_input"] == "gs://b/new"
+    create = out["request"]["schedule"]["createPipelineJobRequest"]["pipelineJob"]
+    assert create["runtimeConfig"]["parameters"]["data_input"] == {"stringValue": "gs://b/new"}
+
+
+@pytest.mark.parametrize("param, message", [
+    ("epoch=1", "--param epoch: the compiled pipeline has no parameter 'epoch' (parameters: batch_size, "),
+    ("epochs=1.5", "--param epochs=1.5: must be an integer"),
+    ("epochs=true", "--param epochs=true: must be an integer"),
+    ("min_auc=high", "--param min_auc=high: must be a number"),
+    ("epochs=0", "--param: model.epochs: Input should be greater than or equal to 1"),
+    ("min_auc=1.5", "--param: thresholds.min_auc: Input should be less than or equal to 1"),
+    ("data_input=/local/images", "--param: data.input: must be a gs:// path with runner vertex"),
+    ("epochs", "--param expects KEY=VALUE"),
+])
+def test_a_bad_param_is_one_line(compiled, tmp_path, param, message):
+    path, _ = compiled
+    r = _cli("submit", "--config", VERTEX, "--spec", path, "--dry-run", "--param", param,
+             env=_no_credentials_env(tmp_path))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith(f"error: {message}"), r.stderr
+
+
+# ------------------------------------------------------------------- ImageExampleGen caching on Vertex
+def test_example_gen_on_vertex_runs_our_fingerprint_driver(compiled):
+    _, job = compiled
+    hook = _executor(job, "ImageExampleGen")["lifecycle"]["preCacheCheck"]
+    assert hook["command"] == ["python", "-m", "components.ingest.vertex_driver"]
+    assert hook["args"][:2] == ["--json_serialized_invocation_args", "{{$}}"]
+    # no other step has a pre-cache hook; TFX's stock driver is named nowhere
+    assert "file_based_example_gen.driver" not in json.dumps(job)
+
+
+def _driver_input(tmp_path, data, name: str):
+    """The ExecutorInput Vertex gives ImageExampleGen's pre-cache check (exec properties from the real
+    component, an Examples output artifact, the output metadata file)."""
+    from google.protobuf import message
+    from kfp.pipeline_spec import pipeline_spec_pb2
+    from tfx.utils import proto_utils
+
+    from components.ingest.component import make_example_gen
+    cfg = load_config(REPO / "configs" / "local.yaml", {"data": {"input": str(data)}, "model": {"weights": "none"}})
+    ei = pipeline_spec_pb2.ExecutorInput()
+    for key, value in make_example_gen(cfg).exec_properties.items():
+        if value is None:
+            continue
+        # pipeline spec 2.0 (what `synthdetect compile` writes): typed kubeflow Values in inputs.parameters
+        if isinstance(value, message.Message):
+            ei.inputs.parameters[key].string_value = proto_utils.proto_to_json(value)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            ei.inputs.parameters[key].int_value = value
+        else:
+            ei.inputs.parameters[key].string_value = str(value)
+    art = ei.outputs.artifacts["examples"].artifacts.add()
+    art.uri, art.type.schema_title = str(tmp_path / name / "examples"), "tfx.Examples"
+    ei.outputs.output_file = str(tmp_path / name / "executor_output.json")
+    return ei
+
+
+def test_the_vertex_driver_fingerprints_every_input_file(tmp_path):
+    """A file replaced under the same folder changes our fingerprint (so Vertex's cache misses);
+    TFX's stock driver, which fingerprints the top-level glob matches, does not notice."""
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+    from PIL import Image
+    from tfx.orchestration.kubeflow.v2.file_based_example_gen import driver as tfx_driver
+
+    from components.ingest.vertex_driver import run_driver
+    data = tmp_path / "data"
+    for i, label in enumerate(["real", "real", "synthesized", "synthesized"]):
+        (data / label).mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (40, 40), (60 * i, 10, 10)).save(data / label / f"{i}.png")
+
+    def ours(name):
+        ei = _driver_input(tmp_path, data, name)
+        fp = run_driver(ei)
+        out = json_format.Parse(Path(ei.outputs.output_file).read_text(), pipeline_spec_pb2.ExecutorOutput())
+        assert out.parameter_values["input_fingerprint"].string_value == fp
+        assert out.artifacts["examples"].artifacts[0].metadata["input_fingerprint"] == fp
+        assert out.parameter_values["input_config"].string_value   # TFX's part of the driver ran too
+        return fp
+
+    def stock(name):
+        ei = _driver_input(tmp_path, data, name)
+        tfx_driver._run_driver(ei)
+        out = json_format.Parse(Path(ei.outputs.output_file).read_text(), pipeline_spec_pb2.ExecutorOutput())
+        return out.parameter_values["input_fingerprint"].string_value
+
+    before, stock_before = ours("a"), stock("b")
+    assert ours("c") == before                       # nothing changed: the cache may be used
+    Image.new("RGB", (48, 48), (0, 200, 0)).save(data / "real" / "0.png")   # replaced in place
+    assert ours("d") != before
+    assert stock("e") == stock_before                # what the stock driver would have reused

@@ -97,9 +97,21 @@ def test_cli_help_lists_commands():
 
 def test_cli_missing_config_is_one_clear_line():
     out = _cli("run", "--config", "does-not-exist.yaml")
-    assert out.returncode != 0
-    assert out.stderr.strip() == "error: config file 'does-not-exist.yaml' not found"
+    assert out.returncode == 1
+    assert out.stderr.strip() == (f"error: config file 'does-not-exist.yaml' not found (looked for "
+                                  f"{REPO / 'does-not-exist.yaml'}: relative to the working directory {REPO}); "
+                                  "pass --config PATH")
     assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_the_default_config_outside_the_repository_says_where_it_was_looked_for(tmp_path):
+    out = subprocess.run([CLI, "config"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 1 and out.stderr.strip() == (
+        f"error: config file 'configs/local.yaml' not found (looked for {tmp_path / 'configs' / 'local.yaml'}: "
+        f"relative to the working directory {tmp_path}); pass --config PATH")
+    out = subprocess.run([CLI, "config", "--config", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and out.stderr.strip() == (
+        f"error: config file '{tmp_path}' is a directory, not a file (looked for {tmp_path}); pass --config PATH")
 
 
 def test_cli_missing_data_and_bad_override_are_one_line(tmp_path):

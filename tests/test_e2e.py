@@ -20,7 +20,8 @@ pytestmark = pytest.mark.e2e
 CLI = str(Path(sys.executable).parent / "synthdetect")
 
 
-def run_pipeline(tmp_path: Path, thresholds: dict) -> dict:
+def run_pipeline(tmp_path: Path, thresholds: dict, expect_exit: int = 0, *args: str) -> dict:
+    """One `synthdetect run --json`; its exit code must be `expect_exit` (0: blessed and pushed, 3: refused)."""
     cfg = yaml.safe_load((REPO / "configs" / "local.yaml").read_text())
     cfg.update(pipeline_root=str(tmp_path / "root"), metadata_path=str(tmp_path / "mlmd.sqlite"),
                registry=str(tmp_path / "registry"), thresholds=thresholds)
@@ -28,11 +29,11 @@ def run_pipeline(tmp_path: Path, thresholds: dict) -> dict:
     cfg["model"].update(image_size=32, epochs=1, batch_size=16, weights="none", deterministic=True)
     path = tmp_path / "e2e.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    out = subprocess.run([CLI, "run", "--config", str(path), "--json"], capture_output=True, text=True,
+    out = subprocess.run([CLI, "run", "--config", str(path), "--json", *args], capture_output=True, text=True,
                          timeout=900, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.returncode == expect_exit, out.stderr[-3000:]
     assert "Traceback" not in out.stderr
-    return json.loads(out.stdout)
+    return {**json.loads(out.stdout), "_stderr": out.stderr}
 
 
 def test_pipeline_runs_end_to_end_and_pushes_a_working_model(tmp_path):
@@ -101,18 +102,37 @@ def test_pipeline_runs_end_to_end_and_pushes_a_working_model(tmp_path):
     files = sorted(SAMPLE.glob("real/*/*"))[:3] + [tmp_path / "bad.png"]
     out = subprocess.run([CLI, "predict", "--model", "registry:production", "--config", str(tmp_path / "e2e.yaml"),
                           *map(str, files)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.returncode == 4, out.stderr[-3000:]   # bad.png could not be scored; every line is written
     lines = [json.loads(x) for x in out.stdout.splitlines()]
     assert [x["path"] for x in lines] == [str(f) for f in files]
     assert all(0 <= x["p_synthesized"] <= 1 and x["model_version"] == "v1" for x in lines[:3])
     assert lines[-1]["error"] and lines[-1]["p_synthesized"] is None
 
 
+REFUSING = {"min_accuracy": 1.0, "min_auc": 1.0, "min_accuracy_gain": 0.5, "min_auc_gain": 0.5}
+
+
 def test_unearned_model_is_not_pushed(tmp_path):
-    rep = run_pipeline(tmp_path, {"min_accuracy": 1.0, "min_auc": 1.0,
-                                  "min_accuracy_gain": 0.5, "min_auc_gain": 0.5})
+    rep = run_pipeline(tmp_path, REFUSING, 3)   # exit 3: the release gate refused the model
     assert rep["blessed"] is False
     assert any("binary_accuracy" in f for f in rep["validation_failures"])
     assert rep["pushed_to"] is None
     assert not (tmp_path / "registry").exists() or not any((tmp_path / "registry").rglob("saved_model.pb"))
     assert LocalRegistry(tmp_path / "registry").versions() == []
+    assert "NOT BLESSED: nothing pushed (exit 3; --allow-unblessed exits 0)" in rep["_stderr"]
+    # the decision and its reasons stay in report --json and runs --json (which exit 0: they only read)
+    for args in (["report", "--json"], ["runs", "--json"]):
+        out = subprocess.run([CLI, *args, "--config", str(tmp_path / "e2e.yaml")], capture_output=True, text=True,
+                             timeout=300, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr[-3000:]
+        got = json.loads(out.stdout)
+        got = got[0] if isinstance(got, list) else got
+        assert got["blessed"] is False and got["run_id"] == rep["run_id"]
+        assert any("binary_accuracy" in f for f in got.get("validation_failures", got.get("reasons", [])))
+
+
+@pytest.mark.slow   # a second whole run; the decision -> exit code table is in tests/test_cli_errors.py
+def test_allow_unblessed_exits_0_for_an_exploratory_run(tmp_path):
+    rep = run_pipeline(tmp_path, REFUSING, 0, "--allow-unblessed")
+    assert rep["blessed"] is False and rep["pushed_to"] is None
+    assert "NOT BLESSED: nothing pushed (exit 0, --allow-unblessed)" in rep["_stderr"]

@@ -84,6 +84,79 @@ def test_every_requirement_is_in_the_lock():
             assert name in lock, name
 
 
+# What a production image must not carry: test runners, the Jupyter notebook server, FiftyOne + MongoDB.
+# (ipykernel and its jupyter-client / jupyter-core stay: TFMA imports ipywidgets, which imports ipykernel.comm.)
+DEV_ONLY = ("pytest", "pytest-timeout", "jupyterlab", "jupyter-server", "jupyter-lsp", "notebook", "nbconvert",
+            "nbclient", "fiftyone", "fiftyone-db", "gcp-storage-emulator", "widgetsnbextension")
+
+
+@pytest.mark.parametrize("lock", ["requirements.lock", "infra/requirements-gpu.lock"])
+def test_the_runtime_locks_carry_no_development_tools(lock):
+    got = pins(REPO / lock)
+    assert not [name for name in got if name in DEV_ONLY or name.startswith(("pytest", "jupyterlab", "jupyter-server",
+                                                                              "fiftyone", "notebook"))], lock
+    # what ingestion, training and serving import directly is pinned explicitly
+    assert {"opencv-python-headless", "pillow", "imagehash", "tensorflow", "tfx", "croniter"} <= set(got)
+
+
+def test_the_dev_lock_is_the_runtime_lock_plus_development_tools():
+    runtime, dev = pins(REPO / "requirements.lock"), pins(REPO / "requirements-dev.lock")
+    assert {k: dev.get(k) for k in runtime} == runtime   # resolved with requirements.lock as constraints
+    assert {"pytest", "fiftyone", "gcp-storage-emulator"} <= set(dev)
+    assert "-r requirements.in" in (REPO / "requirements-dev.in").read_text()
+    make = (REPO / "Makefile").read_text()
+    lock_recipe = make[make.index("\nlock:"):].split("\n\n")[0]
+    for target in ("-o requirements.lock", "-o requirements-dev.lock", "-o infra/requirements-gpu.lock"):
+        assert target in lock_recipe   # `make lock` refreshes all three
+    assert '"${LOCKS[@]}"' in (INFRA / "bootstrap.sh").read_text() and \
+        "LOCKS=(requirements.lock requirements-dev.lock)" in (INFRA / "bootstrap.sh").read_text()
+
+
+def _imports(path: Path) -> set[str]:
+    import ast
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _module_owners() -> dict[str, list[str]]:
+    """Top-level module -> installed distributions (Python 3.10's packages_distributions reads only
+    top_level.txt, which many wheels lack: the files in RECORD say it too)."""
+    import importlib.metadata
+    owners: dict[str, list[str]] = {}
+    for dist in importlib.metadata.distributions():
+        tops = set((dist.read_text("top_level.txt") or "").split())
+        tops |= {f.parts[0] if len(f.parts) > 1 else f.name.split(".")[0] for f in dist.files or []
+                 if f.parts and f.parts[0] != ".." and not f.parts[0].endswith((".dist-info", ".data"))
+                 and f.suffix in (".py", ".so", "")}
+        for top in tops:
+            owners.setdefault(top, []).append(dist.metadata["Name"])
+    return owners
+
+
+def test_the_runtime_lock_has_every_distribution_the_runtime_code_imports():
+    """Every import in pipeline/, components/ and schemas/ (curation, a development tool, aside) comes
+    from a distribution pinned in requirements.lock (names mapped through this .venv's metadata)."""
+    import sys
+    runtime = set(pins(REPO / "requirements.lock"))
+    dists = _module_owners()
+    files = [p for d in ("pipeline", "components", "schemas") for p in (REPO / d).rglob("*.py")
+             if "curation" not in p.parts and p.name != "curate.py"]
+    missing = {}
+    for f in files:
+        for mod in _imports(f) - set(sys.stdlib_module_names) - {"pipeline", "components", "schemas", "__future__"}:
+            names = {n.lower().replace("_", "-") for n in dists.get(mod, [])}
+            assert names, f"{f.relative_to(REPO)}: no installed distribution provides {mod!r}"
+            if not names & runtime:
+                missing.setdefault(mod, []).append(str(f.relative_to(REPO)))
+    assert missing == {}
+
+
 TF_DIR = INFRA / "terraform"
 
 
@@ -230,10 +303,11 @@ def test_bootstrap_does_not_record_a_failed_mongod_step_and_retries_it(tmp_path)
     for name in ("bootstrap.sh", "ensure_mongod.sh"):
         shutil.copy2(INFRA / name, repo / "infra" / name)
     (repo / "requirements.lock").write_text("pins\n")
+    (repo / "requirements-dev.lock").write_text("dev pins\n")
     (repo / "setup.py").write_text("setup\n")
     (repo / ".venv" / "bin").mkdir(parents=True)
     (repo / ".venv" / "bin" / "python").symlink_to(sys.executable)
-    want = hashlib.sha256(b"pins\nsetup\n").hexdigest()
+    want = hashlib.sha256(b"pins\ndev pins\nsetup\n").hexdigest()
     (repo / ".venv" / ".synthdetect-lock.sha256").write_text(want + "\n")
     (tmp_path / "bin").mkdir()
     binary, libdir, saved = _build_with_missing_libs(tmp_path / "bin")

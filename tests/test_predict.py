@@ -39,7 +39,7 @@ def test_predict_scores_every_file_and_reports_bad_ones(tmp_path, registry, eval
     out = tmp_path / "out.jsonl"
     proc = _predict("--model", "registry:production", "--registry", str(registry), "--batch-size", "64",
                     "--out", str(out), str(eval_v1), str(corrupt.parent), cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 4, proc.stderr[-2000:]   # one input could not be scored
     assert "Traceback" not in proc.stderr
     rows = _lines(out.read_text())
     images = sorted(str(p) for p in eval_v1.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
@@ -61,13 +61,31 @@ def test_predict_on_folders_files_and_a_bare_savedmodel(tmp_path, registry):
     one = next((SAMPLE / "real").rglob("*.JPEG"))
     proc = _predict("--model", str(LocalRegistry(registry).local_dir("v1")), str(folder), str(one),
                     str(tmp_path / "missing.png"), cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 4, proc.stderr[-2000:]   # missing.png could not be scored
     rows = _lines(proc.stdout)
     n_folder = sum(1 for p in folder.rglob("*") if p.is_file())
     assert len(rows) == n_folder + 2
     assert rows[-2]["path"] == str(one) and 0 <= rows[-2]["p_synthesized"] <= 1
     assert rows[-1]["error"] == "not_found"
     assert rows[0]["threshold"] == 0.3  # read from model.json next to the SavedModel
+
+
+def test_predict_exit_code_says_whether_every_input_was_scored(tmp_path, registry):
+    good = sorted((SAMPLE / "real").rglob("*.JPEG"))[:2]
+    proc = _predict("--model", "registry:production", "--registry", str(registry), *map(str, good), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [r["path"] for r in _lines(proc.stdout)] == [str(p) for p in good]
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    proc = _predict("--model", "registry:production", "--registry", str(registry), str(good[0]), str(bad),
+                    str(good[1]), cwd=tmp_path)
+    assert proc.returncode == 4, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    rows = _lines(proc.stdout)
+    assert [r["path"] for r in rows] == [str(good[0]), str(bad), str(good[1])]   # every line still written
+    assert rows[1]["error"] and rows[1]["p_synthesized"] is None
+    assert all("error" not in r and 0 <= r["p_synthesized"] <= 1 for r in (rows[0], rows[2]))
+    assert "1 of 3 inputs could not be scored (exit 4)" in proc.stderr
 
 
 @pytest.mark.parametrize("args, message", [

@@ -85,6 +85,14 @@ def test_runs_show_gives_the_lineage(local_run):
     assert "registry:   version" in out.stdout
 
 
+def test_runs_show_latest_and_without_a_run_is_the_newest_run(local_run):
+    tmp, path, rep = local_run
+    for args in (["show", "latest", "--json"], ["show", "--json"]):
+        out = _cli("runs", "--config", path, *args, cwd=tmp)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert json.loads(out.stdout)["run_id"] == rep["run_id"]
+
+
 def test_unknown_run_and_missing_database_are_one_line(local_run, tmp_path):
     tmp, path, _ = local_run
     out = _cli("runs", "--config", path, "show", "no-such-run", cwd=tmp)

@@ -102,7 +102,7 @@ def test_cycle_finder_finds_a_cycle():
 
 
 def _commands(help_text: str) -> list[str]:
-    lines = help_text.split("Commands:", 1)[1].splitlines()
+    lines = help_text.split("Commands:", 1)[1].strip("\n").split("\n\n", 1)[0].splitlines()  # up to the epilog
     return [line.split()[0] for line in lines if line.startswith("  ") and line.strip()]
 
 

@@ -15,7 +15,8 @@ One module per command group, each a plain click command registered below with `
 `common.py` holds what they share (consoles, `UserError`, the config options). Command modules
 import `pipeline.cli.common` and the pipeline's modules, never this package or each other's
 commands; heavy libraries (TensorFlow, TFX, FiftyOne) are imported inside the commands, so
-`--help` and config mistakes answer at once. User mistakes end as one `error:` line and exit 1.
+`--help` and config mistakes answer at once. User mistakes end as one `error:` line and exit 1; the
+other exit codes (the release decision, unscored inputs) are `common.EXIT_*`.
 """
 from __future__ import annotations
 
@@ -24,13 +25,13 @@ import logging
 import click
 
 from pipeline.cli import cloud, config, curate, ingest, predict, registry, report, run, runs
-from pipeline.cli.common import UserError  # noqa: F401 - part of this package's interface
+from pipeline.cli.common import EXIT_CODES_HELP, UserError  # noqa: F401 - part of this package's interface
 
 COMMANDS = (run.run, report.report, config.show_config, ingest.ingest, runs.runs, registry.registry,
             predict.predict, curate.curate, cloud.compile_cmd, cloud.submit, cloud.schedule)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.version_option(package_name="synthdetect")
 def main() -> None:
     """synthdetect: a TFX pipeline that tells AI-synthesized images from real photographs."""

@@ -11,10 +11,14 @@ import json
 
 import click
 
-from pipeline.cli.common import console, load, set_option, user_errors, vertex_config_option
+from pipeline.cli.common import (UserError, allow_unblessed_option, console, exit_with_decision, load,
+                                 progress_console, set_option, user_errors, vertex_config_option)
 
 spec_option = click.option("--spec", default="pipeline.json", show_default=True,
                            help="compiled pipeline (synthdetect compile --out …)")
+param_option = click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+                             help="a runtime parameter of the compiled pipeline, e.g. --param epochs=1 (repeatable; "
+                                  "data_input, epochs, batch_size, learning_rate, image_size, every threshold)")
 dry_run_option = click.option("--dry-run", is_flag=True,
                               help="print the exact API request as JSON instead of sending it (no credentials needed)")
 
@@ -68,18 +72,41 @@ def compile_cmd(config: str, sets: tuple[str, ...], runner: str, out: str) -> No
 @set_option
 @spec_option
 @dry_run_option
+@param_option
 @click.option("--job-id", default=None, help="pipeline job id (default: <pipeline>-<timestamp>)")
-def submit(config: str, sets: tuple[str, ...], spec: str, dry_run: bool, job_id: str | None) -> None:
+@click.option("--wait", is_flag=True, help="poll the job until it ends, print each task's state, and exit like "
+                                           "`synthdetect run` (0 blessed and pushed, 3 refused, 1 failed)")
+@click.option("--poll", type=click.FloatRange(1, 3600), default=30, show_default=True, help="seconds between polls")
+@allow_unblessed_option
+def submit(config: str, sets: tuple[str, ...], spec: str, dry_run: bool, params: tuple[str, ...],
+           job_id: str | None, wait: bool, poll: float, allow_unblessed: bool) -> None:
     """Run the compiled pipeline once on Vertex AI Pipelines (aiplatform PipelineJob)."""
     cfg = _vertex_cfg(config, sets)
     _quiet_libraries()
     from pipeline import vertex
     _quiet_libraries()
-    result = _cloud(vertex.submit, cfg, spec, dry_run=dry_run, job_id=job_id)
+    def on_task(task: str, state: str) -> None:
+        progress_console.print(f"  {task}: {state.lower()}")
+    result = _cloud(vertex.submit, cfg, spec, dry_run=dry_run, job_id=job_id, params=params,
+                    wait=wait and not dry_run, on_task=on_task, poll=poll)
     if dry_run:
         click.echo(json.dumps(result, indent=2, sort_keys=True))
-    else:
-        console.print(f"submitted {result['name']}\n  {result['console']}")
+        return
+    console.print(f"submitted {result['name']}\n  {result['console']}")
+    if wait:
+        finish_job(result["job"], allow_unblessed)
+
+
+def finish_job(job: dict, allow_unblessed: bool) -> None:
+    """`submit --wait`'s end: the job's state and release decision as the exit code of a local run."""
+    from pipeline.vertex import SUCCEEDED
+    state = (job["state"] or "").removeprefix("PIPELINE_STATE_").lower()
+    if job["state"] != SUCCEEDED:
+        raise UserError(f"pipeline job {job['name']} {state}" + (f": {job['error']}" if job.get("error") else ""))
+    console.print(f"pipeline job {job['name']} succeeded: "
+                  + ("not evaluated" if job["blessed"] is None else "BLESSED" if job["blessed"] else "NOT BLESSED")
+                  + (f", pushed {job['pushed_version']} ({job['pushed_to']})" if job["pushed_version"] else ", not pushed"))
+    exit_with_decision(job["blessed"], job["pushed_version"], allow_unblessed)
 
 
 @click.command()
@@ -87,17 +114,25 @@ def submit(config: str, sets: tuple[str, ...], spec: str, dry_run: bool, job_id:
 @set_option
 @spec_option
 @dry_run_option
+@param_option
 @click.option("--cron", default=None, help="5-field cron, e.g. \"0 3 * * 1\" (default: vertex.schedule.cron)")
 @click.option("--max-concurrent", type=int, default=None,
               help="max runs at once (default: vertex.schedule.max_concurrent_runs)")
-def schedule(config: str, sets: tuple[str, ...], spec: str, dry_run: bool, cron: str | None,
-             max_concurrent: int | None) -> None:
+def schedule(config: str, sets: tuple[str, ...], spec: str, dry_run: bool, params: tuple[str, ...],
+             cron: str | None, max_concurrent: int | None) -> None:
     """Run the compiled pipeline on a schedule (Vertex AI PipelineJobSchedule)."""
     cfg = _vertex_cfg(config, sets)
+    if cron is not None:  # checked before the Vertex SDK is imported: a typo answers at once
+        from schemas.config import check_cron
+        try:
+            cron = check_cron(cron)
+        except ValueError as e:
+            raise UserError(str(e)) from None
     _quiet_libraries()
     from pipeline import vertex
     _quiet_libraries()
-    result = _cloud(vertex.schedule, cfg, spec, cron=cron, max_concurrent=max_concurrent, dry_run=dry_run)
+    result = _cloud(vertex.schedule, cfg, spec, cron=cron, max_concurrent=max_concurrent, dry_run=dry_run,
+                    params=params)
     if dry_run:
         click.echo(json.dumps(result, indent=2, sort_keys=True))
     else:

@@ -21,6 +21,19 @@ from rich.console import Console  # noqa: E402
 
 DEFAULT_CONFIG = "configs/local.yaml"
 VERTEX_CONFIG = "configs/vertex.yaml"
+# Exit codes (README "Use in CI/CD"; `synthdetect --help` lists them). 1 and 2 are click's own.
+EXIT_OK = 0           # done: `run` blessed and pushed the model; `predict` scored every input
+EXIT_ERROR = 1        # a user mistake or a failed run (one `error: …` line)
+EXIT_USAGE = 2        # command-line usage (unknown option, missing argument)
+EXIT_NOT_BLESSED = 3  # `run` / `submit --wait`: the release gate refused the model; nothing was pushed
+EXIT_UNSCORED = 4     # `predict`: at least one input could not be scored (every line is still written)
+EXIT_CODES_HELP = f"""\b
+Exit codes:
+  {EXIT_OK}  done: run blessed and pushed the model; predict scored every input
+  {EXIT_ERROR}  a user mistake (one `error:` line) or a failed run
+  {EXIT_USAGE}  usage error (unknown option, missing argument)
+  {EXIT_NOT_BLESSED}  run, submit --wait: NOT BLESSED, nothing pushed (0 with --allow-unblessed)
+  {EXIT_UNSCORED}  predict: some inputs could not be scored (their lines carry an `error`)"""
 console = Console(highlight=False)          # results
 progress_console = Console(stderr=True, highlight=False)  # progress, so stdout stays parseable
 
@@ -74,6 +87,22 @@ def user_errors(*kinds: type[BaseException]) -> Iterator[None]:
         raise UserError(str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)) from None
 
 
+def exit_with_decision(blessed: bool | None, pushed: str | None, allow_unblessed: bool = False) -> None:
+    """Ends `run` / `submit --wait` with the release decision in the exit code (EXIT_CODES_HELP)."""
+    if blessed and pushed:
+        return
+    if blessed is False:
+        code = EXIT_OK if allow_unblessed else EXIT_NOT_BLESSED
+        progress_console.print(f"NOT BLESSED: nothing pushed (exit {code}"
+                               + (", --allow-unblessed)" if allow_unblessed else "; --allow-unblessed exits 0)"))
+        raise click.exceptions.Exit(code)
+    raise UserError("the run ended without a release decision (no blessing recorded)" if blessed is None
+                    else "the model was blessed but not pushed")
+
+
+allow_unblessed_option = click.option(
+    "--allow-unblessed", is_flag=True,
+    help=f"exit {EXIT_OK} when the gate refuses the model (exploratory runs); default: exit {EXIT_NOT_BLESSED}")
 config_option = click.option("--config", "-c", default=DEFAULT_CONFIG, show_default=True,
                              help="pipeline config (YAML)")
 vertex_config_option = click.option("--config", "-c", default=VERTEX_CONFIG, show_default=True,

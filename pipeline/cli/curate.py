@@ -70,6 +70,10 @@ def _connect() -> None:
 def curate(ctx, config, sets, run, examples, name, model, threshold, uncertain_margin, launch, port, address, view,
            as_json) -> None:
     """Build or update the curators' FiftyOne dataset of a run (one sample per input file), or serve it."""
+    import importlib.util
+    if importlib.util.find_spec("fiftyone") is None:   # the runtime lock (the images) has no FiftyOne
+        raise UserError("curation needs FiftyOne, a development dependency: install requirements-dev.lock "
+                        "(make bootstrap)")
     ctx.ensure_object(dict)
     ctx.obj.update(config=config, sets=sets, name=name)
     if ctx.invoked_subcommand is not None:

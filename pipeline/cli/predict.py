@@ -9,7 +9,8 @@ from typing import Iterator
 
 import click
 
-from pipeline.cli.common import UserError, config_option, load, progress_console, set_option, user_errors
+from pipeline.cli.common import (EXIT_UNSCORED, UserError, config_option, load, progress_console, set_option,
+                                 user_errors)
 from pipeline.cli.registry import registry_option
 from pipeline.cli.registry import registry_location as location_of
 
@@ -84,7 +85,9 @@ def _prepare(path: str, reader, opts) -> tuple[bytes | None, str | None]:
               help="write the JSON lines here instead of stdout")
 def predict(model_ref, paths, registry_location, config, sets, batch_size, threshold, out_path) -> None:
     """Score image files, folders (recursively) and gs:// prefixes; one JSON line per file:
-    {path, p_synthesized, label, threshold, model_version}, or an `error` for a bad file."""
+    {path, p_synthesized, label, threshold, model_version}, or an `error` for a bad file.
+
+    Exits 0 when every input was scored, {unscored} when any could not be (all lines are still written)."""
     from components.ingest.images import IngestOptions
     from components.scoring.models import ModelError, resolve_model
     location = location_of(registry_location, config, sets) if model_ref.startswith("registry:") else None
@@ -155,3 +158,9 @@ def predict(model_ref, paths, registry_location, config, sets, batch_size, thres
         if out_path:
             out.close()
     progress_console.print(f"scored {n_ok} files, {n_err} errors; model {version}, threshold {threshold:.4f}")
+    if n_err:
+        progress_console.print(f"{n_err} of {n_ok + n_err} inputs could not be scored (exit {EXIT_UNSCORED})")
+        raise click.exceptions.Exit(EXIT_UNSCORED)
+
+
+predict.help = predict.help.replace("{unscored}", str(EXIT_UNSCORED))

@@ -6,7 +6,8 @@ import time
 
 import click
 
-from pipeline.cli.common import UserError, config_option, load, progress_console, set_option, short
+from pipeline.cli.common import (EXIT_NOT_BLESSED, UserError, allow_unblessed_option, config_option, exit_with_decision,
+                                 load, progress_console, set_option, short)
 from pipeline.cli.report import print_report
 
 RUNNERS = ("local", "vertex")
@@ -24,8 +25,12 @@ def _vertex_hint(config: str) -> UserError:
               help="where to run (default: the config's runner, local in configs/local.yaml); vertex runs "
                    "through compile + submit")
 @click.option("--json", "as_json", is_flag=True, help="print the run report as JSON")
-def run(config: str, sets: tuple[str, ...], runner: str | None, as_json: bool) -> None:
-    """Run the whole pipeline (ingest -> validate -> transform -> train x2 -> evaluate -> push)."""
+@allow_unblessed_option
+def run(config: str, sets: tuple[str, ...], runner: str | None, as_json: bool, allow_unblessed: bool) -> None:
+    """Run the whole pipeline (ingest -> validate -> transform -> train x2 -> evaluate -> push).
+
+    Exits 0 only when the model was blessed and pushed; {not_blessed} when the release gate refused it
+    (the report, and its --json, still say why); 1 when the run failed."""
     if runner == "vertex":
         raise _vertex_hint(config)
     if runner == "local":
@@ -77,6 +82,10 @@ def run(config: str, sets: tuple[str, ...], runner: str | None, as_json: bool) -
         click.echo(report.to_json())
     else:
         print_report(report)
+    exit_with_decision(report.blessed, report.pushed_to, allow_unblessed)
+
+
+run.help = run.help.format(not_blessed=EXIT_NOT_BLESSED)
 
 
 def _remove_partial_outputs(cfg) -> None:

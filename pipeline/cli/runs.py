@@ -1,5 +1,8 @@
-"""`synthdetect runs [show RUN]`: the local runs in ML Metadata, and one run's lineage."""
+"""`synthdetect runs [show RUN]`: the local runs in ML Metadata, and one run's lineage; with a vertex
+config, the pipeline jobs on Vertex AI (through the SDK)."""
 from __future__ import annotations
+
+import json
 
 import click
 
@@ -12,11 +15,14 @@ from pipeline.cli.common import config_option, console, json_option, load, set_o
 @json_option
 @click.pass_context
 def runs(ctx: click.Context, config: str, sets: tuple[str, ...], as_json: bool) -> None:
-    """List local pipeline runs from ML Metadata (`runs show RUN` for one run's lineage)."""
+    """List pipeline runs: local ones from ML Metadata, or Vertex AI pipeline jobs when the config's
+    runner is vertex (`runs show RUN` for one run's lineage / one job's tasks)."""
     ctx.obj = {"config": config, "sets": sets, "as_json": as_json}
     if ctx.invoked_subcommand is not None:
         return
     cfg = load(config, sets)
+    if cfg.runner == "vertex":
+        return _vertex_runs(cfg, as_json)
     from pipeline.runs import list_runs, to_json
     with user_errors(FileNotFoundError):
         summaries = list_runs(cfg.metadata_path, cfg.pipeline_name, cfg.pipeline_root)
@@ -44,18 +50,56 @@ def runs(ctx: click.Context, config: str, sets: tuple[str, ...], as_json: bool) 
             click.echo("    " + "; ".join(other))
 
 
+def vertex_job_line(job: dict) -> str:
+    """One line per Vertex AI pipeline job (as `runs` prints local runs)."""
+    state = (job["state"] or "?").removeprefix("PIPELINE_STATE_").lower()
+    done = sum(s in ("SUCCEEDED", "SKIPPED") for s in job["tasks"].values())
+    return (f"{(job['name'] or '?').rsplit('/', 1)[-1]}  {job['start'] or '?'} -> {job['end'] or '…'}  {state:<10}  "
+            f"{done}/{len(job['tasks'])} tasks  {_blessed_word(job['blessed'])}  "
+            f"{'pushed ' + job['pushed_version'] if job['pushed_version'] else 'not pushed'}")
+
+
+def _vertex_runs(cfg, as_json: bool) -> None:
+    from pipeline import vertex
+    with user_errors(vertex.CloudError):
+        jobs = vertex.list_jobs(cfg)
+    if as_json:
+        click.echo(json.dumps(jobs, indent=2, sort_keys=True))
+        return
+    v = cfg.vertex
+    if not jobs:
+        console.print(f"no Vertex AI pipeline jobs of {cfg.pipeline_name!r} in {v.project}/{v.region}")
+        return
+    click.echo(f"Vertex AI pipeline jobs of {cfg.pipeline_name} in {v.project}/{v.region} (newest first)")
+    for job in jobs:
+        click.echo(vertex_job_line(job))
+
+
 def _blessed_word(blessed: bool | None) -> str:
     return "not evaluated" if blessed is None else ("blessed" if blessed else "not blessed")
 
 
 @runs.command("show")
-@click.argument("run_id")
+@click.argument("run_id", default="latest", metavar="[RUN|latest]")
 @json_option
 @click.pass_context
 def runs_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
-    """Lineage of one run: ingest summary, models, evaluation, blessing, registry version."""
+    """Lineage of one run (default: the latest): ingest summary, models, evaluation, blessing, registry version."""
     o = ctx.obj
     cfg = load(o["config"], o["sets"])
+    if cfg.runner == "vertex":
+        from pipeline import vertex
+        with user_errors(vertex.CloudError):
+            job = vertex.get_job(cfg, run_id)
+        if as_json or o["as_json"]:
+            click.echo(json.dumps(job, indent=2, sort_keys=True))
+        else:
+            click.echo(vertex_job_line(job))
+            for task, state in job["tasks"].items():
+                click.echo(f"  {task}: {state.lower()}")
+            if job["error"]:
+                click.echo(f"  error: {job['error']}")
+        return
     from pipeline.runs import run_lineage, to_json
     with user_errors(FileNotFoundError, LookupError):
         lin = run_lineage(cfg.metadata_path, cfg.pipeline_name, cfg.pipeline_root, run_id)
