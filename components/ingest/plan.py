@@ -226,6 +226,11 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
         shards[(split, int(cluster[i], 16) % num_shards)].append(
             (cluster[i], cols.path[i], cols.spill_names[cols.spill[i]], cols.offset[i], cols.length[i]))
     ordered = {key: [(sp, off, ln, cid) for cid, _, sp, off, ln in sorted(recs)] for key, recs in shards.items()}
+    # A held-out set left empty (every image leaked into training, or a leave-out value no input has)
+    # still gets one empty shard: the Evaluator and Transform read every split they are given.
+    for h in holdout_names:
+        if not any(split == holdout_split(h) for split, _ in ordered):
+            ordered[(holdout_split(h), 0)] = []
 
     # member and quarantine lines, sorted by path
     members: list[tuple[str, str]] = []
