@@ -259,3 +259,23 @@ def test_worker_pools_and_beam_args_follow_the_config(tmp_path):
     assert f"--temp_location={private.vertex.pipeline_root}/dataflow/tmp" in args  # derived default
     direct = load_config(_vertex_yaml(tmp_path, vertex__dataflow={"enabled": False}))
     assert dataflow_args(direct) == direct.beam_args
+
+
+def test_held_out_sets_are_compiled_into_the_spec(tmp_path):
+    """Held-out inputs (gs:// only with runner vertex) reach ImageExampleGen, the Evaluator's splits and
+    ReleaseCheck's parameters of the compiled Vertex spec; a local held-out path is refused in one line."""
+    cfg = _vertex_yaml(tmp_path, evaluation={"holdout_sets": [{"name": "unseen", "input": "gs://my-bucket/unseen/"}],
+                                             "leave_out": {"field": "source", "value": "ml72", "name": "ml72"}},
+                       thresholds__min_holdout_auc={"unseen": 0.8})
+    out = tmp_path / "pipeline.json"
+    r = _cli("compile", "--config", cfg, "--out", out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    tasks = json.loads(out.read_text())["pipelineSpec"]["root"]["dag"]["tasks"]
+    text = {name: json.dumps(task["inputs"]) for name, task in tasks.items()}
+    assert "gs://my-bucket/unseen/" in text["ImageExampleGen"] and "ml72" in text["ImageExampleGen"]
+    assert "holdout_unseen" in text["Evaluator"] and "holdout_ml72" in text["Evaluator"]
+    assert "unseen" in text["ReleaseCheck"] and "min_holdout_auc" in text["ReleaseCheck"]
+    local = _vertex_yaml(tmp_path, evaluation={"holdout_sets": [{"name": "unseen", "input": "/data/unseen"}]})
+    with pytest.raises(ConfigError) as e:
+        load_config(local)
+    assert "evaluation.holdout_sets: unseen: input must be a gs:// path" in str(e.value)
