@@ -52,9 +52,10 @@ def test_candidate_at_chance_on_a_held_out_generator_is_refused(tmp_path):
                registry=str(tmp_path / "registry"))
     cfg["data"]["input"] = str(train)
     cfg["evaluation"] = {"holdout_sets": [{"name": "gen_b", "input": str(held)}]}
+    # from scratch (as the baseline): at 32 px and lr 1e-3 it learns the brightness rule in 4 epochs,
+    # where fine-tuning the HED weights at that rate collapsed to a constant output
     cfg["model"].update(image_size=32, epochs=4, batch_size=16, learning_rate=0.001, augment=False,
-                        deterministic=True)
-    cfg["model"]["weights"] = str(REPO / cfg["model"]["weights"])
+                        deterministic=True, weights="none")
     # in distribution the bar is low enough for this tiny run; the held-out gate is the one that decides
     cfg["thresholds"] = {"min_accuracy": 0.75, "min_auc": 0.85, "min_accuracy_gain": -1.0, "min_auc_gain": -1.0,
                          "max_robustness_drop": 1.0, "min_holdout_auc": 0.7, "max_generalisation_gap": 0.15}
@@ -81,7 +82,7 @@ def test_candidate_at_chance_on_a_held_out_generator_is_refused(tmp_path):
     assert any("generalisation gap" in f for f in held_failures)
     # model.json is not written (nothing pushed); `report` shows the held-out set
     shown = subprocess.run([CLI, "report", "--config", str(path), "--out", str(tmp_path / "report")],
-                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
+                           capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr[-3000:]
     assert "held-out sets" in shown.stdout and "gen_b" in shown.stdout
     md = (tmp_path / "report" / "report.md").read_text()
