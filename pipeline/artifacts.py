@@ -193,12 +193,13 @@ def unregistered_output_dirs(pipeline_root: str, component: str, execution_id: i
 @dataclasses.dataclass
 class Verdict:
     """What the gate decided: the release check's blessing, or TFMA's when there is no check."""
-    metrics: dict = dataclasses.field(default_factory=dict)       # model -> metric -> value (overall slice)
+    metrics: dict = dataclasses.field(default_factory=dict)       # model -> metric -> value (eval split)
     blessed: bool | None = None                                   # None: not evaluated
     failures: list[str] = dataclasses.field(default_factory=list)  # why not blessed
     reasons: list[str] = dataclasses.field(default_factory=list)   # the release check's reasons either way
     calibration: dict = dataclasses.field(default_factory=dict)    # model -> calibrated threshold, TPR/FPR
     robustness: dict = dataclasses.field(default_factory=dict)     # candidate under perturbations
+    holdout: dict = dataclasses.field(default_factory=dict)        # held-out set -> model -> figures (no ROC)
 
 
 @dataclasses.dataclass
@@ -298,6 +299,8 @@ class RunOutputs:
             v.blessed = bool(check["blessed"])
             v.failures = [] if check["blessed"] else check["reasons"]
             v.reasons, v.calibration, v.robustness = check["reasons"], check["calibration"], check["robustness"]
+            from components.release_check.check import holdout_summary
+            v.holdout = holdout_summary(check)
         tfma = self.evaluation()
         if tfma is not None:
             v.metrics = tfma.metrics

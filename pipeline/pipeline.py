@@ -55,6 +55,7 @@ def create_components(cfg: PipelineConfig) -> list:
 
     from components.evaluator.eval_config import make_eval_config
     from components.ingest.component import make_example_gen
+    from components.ingest.plan import holdout_split
     from components.registry.component import RegistryPusher
     from components.release_check.component import ReleaseCheck
 
@@ -85,7 +86,8 @@ def create_components(cfg: PipelineConfig) -> list:
         examples=example_gen.outputs[EXAMPLES],
         model=candidate.outputs[MODEL],
         baseline_model=baseline.outputs[MODEL],
-        example_splits=["eval"],
+        # the held-out splits too: sliced by split, gated on split=eval (eval_config.py)
+        example_splits=["eval"] + [holdout_split(n) for n in cfg.evaluation.holdout_names()],
         eval_config=make_eval_config(cfg.thresholds)).with_id(EVALUATOR)
     release_check = ReleaseCheck(
         examples=example_gen.outputs[EXAMPLES],
@@ -93,7 +95,8 @@ def create_components(cfg: PipelineConfig) -> list:
         baseline_model=baseline.outputs[MODEL],
         evaluation=evaluator.outputs[EVALUATION],
         tfma_blessing=evaluator.outputs[BLESSING],
-        thresholds_json=json.dumps(cfg.thresholds.model_dump(), sort_keys=True)).with_id(RELEASE_CHECK)
+        thresholds_json=json.dumps(cfg.thresholds.model_dump(), sort_keys=True),
+        holdout_sets_json=json.dumps(cfg.evaluation.holdout_names())).with_id(RELEASE_CHECK)
     pusher = RegistryPusher(
         model=candidate.outputs[MODEL],
         model_blessing=release_check.outputs[BLESSING],

@@ -24,6 +24,7 @@ class RunReport:
     blessing_reasons: list[str] = dataclasses.field(default_factory=list)  # why (not) blessed
     calibration: dict = dataclasses.field(default_factory=dict)  # model -> calibrated threshold, TPR/FPR
     robustness: dict = dataclasses.field(default_factory=dict)   # candidate under perturbations
+    holdout: dict = dataclasses.field(default_factory=dict)      # held-out set -> model -> figures (no ROC)
     pushed_version: str | None = None
     status: str | None = None          # as `synthdetect runs` shows it: complete, running, interrupted, …
 
@@ -40,7 +41,8 @@ def run_report(metadata_path: str, pipeline_name: str, pipeline_root: str, run_i
     return RunReport(run_id=run.run_id, artifacts=outputs.uris, ingest=outputs.ingest_summary(),
                      metrics=verdict.metrics, blessed=verdict.blessed, validation_failures=verdict.failures,
                      pushed_to=to, anomalies=outputs.anomalies(), blessing_reasons=verdict.reasons,
-                     calibration=verdict.calibration, robustness=verdict.robustness, pushed_version=version,
+                     calibration=verdict.calibration, robustness=verdict.robustness, holdout=verdict.holdout,
+                     pushed_version=version,
                      status=summarize(run, metadata_path=metadata_path).status)
 
 
@@ -153,6 +155,66 @@ def _one_class_slices(scores: dict | None) -> set[str]:
     return {name for name, labels in classes.items() if len(labels) == 1}
 
 
+def _holdout_plot(name: str, figures: dict, out_dir: str) -> str:
+    """ROC of both models on one held-out set (on the basis its AUC was measured on); the file name."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    for m, f in figures.items():
+        if f.get("roc"):
+            ax.plot(f["roc"]["fpr"], f["roc"]["tpr"], lw=2, label=f"{MODEL_TITLES.get(m, m)}: AUC {_fmt(f['auc'])}")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    basis = next(iter(figures.values())).get("basis", "")
+    ax.set_title(f"held-out set {name}\n({basis})", fontsize=9)
+    ax.set_xlabel("false positive rate (real called synthesized)")
+    ax.set_ylabel("true positive rate")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    file = f"roc_holdout_{name}.png"
+    fig.savefig(os.path.join(out_dir, file), dpi=110)
+    plt.close(fig)
+    return file
+
+
+def _holdout_section(check: dict, out_dir: str) -> list[str]:
+    """"Held-out sets": figures per set and model, TFMA's per-split figures, an ROC per set."""
+    holdout = check.get("holdout") or {}
+    if not holdout:
+        return []
+    t = check["thresholds"]
+    gate = [f"AUC >= {t['min_holdout_auc']}" if t.get("min_holdout_auc") is not None else "",
+            f"gap <= {t['max_generalisation_gap']:g}" if t.get("max_generalisation_gap") is not None else ""]
+    md = ["## Held-out sets (generalisation)", "",
+          "Sets the models never trained on (`evaluation.holdout_sets`, `evaluation.leave_out`). A set with both "
+          "labels is measured on its own; a single-label set against the eval split's images of the other label "
+          "(basis). Gap = eval AUC − held-out AUC. TPR at FPR <= target: operating point chosen on the basis' real "
+          "images; at the release threshold: the threshold calibrated on the eval split. "
+          f"Gate: {', '.join(g for g in gate if g) or 'none (reported only)'}.", "",
+          "| set | model | n (real / synth.) | basis | AUC | gap | TPR at FPR <= target | accuracy at 0.5 | "
+          "TPR / FPR at the release threshold |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, models in holdout.items():
+        for m, f in models.items():
+            at = f.get("at_threshold") or {}
+            md.append(f"| {name} | {MODEL_TITLES.get(m, m)} | {f['n_examples']} ({f['n_real']} / {f['n_synthesized']}) "
+                      f"| {f['basis']} | {_fmt(f.get('auc'))} | {_fmt(f.get('gap'))} | {_fmt(f.get('tpr_at_target_fpr'))} "
+                      f"| {_fmt(f.get('accuracy'))} | {_fmt(at.get('tpr'))} / {_fmt(at.get('fpr'))} |")
+    tfma = (check.get("tfma") or {}).get("holdout") or {}
+    if tfma:
+        md += ["", "TFMA on the held-out splits (AUC is undefined on a single-label split):", "",
+               "| split | model | n | accuracy | AUC |", "|---|---|---|---|---|"]
+        for split, models in sorted(tfma.items()):
+            for m, v in models.items():
+                mt = v.get("metrics", {})
+                md.append(f"| {split} | {m} | {_fmt(mt.get('example_count'), 0)} | {_fmt(mt.get('binary_accuracy'))} "
+                          f"| {_fmt(mt.get('auc'))} |")
+    md.append("")
+    for name, models in holdout.items():
+        if any(f.get("roc") for f in models.values()):
+            md += [f"![ROC on held-out set {name}]({_holdout_plot(name, models, out_dir)})", ""]
+    return md
+
+
 def write_markdown_report(rep: RunReport, out_dir: str) -> str:
     """`synthdetect report --out DIR`: report.md + PNGs (paper tables 1-2 and figs 2-3, calibration,
     slices, robustness, blessing). Returns the Markdown path."""
@@ -238,6 +300,7 @@ def write_markdown_report(rep: RunReport, out_dir: str) -> str:
                   f"{_fmt(r['tpr_at_threshold'])} | {_fmt(r['fpr_at_threshold'])} | {_fmt(r['auc'])} | "
                   f"{'pass' if r['passed'] else 'FAIL'} |")
     md += ["", f"![robustness]({files['robustness']})", ""]
+    md += _holdout_section(check, out_dir)
     path = os.path.join(out_dir, "report.md")
     with open(path, "w") as f:
         f.write("\n".join(md) + "\n")

@@ -185,8 +185,9 @@ def test_saved_views(run, ds):
     from fiftyone import ViewField as F
     s, thr, margin = run["summary"], run["built"]["threshold"], 0.1
     assert set(ds.list_saved_views()) == {"false_positives", "false_negatives", "uncertain", "duplicates",
-                                          "quarantined", "by_source"}
+                                          "quarantined", "by_source", "holdout"}
     views = run["built"]["views"]
+    assert views["holdout"] == 0 and not len(ds.match_tags("holdout"))  # no held-out set in this run
     evals = Counter(ds.values("eval"))
     assert views["false_positives"] == evals["FP"] and views["false_negatives"] == evals["FN"]
     assert set(ds.load_saved_view("false_positives").values("eval")) <= {"FP"}

@@ -75,3 +75,19 @@ def test_leave_one_out_moves_a_source_out_of_training(make_tree, tmp_path):
     assert other.fingerprint() != listing.fingerprint()
     assert json.loads((tmp_path / "out" / "ingest_summary.json").read_text())["written_by_label"] == \
         {"real": 6, "synthesized": 6}
+
+
+def test_a_held_out_set_emptied_by_leaks_still_has_its_split(make_tree, tmp_path):
+    """Every held-out image duplicates a training image: the split exists with one empty shard (the
+    Evaluator and Transform read every split they are given), and the set counts its leaks."""
+    train = make_tree({**{f"real/cam/r{i}.jpg": encode(scene(i)) for i in range(4)},
+                       **{f"synthesized/sd/s{i}.png": encode(scene(100 + i), "PNG") for i in range(4)}})
+    held = tmp_path / "held"
+    (held / "real" / "x").mkdir(parents=True)
+    (held / "real" / "x" / "copy.jpg").write_bytes((train / "real/cam/r1.jpg").read_bytes())
+    listing = resolve_run_inputs(str(train), IngestOptions(), [("gone", str(held))])
+    s = run_ingest(listing, str(tmp_path / "out"), IngestOptions(), SPLITS, IN_MEMORY)
+    assert s["accounted_for"] and s["holdout_sets"]["gone"]["leaked_into_training"] == 1
+    assert s["holdout_sets"]["gone"]["written"] == 0
+    shards = sorted((tmp_path / "out" / "Split-holdout_gone").glob("*.gz"))
+    assert len(shards) == 1 and examples_by_split(tmp_path / "out")["holdout_gone"] == []

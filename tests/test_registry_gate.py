@@ -37,31 +37,59 @@ def examples(tmp_path_factory) -> Path:
     return make_eval_examples(tmp_path_factory.mktemp("examples"))
 
 
-def make_eval_examples(root: Path) -> Path:
-    """Eval split as ImageExampleGen writes it: synthesized = bright and noisy, real = dark and smooth."""
-    rng = np.random.default_rng(0)
-    opts = IngestOptions()  # format neutralisation on, JPEG q95, as in the pipeline
-    records = []
-    for i in range(N_PER_CLASS):
-        ramp = np.linspace(30, 80, 48)[None, :, None] * np.ones((48, 48, 3))
-        real = _png(ramp + rng.normal(0, 1, ramp.shape))
-        synth = _png(np.clip(170 + rng.normal(0, 45, (48, 48, 3)), 0, 255))
-        for label, data, source in (("real", real, "camera"), ("synthesized", synth, "gen-a")):
-            status, ex = decode_file(ImageInput(f"{label}/{i}.png", label, source=source, generator=source,
-                                                content="objects"), opts, data)
-            assert status == "ok"
-            records.append(getattr(ex, "example", ex).SerializeToString())  # Decoded or tf.Example
-    split = root / "Split-eval"
-    split.mkdir(parents=True)
+def _example(name: str, label: str, data: bytes, source: str, split: str) -> bytes:
+    status, ex = decode_file(ImageInput(name, label, source=source, generator=source, content="objects"),
+                             IngestOptions(), data)  # format neutralisation on, JPEG q95, as in the pipeline
+    assert status == "ok"
+    ex = getattr(ex, "example", ex)  # Decoded or tf.Example
+    ex.features.feature["split"].bytes_list.value.append(split.encode())  # as ImageExampleGen writes it
+    return ex.SerializeToString()
+
+
+def _write_split(root: Path, split: str, records: list[bytes]) -> None:
     import tensorflow as tf
-    with tf.io.TFRecordWriter(str(split / "data_tfrecord-00000-of-00001.gz"), "GZIP") as w:
+    (root / f"Split-{split}").mkdir(parents=True)
+    with tf.io.TFRecordWriter(str(root / f"Split-{split}" / "data_tfrecord-00000-of-00001.gz"), "GZIP") as w:
         for r in records:
             w.write(r)
-    (root / "ingest_summary.json").write_text(json.dumps({"inputs": len(records), "written": len(records)}))
+
+
+def _real(rng) -> bytes:
+    ramp = np.linspace(30, 80, 48)[None, :, None] * np.ones((48, 48, 3))
+    return _png(ramp + rng.normal(0, 1, ramp.shape))
+
+
+def _synth(rng) -> bytes:
+    return _png(np.clip(170 + rng.normal(0, 45, (48, 48, 3)), 0, 255))
+
+
+def make_eval_examples(root: Path, holdout: bool = False) -> Path:
+    """Eval split as ImageExampleGen writes it: synthesized = bright and noisy, real = dark and smooth.
+    With `holdout`: two held-out splits, `holdout_same_gen` (both labels, made like the eval split)
+    and `holdout_unseen_gen` (synthesized only, by a "generator" whose images are dark and smooth
+    like the real ones: the brightness rule is at chance there)."""
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(N_PER_CLASS):
+        records.append(_example(f"real/{i}.png", "real", _real(rng), "camera", "eval"))
+        records.append(_example(f"synthesized/{i}.png", "synthesized", _synth(rng), "gen-a", "eval"))
+    _write_split(root, "eval", records)
+    n = len(records)
+    if holdout:
+        same = [_example(f"same/real/{i}.png", "real", _real(rng), "camera-b", "holdout_same_gen") for i in range(6)]
+        same += [_example(f"same/synth/{i}.png", "synthesized", _synth(rng), "gen-a2", "holdout_same_gen")
+                 for i in range(6)]
+        unseen = [_example(f"unseen/{i}.png", "synthesized", _real(rng), "gen-b", "holdout_unseen_gen")
+                  for i in range(8)]
+        _write_split(root, "holdout_same_gen", same)
+        _write_split(root, "holdout_unseen_gen", unseen)
+        n += len(same) + len(unseen)
+    (root / "ingest_summary.json").write_text(json.dumps({"inputs": n, "written": n}))
     return root
 
 
-def _run_gate(tmp_path: Path, examples: Path, candidate: str, registry: Path, run_id: str) -> None:
+def _run_gate(tmp_path: Path, examples: Path, candidate: str, registry: Path, run_id: str,
+              thresholds: ThresholdConfig = THRESHOLDS, holdout_sets: tuple[str, ...] = ()) -> None:
     from tfx import v1 as tfx
     from tfx.dsl.compiler import compiler, constants
     from tfx.orchestration.portable import runtime_parameter_utils
@@ -70,17 +98,19 @@ def _run_gate(tmp_path: Path, examples: Path, candidate: str, registry: Path, ru
     models = tmp_path / "models"
     cand = tiny_model(models / "candidate" / "Format-Serving", candidate).parent
     base = tiny_model(models / "baseline" / "Format-Serving", "constant").parent
+    splits = ["eval"] + [f"holdout_{h}" for h in holdout_sets]
     ex = tfx.dsl.Importer(source_uri=str(examples), artifact_type=standard_artifacts.Examples,
-                          properties={"split_names": '["eval"]'}).with_id("examples")
+                          properties={"split_names": json.dumps(splits)}).with_id("examples")
     cm = tfx.dsl.Importer(source_uri=str(cand), artifact_type=standard_artifacts.Model).with_id("candidate")
     bm = tfx.dsl.Importer(source_uri=str(base), artifact_type=standard_artifacts.Model).with_id("baseline")
     evaluator = tfx.components.Evaluator(examples=ex.outputs["result"], model=cm.outputs["result"],
-                                         baseline_model=bm.outputs["result"], example_splits=["eval"],
-                                         eval_config=make_eval_config(THRESHOLDS))
+                                         baseline_model=bm.outputs["result"], example_splits=splits,
+                                         eval_config=make_eval_config(thresholds))
     check = ReleaseCheck(examples=ex.outputs["result"], model=cm.outputs["result"],
                          baseline_model=bm.outputs["result"], evaluation=evaluator.outputs["evaluation"],
                          tfma_blessing=evaluator.outputs["blessing"],
-                         thresholds_json=json.dumps(THRESHOLDS.model_dump()))
+                         thresholds_json=json.dumps(thresholds.model_dump()),
+                         holdout_sets_json=json.dumps(list(holdout_sets)))
     pusher = RegistryPusher(model=cm.outputs["result"], model_blessing=check.outputs["blessing"],
                             release_check=check.outputs["check"], examples=ex.outputs["result"],
                             registry=str(registry), model_name="vgg16_finetune", pipeline_name="gate-test",
@@ -145,3 +175,33 @@ def test_bad_candidate_is_not_blessed_and_registry_gains_no_version(tmp_path, ex
     assert (reg.versions(), reg.aliases()) == before
     [pushed] = (tmp_path / "root").glob("RegistryPusher/pushed_model/*")
     assert not (pushed / "push.json").exists()
+
+
+def test_candidate_at_chance_on_a_held_out_set_is_refused_naming_the_set(tmp_path, registry):
+    """Evaluated on eval plus two held-out splits: the in-distribution figures and the gate stay those of
+    the eval split; the held-out gate refuses the candidate for the set it fails on, and only that one."""
+    examples = make_eval_examples(tmp_path / "examples", holdout=True)
+    reg = LocalRegistry(registry)
+    before = (reg.versions(), reg.aliases())
+    thresholds = ThresholdConfig(min_holdout_auc=0.8, max_generalisation_gap=0.1)
+    _run_gate(tmp_path, examples, "good", registry, run_id="run-holdout", thresholds=thresholds,
+              holdout_sets=("same_gen", "unseen_gen"))
+    check = _check(tmp_path)
+    # in distribution: exactly what the eval split gives (TFMA read 40 examples, gated 20)
+    assert check["tfma"]["validation_ok"] is True
+    assert check["tfma"]["metrics"]["candidate"]["example_count"] == 2 * N_PER_CLASS
+    assert check["tfma"]["metrics"]["candidate"]["binary_accuracy"] == pytest.approx(1.0)
+    assert {r["slice"] for r in check["tfma"]["slices"]["candidate"]} >= {"overall", "source=camera", "label=real"}
+    assert not any("split" in r["slice"] or "gen-b" in r["slice"] for r in check["tfma"]["slices"]["candidate"])
+    assert check["tfma"]["holdout"]["holdout_unseen_gen"]["candidate"]["metrics"]["example_count"] == 8
+    assert check["tfma"]["holdout"]["holdout_same_gen"]["candidate"]["metrics"]["example_count"] == 12
+    same, unseen = check["holdout"]["same_gen"]["candidate"], check["holdout"]["unseen_gen"]["candidate"]
+    assert same["basis"] == "held-out set" and same["auc"] == pytest.approx(1.0) and same["gap"] == pytest.approx(0.0)
+    assert unseen["basis"] == "held-out synthesized vs eval real" and (unseen["n_synthesized"], unseen["n_real"]) == (8, 0)
+    assert unseen["auc"] < 0.8 and unseen["gap"] > 0.1 and unseen["tpr_at_target_fpr"] < 0.5
+    assert check["blessed"] is False
+    failures = [r for r in check["reasons"] if r.startswith("held-out set")]
+    assert failures and all("unseen_gen" in r for r in failures), check["reasons"]
+    assert any("held-out set unseen_gen: auc" in r and "< 0.8" in r for r in failures)
+    assert any("held-out set unseen_gen: generalisation gap" in r and "> 0.1" in r for r in failures)
+    assert (reg.versions(), reg.aliases()) == before

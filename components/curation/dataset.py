@@ -20,8 +20,8 @@ from components.scoring.scorer import ModelLoadError, Scorer
 
 LABELS = ("real", "synthesized")          # (negative, positive) for binary evaluation
 EVAL_KEY = "eval"
-MANAGED_TAGS = ("quarantined", "false_positive", "false_negative")
-SAVED_VIEWS = ("false_positives", "false_negatives", "uncertain", "duplicates", "quarantined", "by_source")
+MANAGED_TAGS = ("quarantined", "false_positive", "false_negative", "holdout")
+SAVED_VIEWS = ("false_positives", "false_negatives", "uncertain", "duplicates", "quarantined", "by_source", "holdout")
 DEFAULT_UNCERTAIN_MARGIN = 0.1
 DEFAULT_THRESHOLD = 0.5
 # Plain sample fields written from the members (name -> members key).
@@ -29,7 +29,8 @@ FIELDS = {"path": "path", "source": "source", "generator": "generator", "content
           "orig_format": "orig_format", "orig_mode": "orig_mode", "orig_width": "orig_width",
           "orig_height": "orig_height", "codec": "codec", "split": "split", "sha256": "sha256",
           "cluster_id": "cluster_id", "cluster_size": "cluster_size", "representative": "representative",
-          "status": "status", "quarantine_reason": "quarantine_reason", "quarantine_detail": "detail"}
+          "status": "status", "quarantine_reason": "quarantine_reason", "quarantine_detail": "detail",
+          "holdout": "holdout"}  # the held-out set an input belongs to ("" for training data)
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ def build_dataset(name: str, run_id: str, examples_uri: str, model_dir: str | No
         m["quarantine_reason"] = (m.get("reason") or "") if m["status"] == "quarantined" else ""
         m["representative"] = bool(m.get("representative"))
         m["split"] = m.get("split") or ""
+        m["holdout"] = m.get("holdout") or ""
         if m["status"] != "quarantined":
             m["detail"] = ""
 
@@ -143,6 +145,7 @@ def build_dataset(name: str, run_id: str, examples_uri: str, model_dir: str | No
     # ---- managed tags
     ds.untag_samples(list(MANAGED_TAGS))
     ds.match(F("status") == "quarantined").tag_samples("quarantined")
+    ds.match(F("holdout") != "").tag_samples("holdout")
 
     # ---- predictions, evaluation, hardness, uniqueness
     for key in ("hardness", "uniqueness"):
@@ -156,7 +159,8 @@ def build_dataset(name: str, run_id: str, examples_uri: str, model_dir: str | No
 
     result = BuildResult(name=name, run_id=run_id, samples=len(ds),
                          by_status={s: sum(1 for m in members if m["status"] == s) for s in
-                                    ("written", "exact_duplicate", "near_duplicate", "quarantined")},
+                                    ("written", "exact_duplicate", "near_duplicate", "quarantined",
+                                     "leaked_into_training")},
                          model=model_dir, notes=notes)
     if model_dir:
         try:
@@ -224,6 +228,8 @@ def saved_view_definitions(ds, threshold: float | None, margin: float) -> dict:
         "duplicates": (duplicates.group_by("cluster_id", order_by="representative", reverse=True), duplicates),
         "quarantined": (ds.match(F("status") == "quarantined").sort_by("quarantine_reason"),) * 2,
         "by_source": (ds.group_by("source", order_by="path"), ds),
+        # held-out samples (never trained on), per set, their predictions from the most synthesized down
+        "holdout": (ds.match(F("holdout") != "").sort_by([("holdout", 1), ("p_synthesized", -1)]),) * 2,
     }
 
 

@@ -17,10 +17,11 @@ from components.ingest.outputs import MEMBERS_FILE, QUARANTINE_FILE, SUMMARY_FIL
 from components.scoring.examples import iter_examples
 from components.transform.preprocessing import IMAGE_KEY
 
-STATUSES = ("written", "exact_duplicate", "near_duplicate", "quarantined")
-# Summary key counting each status.
+STATUSES = ("written", "exact_duplicate", "near_duplicate", "quarantined", "leaked_into_training")
+# Summary key counting each status (leaked_into_training: held-out duplicates of training images).
 SUMMARY_KEYS = {"written": "written", "exact_duplicate": "exact_duplicates",
-                "near_duplicate": "near_duplicates", "quarantined": "quarantined"}
+                "near_duplicate": "near_duplicates", "quarantined": "quarantined",
+                "leaked_into_training": "leaked_into_training"}
 # TFRecord features copied onto samples (metadata; the image bytes are read separately).
 _FEATURES = ("label", "source", "generator", "content", "path", "sha256", "orig_format", "orig_mode",
              "codec", "cluster_id", "orig_width", "orig_height")

@@ -1,5 +1,13 @@
 """TFMA configuration of the release gate: the fine-tune (candidate) against the from-scratch
-baseline, with absolute (value) and relative (change) thresholds on accuracy and AUC."""
+baseline, with absolute (value) and relative (change) thresholds on accuracy and AUC.
+
+The Evaluator reads the eval split and every held-out split (`holdout_<name>`) as one stream, so
+the overall slice would mix held-out data into the in-distribution figures. Every example carries
+its split (the `split` feature ImageExampleGen writes), so all slices are taken per split: `split`
+alone and `split` crossed with each slice feature. The gate's thresholds apply to the slice
+split=eval only: in-distribution gating is what it was before held-out sets existed. The held-out
+gate (`min_holdout_auc`, `max_generalisation_gap`) is ReleaseCheck's (it handles single-label sets).
+"""
 from __future__ import annotations
 
 import tensorflow_model_analysis as tfma
@@ -10,15 +18,28 @@ from schemas.config import ThresholdConfig
 CANDIDATE = "candidate"
 BASELINE = "baseline"
 PREDICTION_KEY = "p_synthesized"
+SPLIT_FEATURE = "split"
+EVAL_SPLIT = "eval"
 SLICE_FEATURES = ("label", "source", "generator", "content", "orig_format")
 
 
-def _overall(lower: float, gain: float) -> list[tfma.PerSliceMetricThreshold]:
-    """Gate on the overall slice only (per-slice figures are reported, not gated)."""
-    return [tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=tfma.MetricThreshold(
+def in_distribution() -> tfma.SlicingSpec:
+    """The slice every gate threshold applies to: the eval split."""
+    return tfma.SlicingSpec(feature_values={SPLIT_FEATURE: EVAL_SPLIT})
+
+
+def _gate(lower: float, gain: float) -> list[tfma.PerSliceMetricThreshold]:
+    """Gate on the in-distribution slice only (other slices are reported, not gated)."""
+    return [tfma.PerSliceMetricThreshold(slicing_specs=[in_distribution()], threshold=tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": lower}),
         change_threshold=tfma.GenericChangeThreshold(
             direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": gain})))]
+
+
+def slicing_specs() -> list[tfma.SlicingSpec]:
+    """Overall (all splits mixed; not reported), per split, and per split x slice feature."""
+    return ([tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[SPLIT_FEATURE])]
+            + [tfma.SlicingSpec(feature_keys=[SPLIT_FEATURE, k]) for k in SLICE_FEATURES])
 
 
 def make_eval_config(t: ThresholdConfig) -> tfma.EvalConfig:
@@ -28,8 +49,8 @@ def make_eval_config(t: ThresholdConfig) -> tfma.EvalConfig:
 
     metrics = [
         tfma.MetricConfig(class_name="ExampleCount"),
-        tfma.MetricConfig(class_name="BinaryAccuracy", per_slice_thresholds=_overall(t.min_accuracy, t.min_accuracy_gain)),
-        tfma.MetricConfig(class_name="AUC", per_slice_thresholds=_overall(t.min_auc, t.min_auc_gain)),
+        tfma.MetricConfig(class_name="BinaryAccuracy", per_slice_thresholds=_gate(t.min_accuracy, t.min_accuracy_gain)),
+        tfma.MetricConfig(class_name="AUC", per_slice_thresholds=_gate(t.min_auc, t.min_auc_gain)),
         tfma.MetricConfig(class_name="AUC", config='{"name": "auc_pr", "curve": "PR"}'),
         tfma.MetricConfig(class_name="Precision"),
         tfma.MetricConfig(class_name="Recall"),
@@ -39,6 +60,6 @@ def make_eval_config(t: ThresholdConfig) -> tfma.EvalConfig:
     ]
     return tfma.EvalConfig(
         model_specs=[spec(CANDIDATE, False), spec(BASELINE, True)],
-        slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[k]) for k in SLICE_FEATURES],
+        slicing_specs=slicing_specs(),
         metrics_specs=[tfma.MetricsSpec(metrics=metrics, model_names=[CANDIDATE, BASELINE])],
     )

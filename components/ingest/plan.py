@@ -250,6 +250,11 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
     ordered = {}
     for key in list(shards):
         ordered[key] = [(sp, off, ln, cid) for cid, _, sp, off, ln in sorted(shards.pop(key))]
+    # A held-out set left empty (every image leaked into training, or a leave-out value no input has)
+    # still gets one empty shard: the Evaluator and Transform read every split they are given.
+    for h in holdout_names:
+        if not any(split == holdout_split(h) for split, _ in ordered):
+            ordered[(holdout_split(h), 0)] = []
 
     def split_of(i: int) -> str:
         return split_names[split_no[i]] if split_no[i] >= 0 else ""

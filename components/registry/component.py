@@ -24,7 +24,7 @@ from components.evaluator.calibration import json_safe
 from components.ingest import outputs as ingest_outputs
 from components.registry import vertex
 from components.registry.store import CALIBRATION_PATH, DEFAULT_ALIASES, now_iso, open_registry
-from components.release_check.check import load_check
+from components.release_check.check import holdout_summary, load_check
 from components.release_check.component import ReleaseCheckResult
 from components.trainer.artifact import read_history, serving_model_dir
 
@@ -47,6 +47,8 @@ def model_metadata(*, model_dir: str, check: dict, examples_uri: str, run_id: st
         "thresholds": check["thresholds"],
         "calibration": calib,
         "robustness": {k: check["robustness"][k] for k in ("perturbations", "clean", "max_drop", "worst", "passed")},
+        # per held-out set and model: auc, basis, gap, tpr_at_target_fpr, accuracy, at_threshold, counts
+        "holdout": holdout_summary(check),
         "blessing": {"blessed": check["blessed"], "reasons": check["reasons"]},
         "serving": {"signature": "serving_images", "input": "images", "output": "p_synthesized",
                     "ingest": ingest, "image_size": training.get("image_size")},

@@ -6,7 +6,11 @@ On the eval split it scores the candidate and the baseline through `serving_imag
   * robustness: the candidate on the eval split re-compressed as JPEG q95/q75/q50, downscaled by 0.5
     and blurred (sigma 1); accuracy (at 0.5, as TFMA's binary_accuracy) must not drop by more than
     `thresholds.max_robustness_drop` under any of them;
-  * the final blessing: TFMA's verdict AND the robustness limit, with readable reasons.
+  * held-out sets (`evaluation.holdout_sets`, `leave_out`): both models scored on every split
+    `holdout_<name>`; AUC, accuracy, TPR at the target FPR and the generalisation gap (eval AUC minus
+    held-out AUC) per set, see `holdout_figures`; gated by `thresholds.min_holdout_auc` and
+    `thresholds.max_generalisation_gap`;
+  * the final blessing: TFMA's verdict AND robustness AND the held-out gate, with readable reasons.
 
 `run_release_check` is a plain function (tests call it directly); `ReleaseCheck` wraps it as a TFX
 component whose `blessing` output gates the registry push.
@@ -24,6 +28,8 @@ import tensorflow as tf
 from components.evaluator import calibration as cal
 from components.evaluator import results as tfma_results
 from components.evaluator.eval_config import BASELINE, CANDIDATE
+from components.ingest import outputs
+from components.ingest.plan import holdout_split
 from components.release_check.perturb import PERTURBATIONS
 from components.scoring.examples import read_split
 from components.scoring.scorer import Scorer
@@ -54,7 +60,73 @@ def robustness(labels: np.ndarray, clean: np.ndarray, perturbed: dict[str, np.nd
             "passed": all(r["passed"] for r in rows.values())}
 
 
-def gate(tfma: tfma_results.TfmaResult, tfma_blessed: bool, robust: dict, thresholds: dict) -> tuple[bool, list[str]]:
+def holdout_figures(labels: np.ndarray, scores: np.ndarray, eval_labels: np.ndarray, eval_scores: np.ndarray,
+                    threshold: float, target_fpr: float) -> dict:
+    """What one model achieves on one held-out set.
+
+    A set with both labels is measured on its own. A single-label set (leave out one generator:
+    all synthesized) has no AUC of its own, so its images are ranked against the eval split's
+    images of the other label: held-out synthesized vs eval real (or eval synthesized vs held-out
+    real). That AUC answers the deployment question: are the unseen images told apart from the data
+    the model was validated on? `basis` says which was measured.
+      auc, roc             on that basis
+      tpr_at_target_fpr    TPR where FPR <= target_fpr on the basis' real images (for a set of
+                           synthesized images only: the eval real images, i.e. the calibrated threshold)
+      accuracy             at 0.5, on the held-out images alone
+      at_threshold         accuracy, TPR, FPR of the held-out images at the release threshold
+                           (calibrated on the eval split), what a user of the model would see
+      gap                  filled in by the caller: in-distribution AUC minus this AUC
+    """
+    n_pos, n_neg = int(np.sum(labels == 1)), int(np.sum(labels == 0))
+    out = {"n_examples": int(labels.size), "n_synthesized": n_pos, "n_real": n_neg}
+    if not labels.size:
+        return {**out, "basis": "empty", "auc": None, "roc": None, "tpr_at_target_fpr": None, "accuracy": None,
+                "at_threshold": None}
+    if n_pos and n_neg:
+        basis, y, p = "held-out set", labels, scores
+    elif n_pos:
+        basis = "held-out synthesized vs eval real"
+        y = np.r_[np.ones(n_pos, np.int64), np.zeros(int(np.sum(eval_labels == 0)), np.int64)]
+        p = np.r_[scores, eval_scores[eval_labels == 0]]
+    else:
+        basis = "eval synthesized vs held-out real"
+        y = np.r_[np.ones(int(np.sum(eval_labels == 1)), np.int64), np.zeros(n_neg, np.int64)]
+        p = np.r_[eval_scores[eval_labels == 1], scores]
+    roc = cal.roc_curve(y, p)
+    at_target = cal.calibrate(y, p, target_fpr) if np.any(y == 0) else None
+    at_t = cal.rates(labels, scores, threshold)
+    return {**out, "basis": basis, "auc": roc["auc"], "roc": roc,
+            "tpr_at_target_fpr": at_target["tpr"] if at_target else None,
+            "fpr_at_target_fpr": at_target["fpr"] if at_target else None,
+            "accuracy": cal.rates(labels, scores, 0.5)["accuracy"],
+            "at_threshold": {k: at_t[k] for k in ("threshold", "accuracy", "tpr", "fpr")}}
+
+
+def holdout_gate(holdout: dict, thresholds: dict) -> tuple[list[str], list[str]]:
+    """(failures, passed) of the candidate on every held-out set, each naming its set."""
+    failures, passed = [], []
+    min_auc, max_gap = thresholds.get("min_holdout_auc"), thresholds.get("max_generalisation_gap")
+    for name, figures in holdout.items():
+        r = figures[CANDIDATE]
+        bound = min_auc.get(name) if isinstance(min_auc, dict) else min_auc
+        if (bound is not None or max_gap is not None) and r["auc"] is None:
+            failures.append(f"held-out set {name}: no AUC ({r['n_examples']} examples after removing leaks; "
+                            f"basis {r['basis']})")
+            continue
+        if bound is not None:
+            ok = r["auc"] >= bound - 1e-12
+            (passed if ok else failures).append(
+                f"held-out set {name}: auc = {r['auc']:.3f} {'>=' if ok else '<'} {bound:g} ({r['basis']})")
+        if max_gap is not None:
+            ok = r["gap"] <= max_gap + 1e-12
+            (passed if ok else failures).append(
+                f"held-out set {name}: generalisation gap = {r['gap']:+.3f} {'<=' if ok else '>'} {max_gap:g} "
+                f"(eval auc {r['eval_auc']:.3f} - held-out auc {r['auc']:.3f})")
+    return failures, passed
+
+
+def gate(tfma: tfma_results.TfmaResult, tfma_blessed: bool, robust: dict, thresholds: dict,
+         holdout: dict | None = None) -> tuple[bool, list[str]]:
     """Final verdict and its reasons (failures when not blessed, the checks passed when blessed)."""
     failures, passed = [], []
     if tfma.validation_ok is None:
@@ -67,13 +139,41 @@ def gate(tfma: tfma_results.TfmaResult, tfma_blessed: bool, robust: dict, thresh
         text = (f"accuracy drop under {name} = {r['accuracy_drop']:+.3f} "
                 f"{'<=' if r['passed'] else '>'} {robust['max_allowed_drop']:g}")
         (passed if r["passed"] else failures).append(text)
+    held_failures, held_passed = holdout_gate(holdout or {}, thresholds)
+    failures += held_failures
+    passed += held_passed
     if failures:
         return False, failures
     return True, passed
 
 
+def score_holdout_sets(examples_uri: str, names, scorers: dict, eval_labels: np.ndarray, eval_scores: dict,
+                       calib: dict, target_fpr: float, batch_size: int) -> tuple[dict, dict]:
+    """({set: {model: figures}}, {set: {"labels", "examples", "scores": {model: [...]}}}) for every
+    held-out set; a set emptied by leak removal has no shards and gets empty figures."""
+    eval_auc = {m: cal.roc_curve(eval_labels, eval_scores[m])["auc"] for m in scorers}
+    figures, raw = {}, {}
+    for name in names:
+        split = holdout_split(name)
+        if outputs.shards(examples_uri, split):
+            images, labels, meta = read_split(examples_uri, split)
+        else:
+            images, labels, meta = [], np.zeros([0], np.int64), []
+        scores = {m: s.score_batched(images, batch_size) for m, s in scorers.items()}
+        figures[name] = {}
+        for m in scorers:
+            f = holdout_figures(labels, scores[m], eval_labels, eval_scores[m], calib[m]["threshold"], target_fpr)
+            f["eval_auc"] = eval_auc[m]
+            f["gap"] = eval_auc[m] - f["auc"] if f["auc"] is not None and eval_auc[m] == eval_auc[m] else None
+            figures[name][m] = f
+        raw[name] = {"labels": labels.tolist(), "examples": meta, "scores": {m: v.tolist() for m, v in scores.items()}}
+        log.info("release check: held-out set %s, %d examples", name, len(images))
+    return figures, raw
+
+
 def run_release_check(examples_uri: str, candidate_dir: str, baseline_dir: str, evaluation_uri: str,
-                      tfma_blessed: bool, thresholds: dict, out_dir: str, batch_size: int = 32) -> dict:
+                      tfma_blessed: bool, thresholds: dict, out_dir: str, batch_size: int = 32,
+                      holdout_sets=()) -> dict:
     """Scores, calibrates, perturbs, decides; writes release_check.json and scores.json to out_dir."""
     t0 = time.time()
     images, labels, meta = read_split(examples_uri, "eval")
@@ -91,13 +191,16 @@ def run_release_check(examples_uri: str, candidate_dir: str, baseline_dir: str, 
     calib = {m: cal.calibrate(labels, clean[m], thresholds["target_fpr"]) for m in (CANDIDATE, BASELINE)}
     robust = robustness(labels, clean[CANDIDATE], perturbed, calib[CANDIDATE]["threshold"],
                         thresholds["max_robustness_drop"])
+    holdout, holdout_scores = score_holdout_sets(
+        examples_uri, holdout_sets, {CANDIDATE: cand, BASELINE: base}, labels, clean, calib,
+        thresholds["target_fpr"], batch_size)
     tfma = tfma_results.load(evaluation_uri)
-    blessed, reasons = gate(tfma, tfma_blessed, robust, thresholds)
+    blessed, reasons = gate(tfma, tfma_blessed, robust, thresholds, holdout)
     result = {
         "blessed": blessed, "reasons": reasons, "thresholds": thresholds,
         "tfma": {"validation_ok": tfma.validation_ok, "blessed": bool(tfma_blessed), "failures": tfma.failures,
-                 "metrics": tfma.metrics, "slices": tfma.slices},
-        "calibration": calib, "robustness": robust,
+                 "metrics": tfma.metrics, "slices": tfma.slices, "holdout": tfma.holdout},
+        "calibration": calib, "robustness": robust, "holdout": holdout,
         "classification": {m: {"at_0.5": cal.classification_report(labels, clean[m], 0.5),
                                "at_threshold": cal.classification_report(labels, clean[m], calib[m]["threshold"])}
                            for m in (CANDIDATE, BASELINE)},
@@ -111,7 +214,8 @@ def run_release_check(examples_uri: str, candidate_dir: str, baseline_dir: str, 
     with tf.io.gfile.GFile(os.path.join(out_dir, CHECK_FILE), "w") as f:
         json.dump(cal.json_safe(result), f, indent=2, allow_nan=False)
     with tf.io.gfile.GFile(os.path.join(out_dir, SCORES_FILE), "w") as f:
-        json.dump(cal.json_safe({"labels": labels.tolist(), "examples": meta, "scores": scores}), f)
+        json.dump(cal.json_safe({"labels": labels.tolist(), "examples": meta, "scores": scores,
+                                 "holdout": holdout_scores}), f)
     return cal.json_safe(result)
 
 
@@ -132,6 +236,13 @@ def load_check(uri: str) -> dict | None:
 def load_scores(uri: str) -> dict | None:
     """scores.json: labels, example metadata and every score behind the check, or None."""
     return _load(uri, SCORES_FILE)
+
+
+def holdout_summary(check: dict | None) -> dict:
+    """{set: {model: figures}} of a loaded check without the ROC points (for model.json, reports);
+    {} for a check without held-out sets (or from before them)."""
+    return {name: {m: {k: v for k, v in f.items() if k != "roc"} for m, f in models.items()}
+            for name, models in ((check or {}).get("holdout") or {}).items()}
 
 
 def calibrated_threshold(check: dict | None, model: str = CANDIDATE) -> float | None:

@@ -29,10 +29,12 @@ def ReleaseCheck(
     check: OutputArtifact[ReleaseCheckResult],
     blessing: OutputArtifact[standard_artifacts.ModelBlessing],
     thresholds_json: Parameter[str],
+    holdout_sets_json: Parameter[str] = "[]",
 ) -> None:
     tfma_blessed = tfma_blessing.get_int_custom_property("blessed") == 1
     result = run_release_check(examples.uri, model.uri, baseline_model.uri, evaluation.uri, tfma_blessed,
-                               json.loads(thresholds_json), check.uri)
+                               json.loads(thresholds_json), check.uri,
+                               holdout_sets=json.loads(holdout_sets_json))
     blessed = int(result["blessed"])
     for art in (check, blessing):
         art.set_int_custom_property("blessed", blessed)

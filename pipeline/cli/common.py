@@ -118,3 +118,12 @@ def short(path: str | None) -> str:
         return path or ""
     rel = os.path.relpath(path)
     return path if rel.startswith("..") else rel
+
+
+def holdout_line(f: dict) -> str:
+    """One model on one held-out set, as `registry show` and `report` print it."""
+    def num(x, fmt=".3f"):
+        return "–" if x is None else format(x, fmt)
+    return (f"AUC {num(f.get('auc'))} ({f.get('basis')}), gap {num(f.get('gap'), '+.3f')}, "
+            f"TPR {num(f.get('tpr_at_target_fpr'))} at FPR <= target, accuracy {num(f.get('accuracy'))}, "
+            f"n={f.get('n_examples')}")

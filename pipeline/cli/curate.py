@@ -108,7 +108,10 @@ def curate(ctx, config, sets, run, examples, name, model, threshold, uncertain_m
             st = res.by_status
             click.echo(f"dataset {res.name!r} (run {res.run_id}): {res.samples} samples = {st['written']} written + "
                        f"{st['exact_duplicate']} exact duplicates + {st['near_duplicate']} near duplicates + "
-                       f"{st['quarantined']} quarantined; {res.predicted} scored"
+                       f"{st['quarantined']} quarantined"
+                       + (f" + {st['leaked_into_training']} held-out duplicates of training images"
+                          if st.get("leaked_into_training") else "")
+                       + f"; {res.predicted} scored"
                        + (f" at threshold {res.threshold:g}" if res.threshold is not None else ""))
             click.echo("saved views: " + ", ".join(f"{k} ({v})" for k, v in res.views.items()))
             for note in res.notes:

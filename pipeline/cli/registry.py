@@ -5,7 +5,8 @@ import json
 
 import click
 
-from pipeline.cli.common import UserError, config_option, console, json_option, load, set_option, user_errors
+from pipeline.cli.common import (UserError, config_option, console, holdout_line, json_option, load, set_option,
+                                 user_errors)
 
 registry_option = click.option("--registry", "registry_location", default=None, metavar="DIR|gs://…",
                                help="registry location (default: the config's `registry`)")
@@ -102,6 +103,8 @@ def _print_model_json(meta: dict, all_aliases: dict, location: str, console) -> 
     if rob.get("perturbations"):
         console.print("  robustness (accuracy drop): " + ", ".join(
             f"{k} {v['accuracy_drop']:+.3f}" for k, v in rob["perturbations"].items()))
+    for name, models in (meta.get("holdout") or {}).items():
+        console.print(f"  held-out {name}: " + "; ".join(f"{m} {holdout_line(f)}" for m, f in models.items()))
     console.print(f"  data {(meta.get('data') or {}).get('fingerprint')}")
     console.print("  blessed: " + "; ".join((meta.get("blessing") or {}).get("reasons", [])))
 

@@ -57,6 +57,10 @@ def report(run: str | None, config: str, sets: tuple[str, ...], run_id: str | No
         progress_console.print(f"report: {md}")
 
 
+def _num(x, fmt: str = ".3f") -> str:
+    return "–" if x is None else format(x, fmt)
+
+
 def print_report(rep) -> None:
     from rich.table import Table
 
@@ -97,6 +101,16 @@ def print_report(rep) -> None:
     if rep.robustness.get("perturbations"):
         console.print("robustness (accuracy drop, limit {:g}): ".format(rep.robustness["max_allowed_drop"]) + ", ".join(
             f"{k} {v['accuracy_drop']:+.3f}" for k, v in rep.robustness["perturbations"].items()))
+    if rep.holdout:
+        ht = Table(title="held-out sets (never trained on)")
+        for col in ("set", "model", "n (real/synth.)", "AUC", "basis", "gap", "TPR at target FPR", "accuracy"):
+            ht.add_column(col, justify="left" if col in ("set", "model", "basis") else "right")
+        for name, models in rep.holdout.items():
+            for model, f in models.items():
+                ht.add_row(name, model, f"{f['n_examples']} ({f['n_real']}/{f['n_synthesized']})", _num(f.get("auc")),
+                           f.get("basis") or "", _num(f.get("gap"), "+.3f"), _num(f.get("tpr_at_target_fpr")),
+                           _num(f.get("accuracy")))
+        console.print(ht)
     if rep.blessed is None:
         console.print("[red]no blessing: the evaluator did not finish[/]")
     elif rep.blessed:
