@@ -11,8 +11,10 @@ CONFIG ?= configs/local.yaml
 bootstrap:
 	@infra/bootstrap.sh
 
+# The demo: a refusal by the release gate is a result here, not a failure (synthdetect run alone
+# exits 3 for it; see README "Use in CI/CD").
 run: bootstrap
-	$(VENV)/synthdetect run --config $(CONFIG)
+	$(VENV)/synthdetect run --config $(CONFIG) --allow-unblessed
 
 # Default suite: unit tests plus one real end-to-end pipeline run at tiny image size (CI runs this).
 test: bootstrap chromium
