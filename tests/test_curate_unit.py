@@ -183,6 +183,6 @@ def test_app_config_is_saved_with_the_dataset(embedded_dataset):
     colors = {f["path"]: f["fieldColor"] for f in fresh.app_config.color_scheme.fields}
     assert colors["ground_truth"] != colors["prediction"]
     space = fresh.load_workspace(appconfig.WORKSPACE)
-    panels = [p.type for child in space.children for p in child.children]
-    assert panels == ["Samples", "Embeddings"]
-    assert space.children[1].children[0].state["brainResult"] == brain.MAP_KEY
+    assert [p.type for p in space.children] == ["Samples", "Embeddings"]
+    assert space.children[1].state["brainResult"] == brain.MAP_KEY
+    assert space.active_child == space.children[0].component_id

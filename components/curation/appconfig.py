@@ -3,8 +3,9 @@
 * Sidebar groups in this order: tags, labels, model, provenance, duplicates, quarantine, then
   FiftyOne's own (metadata, and any other field under "other"/"primitives").
 * Distinct colours for `ground_truth` and `prediction` (colour by field).
-* Saved workspace `curation`: the samples grid next to the Embeddings panel showing the
-  `embedding_map` brain run coloured by `ground_truth.label`; `curate --launch` opens with it.
+* Saved workspace `curation`: the samples grid and, in the tab beside it, the Embeddings panel for
+  the `embedding_map` brain run (FiftyOne 1.22's panel opens on its list of maps: one click shows
+  the plot, coloured by any field); `curate --launch` opens with it.
 """
 from __future__ import annotations
 
@@ -54,13 +55,14 @@ def color_scheme():
 
 
 def workspace(ds):
-    """The grid and, when the map exists, the Embeddings panel beside it."""
+    """The grid and, when the map exists, the Embeddings panel as a second tab beside it (a split
+    layout renders both panels empty in headless Chromium, so the grid stays the active tab)."""
     import fiftyone as fo
-    spaces = [fo.Space(children=[fo.Panel(type="Samples", pinned=True)])]
+    panels = [fo.Panel(type="Samples", pinned=True)]
     if brain.MAP_KEY in ds.list_brain_runs():
-        spaces.append(fo.Space(children=[fo.Panel(
-            type="Embeddings", state={"brainResult": brain.MAP_KEY, "colorByField": "ground_truth.label"})]))
-    return fo.Space(children=spaces, orientation="horizontal", sizes=[0.5, 0.5] if len(spaces) == 2 else None)
+        panels.append(fo.Panel(type="Embeddings",
+                               state={"brainResult": brain.MAP_KEY, "colorByField": "ground_truth.label"}))
+    return fo.Space(children=panels, active_child=panels[0].component_id)
 
 
 def configure(ds) -> None:
