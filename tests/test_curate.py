@@ -4,6 +4,7 @@ evaluation, saved views, idempotent rebuilds, the feedback loop through ingestio
 loaded in headless Chromium (screenshot in test-artifacts/)."""
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -26,6 +27,9 @@ CLI = str(Path(sys.executable).parent / "synthdetect")
 ENV = {**os.environ, "FIFTYONE_DO_NOT_TRACK": "true", "TF_USE_LEGACY_KERAS": "1"}
 ARTIFACTS = REPO / "test-artifacts"
 TENCH = "real/imagenet/n01440764_tench.JPEG"
+# The planted label error: a real photo (mirrored, so no duplicate of its source) labelled synthesized.
+MISLABELLED_FROM = "real/imagenet/n02096177_cairn.JPEG"
+MISLABELLED = "real/extra/mislabelled_photo.jpg"
 
 
 def _cli(*args, cwd, timeout=900, env=None):
@@ -36,8 +40,8 @@ def _cli(*args, cwd, timeout=900, env=None):
 
 
 def _make_data(root: Path) -> Path:
-    """data/sample plus an exact duplicate, a near duplicate (smaller re-encode), an empty file and a
-    file that is not an image, all listed in the folder's manifest."""
+    """data/sample plus an exact duplicate, a near duplicate (smaller re-encode), an empty file, a
+    file that is not an image and a real photo labelled synthesized, all listed in the folder's manifest."""
     data = root / "data"
     shutil.copytree(SAMPLE, data)
     extra = data / "real" / "extra"
@@ -51,7 +55,28 @@ def _make_data(root: Path) -> Path:
     with open(data / "manifest.csv", "a") as f:
         for name in ("tench_copy.JPEG", "tench_smaller.jpg", "empty.jpg", "notes.png"):
             f.write(f"real/extra/{name},real,extra,,animals,,,,\n")
+        f.write(f"{MISLABELLED},synthesized,extra,,animals,,,,\n")
     return data
+
+
+def _plant_mislabelled(data: Path, split_buckets: list) -> None:
+    """A real photo mirrored (no duplicate for ingestion: its hashes are not mirror-invariant) and
+    labelled synthesized (the manifest line is written by _make_data), in the eval split, so the model
+    never trains on the wrong label. The split is the hash of the file's bytes (in the config's split
+    order), so the JPEG quality is chosen for it."""
+    import hashlib
+    import io
+
+    from components.ingest.dedup import split_for
+    with Image.open(data / MISLABELLED_FROM) as im:
+        mirrored = im.convert("RGB").transpose(Image.FLIP_LEFT_RIGHT)
+    for quality in range(95, 70, -1):
+        buf = io.BytesIO()
+        mirrored.save(buf, "JPEG", quality=quality)
+        if split_for(hashlib.sha256(buf.getvalue()).hexdigest(), split_buckets) == "eval":
+            (data / MISLABELLED).write_bytes(buf.getvalue())
+            return
+    raise AssertionError("no JPEG quality puts the planted image in the eval split")
 
 
 def _delete_dataset(name: str) -> None:
@@ -76,6 +101,7 @@ def run(tmp_path_factory, request):
         cfg["model"]["augment"] = False
     cfg_path = tmp / "pipeline.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
+    _plant_mislabelled(data, list(yaml.safe_load(cfg_path.read_text())["data"]["split_ratios"].items()))
     t0 = time.time()
     report = json.loads(_cli("run", "--config", str(cfg_path), "--json", cwd=tmp).stdout)
     t_run = time.time() - t0
@@ -101,7 +127,7 @@ def ds(run):
 
 def test_one_sample_per_input_and_counts_equal_the_ingest_summary(run, ds):
     s, members = run["summary"], run["members"]
-    assert s["inputs"] == 84 and s["accounted_for"]
+    assert s["inputs"] == 85 and s["accounted_for"]
     assert s["exact_duplicates"] >= 1 and s["quarantined"] >= 2   # built into the data
     assert len(ds) == s["inputs"] == s["written"] + s["exact_duplicates"] + s["near_duplicates"] + s["quarantined"]
     assert ds.count_values("status") == {k: v for k, v in {
@@ -184,13 +210,18 @@ def test_registry_reference_resolves_with_its_calibrated_threshold(run):
 def test_saved_views(run, ds):
     from fiftyone import ViewField as F
     s, thr, margin = run["summary"], run["built"]["threshold"], 0.1
-    assert set(ds.list_saved_views()) == {"false_positives", "false_negatives", "uncertain", "duplicates",
-                                          "quarantined", "by_source", "holdout"}
+    assert set(ds.list_saved_views()) == {"false_positives", "false_negatives", "uncertain", "likely_label_errors",
+                                          "duplicates", "quarantined", "by_source", "holdout"}
     views = run["built"]["views"]
     assert views["holdout"] == 0 and not len(ds.match_tags("holdout"))  # no held-out set in this run
     evals = Counter(ds.values("eval"))
     assert views["false_positives"] == evals["FP"] and views["false_negatives"] == evals["FN"]
     assert set(ds.load_saved_view("false_positives").values("eval")) <= {"FP"}
+    # likely label errors: exactly the samples where the model disagrees, most confident first
+    errors = ds.load_saved_view("likely_label_errors")
+    assert views["likely_label_errors"] == evals["FP"] + evals["FN"] == len(errors)
+    assert set(errors.values("eval")) <= {"FP", "FN"}
+    assert errors.values("mistakenness") == sorted(errors.values("mistakenness"), reverse=True)
     assert views["uncertain"] == sum(1 for p in ds.values("p_synthesized") if p is not None and abs(p - thr) < margin)
     assert views["quarantined"] == s["quarantined"] > 0
     assert set(ds.load_saved_view("quarantined").values("status")) == {"quarantined"}
@@ -202,6 +233,87 @@ def test_saved_views(run, ds):
     assert views["by_source"] == len(ds)
     assert len(ds.load_saved_view("by_source")) == len(set(ds.values("source")))
     assert len(ds.match(F("cluster_size") > 1).match(F("representative"))) == len(grouped)
+
+
+def test_brain_runs_embeddings_and_similarity(run, ds):
+    """Our model's embeddings on every scored sample, the map and the index under the README's keys;
+    the similarity query from the tench returns its planted near duplicate first (after its exact copies)."""
+    import numpy as np
+
+    from components.curation import brain
+    from components.scoring.scorer import EMBEDDING_SIZE
+    scored = ds.exists("prediction")
+    assert {"embedding_map", "similarity", "mistakenness", "hardness", "uniqueness"} <= set(ds.list_brain_runs())
+    assert (brain.MAP_KEY, brain.SIMILARITY_KEY, brain.EMBEDDING_FIELD) == ("embedding_map", "similarity", "embedding")
+    emb = np.asarray(scored.values("embedding"))
+    assert emb.shape == (len(scored), EMBEDDING_SIZE) and np.isfinite(emb).all()
+    assert len(ds.exists("embedding")) == len(scored)   # quarantined files have no image
+    vis = ds.load_brain_results("embedding_map")
+    assert vis.config.method == "tsne" and vis.points.shape == (len(scored), 2)
+    assert ds.get_brain_info("similarity").config.method == "sklearn"
+    tench = ds.match({"path": str(run["data"] / TENCH)}).first()
+    ranked = ds.sort_by_similarity(tench.id, k=5, brain_key="similarity")
+    others = [p for p, sha in zip(*ranked.values(["path", "sha256"])) if sha != tench.sha256]
+    assert others[0] == str(run["data"] / "real" / "extra" / "tench_smaller.jpg"), others
+
+
+def test_mistakenness_of_the_planted_label_error_and_feedback_from_the_view(run, ds):
+    """Mistakenness from the run's model at its calibrated threshold, on every scored sample; the
+    planted error (a real photo labelled synthesized, eval split) is scored, and relabelled from the
+    `likely_label_errors` view through export-feedback. (The 32-px 1-epoch test model does not tell
+    real from synthesized, so the rank of the planted error is asserted with a confident model in
+    tests/test_curate_unit.py, not here.)"""
+    planted = str(run["data"] / MISLABELLED)
+    scored = ds.exists("mistakenness")
+    assert len(scored) == run["built"]["predicted"] == run["built"]["mistakenness"]
+    sample = ds.match({"path": planted}).first()
+    assert sample.ground_truth.label == "synthesized" and sample.split == "eval" and sample.status == "written"
+    for gt, pred, conf, m in zip(*scored.values(["ground_truth.label", "prediction.label", "prediction.confidence",
+                                                 "mistakenness"])):
+        assert m == pytest.approx((1 + conf) / 2 if pred != gt else (1 - conf) / 2)
+    errors = set(ds.load_saved_view("likely_label_errors").values("path"))
+    assert (planted in errors) == (sample.prediction.label == "real")
+    # the curator fixes it from the view; export-feedback writes the relabel
+    (ds.load_saved_view("likely_label_errors") if planted in errors else ds).match(
+        {"path": planted}).tag_samples("relabel:real")
+    try:
+        fb = run["tmp"] / "feedback-mistakes.jsonl"
+        _cli("curate", "--config", str(run["cfg"]), "export-feedback", "--name", run["name"], "--out", str(fb),
+             cwd=run["tmp"])
+        assert {"path": planted, "action": "relabel", "label": "real"} in map(json.loads, fb.read_text().splitlines())
+    finally:
+        ds.untag_samples("relabel:real")
+
+
+def test_app_config_saved_with_the_dataset(run, ds):
+    import fiftyone as fo
+    stored = fo.core.odm.get_db_conn().datasets.find_one({"name": run["name"]})["app_config"]
+    groups = {g["name"]: g["paths"] for g in stored["sidebar_groups"]}
+    assert list(groups)[:7] == ["tags", "labels", "model", "provenance", "duplicates", "quarantine", "metadata"]
+    assert groups["labels"] == ["ground_truth", "prediction"]
+    assert set(groups["model"]) == {"p_synthesized", "eval", "mistakenness", "hardness", "uniqueness"}
+    assert {"source", "generator", "content", "orig_format", "orig_width", "orig_height"} <= set(groups["provenance"])
+    assert {"cluster_id", "cluster_size", "representative"} <= set(groups["duplicates"])
+    assert "quarantine_reason" in groups["quarantine"]
+    placed = [p for g in groups.values() for p in g]
+    assert len(placed) == len(set(placed))   # every field in one group
+    colors = {f["path"]: f["fieldColor"] for f in stored["color_scheme"]["fields"]}
+    assert colors["ground_truth"] != colors["prediction"]
+    space = ds.load_workspace("curation")
+    assert [p.type for p in space.children] == ["Samples", "Embeddings"]
+
+
+def test_rebuild_on_the_same_run_reuses_embeddings_map_and_index(run, ds):
+    keys = ("embedding_map", "similarity")
+    before = {k: ds.get_brain_info(k).timestamp for k in keys}
+    mistakes_before = ds.get_brain_info("mistakenness").timestamp
+    out = _cli("curate", "--config", str(run["cfg"]), "--run", "latest", "--name", run["name"], cwd=run["tmp"])
+    assert "unchanged (same model and images), not recomputed" in out.stdout, out.stdout
+    assert not re.search(r"^embedding \d+ images", out.stderr, re.M)   # the embedding model did not run
+    ds.reload()
+    assert {k: ds.get_brain_info(k).timestamp for k in keys} == before
+    assert ds.get_brain_info("mistakenness").timestamp > mistakes_before   # predictions may change: recomputed
+    assert len(ds.exists("embedding")) == run["built"]["predicted"]
 
 
 def test_rebuild_is_idempotent_and_keeps_curator_tags(run, ds):
@@ -243,8 +355,7 @@ def _browser(chromium: str, profile: Path, *args: str, url: str) -> subprocess.C
 
 
 def test_app_serves_the_dataset_on_localhost_in_a_real_browser(run, ds):
-    import re
-
+    """The App opens in the saved `curation` workspace: grid and Embeddings panel (the map) side by side."""
     import psutil
     chromium = _chromium()
     port = _free_port()
@@ -269,11 +380,12 @@ def test_app_serves_the_dataset_on_localhost_in_a_real_browser(run, ds):
             dom = _browser(chromium, run["tmp"] / f"chrome-dom-{attempt}", "--dump-dom", url=url)
             text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style).*?</\1>", " ", dom.stdout,
                                                                        flags=re.S)))
-            if f"{len(ds)} samples" in text:
+            if f"{len(ds)} samples" in text and "Embeddings" in text:
                 break
             time.sleep(5)
         assert run["name"] in text, text[:2000]
         assert f"{len(ds)} samples" in text, text[:2000]
+        assert "Embeddings" in text, text[:2000]   # the map panel's tab
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "curate-app.png"
         shot.unlink(missing_ok=True)

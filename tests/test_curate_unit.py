@@ -96,3 +96,93 @@ def test_curation_media_cache_honours_synthdetect_cache(monkeypatch, tmp_path):
     assert default_cache_dir() == str(tmp_path / "c" / "media") == str(cache_dir("media"))
     monkeypatch.delenv("SYNTHDETECT_CACHE")
     assert default_cache_dir() == os.path.expanduser("~/.cache/synthdetect/media")
+
+
+@pytest.fixture
+def embedded_dataset(tiny_dataset):
+    """40 samples with labels, predictions and 64-d embeddings from a fixed random generator."""
+    import fiftyone as fo
+    import numpy as np
+    ds, _ = tiny_dataset
+    ds.add_samples([fo.Sample(filepath=f"/nonexistent/x{i}.jpg", path=f"/nonexistent/x{i}.jpg", source="s",
+                              ground_truth=fo.Classification(label="real" if i % 2 else "synthesized"),
+                              prediction=fo.Classification(label="real", confidence=0.5 + i / 100))
+                    for i in range(35)], progress=False)
+    emb = np.random.default_rng(0).normal(size=(len(ds), 64)).astype(np.float32)
+    return ds, ds.values("id"), [str(i).encode() for i in range(len(ds))], emb
+
+
+def test_embeddings_map_and_similarity_index_are_reused_when_nothing_changed(embedded_dataset):
+    from components.curation import brain
+    ds, ids, images, emb = embedded_dataset
+    calls = []
+
+    def embed(batch):
+        calls.append(len(batch))
+        return emb
+    first = brain.update_embeddings(ds, ids, images, embed, fingerprint="a")
+    assert (first.embeddings, first.map, first.similarity) == ("computed",) * 3 and calls == [len(ids)]
+    assert {brain.MAP_KEY, brain.SIMILARITY_KEY} <= set(ds.list_brain_runs())
+    stamps = {k: ds.get_brain_info(k).timestamp for k in (brain.MAP_KEY, brain.SIMILARITY_KEY)}
+    again = brain.update_embeddings(ds, ids, images, embed, fingerprint="a")
+    assert (again.embeddings, again.map, again.similarity) == ("reused",) * 3 and calls == [len(ids)]
+    assert "not recomputed" in again.line()
+    assert {k: ds.get_brain_info(k).timestamp for k in stamps} == stamps
+    pca = brain.update_embeddings(ds, ids, images, embed, fingerprint="a", method="pca")   # only the map changes
+    assert (pca.embeddings, pca.map) == ("reused", "computed") and calls == [len(ids)]
+    assert ds.get_brain_info(brain.MAP_KEY).config.method == "pca"
+    changed = brain.update_embeddings(ds, ids, images, embed, fingerprint="b", method="pca")
+    assert changed.embeddings == "computed" and calls == [len(ids)] * 2
+
+
+def test_similarity_index_finds_the_planted_near_duplicate(embedded_dataset):
+    import numpy as np
+
+    from components.curation import brain
+    ds, ids, images, emb = embedded_dataset
+    emb[7] = emb[20] + np.random.default_rng(1).normal(scale=0.05, size=emb.shape[1])
+    brain.update_embeddings(ds, ids, images, lambda batch: emb, fingerprint="a")
+    nearest = ds.sort_by_similarity(ids[20], k=2, brain_key=brain.SIMILARITY_KEY).values("id")
+    assert nearest == [ids[20], ids[7]]
+    stored = np.asarray(ds.select(ids, ordered=True).values(brain.EMBEDDING_FIELD))
+    assert np.allclose(stored, emb)
+
+
+def test_mistakenness_ranks_confident_disagreement_first(embedded_dataset):
+    import fiftyone as fo
+
+    from components.curation import brain
+    ds, ids, _, _ = embedded_dataset
+    planted = ds[ids[0]]   # one of tiny_dataset's unscored samples: labelled synthesized, the model sure it is real
+    planted.ground_truth = fo.Classification(label="synthesized")
+    planted.prediction = fo.Classification(label="real", confidence=0.99)
+    planted.save()
+    assert brain.compute_mistakenness(ds) == len(ds.exists("prediction")) == 36
+    ranked = ds.exists(brain.MISTAKENNESS_FIELD).sort_by(brain.MISTAKENNESS_FIELD, reverse=True).values("id")
+    assert ranked[0] == ids[0]
+    agree = ds.match({"ground_truth.label": "real"}).exists(brain.MISTAKENNESS_FIELD).values(brain.MISTAKENNESS_FIELD)
+    assert max(agree) < 0.5 < ds[ids[0]][brain.MISTAKENNESS_FIELD]
+
+
+def test_app_config_is_saved_with_the_dataset(embedded_dataset):
+    import fiftyone as fo
+
+    from components.curation import appconfig, brain
+    ds, ids, images, emb = embedded_dataset
+    brain.update_embeddings(ds, ids, images, lambda batch: emb, fingerprint="a")
+    brain.compute_mistakenness(ds)
+    appconfig.configure(ds)
+    stored = fo.core.odm.get_db_conn().datasets.find_one({"name": ds.name})["app_config"]   # what the App reads
+    groups = {g["name"]: g["paths"] for g in stored["sidebar_groups"]}
+    assert list(groups)[:4] == ["tags", "labels", "model", "provenance"]
+    assert groups["labels"] == ["ground_truth", "prediction"] and groups["provenance"] == ["source", "path"]
+    assert groups["model"] == [brain.MISTAKENNESS_FIELD]
+    assert "source" not in groups.get("primitives", []) and "duplicates" not in groups   # no such fields here
+    fresh = fo.load_dataset(ds.name)
+    fresh.reload()
+    colors = {f["path"]: f["fieldColor"] for f in fresh.app_config.color_scheme.fields}
+    assert colors["ground_truth"] != colors["prediction"]
+    space = fresh.load_workspace(appconfig.WORKSPACE)
+    assert [p.type for p in space.children] == ["Samples", "Embeddings"]
+    assert space.children[1].state["brainResult"] == brain.MAP_KEY
+    assert space.active_child == space.children[0].component_id

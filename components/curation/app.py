@@ -36,8 +36,8 @@ def ensure_database() -> None:
 
 
 def launch(name: str, address: str = "127.0.0.1", port: int = 5151, view: str | None = None):
-    """Starts the App server for dataset `name` on address:port; returns the Session (the caller
-    blocks on it)."""
+    """Starts the App server for dataset `name` on address:port, in the dataset's `curation`
+    workspace (grid and embeddings map) when it has one; returns the Session (the caller blocks on it)."""
     import fiftyone as fo
     if not fo.dataset_exists(name):
         raise CurationError(f"no FiftyOne dataset {name!r}; build it first with `synthdetect curate --run latest`"
@@ -49,4 +49,6 @@ def launch(name: str, address: str = "127.0.0.1", port: int = 5151, view: str | 
             raise CurationError(f"dataset {name!r} has no saved view {view!r} (saved views: "
                                 f"{', '.join(ds.list_saved_views()) or 'none'})")
         v = ds.load_saved_view(view)
-    return fo.launch_app(ds, view=v, address=address, port=port, remote=True, auto=False)
+    from components.curation.appconfig import WORKSPACE
+    spaces = ds.load_workspace(WORKSPACE) if ds.has_workspace(WORKSPACE) else None   # grid + embeddings map
+    return fo.launch_app(ds, view=v, spaces=spaces, address=address, port=port, remote=True, auto=False)

@@ -12,16 +12,17 @@ import logging
 import math
 from typing import Callable
 
-import numpy as np
 
+from components.curation import appconfig, brain
 from components.curation.members import CurationError, default_cache_dir, iter_written, load_members, local_media
 from components.scoring.models import ModelError, resolve_model
-from components.scoring.scorer import ModelLoadError, Scorer
+from components.scoring.scorer import EMBEDDING_LAYER, ModelLoadError, Scorer
 
 LABELS = ("real", "synthesized")          # (negative, positive) for binary evaluation
 EVAL_KEY = "eval"
 MANAGED_TAGS = ("quarantined", "false_positive", "false_negative", "holdout")
-SAVED_VIEWS = ("false_positives", "false_negatives", "uncertain", "duplicates", "quarantined", "by_source", "holdout")
+SAVED_VIEWS = ("false_positives", "false_negatives", "uncertain", "likely_label_errors", "duplicates", "quarantined",
+               "by_source", "holdout")
 DEFAULT_UNCERTAIN_MARGIN = 0.1
 DEFAULT_THRESHOLD = 0.5
 # Plain sample fields written from the members (name -> members key).
@@ -45,6 +46,8 @@ class BuildResult:
     threshold: float | None = None
     model: str | None = None
     views: dict = dataclasses.field(default_factory=dict)   # saved view -> samples in it
+    mistakenness: int = 0                                   # samples with a mistakenness
+    brain: dict = dataclasses.field(default_factory=lambda: dataclasses.asdict(brain.BrainStatus()))
     notes: list = dataclasses.field(default_factory=list)
 
 
@@ -76,7 +79,7 @@ def _logits(p: float) -> list[float]:
 
 def build_dataset(name: str, run_id: str, examples_uri: str, model_dir: str | None = None,
                   threshold: float | None = None, uncertain_margin: float = DEFAULT_UNCERTAIN_MARGIN,
-                  cache_dir: str | None = None, progress: Callable[[str], None] = lambda s: None) -> BuildResult:
+                  cache_dir: str | None = None, map_method: str = brain.DEFAULT_MAP_METHOD, progress: Callable[[str], None] = lambda s: None) -> BuildResult:
     import fiftyone as fo
     from fiftyone import ViewField as F
 
@@ -175,7 +178,6 @@ def build_dataset(name: str, run_id: str, examples_uri: str, model_dir: str | No
         progress(f"scoring {len(images)} images with {model_dir} (threshold {thr:g})")
         paths = sorted(images)
         p = scorer.score_batched([images[q] for q in paths])
-        emb = scorer.embeddings([images[q] for q in paths])
         ids_by_path = dict(zip(*ds.values(["path", "id"])))
         ids = [ids_by_path[q] for q in paths]
         preds = []
@@ -195,19 +197,27 @@ def build_dataset(name: str, run_id: str, examples_uri: str, model_dir: str | No
             ds.match(F(EVAL_KEY) == "FN").tag_samples("false_negative")
             import fiftyone.brain as fob
             fob.compute_hardness(ds.exists("prediction"), "prediction", hardness_field="hardness", progress=False)
-            if emb is not None and len(ids) > 1 and float(np.ptp(emb, axis=0).max()) > 0:
-                order = {sid: i for i, sid in enumerate(ids)}
-                view = ds.select(ids)
-                emb_in_view_order = emb[[order[sid] for sid in view.values("id")]]
-                fob.compute_uniqueness(view, uniqueness_field="uniqueness", embeddings=emb_in_view_order,
-                                       progress=False)
-            else:
-                notes.append("uniqueness skipped: " + (scorer.embedding_note or "embeddings are all identical"))
+        result.mistakenness = brain.compute_mistakenness(ds)
+        fingerprint = brain.embeddings_fingerprint(brain.model_fingerprint(scorer.model_dir), EMBEDDING_LAYER,
+                                                   paths, [images[q] for q in paths])
+        status = brain.update_embeddings(ds, ids, [images[q] for q in paths], scorer.embeddings, fingerprint,
+                                         method=map_method, unavailable=lambda: scorer.embedding_note,
+                                         progress=progress)
+        result.brain = dataclasses.asdict(status)
+        if status.embedded:
+            import fiftyone.brain as fob
+            fob.compute_uniqueness(ds.exists(brain.EMBEDDING_FIELD), uniqueness_field="uniqueness",
+                                   embeddings=brain.EMBEDDING_FIELD, progress=False)
+        elif ids:
+            notes.append("uniqueness, map and similarity index skipped: " + status.embeddings)
         ds.info["uncertain_margin"] = uncertain_margin
+    else:
+        brain.clear(ds)
 
     # ---- saved views and run info
     ds.info.update({"run_id": run_id, "examples_uri": examples_uri, "model": model_dir or "",
                     "threshold": result.threshold, "ingest_summary": summary})
+    appconfig.configure(ds)
     ds.save()
     result.views = save_views(ds, result.threshold, uncertain_margin)
     result.samples = len(ds)
@@ -225,6 +235,9 @@ def saved_view_definitions(ds, threshold: float | None, margin: float) -> dict:
         "false_positives": (ds.match(F(EVAL_KEY) == "FP").sort_by("p_synthesized", reverse=True),) * 2,
         "false_negatives": (ds.match(F(EVAL_KEY) == "FN").sort_by("p_synthesized"),) * 2,
         "uncertain": (ds.match((F("p_synthesized") != None) & (distance < margin)).sort_by(distance),) * 2,  # noqa: E711
+        # the model disagrees with ground_truth, most confident first (brain.compute_mistakenness)
+        "likely_label_errors": (ds.match(F(brain.MISTAKENNESS_FIELD) > 0.5)
+                                .sort_by(brain.MISTAKENNESS_FIELD, reverse=True),) * 2,
         "duplicates": (duplicates.group_by("cluster_id", order_by="representative", reverse=True), duplicates),
         "quarantined": (ds.match(F("status") == "quarantined").sort_by("quarantine_reason"),) * 2,
         "by_source": (ds.group_by("source", order_by="path"), ds),

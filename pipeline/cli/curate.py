@@ -60,6 +60,8 @@ def _connect() -> None:
               help="decision threshold (default: the model's calibrated threshold, else 0.5)")
 @click.option("--uncertain-margin", type=click.FloatRange(0, 0.5), default=0.1, show_default=True,
               help="`uncertain` view: |p_synthesized - threshold| below this")
+@click.option("--map-method", type=click.Choice(["tsne", "pca"]), default="tsne", show_default=True,
+              help="2-D embeddings map (brain key embedding_map): t-SNE or PCA (scikit-learn)")
 @click.option("--launch", is_flag=True, help="serve the FiftyOne App (building the dataset first if needed)")
 @click.option("--port", type=click.IntRange(1, 65535), default=5151, show_default=True)
 @click.option("--address", default="127.0.0.1", show_default=True,
@@ -67,7 +69,7 @@ def _connect() -> None:
 @click.option("--view", default=None, help="saved view to open in the App")
 @click.option("--json", "as_json", is_flag=True, help="print the build result as JSON")
 @click.pass_context
-def curate(ctx, config, sets, run, examples, name, model, threshold, uncertain_margin, launch, port, address, view,
+def curate(ctx, config, sets, run, examples, name, model, threshold, uncertain_margin, map_method, launch, port, address, view,
            as_json) -> None:
     """Build or update the curators' FiftyOne dataset of a run (one sample per input file), or serve it."""
     import importlib.util
@@ -97,7 +99,7 @@ def curate(ctx, config, sets, run, examples, name, model, threshold, uncertain_m
         try:
             res = build_dataset(name, outputs.run_id, outputs.examples, model_dir=model_dir,
                                 threshold=threshold if threshold is not None else model_threshold,
-                                uncertain_margin=uncertain_margin,
+                                uncertain_margin=uncertain_margin, map_method=map_method,
                                 progress=lambda s: click.echo(s, err=True))
         except CurationError as e:
             raise UserError(str(e)) from None
@@ -113,6 +115,9 @@ def curate(ctx, config, sets, run, examples, name, model, threshold, uncertain_m
                           if st.get("leaked_into_training") else "")
                        + f"; {res.predicted} scored"
                        + (f" at threshold {res.threshold:g}" if res.threshold is not None else ""))
+            from components.curation.brain import BrainStatus
+            click.echo(BrainStatus(**res.brain).line()
+                       + (f"; mistakenness of {res.mistakenness} labels" if res.mistakenness else ""))
             click.echo("saved views: " + ", ".join(f"{k} ({v})" for k, v in res.views.items()))
             for note in res.notes:
                 click.echo(f"note: {note}")
