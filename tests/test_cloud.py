@@ -495,11 +495,17 @@ def test_held_out_sets_are_compiled_into_the_spec(tmp_path):
     out = tmp_path / "pipeline.json"
     r = _cli("compile", "--config", cfg, "--out", out)
     assert r.returncode == 0, r.stderr[-3000:]
-    tasks = json.loads(out.read_text())["pipelineSpec"]["root"]["dag"]["tasks"]
+    job = json.loads(out.read_text())
+    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
     text = {name: json.dumps(task["inputs"]) for name, task in tasks.items()}
     assert "gs://my-bucket/unseen/" in text["ImageExampleGen"] and "ml72" in text["ImageExampleGen"]
     assert "holdout_unseen" in text["Evaluator"] and "holdout_ml72" in text["Evaluator"]
-    assert "unseen" in text["ReleaseCheck"] and "min_holdout_auc" in text["ReleaseCheck"]
+    assert '[\\"unseen\\", \\"ml72\\"]' in text["ReleaseCheck"]          # the held-out sets it scores
+    # the held-out thresholds are runtime parameters (issue 12) with the config's values as defaults,
+    # reaching ReleaseCheck through the RuntimeParameters step
+    assert "RuntimeParameters_task" in text["ReleaseCheck"]
+    assert "min_holdout_auc" in job["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]
+    assert json.loads(job["runtimeConfig"]["parameters"]["min_holdout_auc"]["stringValue"]) == {"unseen": 0.8}
     local = _vertex_yaml(tmp_path, evaluation={"holdout_sets": [{"name": "unseen", "input": "/data/unseen"}]})
     with pytest.raises(ConfigError) as e:
         load_config(local)

@@ -405,9 +405,6 @@ def test_app_serves_the_dataset_on_localhost_in_a_real_browser(run, ds):
 
 
 def test_feedback_loop_exclude_and_relabel_reach_the_next_ingestion(run, ds):
-    src = Path(REPO, "components", "ingest", "images.py").read_text()
-    if "curator_excluded" not in src:
-        pytest.skip("ingestion does not support ingest.feedback yet")
     singles = ds.match({"status": "written", "cluster_size": 1})   # a relabel inside a cluster is a label conflict
     written = sorted(singles.values("path"))
     excluded = written[2]
