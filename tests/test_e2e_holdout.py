@@ -63,7 +63,7 @@ def test_candidate_at_chance_on_a_held_out_generator_is_refused(tmp_path):
     path.write_text(yaml.safe_dump(cfg))
     out = subprocess.run([CLI, "run", "--config", str(path), "--json"], capture_output=True, text=True,
                          timeout=2300, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.returncode == 3, out.stderr[-3000:]       # refused by the gate (README "Use in CI/CD")
     rep = json.loads(out.stdout)
     held_in = rep["ingest"]["holdout_sets"]["gen_b"]
     assert held_in["written"] == 32 and held_in["leaked_into_training"] == 0
