@@ -23,6 +23,13 @@ dry_run_option = click.option("--dry-run", is_flag=True,
                               help="print the exact API request as JSON instead of sending it (no credentials needed)")
 
 
+def job_options(fn):
+    """The options `submit` and `schedule` share: --config, --set, --spec, --dry-run, --param."""
+    for option in reversed((vertex_config_option, set_option, spec_option, dry_run_option, param_option)):
+        fn = option(fn)
+    return fn
+
+
 def _vertex_cfg(config: str, sets: tuple[str, ...]):
     return load(config, tuple(sets) + ("runner=vertex",))
 
@@ -68,11 +75,7 @@ def compile_cmd(config: str, sets: tuple[str, ...], runner: str, out: str) -> No
 
 
 @click.command()
-@vertex_config_option
-@set_option
-@spec_option
-@dry_run_option
-@param_option
+@job_options
 @click.option("--job-id", default=None, help="pipeline job id (default: <pipeline>-<timestamp>)")
 @click.option("--wait", is_flag=True, help="poll the job until it ends, print each task's state, and exit like "
                                            "`synthdetect run` (0 blessed and pushed, 3 refused, 1 failed)")
@@ -82,9 +85,10 @@ def submit(config: str, sets: tuple[str, ...], spec: str, dry_run: bool, params:
            job_id: str | None, wait: bool, poll: float, allow_unblessed: bool) -> None:
     """Run the compiled pipeline once on Vertex AI Pipelines (aiplatform PipelineJob)."""
     cfg = _vertex_cfg(config, sets)
-    _quiet_libraries()
+    _quiet_libraries()     # before the import (it logs) and after it (it resets the levels)
     from pipeline import vertex
     _quiet_libraries()
+
     def on_task(task: str, state: str) -> None:
         progress_console.print(f"  {task}: {state.lower()}")
     result = _cloud(vertex.submit, cfg, spec, dry_run=dry_run, job_id=job_id, params=params,
@@ -110,11 +114,7 @@ def finish_job(job: dict, allow_unblessed: bool) -> None:
 
 
 @click.command()
-@vertex_config_option
-@set_option
-@spec_option
-@dry_run_option
-@param_option
+@job_options
 @click.option("--cron", default=None, help="5-field cron, e.g. \"0 3 * * 1\" (default: vertex.schedule.cron)")
 @click.option("--max-concurrent", type=int, default=None,
               help="max runs at once (default: vertex.schedule.max_concurrent_runs)")
@@ -128,7 +128,6 @@ def schedule(config: str, sets: tuple[str, ...], spec: str, dry_run: bool, param
             cron = check_cron(cron)
         except ValueError as e:
             raise UserError(str(e)) from None
-    _quiet_libraries()
     from pipeline import vertex
     _quiet_libraries()
     result = _cloud(vertex.schedule, cfg, spec, cron=cron, max_concurrent=max_concurrent, dry_run=dry_run,
