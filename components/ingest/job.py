@@ -136,8 +136,8 @@ def _read_chunk(path: str):
 
 
 # ------------------------------------------------------------------------------------ pass (b)
-def _plan(meta_paths: list[str], rejected_path: str, opts, split_buckets, n_inputs: int, out_dir: str,
-          progress_dir: str | None, holdout_names: Sequence[str] = ()):
+def _plan(meta_paths: list[str], work_dir: str, rejected_path: str, opts, split_buckets, n_inputs: int,
+          out_dir: str, progress_dir: str | None, holdout_names: Sequence[str] = ()):
     def rows():
         for p in sorted(meta_paths):
             for line in _read_lines(p):
@@ -149,7 +149,6 @@ def _plan(meta_paths: list[str], rejected_path: str, opts, split_buckets, n_inpu
             f.write(str(plan.summary["written"]))
     _write_lines(_join(out_dir, outputs.MEMBERS_FILE), plan.member_lines())
     _write_lines(_join(out_dir, outputs.QUARANTINE_FILE), plan.quarantine_lines())
-    work_dir = FileSystems.split(rejected_path)[0]
     for (split, shard), refs in sorted(plan.shards.items()):
         # each shard's reading order goes to a file: no list of 200k references through the runner
         refs_path = _join(work_dir, f"refs-{split}-{shard:05d}.jsonl")
@@ -245,8 +244,8 @@ def build_ingest(pipeline, data_input: str | Listing, out_dir: str, opts, split_
     n_inputs, buckets = listing.n_inputs, list(split_buckets)
     planned = (pipeline
                | "Start" >> beam.Create([None])
-               | "Plan" >> beam.FlatMap(lambda _, m: _plan(m, rejected_path, opts, buckets, n_inputs, out_dir,
-                                                            progress_dir, holdouts),
+               | "Plan" >> beam.FlatMap(lambda _, m: _plan(m, work_dir, rejected_path, opts, buckets, n_inputs,
+                                                            out_dir, progress_dir, holdouts),
                                         beam.pvalue.AsList(metas)).with_outputs("shards", main="summary"))
     written = (planned.shards
                | "DistributeShards" >> beam.Reshuffle()

@@ -109,6 +109,7 @@ class Plan:
     num_shards: int
     _members: list[tuple[str, int, int]]            # (path, kind, index), sorted by path; lines made when written
     _fields: Callable[[int, int], dict]              # (kind, index) -> the member's fields
+    _quarantined: list[tuple[str, int, int]]         # the quarantined members, the same way
 
     def member_lines(self) -> Iterator[str]:
         for _, kind, k in self._members:
@@ -117,10 +118,9 @@ class Plan:
             yield _line(m)
 
     def quarantine_lines(self) -> Iterator[str]:
-        for _, kind, k in self._members:
+        for _, kind, k in self._quarantined:
             m = self._fields(kind, k)
-            if m["status"] == "quarantined":
-                yield _line({key: m[key] for key in ("path", "label", "source", "reason", "detail")})
+            yield _line({key: m[key] for key in ("path", "label", "source", "reason", "detail")})
 
 
 def _line(d: dict) -> str:
@@ -262,6 +262,7 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
     # members, sorted by path: (path, kind, index) only; their JSON lines are made as they are
     # written (at 200k files the lines would be the plan's largest object)
     members: list[tuple[str, int, int]] = []
+    quarantined: list[tuple[str, int, int]] = []
     counts = dict.fromkeys(STATUSES, 0)
     q_reasons: dict[str, int] = defaultdict(int)
     s_reasons: dict[str, int] = defaultdict(int)
@@ -292,6 +293,8 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
 
     def record(path: str, kind: int, k: int, st: str, why: str, holdout: str) -> None:
         members.append((path, kind, k))
+        if st == "quarantined":
+            quarantined.append((path, kind, k))
         counts[st] += 1
         if holdout in per_set:
             per_set[holdout]["inputs"] += 1
@@ -311,6 +314,7 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
     for k, r in enumerate(rejected):
         record(r["path"], 2, k, r["status"], r["reason"], r.get("holdout", ""))
     members.sort()
+    quarantined.sort()
     inputs = len(members)
     written_by_label = {lab: sum(v[lab] for s, v in by_split.items() if not s.startswith(HOLDOUT_PREFIX))
                         for lab in LABELS}
@@ -338,4 +342,4 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
     if holdout_names:
         summary["holdout_sets"] = {h: {"split": holdout_split(h), **{k: v for k, v in per_set[h].items()}}
                                    for h in holdout_names}
-    return Plan(summary, ordered, num_shards, members, fields)
+    return Plan(summary, ordered, num_shards, members, fields, quarantined)
