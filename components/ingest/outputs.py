@@ -20,8 +20,9 @@ import json
 import os
 import shutil
 import socket
+import tempfile
 import uuid
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -117,6 +118,115 @@ def clear_output(out_dir: str) -> None:
         FileSystems.delete(stale)
 
 
+# ------------------------------------------------------------------------------------ what may be replaced
+def _is_own_entry(rel: str) -> bool:
+    """A path (relative to an output folder, '/'-separated) that an ingestion writes there."""
+    parts = rel.split("/")
+    if len(parts) == 1:
+        return parts[0] in SIDE_FILES
+    return (len(parts) == 2 and parts[0].startswith(SPLIT_PREFIX) and parts[1].startswith("data_tfrecord-"))
+
+
+def _foreign_entries(out_dir: str, limit: int = 3) -> tuple[bool, list[str]]:
+    """(has a summary, up to `limit` entries under `out_dir` that no ingestion writes). Local: every
+    file and folder (empty Split-* folders are ours); gs://: every object under the prefix."""
+    foreign: list[str] = []
+    has_summary = False
+    if is_gcs(out_dir):
+        from components.ingest.listing import _gcs_list
+        for url, _, _ in _gcs_list(out_dir):
+            rel = url[len(out_dir.rstrip("/")) + 1:]
+            has_summary |= rel == SUMMARY_FILE
+            if not _is_own_entry(rel):
+                foreign.append(rel)
+                if len(foreign) >= limit:
+                    break
+        return has_summary, foreign
+    for dirpath, dirnames, filenames in os.walk(out_dir):
+        rel_dir = os.path.relpath(dirpath, out_dir)
+        for name in sorted(dirnames):
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            if rel_dir != "." or not name.startswith(SPLIT_PREFIX) or os.path.islink(os.path.join(dirpath, name)):
+                foreign.append(rel + "/")
+        dirnames[:] = [d for d in dirnames if rel_dir == "." and d.startswith(SPLIT_PREFIX)
+                       and not os.path.islink(os.path.join(dirpath, d))]
+        for name in sorted(filenames):
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            has_summary |= rel == SUMMARY_FILE
+            if not _is_own_entry(rel) or os.path.islink(os.path.join(dirpath, name)):
+                foreign.append(rel)
+        if len(foreign) >= limit:
+            break
+    return has_summary, foreign[:limit]
+
+
+def _contains(outer: str, inner: str) -> bool:
+    """`inner` equals `outer` or lies below it (normalised paths or gs:// URLs)."""
+    outer, inner = outer.rstrip("/"), inner.rstrip("/")
+    return inner == outer or inner.startswith(outer + "/") or (outer == "" and inner.startswith("/"))
+
+
+def safe_output(out_dir: str, inputs: Sequence[str] = (), *, cwd: str | None = None,
+                home: str | None = None) -> str:
+    """The location an ingestion may write to, decided before any work; OutputError (one line)
+    otherwise. An output is replaced as a whole, so it must be new, empty, or an earlier ingestion's
+    output holding nothing else; it must not be, contain or lie inside any input (folders, manifests
+    and the files they sit in, held-out sets, feedback files), nor be `/`, the home folder or the
+    current folder (or one of its parents). A local symlink is resolved once: the output is written
+    at its target and the link is kept."""
+    if not out_dir or not out_dir.strip():
+        raise OutputError("--output is empty: name a new or empty folder (or an earlier ingestion's output)")
+    shown = out_dir
+    if is_gcs(out_dir):
+        from components.ingest.listing import _norm_gcs
+        bucket, _, rest = out_dir[len("gs://"):].partition("/")
+        if not bucket or not rest.strip("/"):
+            raise OutputError(f"--output {shown!r} is a whole bucket (or names none): name a folder inside a bucket, "
+                              "e.g. gs://BUCKET/ingested")
+        target = _norm_gcs(out_dir).rstrip("/")
+    else:
+        check_output_location(out_dir)
+        target = os.path.realpath(out_dir)
+        cwd = os.path.realpath(cwd or os.getcwd())
+        home = os.path.realpath(home or os.path.expanduser("~"))
+        if target == "/":
+            raise OutputError(f"--output {shown!r} is the root folder: name a new or empty folder")
+        if target == home:
+            raise OutputError(f"--output {shown!r} is the home folder: name a new or empty folder")
+        if _contains(target, cwd):
+            what = "the current folder" if target == cwd else f"a parent of the current folder ({cwd})"
+            raise OutputError(f"--output {shown!r} is {what}, which would be replaced: name a new or empty folder")
+    for inp in inputs:
+        if not inp:
+            continue
+        if is_gcs(inp) != is_gcs(target):
+            continue
+        if is_gcs(inp):
+            from components.ingest.listing import _norm_gcs
+            src = _norm_gcs(inp).rstrip("/")
+            src_is_folder = not src.lower().endswith((".csv", ".jsonl", ".json"))
+        else:
+            src = os.path.realpath(inp)
+            src_is_folder = os.path.isdir(src)
+        if _contains(target, src):
+            what = "is" if src == target else "contains"
+            raise OutputError(f"--output {shown!r} {what} the input {inp!r}, which replacing the output would "
+                              "delete: choose a folder outside every input")
+        if src_is_folder and _contains(src, target):
+            raise OutputError(f"--output {shown!r} is inside the input folder {inp!r} (its shards would become "
+                              "inputs of the next ingestion): choose a folder outside it")
+    exists = FileSystems.exists(target + "/" + SUMMARY_FILE) if is_gcs(target) else os.path.isdir(target)
+    if is_gcs(target) or exists:
+        has_summary, foreign = _foreign_entries(target)
+        if foreign:
+            listed = ", ".join(repr(f) for f in foreign)
+            kind = "an earlier ingestion's output with other files added" if has_summary else \
+                "not an earlier ingestion's output"
+            raise OutputError(f"--output {shown!r} is {kind} (it holds {listed}); an output folder is replaced as a "
+                              "whole, so name a new or empty folder, or move those files away first")
+    return target
+
+
 # ------------------------------------------------------------------------------------ local checks
 def check_output_location(out_dir: str) -> None:
     """One-line errors for an output that cannot be a folder (a file, or a path through a file)."""
@@ -134,6 +244,11 @@ def check_output_location(out_dir: str) -> None:
         raise OutputError(f"--output {out_dir!r}: {parent!r} is a file, so no folder can be created under it")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"--output {out_dir!r}: no permission to write in {parent!r}")
+    try:   # what the job will do first (its temporary sibling), tried now: /proc, read-only mounts
+        os.rmdir(tempfile.mkdtemp(prefix=".synthdetect-probe-", dir=parent))
+    except OSError as e:
+        raise OutputError(f"--output {out_dir!r}: cannot create a folder in {parent!r} "
+                          f"({e.strerror or type(e).__name__})") from None
 
 
 # ------------------------------------------------------------------------------------ lock

@@ -65,6 +65,28 @@ def _watch(progress_dir: str, n_items: int, stop: threading.Event, show: bool, t
                 bar.update(write, completed=written)
 
 
+def _load_for_ingest(config: str, sets: tuple[str, ...], data_input: str):
+    """The config's ingestion-related sections. Ingestion trains nothing, so the model section's
+    files (model.weights) are not required to exist; without --config and without the default file
+    (ingest run outside the repository), the built-in defaults apply."""
+    import json as _json
+
+    from pipeline.cli.common import DEFAULT_CONFIG
+    overrides = sets + (f"data.input={_json.dumps(data_input)}", "model.weights=none")
+    if config == DEFAULT_CONFIG and not os.path.exists(config):
+        from pydantic import ValidationError
+
+        from schemas.config import PipelineConfig, _one_line
+        from pipeline.cli.common import parse_sets
+        progress_console.print(f"no {DEFAULT_CONFIG} here: built-in ingestion defaults (synthdetect config "
+                               "shows them; --config FILE for others)", soft_wrap=True)
+        try:
+            return PipelineConfig.model_validate(parse_sets(overrides)).resolved()
+        except ValidationError as e:
+            raise UserError(f"invalid settings: {_one_line(e)}") from None
+    return load(config, overrides)
+
+
 @click.command()
 @click.option("--input", "data_input", required=True,
               help="folder <root>/<real|synthesized>/..., a manifest .csv/.jsonl, or gs://...")
@@ -83,22 +105,20 @@ def ingest(data_input: str, out_dir: str, config: str, sets: tuple[str, ...], be
 
     The output is written into a temporary folder next to --output and replaces it only when the
     job succeeded; a lock file (<output>.lock) makes a second ingestion into the same output fail."""
-    cfg = load(config, sets + (f"data.input={data_input}",))
+    cfg = _load_for_ingest(config, sets, data_input)
     from components.ingest import outputs
     from components.ingest.job import ingest_beam_args, is_local_runner, run_ingest
     from components.ingest.listing import InputError, resolve_run_inputs
     from pipeline.logs import route_library_logs
 
-    out_dir = out_dir.rstrip("/")
-    try:
-        outputs.check_output_location(out_dir)
+    given = out_dir
+    inputs = [cfg.data.input, *(h.input for h in cfg.evaluation.holdout_sets), cfg.ingest.feedback or ""]
+    try:   # before any work: what may be replaced (never an input, nor a folder of someone else's files)
+        out_dir = outputs.safe_output(out_dir.rstrip("/") if out_dir.strip("/") else out_dir, inputs)
     except outputs.OutputError as e:
         raise UserError(str(e)) from None
-    if not out_dir.startswith("gs://") and os.path.isdir(cfg.data.input):
-        src, dst = os.path.realpath(cfg.data.input), os.path.realpath(out_dir)
-        if dst == src or dst.startswith(src + os.sep):  # its shards would be listed as inputs next time
-            raise UserError(f"--output {out_dir!r} is inside the input folder {cfg.data.input!r}; "
-                            "choose a folder outside it")
+    if not out_dir.startswith("gs://") and os.path.abspath(given) != out_dir:
+        progress_console.print(f"--output {given} resolves to {out_dir}: writing there", soft_wrap=True)
     opts = cfg.ingest
     buckets = list(cfg.data.split_ratios.items())
     args = ingest_beam_args(list(beam_args), opts.workers)

@@ -1,0 +1,182 @@
+"""Data safety of `synthdetect ingest --output` (issue 28): an ingestion never deletes what it did
+not write. Each case deleted or misplaced data on the previous code (reproduced first)."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_ingest_reliability import assert_consistent, error_lines, tree
+
+CLI = str(Path(sys.executable).parent / "synthdetect")
+
+
+def snapshot(root: Path, skip: Path | None = None) -> dict[str, str]:
+    """Every file, folder and link under `root` (except under `skip`) -> its content hash / kind."""
+    out: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        d = Path(dirpath)
+        if skip is not None and (d == skip or skip in d.parents):
+            dirnames[:] = []
+            continue
+        for name in dirnames:
+            p = d / name
+            out[str(p.relative_to(root))] = "link->" + os.readlink(p) if p.is_symlink() else "dir"
+        for name in filenames:
+            p = d / name
+            if skip is not None and (p == skip or skip in p.parents):
+                continue
+            out[str(p.relative_to(root))] = ("link->" + os.readlink(p) if p.is_symlink()
+                                             else hashlib.sha256(p.read_bytes()).hexdigest())
+    return out
+
+
+def run_ingest(args: list[str], cwd: Path, home: Path, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HOME": str(home)}
+    return subprocess.run([CLI, "ingest", "--no-progress", "--set", "ingest.workers=1", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600, **kw)
+
+
+def workspace(tmp_path: Path) -> Path:
+    """W/in (a labelled image folder), W/notes.txt, W/other/a.txt, W/empty/, W/m/manifest.csv with
+    its images beside it, W/home/ (the HOME of the runs) with a file."""
+    w = tmp_path / "W"
+    tree(w / "in", 2)
+    (w / "notes.txt").write_text("not an image, not ours")
+    (w / "other").mkdir()
+    (w / "other" / "a.txt").write_text("someone else's")
+    (w / "empty").mkdir()
+    tree(w / "m" / "imgs", 1, seed=3)
+    rows = ["path,label"] + [f"imgs/{p.relative_to(w / 'm' / 'imgs')},{p.relative_to(w / 'm' / 'imgs').parts[0]}"
+                             for p in sorted((w / "m" / "imgs").rglob("*.*"))]
+    (w / "m" / "manifest.csv").write_text("\n".join(rows) + "\n")
+    (w / "home").mkdir()
+    (w / "home" / ".profile").write_text("# mine")
+    return w
+
+
+# (name, --input relative to W, --output as given (relative to W unless absolute), cwd relative to W)
+REFUSED = [
+    ("parent of the input", "in", ".", "."),           # --output W from W: everything in W
+    ("parent of the input (absolute)", "in", "{W}", "in"),
+    ("equal to the input", "in", "in", "."),
+    ("inside the input", "in", "in/out", "."),
+    ("the current folder", "in", ".", "other"),
+    ("the current folder by path", "in", "{W}/other", "other"),
+    ("a parent of the current folder", "in", "{W}", "other"),
+    ("empty string", "in", "", "."),
+    ("home", "in", "{W}/home", "."),
+    ("root", "in", "/", "."),
+    ("a folder of someone else's files", "in", "other", "."),
+    ("the folder of a manifest input", "m/manifest.csv", "m", "."),
+    ("the manifest file itself", "m/manifest.csv", "m/manifest.csv", "."),
+]
+
+
+@pytest.mark.parametrize("name,inp,out,cwd", REFUSED, ids=[c[0] for c in REFUSED])
+def test_unsafe_outputs_are_refused_before_any_work_and_nothing_is_removed(tmp_path, name, inp, out, cwd):
+    w = workspace(tmp_path)
+    before = snapshot(tmp_path)
+    r = run_ingest(["--input", str(w / inp), "--output", out.replace("{W}", str(w))], cwd=w / cwd, home=w / "home")
+    assert r.returncode == 1, (name, r.stdout, r.stderr)
+    assert len(error_lines(r.stderr)) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "--output" in error_lines(r.stderr)[0]
+    assert snapshot(tmp_path) == before           # nothing removed, nothing added (no temp folder, no lock)
+
+
+def test_accepted_outputs_replace_only_their_own_files(tmp_path):
+    """New, empty, and an earlier output: written; a second ingestion into the same output replaces
+    the first; nothing outside the output changes."""
+    w = workspace(tmp_path)
+    home = tmp_path / "home"   # Beam keeps a cache in HOME: outside the snapshot
+    for out in ("new/out", "empty"):
+        before = snapshot(w, skip=w / out)
+        for _ in range(2):                               # the second run replaces an earlier output
+            r = run_ingest(["--input", str(w / "in"), "--output", str(w / out)], cwd=w, home=home)
+            assert r.returncode == 0, r.stderr
+            assert_consistent(w / out)
+        after = snapshot(w, skip=w / out)
+        strip = lambda d: {k: v for k, v in d.items() if k not in ("new", out)}  # noqa: E731
+        assert strip(after) == strip(before)
+        assert not [p for p in (w / out).parent.iterdir() if p.name.startswith(f".{Path(out).name}.")]
+
+
+def test_an_earlier_output_with_a_file_added_is_not_replaced(tmp_path):
+    w = workspace(tmp_path)
+    home = tmp_path / "home"
+    r = run_ingest(["--input", str(w / "in"), "--output", "out"], cwd=w, home=home)
+    assert r.returncode == 0, r.stderr
+    (w / "out" / "my-analysis.ipynb").write_text("{}")
+    (w / "out" / "Split-train" / "notes.md").write_text("mine")
+    before = snapshot(w)
+    r = run_ingest(["--input", str(w / "in"), "--output", "out"], cwd=w, home=home)
+    assert r.returncode == 1 and "my-analysis.ipynb" in r.stderr and "Traceback" not in r.stderr
+    assert snapshot(w) == before
+
+
+def test_an_output_symlink_is_written_through_and_kept(tmp_path):
+    """Case 2: the link was replaced by a real folder, its target got nothing, and a `.out.old-*`
+    link stayed forever."""
+    w = workspace(tmp_path)
+    home = tmp_path / "home"
+    target = tmp_path / "elsewhere" / "target"
+    target.mkdir(parents=True)
+    (w / "link").symlink_to(target)
+    for _ in range(2):
+        r = run_ingest(["--input", str(w / "in"), "--output", "link"], cwd=w, home=home)
+        assert r.returncode == 0, r.stderr
+        assert (w / "link").is_symlink() and os.readlink(w / "link") == str(target)
+        assert_consistent(target)
+    assert not [p.name for p in w.iterdir() if p.name.startswith(".link")]
+    assert not [p.name for p in target.parent.iterdir() if p.name != "target"]
+    # a link to someone else's folder is refused like the folder itself
+    (w / "link2").symlink_to(w / "other")
+    before = snapshot(w)
+    r = run_ingest(["--input", str(w / "in"), "--output", "link2"], cwd=w, home=home)
+    assert r.returncode == 1 and "a.txt" in r.stderr
+    assert snapshot(w) == before
+
+
+def test_an_output_where_no_folder_can_be_created_fails_at_once(tmp_path):
+    """`--output /proc/x` failed after the whole job as an internal error."""
+    w = workspace(tmp_path)
+    r = run_ingest(["--input", str(w / "in"), "--output", "/proc/synthdetect-out"], cwd=w, home=w / "home")
+    assert r.returncode == 1 and len(error_lines(r.stderr)) == 1 and "cannot create a folder" in r.stderr, r.stderr
+
+
+def test_gcs_outputs_that_hold_an_input_or_foreign_objects_are_refused(gcs_emulator, tmp_path):
+    from google.cloud import storage
+    bucket = storage.Client().bucket(gcs_emulator)
+    for name in ("data/in/real/a.jpg", "data/notes.txt", "other/a.txt"):
+        bucket.blob(name).upload_from_string(b"x")
+    names = lambda: sorted(b.name for b in storage.Client().list_blobs(gcs_emulator))  # noqa: E731
+    before = names()
+    cases = [("gs://{b}/data/in", "data/in", "is the input"),
+             ("gs://{b}/data", "data/in", "contains the input"),
+             ("gs://{b}/data/in/out", "data/in", "inside the input"),
+             ("gs://{b}/other", "data/in", "not an earlier ingestion's output"),
+             ("gs://{b}", "data/in", "whole bucket")]
+    home = tmp_path / "home"
+    home.mkdir()
+    for out, inp, says in cases:
+        r = run_ingest(["--input", f"gs://{gcs_emulator}/{inp}", "--output", out.format(b=gcs_emulator)],
+                       cwd=tmp_path, home=home)
+        assert r.returncode == 1 and says in r.stderr and len(error_lines(r.stderr)) == 1, (out, r.stderr)
+    assert names() == before
+
+
+def test_output_rules_on_paths_without_a_run(tmp_path):
+    """The decision itself, on paths: a previous output with only our entries is replaceable."""
+    from components.ingest.outputs import OutputError, safe_output
+    out = tmp_path / "out"
+    (out / "Split-train").mkdir(parents=True)
+    (out / "Split-train" / "data_tfrecord-00000-of-00001.gz").write_bytes(b"")
+    for name in ("ingest_summary.json", "members.jsonl", "quarantine.jsonl"):
+        (out / name).write_text(json.dumps({}))
+    assert safe_output(str(out), [str(tmp_path / "in")], cwd="/", home="/nonexistent") == str(out.resolve())
+    (out / "Split-train" / "sub").mkdir()
+    with pytest.raises(OutputError, match="Split-train/sub/"):
+        safe_output(str(out), [], cwd="/", home="/nonexistent")
