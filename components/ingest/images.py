@@ -88,6 +88,17 @@ def read_file(path: str, max_bytes: int) -> bytes:
     return data
 
 
+def read_input(item: ImageInput, max_bytes: int) -> bytes:
+    """An input's bytes: a file (`read_file`) or a member of an archive (one ranged read)."""
+    if not item.archive:
+        return read_file(item.path, max_bytes)
+    from components.ingest.archives import MemberError, entry_from_list, read_member
+    try:
+        return read_member(item.archive, item.archive_version, entry_from_list(item.entry), max_bytes)
+    except MemberError as e:
+        raise ReadRefused(e.reason, e.detail) from None
+
+
 cv2.setNumThreads(1)  # one core per ingestion worker; Beam runs one worker per core
 
 
@@ -121,7 +132,7 @@ def decode_file(item: ImageInput, opts: IngestConfig, data: bytes | None = None)
 
     if data is None:
         try:
-            data = read_file(item.path, opts.max_file_bytes)
+            data = read_input(item, opts.max_file_bytes)
         except ReadRefused as e:
             return quarantine(e.reason, e.detail)
     if not data:

@@ -102,9 +102,33 @@ class _Scan(beam.DoFn):
         self._meta = FileSystems.create(self._meta_path)
         self._offset = 0
 
-    def process(self, item: ImageInput):
+    def process(self, chunk_path: str):
+        """One chunk of the listing: loose files one by one; archive members by byte ranges, the
+        neighbouring members of one archive fetched together (archives.read_members)."""
+        from components.ingest.archives import MemberError, entry_from_list, read_members
+        groups: dict[tuple[str, str], list] = {}
+        for item in _read_chunk(chunk_path):
+            if item.archive:
+                groups.setdefault((item.archive, item.archive_version), []).append(item)
+            else:
+                self._scan(item, None)
+        for (archive, version), items in groups.items():
+            entries = [(it, entry_from_list(it.entry)) for it in items]
+            for item, data in read_members(archive, version, entries, self._opts.max_file_bytes):
+                if isinstance(data, MemberError):
+                    self._write_row(q_row(item.path, item.label, item.source, item.generator, item.content,
+                                          data.reason, data.detail, item.holdout))
+                else:
+                    self._scan(item, data)
+        return ()
+
+    def _write_row(self, row: list) -> None:
+        self._meta.write((json.dumps(row) + "\n").encode())
+        self._progress.tick()
+
+    def _scan(self, item: ImageInput, data: bytes | None) -> None:
         from components.ingest.images import decode_file
-        kind, payload = decode_file(item, self._opts)
+        kind, payload = decode_file(item, self._opts, data)
         if kind == "ok":
             data = payload.example.SerializeToString(deterministic=True)
             self._spill.write(data)
@@ -117,9 +141,7 @@ class _Scan(beam.DoFn):
         else:
             row = q_row(item.path, item.label, item.source, item.generator, item.content, payload["reason"],
                         payload.get("detail", ""), item.holdout)
-        self._meta.write((json.dumps(row) + "\n").encode())
-        self._progress.tick()
-        return ()
+        self._write_row(row)
 
     def finish_bundle(self):
         self._spill.close()
@@ -132,7 +154,7 @@ class _Scan(beam.DoFn):
 
 def _read_chunk(path: str):
     for line in _read_lines(path):
-        yield ImageInput(*json.loads(line))
+        yield ImageInput.from_list(json.loads(line))
 
 
 # ------------------------------------------------------------------------------------ pass (b)
@@ -230,8 +252,7 @@ def build_ingest(pipeline, data_input: str | Listing, out_dir: str, opts, split_
     chunk_paths = []
     for k in range(0, len(items), chunk):
         path = _join(work_dir, f"chunk-{k // chunk:06d}.jsonl")
-        _write_lines(path, (json.dumps([it.path, it.label, it.source, it.generator, it.content, it.size,
-                                        it.version, it.holdout]) + "\n" for it in items[k:k + chunk]))
+        _write_lines(path, (json.dumps(it.to_list()) + "\n" for it in items[k:k + chunk]))
         chunk_paths.append(path)
     rejected_path = _join(work_dir, "rejected.jsonl")
     _write_lines(rejected_path, (json.dumps(r, sort_keys=True) + "\n" for r in listing.rejected))
@@ -239,7 +260,6 @@ def build_ingest(pipeline, data_input: str | Listing, out_dir: str, opts, split_
     metas = (pipeline
              | "ListingChunks" >> beam.Create(chunk_paths, reshuffle=False)
              | "Distribute" >> beam.Reshuffle()
-             | "ReadChunk" >> beam.FlatMap(_read_chunk)
              | "Scan" >> beam.ParDo(_Scan(opts, work_dir, progress_dir)))
     n_inputs, buckets = listing.n_inputs, list(split_buckets)
     planned = (pipeline

@@ -32,6 +32,9 @@ import posixpath
 import stat
 from typing import Iterator, Sequence
 
+from components.ingest.archives import (ArchiveError, archive_kind, clean_name, list_members,
+                                        split_archive_path, unsafe_name)
+from components.ingest.archives import gcs_client as _gcs_client
 from schemas.config import is_gcs
 
 LABELS = ("real", "synthesized")
@@ -56,6 +59,21 @@ class ImageInput:
     size: int = -1           # bytes, from the listing (-1: unknown)
     version: str = ""        # mtime_ns locally, generation on gs://
     holdout: str = ""        # the held-out set it belongs to ("": the training input)
+    archive: str = ""        # the archive holding it ("": a file); path = archive/member
+    entry: tuple = ()        # where it is in the archive (archives.Entry.to_list())
+
+    def to_list(self) -> list:
+        return [self.path, self.label, self.source, self.generator, self.content, self.size, self.version,
+                self.holdout, self.archive, list(self.entry)]
+
+    @classmethod
+    def from_list(cls, v: list) -> "ImageInput":
+        return cls(*v[:-1], tuple(v[-1]))
+
+    @property
+    def archive_version(self) -> str:
+        """The archive's mtime_ns / generation (a member's version is '<that>:<archive size>')."""
+        return self.version.split(":")[0]
 
 
 @dataclasses.dataclass
@@ -75,7 +93,7 @@ class Listing:
         h = hashlib.sha256(extra.encode())
         for it in sorted(self.items, key=lambda i: i.path):
             h.update(f"{it.path}\t{it.label}\t{it.source}\t{it.generator}\t{it.content}\t{it.size}\t{it.version}"
-                     f"\t{it.holdout}\n".encode())
+                     f"\t{it.holdout}{chr(9) + json.dumps(list(it.entry)) if it.archive else ''}\n".encode())
         h.update(json.dumps(list(self.holdout_names)).encode())
         h.update(json.dumps(sorted(self.rejected, key=lambda r: r["path"]), sort_keys=True).encode())
         return f"synthdetect-inputs:{h.hexdigest()}"
@@ -87,6 +105,102 @@ def rejected_record(path: str, label: str, source: str, status: str, reason: str
             "status": status, "reason": reason, "detail": detail[:300]}
 
 
+# --------------------------------------------------------------------------------------- archives
+def archive_members(apath: str, version: str, size: int, max_file_bytes: int
+                    ) -> Iterator[tuple[str, str, str, str, str, tuple]]:
+    """(path, member name, status, reason, detail, entry) for every member of the archive at `apath`
+    (status "" = an input to read; folders inside the archive are not members). ArchiveError if its
+    index cannot be read. Decided from the index alone, never read: names escaping the archive
+    (`outside_archive`), links and devices (`not_a_file`), encrypted members (`encrypted`), declared
+    sizes past `max_file_bytes` (`too_large`), nested archives (skipped `nested_archive`), hidden and
+    documentation files, a name listed twice (`duplicate_member`)."""
+    entries = list_members(apath, version)
+    seen: set[str] = set()
+    member_version = f"{version}:{size}"
+    for e in entries:
+        if e.type == "dir":
+            continue
+        why = unsafe_name(e.name)
+        if why:
+            yield f"{apath}/{e.name}", e.name, "quarantined", "outside_archive", why, ()
+            continue
+        name = clean_name(e.name)
+        path = f"{apath}/{name}"
+        parts = name.split("/")
+        if path in seen:
+            yield path, name, "quarantined", "duplicate_member", f"member #{e.index} repeats an earlier name", ()
+            continue
+        seen.add(path)
+        if e.type != "file":
+            yield path, name, "quarantined", "not_a_file", f"a {'link' if e.type == 'link' else 'special file'} " \
+                                                           "inside the archive", ()
+        elif any(p.startswith(".") or p == "__MACOSX" for p in parts):
+            yield path, name, "skipped", "hidden", "", ()
+        elif parts[-1].lower() in DOC_NAMES:
+            yield path, name, "skipped", "documentation", "", ()
+        elif archive_kind(name):
+            yield path, name, "skipped", "nested_archive", "an archive inside an archive is not read", ()
+        elif e.encrypted:
+            yield path, name, "quarantined", "encrypted", "encrypted member (no password is ever used)", ()
+        elif e.size > max_file_bytes:
+            yield path, name, "quarantined", "too_large", f"declared {e.size} bytes > {max_file_bytes}", ()
+        else:
+            yield path, name, "", member_version, "", tuple(e.to_list())
+
+
+def _expand_archive(apath: str, version: str, size: int, label: str, source: str, generator: str, content: str,
+                    max_file_bytes: int, items: list, rejected: list) -> None:
+    """The archive's members as inputs (label and metadata from the archive's place or manifest row);
+    an unreadable archive is one quarantine row naming it."""
+    try:
+        for path, _, status, reason, detail, entry in archive_members(apath, version, size, max_file_bytes):
+            if status:
+                rejected.append(rejected_record(path, label, source, status, reason, detail, generator, content))
+            else:
+                items.append(ImageInput(path, label, source, generator, content, entry[4], reason,
+                                        archive=apath, entry=entry))
+    except ArchiveError as e:
+        rejected.append(rejected_record(apath, label, source, "quarantined", "corrupt_archive", str(e),
+                                        generator, content))
+
+
+class _ArchiveIndex:
+    """Manifest rows through archives: each archive listed once, members looked up by name."""
+
+    def __init__(self, max_file_bytes: int):
+        self._max = max_file_bytes
+        self._index: dict[str, dict | str] = {}
+
+    def members(self, apath: str, version: str, size: int) -> dict | str:
+        if apath not in self._index:
+            try:
+                self._index[apath] = {name: rec for rec in archive_members(apath, version, size, self._max)
+                                      for name in [rec[1]]}
+            except ArchiveError as e:
+                self._index[apath] = str(e)
+        return self._index[apath]
+
+    def add_row(self, apath: str, member: str, version: str, size: int, label: str, source: str, generator: str,
+                content: str, items: list, rejected: list) -> None:
+        def reject(path, status, reason, detail=""):
+            rejected.append(rejected_record(path, label, source, status, reason, detail, generator, content))
+        index = self.members(apath, version, size)
+        path = f"{apath}/{member}"
+        if isinstance(index, str):
+            reject(path, "quarantined", "corrupt_archive", f"{apath}: {index}")
+            return
+        rec = index.get(member) or index.get(clean_name(member))
+        if rec is None:
+            reject(path, "quarantined", "unreadable_path", f"no member {member!r} in {apath}")
+            return
+        path, _, status, reason, detail, entry = rec
+        if status:
+            reject(path, status, reason, detail)
+        else:
+            items.append(ImageInput(path, label, source, generator, content, entry[4], reason,
+                                    archive=apath, entry=entry))
+
+
 # --------------------------------------------------------------------------------------- reading
 def read_text(path: str) -> str:
     from apache_beam.io.filesystems import FileSystems
@@ -95,15 +209,6 @@ def read_text(path: str) -> str:
             return f.read().decode("utf-8-sig")  # Excel writes a byte-order mark
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise InputError(f"cannot read {path}: {type(e).__name__}: {str(e).splitlines()[0][:160]}") from None
-
-
-def _gcs_client():
-    from google.cloud import storage
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        from google.auth.credentials import AnonymousCredentials
-        return storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "test-project"),
-                              credentials=AnonymousCredentials())
-    return storage.Client()
 
 
 def _gcs_list(prefix_url: str, folder: bool = True) -> Iterator[tuple[str, int, str]]:
@@ -178,6 +283,7 @@ def read_manifest(manifest: str, max_file_bytes: int, allowed_roots: tuple[str, 
             if is_gcs(r):
                 gcs_index.update({u: (s, g) for u, s, g in _gcs_list(r)})
     items, rejected = [], []
+    archives = _ArchiveIndex(max_file_bytes)
     for rel, label, source, generator, content in rows:
         def reject(path, status, reason, detail=""):
             rejected.append(rejected_record(path, label, source, status, reason, detail, generator, content))
@@ -187,8 +293,16 @@ def read_manifest(manifest: str, max_file_bytes: int, allowed_roots: tuple[str, 
                 reject(rel, "quarantined", "outside_root", "a local path in a gs:// manifest")
                 continue
             path = _norm_gcs(path)
+            through = split_archive_path(path, gcs_index.__contains__) if path not in gcs_index else None
             if not _inside(path, roots):
                 reject(path, "quarantined", "outside_root", f"not under {', '.join(roots)}")
+            elif through:
+                size, gen = gcs_index[through[0]]
+                archives.add_row(through[0], through[1], gen, size, label, source, generator, content, items,
+                                 rejected)
+            elif path in gcs_index and archive_kind(path):
+                _expand_archive(path, gcs_index[path][1], gcs_index[path][0], label, source, generator, content,
+                                max_file_bytes, items, rejected)
             elif path not in gcs_index:
                 reject(path, "quarantined", "unreadable_path", "no such object")
             elif gcs_index[path][0] > max_file_bytes:
@@ -201,6 +315,20 @@ def read_manifest(manifest: str, max_file_bytes: int, allowed_roots: tuple[str, 
         path = os.path.normpath(path)
         if not _inside(_norm_local(path), roots):
             reject(path, "quarantined", "outside_root", f"resolves outside {', '.join(roots)}")
+            continue
+        through = split_archive_path(path) if not os.path.lexists(path) else None
+        if through or (archive_kind(path) and os.path.isfile(path)):
+            apath = through[0] if through else path
+            if not _inside(_norm_local(apath), roots):
+                reject(path, "quarantined", "outside_root", f"resolves outside {', '.join(roots)}")
+                continue
+            st = os.stat(apath)
+            if through:
+                archives.add_row(apath, through[1], str(st.st_mtime_ns), st.st_size, label, source, generator,
+                                 content, items, rejected)
+            else:
+                _expand_archive(apath, str(st.st_mtime_ns), st.st_size, label, source, generator, content,
+                                max_file_bytes, items, rejected)
             continue
         item_or_reason = _stat_local(path, label, source, generator, content, max_file_bytes)
         if isinstance(item_or_reason, ImageInput):
@@ -326,6 +454,8 @@ def list_inputs(input_base: str, max_file_bytes: int = 2 ** 62, allowed_roots: t
                 unlabelled.append(rel)  # an image (or a folder of files) without a label folder
             else:
                 rejected.append(rejected_record(path, "", "", "skipped", "documentation", "not in a label folder"))
+        elif archive_kind(name):   # an archive is read as a folder: its members, labelled by its place
+            _expand_archive(path, version, size, where[0], where[1], "", "unknown", max_file_bytes, items, rejected)
         elif size > max_file_bytes:
             rejected.append(rejected_record(path, where[0], where[1], "quarantined", "too_large",
                                             f"{size} bytes > {max_file_bytes}"))
