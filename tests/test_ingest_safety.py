@@ -180,3 +180,110 @@ def test_output_rules_on_paths_without_a_run(tmp_path):
     (out / "Split-train" / "sub").mkdir()
     with pytest.raises(OutputError, match="Split-train/sub/"):
         safe_output(str(out), [], cwd="/", home="/nonexistent")
+
+
+# ------------------------------------------------------------------------------------ wrong outputs
+def test_float_images_are_scaled_not_written_black(tmp_path):
+    """Case 4: a mode-F TIFF with values 0..1 became an all-black image (two of them: duplicates)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from components.ingest.images import IngestOptions, decode_file
+    from components.ingest.listing import ImageInput
+    opts = IngestOptions(codec="PNG")
+
+    def tiff(arr: np.ndarray) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(arr.astype(np.float32), "F").save(buf, "TIFF")
+        return buf.getvalue()
+    ramp = np.tile(np.linspace(0, 1, 64), (48, 1))
+    pixels = {}
+    for name, arr in (("unit", ramp), ("levels", ramp * 255), ("other", ramp[:, ::-1])):
+        kind, d = decode_file(ImageInput(f"{name}.tif", "real", "s"), opts, tiff(arr))
+        assert kind == "ok", d
+        raw = d.example.features.feature["image_raw"].bytes_list.value[0]
+        img = np.asarray(Image.open(io.BytesIO(raw)).convert("L"), dtype=np.float32)
+        assert abs(img[:, -1].mean() - 255 * arr[:, -1].mean() / arr.max()) < 2 and img.std() > 50
+        pixels[name] = d.pixel_sha
+    assert pixels["unit"] == pixels["levels"] != pixels["other"]
+    for bad, says in ((ramp * 1000, "0..1000"), (ramp - 0.5, "-0.5"), (np.full((8, 8), np.nan), "NaN")):
+        kind, d = decode_file(ImageInput("bad.tif", "real", "s"), opts, tiff(bad))
+        assert kind == "quarantine" and d["reason"] == "unsupported_pixel_values" and says in d["detail"], d
+
+
+def write_manifest(path: Path, lines: list) -> Path:
+    path.write_text("".join((json.dumps(x) if not isinstance(x, str) else x) + "\n" for x in lines))
+    return path
+
+
+def test_manifest_metadata_numbers_are_text_and_other_types_are_named(tmp_path):
+    """Case 5: `"generator": 1.5` quarantined a good image as corrupt_image; `"source": 2024` became
+    an int64 feature that ExampleValidator rejected later."""
+    from components.ingest.images import IngestOptions, decode_file
+    from components.ingest.listing import InputError, list_inputs
+    from tests.test_ingest_beam import encode, scene
+    (tmp_path / "a.jpg").write_bytes(encode(scene(1)))
+    m = write_manifest(tmp_path / "m.jsonl", [{"path": "a.jpg", "label": "real", "source": 2024, "generator": 1.5,
+                                               "content": "cat"}])
+    [item] = list_inputs(str(m)).items
+    assert (item.source, item.generator, item.content) == ("2024", "1.5", "cat")
+    kind, d = decode_file(item, IngestOptions())
+    assert kind == "ok", d
+    feats = d.example.features.feature
+    assert feats["source"].bytes_list.value == [b"2024"] and feats["generator"].bytes_list.value == [b"1.5"]
+    for bad, says in (({"generator": [1, 2]}, "line 2: generator must be text"),
+                      ({"source": {"a": 1}}, "line 2: source must be text"),
+                      ({"content": True}, "line 2: content must be text")):
+        write_manifest(m, [{"path": "a.jpg", "label": "real"}, {"path": "a.jpg", "label": "real", **bad}])
+        with pytest.raises(InputError, match=says):
+            list_inputs(str(m))
+
+
+def test_manifest_errors_name_the_line_and_a_nul_byte_is_an_input_error(tmp_path):
+    """JSONL errors said "row 2" for line 1; a NUL byte was an internal failure."""
+    from components.ingest.listing import InputError, list_inputs
+    m = write_manifest(tmp_path / "m.jsonl", [{"path": "a.jpg"}])
+    with pytest.raises(InputError, match="line 1 needs 'path' and 'label'"):
+        list_inputs(str(m))
+    c = tmp_path / "m.csv"
+    c.write_text("path,label\na.jpg,real\nb.jpg,cat\n")
+    with pytest.raises(InputError, match="line 3 has label 'cat'"):
+        list_inputs(str(c))
+    c.write_bytes(b"path,label\na.jpg,real\nb\x00.jpg,real\n")
+    with pytest.raises(InputError, match="line 3 holds a NUL byte"):
+        list_inputs(str(c))
+    r = subprocess.run([CLI, "ingest", "--no-progress", "--input", str(c), "--output", str(tmp_path / "o")],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 1 and "NUL byte" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_an_unreadable_folder_reached_through_a_symlink_is_unreadable_not_a_loop(tmp_path):
+    from components.ingest.listing import list_inputs
+    from tests.test_ingest_beam import encode, scene
+    import shutil
+    import tempfile
+    base = Path(tempfile.mkdtemp(prefix="synthdetect-test-"))   # pytest's tmp_path is private to root
+    base.chmod(0o755)
+    root = base / "d"
+    (root / "real" / "a").mkdir(parents=True)
+    (root / "real" / "a" / "x.jpg").write_bytes(encode(scene(1)))
+    locked = root / "synthesized" / "locked"
+    locked.mkdir(parents=True)
+    (root / "real" / "alink").symlink_to(locked)          # walked first (real/ < synthesized/)
+    locked.chmod(0)
+    try:
+        if os.access(locked, os.R_OK):
+            os.setegid(65534)   # root reads anything: drop to nobody's group/user for the listing
+            os.seteuid(65534)
+        try:
+            rej = {r["path"].removeprefix(str(root) + "/"): r["reason"] for r in list_inputs(str(root)).rejected}
+        finally:
+            os.seteuid(0)
+            os.setegid(0)
+    finally:
+        locked.chmod(0o755)
+        shutil.rmtree(base)
+    assert rej.get("synthesized/locked") == "unreadable_path", rej
+    assert "symlink_loop" not in rej.values()

@@ -112,9 +112,33 @@ def downscale(pixels: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
 
 
+class Unsupported(Exception):
+    """An image that decodes but whose pixel values have no defined meaning as 8-bit colour."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+def _float_to_l(img: Image.Image) -> Image.Image:
+    """A 32-bit float image (mode F, e.g. a scientific TIFF) as 8-bit grey: values in 0..1 are
+    scaled by 255, values in 0..255 kept; anything else (negative, larger, NaN) has no defined
+    meaning as colour and is refused (Pillow's own convert clips 0..1 to black)."""
+    arr = np.asarray(img, dtype=np.float32)
+    if not np.all(np.isfinite(arr)):
+        raise Unsupported("unsupported_pixel_values", "float image with NaN or infinite values")
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if lo < 0 or hi > 255:
+        raise Unsupported("unsupported_pixel_values", f"float image with values {lo:g}..{hi:g} (expected 0..1 or 0..255)")
+    scale = 255.0 if hi <= 1.0 else 1.0
+    return Image.fromarray(np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8), "L")
+
+
 def _to_rgb(img: Image.Image, background: tuple[int, int, int]) -> Image.Image:
     if img.mode == "RGB":
         return img
+    if img.mode == "F":
+        return _float_to_l(img).convert("RGB")
     if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         canvas = Image.new("RGB", rgba.size, tuple(background))
@@ -171,6 +195,8 @@ def decode_file(item: ImageInput, opts: IngestConfig, data: bytes | None = None)
     mode = img.mode
     try:
         return "ok", _encode(item, opts, img, data, fmt, mode, width, height, animated, ext_mismatch)
+    except Unsupported as e:
+        return quarantine(e.reason, e.detail)
     except Exception as e:  # noqa: BLE001 - an unconvertible image is quarantined, never fatal
         return quarantine("corrupt_image", f"conversion failed: {type(e).__name__}: {e}")
 

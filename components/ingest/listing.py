@@ -27,6 +27,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import os
 import posixpath
 import stat
@@ -248,8 +249,13 @@ def _allowed_roots(root: str, extra: tuple[str, ...] | list[str]) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------- manifests
-def _manifest_rows(manifest: str) -> Iterator[dict]:
+def _manifest_rows(manifest: str) -> Iterator[tuple[str, dict]]:
+    """(where, row) for every row: where is `line N` of the file (JSONL: the line; CSV: the line
+    its record starts on, the header being line 1)."""
     text = read_text(manifest)
+    if "\x00" in text:
+        line = text[:text.index("\x00")].count("\n") + 1
+        raise InputError(f"{manifest}: line {line} holds a NUL byte: not a text manifest (CSV or JSONL)")
     if manifest.endswith(".jsonl"):
         for n, line in enumerate(text.splitlines(), 1):
             if line.strip():
@@ -257,9 +263,32 @@ def _manifest_rows(manifest: str) -> Iterator[dict]:
                     row = json.loads(line)
                 except json.JSONDecodeError:
                     raise InputError(f"{manifest}: line {n} is not valid JSON") from None
-                yield row
+                yield f"line {n}", row
     else:
-        yield from csv.DictReader(io.StringIO(text))
+        reader = csv.DictReader(io.StringIO(text))
+        try:
+            start = 2
+            for row in reader:
+                yield f"line {start}", row
+                start = reader.line_num + 1
+        except csv.Error as e:
+            raise InputError(f"{manifest}: line {reader.line_num}: not valid CSV ({e})") from None
+
+
+# Manifest fields that become string features of the tf.Example. Numbers are written as their text
+# (a source named 2024, a generator version 1.5); anything else is a mistake in the manifest.
+META_FIELDS = ("source", "generator", "content")
+
+
+def _text_field(manifest: str, where: str, row: dict, key: str, default: str) -> str:
+    v = row.get(key)
+    if v is None or v == "":
+        return default
+    if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+        raise InputError(f"{manifest}: {where}: {key} must be text (or a number), got {type(v).__name__} {v!r:.60}")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise InputError(f"{manifest}: {where}: {key} must be text (or a finite number), got {v!r}")
+    return str(v)
 
 
 def read_manifest(manifest: str, max_file_bytes: int, allowed_roots: tuple[str, ...] = ()) -> Listing:
@@ -267,14 +296,17 @@ def read_manifest(manifest: str, max_file_bytes: int, allowed_roots: tuple[str, 
     root = posixpath.dirname(manifest) if gcs else os.path.dirname(os.path.abspath(manifest))
     roots = _allowed_roots(root, allowed_roots)
     rows = []
-    for n, row in enumerate(_manifest_rows(manifest), 2):
+    for where, row in _manifest_rows(manifest):
         if not isinstance(row, dict) or not row.get("path") or not row.get("label"):
-            raise InputError(f"{manifest}: row {n} needs 'path' and 'label'")
+            raise InputError(f"{manifest}: {where} needs 'path' and 'label'")
+        if not isinstance(row["path"], str):
+            raise InputError(f"{manifest}: {where}: path must be text, got {row['path']!r:.60}")
         label = str(row["label"]).strip().lower()
         if label not in LABELS:
-            raise InputError(f"{manifest}: row {n} has label {row['label']!r}; expected one of {', '.join(LABELS)}")
-        rows.append((str(row["path"]), label, row.get("source") or "unknown", row.get("generator") or "",
-                     row.get("content") or "unknown"))
+            raise InputError(f"{manifest}: {where} has label {row['label']!r}; expected one of {', '.join(LABELS)}")
+        source, generator, content = (_text_field(manifest, where, row, k, d)
+                                      for k, d in zip(META_FIELDS, ("unknown", "", "unknown")))
+        rows.append((row["path"], label, source, generator, content))
     if not rows:
         raise InputError(f"{manifest}: no rows")
     gcs_index: dict[str, tuple[int, str]] = {}
@@ -367,12 +399,12 @@ def _walk_local(root: str, roots: list[str]) -> Iterator[tuple[str, str, object]
 
     def walk(dir_path: str, rel_dir: str) -> Iterator[tuple[str, str, object]]:
         real = os.path.realpath(dir_path)
-        active.add(real)
         try:
             entries = sorted(os.scandir(dir_path), key=lambda e: e.name)
-        except OSError as e:
+        except OSError as e:   # not marked as being walked: reached again by another path, it is unreadable again
             yield rel_dir + "/", "reject", ("quarantined", "unreadable_path", f"{type(e).__name__}: {e.strerror}")
             return
+        active.add(real)
         for e in entries:
             rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
             if e.name.startswith("."):
