@@ -287,3 +287,62 @@ def test_an_unreadable_folder_reached_through_a_symlink_is_unreadable_not_a_loop
         shutil.rmtree(base)
     assert rej.get("synthesized/locked") == "unreadable_path", rej
     assert "symlink_loop" not in rej.values()
+
+
+# ------------------------------------------------------------------------------------ 10: kill, Ctrl-C
+def _start_big_ingest(tmp_path: Path) -> tuple[subprocess.Popen, set[str]]:
+    import time
+    big = tree(tmp_path / "big", 60, seed=4)
+    before = set(os.listdir("/tmp"))
+    proc = subprocess.Popen([CLI, "ingest", "--no-progress", "--input", str(big), "--output", str(tmp_path / "out"),
+                             "--set", "ingest.workers=2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, cwd=tmp_path)
+    deadline = time.time() + 900                         # worker start-up on a loaded machine: minutes
+    while not list(tmp_path.glob(".out.tmp-*/_ingest_work/meta-*")):   # workers are scanning
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.05)
+    return proc, before
+
+
+def _workers(pid: int) -> list:
+    import psutil
+    return [c for c in psutil.Process(pid).children(recursive=True)
+            if "pipeline.reaper" not in " ".join(c.cmdline())]
+
+
+def _gone(procs: list, timeout: float = 30) -> list:
+    import psutil
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    return [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_killed_ingest_leaves_no_worker_and_no_progress_folder(tmp_path):
+    """Case 10: after `kill -9` of the launcher two Beam workers (~230 MB each) ran on for minutes
+    and /tmp/synthdetect-progress-* stayed forever."""
+    import signal
+    proc, before = _start_big_ingest(tmp_path)
+    workers = _workers(proc.pid)
+    assert workers, "the DirectRunner started no worker process"
+    os.kill(proc.pid, signal.SIGKILL)                     # the launcher alone, as an OOM kill would
+    proc.communicate()
+    assert not _gone(workers), "Beam workers outlived the killed ingestion"
+    import time
+    deadline = time.time() + 10
+    while [n for n in set(os.listdir("/tmp")) - before if n.startswith("synthdetect-progress-")] and \
+            time.time() < deadline:
+        time.sleep(0.2)
+    assert not [n for n in set(os.listdir("/tmp")) - before if n.startswith("synthdetect-progress-")]
+
+
+def test_ctrl_c_during_ingest_is_one_line_without_worker_tracebacks(tmp_path):
+    """Ctrl-C printed four worker tracebacks beside the one `error:` line."""
+    import signal
+    proc, _ = _start_big_ingest(tmp_path)
+    workers = _workers(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT)                    # what the terminal sends to the foreground group
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert len(error_lines(err)) == 1 and "interrupted" in error_lines(err)[0], err
+    assert not _gone(workers)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))

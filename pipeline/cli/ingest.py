@@ -1,9 +1,11 @@
 """`synthdetect ingest`: the pipeline's ingestion step on its own (Beam, local or Dataflow)."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -24,6 +26,34 @@ def _no_space(e: BaseException) -> bool:
             return True
         e = e.__cause__ or e.__context__
     return False
+
+
+@contextlib.contextmanager
+def _stderr_to(log: str):
+    """While the job runs, file descriptor 2 (inherited by Beam's worker processes) goes to `log`,
+    and this process's own stderr (progress bars, the one `error:` line) to the terminal as before:
+    a Ctrl-C reaches every worker, and their tracebacks belong in the log, not beside that line."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 2)
+    os.close(fd)
+    old = sys.stderr
+    sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, encoding=getattr(old, "encoding", None) or "utf-8",
+                           errors="replace")
+    logf = open(log, "a", buffering=1)
+
+    def to_log(args) -> None:   # Beam's threads die noisily when their workers are interrupted
+        traceback.print_exception(args.exc_type, args.exc_value, args.exc_traceback, file=logf)
+    threading.excepthook = to_log   # kept after the job too: such threads may end during the unwinding
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        sys.stderr.close()
+        sys.stderr = old
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _human(n: float) -> str:
@@ -119,7 +149,9 @@ def ingest(data_input: str, out_dir: str, config: str, sets: tuple[str, ...], be
         raise UserError(str(e)) from None
     if not out_dir.startswith("gs://") and os.path.abspath(given) != out_dir:
         progress_console.print(f"--output {given} resolves to {out_dir}: writing there", soft_wrap=True)
+    from pipeline.reaper import Reaper
     opts = cfg.ingest
+    job_log = os.path.join(tempfile.gettempdir(), f"synthdetect-ingest-{os.getpid()}.log")
     buckets = list(cfg.data.split_ratios.items())
     args = ingest_beam_args(list(beam_args), opts.workers)
     route_library_logs([], 30)
@@ -142,7 +174,8 @@ def ingest(data_input: str, out_dir: str, config: str, sets: tuple[str, ...], be
                 progress_dir = tempfile.mkdtemp(prefix="synthdetect-progress-")
             watcher = threading.Thread(target=_watch, args=(progress_dir, n_read, stop, progress, times),
                                        daemon=True) if progress_dir else None
-            with outputs.atomic_output(out_dir) as tmp:
+            with outputs.atomic_output(out_dir) as tmp, Reaper([progress_dir or ""]), \
+                    _stderr_to(job_log):
                 if watcher:
                     watcher.start()
                 try:
@@ -156,7 +189,8 @@ def ingest(data_input: str, out_dir: str, config: str, sets: tuple[str, ...], be
     except (outputs.OutputError, InputError) as e:
         raise UserError(str(e)) from None
     except KeyboardInterrupt:
-        raise UserError("interrupted; the previous output (if any) is unchanged") from None
+        raise UserError("interrupted; the previous output (if any) is unchanged (workers stopped; their output: "
+                        f"{job_log})") from None
     except Exception as e:  # noqa: BLE001 - one line for the user, the whole story in a log file
         if _no_space(e):
             need = 2 * sum(max(it.size, 0) for it in listing.items) if listing else 0
@@ -164,8 +198,8 @@ def ingest(data_input: str, out_dir: str, config: str, sets: tuple[str, ...], be
             raise UserError(f"no space left on the device while writing the output next to {where}: ingestion "
                             f"needs up to about {_human(need)} free there (spill + output, twice the input's "
                             f"{_human(need / 2)}); the previous output (if any) is unchanged") from None
-        log = os.path.join(tempfile.gettempdir(), f"synthdetect-ingest-{os.getpid()}.log")
-        with open(log, "w") as f:
+        log = job_log
+        with open(log, "a") as f:
             traceback.print_exception(type(e), e, e.__traceback__, file=f)
         last = (str(e).strip().splitlines() or [type(e).__name__])[-1][:300]
         raise UserError(f"ingestion failed: {type(e).__name__}: {last} (full traceback: {log}); "
