@@ -68,8 +68,14 @@ def parts_tree(root: Path) -> dict[str, dict[str, bytes]]:
         "synthesized/sd/part-001.zip": {f"s{i:02d}.png": image_bytes("PNG", seed=i) for i in range(30, 34)},
     }
     parts["real/photos/part-000.zip"]["dup-b.png"] = dup
+    parts["synthesized/sd/part-002.tar"] = {f"t/s{i:02d}.jpg": image_bytes(seed=i, size=(40, 56)) for i in range(40, 46)}
+    parts["real/photos/part-003.tgz"] = {f"r{i:02d}.png": image_bytes("PNG", seed=i) for i in range(50, 55)}
+    parts["real/photos/part-004.tar.gz"] = {f"r{i:02d}.jpg": image_bytes(seed=i) for i in range(60, 63)}
     for rel, files in parts.items():
-        write_zip(root / rel, files, stored={n for n in files if n.endswith(".png")})
+        if rel.endswith(".zip"):
+            write_zip(root / rel, files, stored={n for n in files if n.endswith(".png")})
+        else:
+            write_tar(root / rel, files)
     return parts
 
 
@@ -84,7 +90,7 @@ def extract_in_place(root: Path, parts: dict[str, dict[str, bytes]]) -> None:
 
 
 @pytest.mark.parametrize("neutralize", [True, False])
-def test_zip_parts_ingest_to_the_same_shards_as_the_extracted_files(tmp_path, neutralize):
+def test_zip_and_tar_parts_ingest_to_the_same_shards_as_the_extracted_files(tmp_path, neutralize):
     root = tmp_path / "data"
     parts = parts_tree(root)
     opts = IngestOptions(neutralize_format=neutralize)
@@ -209,3 +215,133 @@ def test_example_gen_reads_zip_parts_and_its_cache_follows_the_archives(tmp_path
     assert part.stat().st_size == size
     _run(cfg)
     assert _states(cfg.metadata_path) == [E.COMPLETE, E.CACHED, E.COMPLETE]
+
+
+# ------------------------------------------------------------------------------------ bad archives and members
+def _patch_zip(path: Path, member: str, **fields) -> None:
+    """Rewrites header fields of one member in place (flags, file_size), in its local header and in
+    the central directory: what a hostile or broken archive looks like, which zipfile will not write."""
+    data = bytearray(path.read_bytes())
+    name = member.encode()
+    offsets = {"flags": (6, 8, "<H"), "file_size": (22, 24, "<I")}    # (local, central) offsets
+    import struct
+    for sig, which in ((b"PK\x03\x04", 0), (b"PK\x01\x02", 1)):
+        start = 0
+        while (k := data.find(sig, start)) >= 0:
+            start = k + 4
+            n_off = 26 if which == 0 else 28
+            n = struct.unpack_from("<H", data, k + n_off)[0]
+            name_at = k + (30 if which == 0 else 46)
+            if bytes(data[name_at:name_at + n]) != name:
+                continue
+            for field, value in fields.items():
+                struct.pack_into(offsets[field][2], data, k + offsets[field][which], value)
+    path.write_bytes(bytes(data))
+
+
+def test_every_bad_archive_and_member_is_accounted_for(tmp_path):
+    root = tmp_path / "data"
+    good = {f"g{i}.jpg": image_bytes(seed=i) for i in range(3)}
+    write_zip(root / "real/ok.zip", good)
+    (root / "real/garbage.zip").write_bytes(b"PK\x03\x04 this is not a zip archive" * 10)
+    whole = image_bytes(seed=7)
+    write_zip(root / "real/cut.zip", {"a.jpg": whole, "b.jpg": image_bytes(seed=8)})
+    (root / "real/cut.zip").write_bytes((root / "real/cut.zip").read_bytes()[:len(whole) // 2])  # no directory
+    (root / "synthesized/cut.tgz").parent.mkdir(parents=True, exist_ok=True)
+    write_tar(root / "synthesized/full.tgz", {f"x{i}.png": image_bytes("PNG", seed=20 + i, size=(200, 200))
+                                              for i in range(3)})
+    (root / "synthesized/cut.tgz").write_bytes((root / "synthesized/full.tgz").read_bytes()[:3000])
+    (root / "synthesized/full.tgz").unlink()
+    bomb = b"\0" * 400_000
+    write_zip(root / "synthesized/hostile.zip", {
+        "flipped.jpg": image_bytes(seed=30), "secret.jpg": image_bytes(seed=31), "../escape.jpg": image_bytes(seed=32),
+        "/etc/abs.jpg": image_bytes(seed=33), "inner.zip": b"PK\x05\x06" + b"\0" * 18, "big.png": bomb,
+        "liar.png": bomb, "twice.jpg": image_bytes(seed=34), "__MACOSX/._g.jpg": b"meta", "README.md": b"docs",
+        "fine.jpg": image_bytes(seed=35)})
+    with zipfile.ZipFile(root / "synthesized/hostile.zip", "a") as z:          # a name listed twice
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            z.writestr("twice.jpg", image_bytes(seed=36))
+    _patch_zip(root / "synthesized/hostile.zip", "secret.jpg", flags=0x1)       # encrypted
+    _patch_zip(root / "synthesized/hostile.zip", "liar.png", file_size=1000)    # declares 1 kB, inflates to 400 kB
+    data = bytearray((root / "synthesized/hostile.zip").read_bytes())           # a corrupt member (CRC)
+    with zipfile.ZipFile(root / "synthesized/hostile.zip") as z:
+        zi = z.getinfo("flipped.jpg")
+    data[zi.header_offset + 30 + len("flipped.jpg") + 500] ^= 0xFF
+    (root / "synthesized/hostile.zip").write_bytes(bytes(data))
+    t = root / "synthesized/links.tar"
+    with tarfile.open(t, "w") as tf_:
+        for name, kind in (("link.jpg", tarfile.SYMTYPE), ("ok.jpg", tarfile.REGTYPE), ("../up.jpg", tarfile.REGTYPE)):
+            ti = tarfile.TarInfo(name)
+            payload = image_bytes(seed=40) if kind == tarfile.REGTYPE else b""
+            ti.type, ti.size = kind, len(payload)
+            if kind == tarfile.SYMTYPE:
+                ti.linkname = "/etc/passwd"
+            tf_.addfile(ti, io.BytesIO(payload))
+    s = run_ingest(root, tmp_path / "out", IngestOptions(max_file_bytes=100_000))
+    m = members(tmp_path / "out")
+    q = {json.loads(line)["path"][len(str(root)) + 1:]: json.loads(line)
+         for line in (tmp_path / "out/quarantine.jsonl").read_text().splitlines()}
+    got = {p[len(str(root)) + 1:]: (r["status"], r["reason"]) for p, r in m.items()}
+    assert got == {
+        "real/ok.zip/g0.jpg": ("written", ""), "real/ok.zip/g1.jpg": ("written", ""),
+        "real/ok.zip/g2.jpg": ("written", ""),
+        "real/garbage.zip": ("quarantined", "corrupt_archive"),
+        "real/cut.zip": ("quarantined", "corrupt_archive"),
+        "synthesized/cut.tgz": ("quarantined", "corrupt_archive"),
+        "synthesized/hostile.zip/flipped.jpg": ("quarantined", "corrupt_member"),
+        "synthesized/hostile.zip/secret.jpg": ("quarantined", "encrypted"),
+        "synthesized/hostile.zip/../escape.jpg": ("quarantined", "outside_archive"),
+        "synthesized/hostile.zip//etc/abs.jpg": ("quarantined", "outside_archive"),
+        "synthesized/hostile.zip/inner.zip": ("skipped", "nested_archive"),
+        "synthesized/hostile.zip/big.png": ("quarantined", "too_large"),
+        "synthesized/hostile.zip/liar.png": ("quarantined", "too_large"),
+        "synthesized/hostile.zip/twice.jpg": ("written", ""),
+        "synthesized/hostile.zip/twice.jpg#11": ("quarantined", "duplicate_member"),
+        "synthesized/hostile.zip/__MACOSX/._g.jpg": ("skipped", "hidden"),
+        "synthesized/hostile.zip/README.md": ("skipped", "documentation"),
+        "synthesized/hostile.zip/fine.jpg": ("written", ""),
+        "synthesized/links.tar/link.jpg": ("quarantined", "not_a_file"),
+        "synthesized/links.tar/ok.jpg": ("written", ""),
+        "synthesized/links.tar/../up.jpg": ("quarantined", "outside_archive"),
+    }
+    assert s["accounted_for"] is True and s["inputs"] == len(m) == 21
+    # every quarantine row says why
+    assert "bytes" in q["synthesized/hostile.zip/liar.png"]["detail"] and "declared 1000" in \
+        q["synthesized/hostile.zip/liar.png"]["detail"]
+    assert "declared 400000" in q["synthesized/hostile.zip/big.png"]["detail"]
+    assert q["real/garbage.zip"]["detail"] and q["synthesized/hostile.zip/flipped.jpg"]["detail"]
+
+
+# ------------------------------------------------------------------------------------ gs://
+def test_gs_archives_match_local_ones_on_the_gcs_emulator(gcs_emulator, tmp_path):
+    """Zip, tar and tar.gz parts in a bucket (folder and manifest rows through archives) give the same
+    members and decisions as the same parts on disk; members are read by ranged requests pinned to
+    the listed generation."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+    bucket = storage.Client(project="test-project", credentials=AnonymousCredentials()).bucket(gcs_emulator)
+    root = tmp_path / "data"
+    parts = parts_tree(root)
+    (root / "real/broken.zip").write_bytes(b"not a zip at all")
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            bucket.blob(f"images/{p.relative_to(root)}").upload_from_filename(str(p))
+    local = run_ingest(root, tmp_path / "local")
+    remote = run_ingest(f"gs://{gcs_emulator}/images", tmp_path / "remote")
+    for key in ("inputs", "written", "exact_duplicates", "near_duplicates", "quarantined", "quarantine_reasons",
+                "written_by_split", "written_by_label", "accounted_for"):
+        assert local[key] == remote[key], key
+    assert local["inputs"] == sum(len(f) for f in parts.values()) + 1
+    assert local["quarantine_reasons"] == {"corrupt_archive": 1, "not_an_image": 1}
+
+    def rel(ms, prefix):
+        return {p[len(prefix) + 1:]: (m["status"], m["split"], m["sha256"]) for p, m in ms.items()}
+    assert rel(members(tmp_path / "local"), str(root)) == rel(members(tmp_path / "remote"), f"gs://{gcs_emulator}/images")
+    # a manifest in the bucket whose rows go through archives
+    bucket.blob("images/manifest.csv").upload_from_string(
+        "path,label,content\nreal/photos/part-000.zip/r01.jpg,real,frog\nsynthesized/sd/part-002.tar/t/s41.jpg,"
+        "synthesized,cat\nreal/photos/part-003.tgz/r51.png,real,dog\nreal/photos/part-000.zip/missing.jpg,real,x\n")
+    s = run_ingest(f"gs://{gcs_emulator}/images/manifest.csv", tmp_path / "manifest")
+    assert (s["inputs"], s["written"], s["quarantine_reasons"]) == (4, 3, {"unreadable_path": 1})

@@ -128,8 +128,9 @@ def archive_members(apath: str, version: str, size: int, max_file_bytes: int
         name = clean_name(e.name)
         path = f"{apath}/{name}"
         parts = name.split("/")
-        if path in seen:
-            yield path, name, "quarantined", "duplicate_member", f"member #{e.index} repeats an earlier name", ()
+        if path in seen:    # never read; its path tells it from the first member of that name
+            yield f"{path}#{e.index}", name, "quarantined", "duplicate_member", \
+                f"member #{e.index} repeats the name of an earlier member", ()
             continue
         seen.add(path)
         if e.type != "file":
@@ -175,8 +176,10 @@ class _ArchiveIndex:
     def members(self, apath: str, version: str, size: int) -> dict | str:
         if apath not in self._index:
             try:
-                self._index[apath] = {name: rec for rec in archive_members(apath, version, size, self._max)
-                                      for name in [rec[1]]}
+                index: dict = {}
+                for rec in archive_members(apath, version, size, self._max):
+                    index.setdefault(rec[1], rec)      # a repeated name: the first member
+                self._index[apath] = index
             except ArchiveError as e:
                 self._index[apath] = str(e)
         return self._index[apath]
