@@ -95,6 +95,14 @@ def download_tree(location: str, dest: str | os.PathLike, skip: tuple[str, ...] 
     return dest
 
 
+def default_file_mode() -> int:
+    """The mode `open()` would give a new file (0o666 minus the umask); `mkstemp` gives 0600, which
+    would keep a file that replaces another one from everyone but its writer."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def parse_json_object(data: bytes | str, where: str) -> dict:
     """A JSON file that must hold an object (model.json, aliases.json) -> dict, or RegistryError naming
     the file and what is wrong with it (never a JSONDecodeError traceback)."""
