@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from components.registry.store import LocalRegistry
-from tests.conftest import SAMPLE
+from tests.conftest import SAMPLE, fill_disk
 from tests.test_registry import tiny_model
 
 CLI = str(Path(sys.executable).parent / "synthdetect")
@@ -115,19 +115,6 @@ def test_registry_list_and_show(tmp_path, registry):
 
 
 # ------------------------------------------------------------------- issue 28.7 and late items
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A 1 MB tmpfs (needs root, as in CI and on the development machines)."""
-    import os
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
-
-
 def test_an_unreachable_gs_prefix_is_one_error_line_beside_the_scored_files(tmp_path, registry, gcs_emulator):
     """Issue 28.7: local files plus one gs:// prefix that cannot be listed (here a bucket that does not
     exist on the GCS server) gave a traceback, exit 1, no line for the good files and no --out file."""
@@ -153,9 +140,7 @@ def _umask() -> int:
 
 def test_out_on_a_full_disk_is_one_line_and_leaves_no_partial_file(tmp_path, registry, tiny_disk):
     """Issue 28.7: `predict --out` on a full disk left a file whose last line was cut."""
-    import os
-    st = os.statvfs(tiny_disk)
-    (tiny_disk / "filler").write_bytes(b"\0" * (st.f_bavail * st.f_frsize - 8192))   # ~8 KB left
+    fill_disk(tiny_disk, leave=8192)
     out = tiny_disk / "scores.jsonl"
     proc = _predict("--model", "registry:production", "--registry", str(registry), "--out", str(out),
                     str(SAMPLE), cwd=tmp_path)           # 80 lines, ~14 KB
