@@ -56,6 +56,13 @@ def _fmt(x, digits: int = 3) -> str:
     return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
 
+def rate(x, kind: str) -> str:
+    """A TPR or FPR for reports; undefined (None/NaN) when the eval split lacks that class."""
+    if x is None or (isinstance(x, float) and x != x):
+        return f"n/a: no {'synthesized' if kind == 'tpr' else 'real'} image in eval"
+    return f"{x:.3f}"
+
+
 def _plots(check: dict, histories: dict, out: str) -> dict[str, str]:
     """Writes the PNGs; returns {name: file name}."""
     import matplotlib
@@ -274,8 +281,9 @@ def write_markdown_report(rep: RunReport, out_dir: str) -> str:
            "|---|---|---|---|---|---|---|---|"]
     for m in models:
         c = check["calibration"][m]
-        md.append(f"| {MODEL_TITLES[m]} | {c['threshold']:.4f} | {_fmt(c['fpr'])} | {_fmt(c['tpr'])} | "
-                  f"{_fmt(c['accuracy'])} | {_fmt(c['fpr_at_0.5'])} | {_fmt(c['tpr_at_0.5'])} | {c['n_real']} |")
+        md.append(f"| {MODEL_TITLES[m]} | {c['threshold']:.4f} | {rate(c['fpr'], 'fpr')} | {rate(c['tpr'], 'tpr')} | "
+                  f"{_fmt(c['accuracy'])} | {rate(c['fpr_at_0.5'], 'fpr')} | {rate(c['tpr_at_0.5'], 'tpr')} | "
+                  f"{c['n_real']} |")
     md += ["", f"![calibration plot]({files['calibration']})", "",
            "## Slices (TFMA)", "", "| slice | n | candidate accuracy | candidate AUC | baseline accuracy | baseline AUC |",
            "|---|---|---|---|---|---|"]

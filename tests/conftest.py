@@ -79,3 +79,31 @@ def gcs_emulator(monkeypatch):
     yield bucket
     proc.terminate()
     proc.wait(10)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MB tmpfs (needs root, as in CI and on the development machines); `fill(leave)` fills it
+    up to `leave` free bytes."""
+    import subprocess
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def fill_disk(mnt: Path, leave: int = 0) -> None:
+    """Fills the filesystem of `mnt` with a file `filler`, leaving about `leave` bytes free."""
+    st = os.statvfs(mnt)
+    (mnt / "filler").write_bytes(b"\0" * max(st.f_bavail * st.f_frsize - leave, 0))
+    if not leave:   # the last partial page
+        try:
+            with open(mnt / "filler2", "wb") as f:
+                while True:
+                    f.write(b"\0" * 512)
+                    f.flush()
+        except OSError:
+            pass

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from components.registry.store import LocalRegistry
-from tests.conftest import SAMPLE
+from tests.conftest import SAMPLE, fill_disk
 from tests.test_registry import tiny_model
 
 CLI = str(Path(sys.executable).parent / "synthdetect")
@@ -112,3 +112,60 @@ def test_registry_list_and_show(tmp_path, registry):
     proc = subprocess.run([CLI, "registry", "show", "v2", "--registry", str(registry)], capture_output=True,
                           text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 1 and proc.stderr.startswith("error: version 'v2' not in registry")
+
+
+# ------------------------------------------------------------------- issue 28.7 and late items
+def test_an_unreachable_gs_prefix_is_one_error_line_beside_the_scored_files(tmp_path, registry, gcs_emulator):
+    """Issue 28.7: local files plus one gs:// prefix that cannot be listed (here a bucket that does not
+    exist on the GCS server) gave a traceback, exit 1, no line for the good files and no --out file."""
+    good = sorted((SAMPLE / "real").rglob("*.JPEG"))[:2]
+    out = tmp_path / "scores.jsonl"
+    proc = _predict("--model", "registry:production", "--registry", str(registry), "--out", str(out),
+                    str(good[0]), "gs://no-such-bucket-28/images/", str(good[1]), cwd=tmp_path)
+    assert proc.returncode == 4, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    rows = _lines(out.read_text())
+    assert [r["path"] for r in rows] == [str(good[0]), "gs://no-such-bucket-28/images/", str(good[1])]
+    assert all(0 <= r["p_synthesized"] <= 1 for r in (rows[0], rows[2]))
+    assert rows[1]["p_synthesized"] is None and rows[1]["error"].startswith("unreachable")
+    assert out.stat().st_mode & 0o777 == 0o666 & ~_umask()    # written via a temp file, mode as open() gives
+
+
+def _umask() -> int:
+    import os
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_out_on_a_full_disk_is_one_line_and_leaves_no_partial_file(tmp_path, registry, tiny_disk):
+    """Issue 28.7: `predict --out` on a full disk left a file whose last line was cut."""
+    fill_disk(tiny_disk, leave=8192)
+    out = tiny_disk / "scores.jsonl"
+    proc = _predict("--model", "registry:production", "--registry", str(registry), "--out", str(out),
+                    str(SAMPLE), cwd=tmp_path)           # 80 lines, ~14 KB
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    lines = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr and lines[-1].startswith("error: ") and str(out) in lines[-1]
+    assert "no space left" in lines[-1]
+    assert sorted(p.name for p in tiny_disk.iterdir()) == ["filler"]   # no cut file, no temp file
+
+
+def test_threshold_nan_is_refused(tmp_path, registry):
+    """Issue 28.7: `--threshold nan` was accepted and wrote a bare NaN (invalid JSON)."""
+    one = next((SAMPLE / "real").rglob("*.JPEG"))
+    proc = _predict("--model", "registry:production", "--registry", str(registry), "--threshold", "nan", str(one),
+                    cwd=tmp_path)
+    assert proc.returncode == 1 and not proc.stdout, (proc.returncode, proc.stdout)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "--threshold" in lines[0], proc.stderr
+
+
+def test_an_empty_folder_is_nothing_to_score(tmp_path, registry):
+    """Issue 28 (late items): `predict` on an empty folder exited 0 with no output."""
+    (tmp_path / "empty").mkdir()
+    proc = _predict("--model", "registry:production", "--registry", str(registry), str(tmp_path / "empty"),
+                    cwd=tmp_path)
+    assert proc.returncode == 1 and not proc.stdout, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: nothing to score"), proc.stderr

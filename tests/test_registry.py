@@ -185,3 +185,108 @@ def test_registry_location_errors(tmp_path):
     assert t.model_resource == "projects/my-proj/locations/europe-west4/models/synthdetect"
     with pytest.raises(RegistryError, match="expected vertex://"):
         vertex.parse_target("vertex://my-proj/synthdetect")
+
+
+# ------------------------------------------------- issue 28.9, 27.8, 26.3: what the CLI shows
+CLI = str(Path(sys.executable).parent / "synthdetect")
+
+
+def _cli(*args, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def _one_error_line(proc: subprocess.CompletedProcess, *fragments: str) -> str:
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), (proc.returncode, proc.stderr)
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+    return lines[0]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
+def test_aliases_json_is_readable_by_whoever_can_read_the_registry(tmp_path, saved_model, umask, mode):
+    """Issue 28.9 / 27.8: aliases.json was rewritten mode 0600 on every change (a temp file from
+    mkstemp): another account (serving, CI) could not resolve registry:production."""
+    old = os.umask(umask)
+    try:
+        reg = LocalRegistry(tmp_path / "reg")
+        reg.push(str(saved_model), META)
+        assert (reg.root / ALIASES_JSON).stat().st_mode & 0o777 == mode
+        reg.push(str(saved_model), META)
+        reg.set_alias("production", "v1")
+        assert (reg.root / ALIASES_JSON).stat().st_mode & 0o777 == mode
+        assert (reg.root / "v1" / MODEL_JSON).stat().st_mode & 0o777 == mode & 0o555   # read-only, same readers
+    finally:
+        os.umask(old)
+
+
+@pytest.fixture
+def two_versions(tmp_path, saved_model) -> Path:
+    reg = LocalRegistry(tmp_path / "reg")
+    reg.push(str(saved_model), META)
+    reg.push(str(saved_model), META)
+    return reg.root
+
+
+def test_a_dangling_alias_is_listed_and_never_promoted(two_versions, tmp_path):
+    """Issue 28.9: with v2 deleted by hand, `promote production --alias staging` copied the alias to
+    the missing version and `list` hid `production` and `latest` altogether."""
+    import shutil
+    shutil.rmtree(two_versions / "v2")
+    proc = _cli("registry", "promote", "production", "--alias", "staging", "--registry", two_versions, cwd=tmp_path)
+    _one_error_line(proc, "'production'", "v2", "dangling")
+    assert json.loads((two_versions / ALIASES_JSON).read_text()) == {"latest": "v2", "production": "v2"}
+    proc = _cli("registry", "list", "--registry", two_versions, "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = {v["version"]: v for v in json.loads(proc.stdout)["versions"]}
+    assert rows["v1"]["status"] == "ok" and rows["v2"]["status"] == "dangling"
+    assert rows["v2"]["aliases"] == ["latest", "production"]
+    proc = _cli("registry", "list", "--registry", two_versions, cwd=tmp_path)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    v2 = [ln for ln in proc.stdout.splitlines() if " v2 " in ln]
+    assert v2 and "dangling" in v2[0], proc.stdout
+    assert "dangling" in proc.stderr    # and a warning says what it means
+
+
+def test_list_shows_a_string_metric_as_it_is(two_versions, tmp_path):
+    """Issue 28.9: `list` crashed (ValueError: Unknown format code 'f' for str) on a hand-edited metric."""
+    path = two_versions / "v1" / MODEL_JSON
+    meta = json.loads(path.read_text())
+    meta["metrics"]["candidate"]["binary_accuracy"] = "high"
+    path.chmod(0o644)
+    path.write_text(json.dumps(meta))
+    proc = _cli("registry", "list", "--registry", two_versions, cwd=tmp_path)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "high" in [ln for ln in proc.stdout.splitlines() if " v1 " in ln][0]
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_one_unreadable_model_json_does_not_hide_the_other_versions(two_versions, tmp_path, as_json):
+    """Issue 26.3: one corrupt model.json refused the whole listing. The others are listed, the bad one
+    is marked `unreadable`, and the command then exits 1 with one error line naming it."""
+    path = two_versions / "v1" / MODEL_JSON
+    path.chmod(0o644)
+    path.write_text('{"version": "v1", "metrics": ')
+    proc = _cli("registry", "list", "--registry", two_versions, *(["--json"] if as_json else []), cwd=tmp_path)
+    _one_error_line(proc, str(path), "not valid JSON")
+    if as_json:
+        rows = {v["version"]: v for v in json.loads(proc.stdout)["versions"]}
+        assert rows["v2"]["status"] == "ok" and rows["v2"]["accuracy"] == 0.95
+        assert rows["v1"]["status"] == "unreadable" and "not valid JSON" in rows["v1"]["error"]
+    else:
+        lines = proc.stdout.splitlines()
+        assert "unreadable" in [ln for ln in lines if " v1 " in ln][0]
+        assert "0.950" in [ln for ln in lines if " v2 " in ln][0]
+
+
+def test_promote_on_a_full_disk_is_one_line_and_leaves_no_temp_file(tmp_path, saved_model, tiny_disk):
+    """Issue 28.9: `promote` on a full disk left `.aliases-*.tmp` files behind (and a traceback)."""
+    from tests.conftest import fill_disk
+    reg = LocalRegistry(tiny_disk / "reg")
+    reg.push(str(saved_model), META)
+    before = (reg.root / ALIASES_JSON).read_text()
+    fill_disk(tiny_disk)
+    proc = _cli("registry", "promote", "v1", "--alias", "staging", "--registry", reg.root, cwd=tmp_path)
+    _one_error_line(proc, "aliases.json", "no space left")
+    assert not list(reg.root.glob(".aliases-*")) and (reg.root / ALIASES_JSON).read_text() == before

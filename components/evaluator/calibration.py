@@ -79,9 +79,10 @@ def threshold_for_fpr(labels, scores, target_fpr: float) -> float:
 def calibrate(labels, scores, target_fpr: float) -> dict:
     """The calibrated threshold with TPR/FPR there and at 0.5 (what goes into model.json)."""
     y, p = _arrays(labels, scores)
-    t = threshold_for_fpr(y, p, target_fpr)
-    at_t, at_half = rates(y, p, t), rates(y, p, 0.5)
     n_real = int(np.sum(y == 0))
+    # no real image to calibrate on: 0.5, and FPR is undefined (the release check refuses such a split)
+    t = threshold_for_fpr(y, p, target_fpr) if n_real else 0.5
+    at_t, at_half = rates(y, p, t), rates(y, p, 0.5)
     return {"threshold": t, "target_fpr": float(target_fpr),
             "fpr": at_t["fpr"], "tpr": at_t["tpr"], "accuracy": at_t["accuracy"],
             "fpr_at_0.5": at_half["fpr"], "tpr_at_0.5": at_half["tpr"], "accuracy_at_0.5": at_half["accuracy"],

@@ -95,6 +95,14 @@ def download_tree(location: str, dest: str | os.PathLike, skip: tuple[str, ...] 
     return dest
 
 
+def default_file_mode() -> int:
+    """The mode `open()` would give a new file (0o666 minus the umask); `mkstemp` gives 0600, which
+    would keep a file that replaces another one from everyone but its writer."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def parse_json_object(data: bytes | str, where: str) -> dict:
     """A JSON file that must hold an object (model.json, aliases.json) -> dict, or RegistryError naming
     the file and what is wrong with it (never a JSONDecodeError traceback)."""
@@ -156,6 +164,10 @@ class _Base:
         if ref not in aliases:
             raise RegistryError(f"no version or alias {ref!r} in registry {self.location!r} "
                                 f"(aliases: {', '.join(f'{a}={v}' for a, v in sorted(aliases.items())) or 'none'})")
+        if aliases[ref] not in versions:
+            raise RegistryError(f"alias {ref!r} in registry {self.location!r} points at {aliases[ref]}, which is not "
+                                f"there (a dangling alias; versions: {', '.join(versions) or 'none'}); point it at "
+                                f"one with `registry promote VERSION --alias {ref}`")
         return aliases[ref]
 
     def model_json(self, ref: str) -> dict:
@@ -166,20 +178,37 @@ class _Base:
         return meta
 
     def entries(self) -> list[dict]:
-        """One summary per version (for `registry list`)."""
+        """One summary per version (for `registry list`), oldest first, each with a `status`:
+        `ok`; `unreadable` (its model.json cannot be read; `error` says why; the other versions are
+        still listed); `dangling` (an alias points at a version that is not there)."""
         by_version: dict[str, list[str]] = {}
         for alias, v in sorted(self.aliases().items()):
             by_version.setdefault(v, []).append(alias)
+        versions = self.versions()
         out = []
-        for v in self.versions():
-            meta = self._read_json(f"{v}/{MODEL_JSON}") or {}
-            cand = (meta.get("metrics") or {}).get("candidate") or {}
-            out.append({"version": v, "aliases": by_version.get(v, []), "created_at": meta.get("created_at"),
-                        "run_id": (meta.get("pipeline") or {}).get("run_id"),
-                        "accuracy": cand.get("binary_accuracy"), "auc": cand.get("auc"),
-                        "threshold": meta.get("threshold"),
-                        "data_fingerprint": (meta.get("data") or {}).get("fingerprint")})
-        return out
+        for v in versions:
+            status, error = "ok", None
+            try:
+                meta = self._read_json(f"{v}/{MODEL_JSON}") or {}
+            except (RegistryError, OSError) as e:
+                meta, status, error = {}, "unreadable", str(e)
+
+            def get(*keys):   # a hand-edited model.json may hold anything at any level
+                node = meta
+                for k in keys:
+                    node = node.get(k) if isinstance(node, dict) else None
+                return node
+            entry = {"version": v, "aliases": by_version.get(v, []), "status": status,
+                     "created_at": get("created_at"), "run_id": get("pipeline", "run_id"),
+                     "accuracy": get("metrics", "candidate", "binary_accuracy"),
+                     "auc": get("metrics", "candidate", "auc"), "threshold": get("threshold"),
+                     "data_fingerprint": get("data", "fingerprint")}
+            out.append({**entry, "error": error} if error else entry)
+        for v in set(by_version) - set(versions):
+            out.append({"version": v, "aliases": by_version[v], "status": "dangling", "created_at": None,
+                        "run_id": None, "accuracy": None, "auc": None, "threshold": None, "data_fingerprint": None,
+                        "error": f"{', '.join(by_version[v])} -> {v}: no such version (dangling alias)"})
+        return sorted(out, key=lambda e: version_number(e["version"]))
 
     @staticmethod
     def _check_alias(alias: str) -> None:
@@ -222,12 +251,27 @@ class LocalRegistry(_Base):
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     def _write_aliases(self, aliases: dict[str, str]) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=".aliases-", suffix=".tmp", dir=self.root)
-        with os.fdopen(fd, "w") as f:
-            json.dump(dict(sorted(aliases.items())), f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.root / ALIASES_JSON)
+        """Temp file + os.replace (readers never see half a file), with the mode a new file gets
+        under the umask (readable by whoever reads the registry; mkstemp alone gives 0600). On any
+        failure (a full disk) the temp file is removed and aliases.json stays as it was."""
+        tmp = None
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".aliases-", suffix=".tmp", dir=self.root)
+            with os.fdopen(fd, "w") as f:
+                os.fchmod(f.fileno(), default_file_mode())
+                json.dump(dict(sorted(aliases.items())), f, indent=2)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.root / ALIASES_JSON)
+            tmp = None
+        except OSError as e:
+            import errno
+            why = "no space left on the device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+            raise RegistryError(f"cannot update {self.root / ALIASES_JSON}: {why}; the aliases are unchanged") from None
+        finally:
+            if tmp:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
 
     def set_alias(self, alias: str, ref: str) -> str:
         """Point `alias` at a version (e.g. roll production back); returns the version."""

@@ -125,10 +125,23 @@ def holdout_gate(holdout: dict, thresholds: dict) -> tuple[list[str], list[str]]
     return failures, passed
 
 
+def missing_classes(labels: np.ndarray) -> list[str]:
+    """Why the eval split cannot judge a detector: a class it holds no image of (TPR, FPR, AUC and
+    the calibration are undefined without both)."""
+    labels = np.asarray(labels)
+    return [f"no {name} image in the eval split: {what} undefined (n/a); the eval split needs both labels"
+            for name, value, what in (("synthesized", 1, "TPR, AUC and the calibrated TPR are"),
+                                      ("real", 0, "FPR, AUC and the calibrated threshold are"))
+            if not np.any(labels == value)]
+
+
 def gate(tfma: tfma_results.TfmaResult, tfma_blessed: bool, robust: dict, thresholds: dict,
-         holdout: dict | None = None) -> tuple[bool, list[str]]:
-    """Final verdict and its reasons (failures when not blessed, the checks passed when blessed)."""
+         holdout: dict | None = None, labels: np.ndarray | None = None) -> tuple[bool, list[str]]:
+    """Final verdict and its reasons (failures when not blessed, the checks passed when blessed).
+    `labels` (the eval split's): a split without both classes is refused whatever TFMA said."""
     failures, passed = [], []
+    if labels is not None:
+        failures += missing_classes(labels)
     if tfma.validation_ok is None:
         failures.append("no TFMA validation result (the Evaluator did not validate)")
     elif not (tfma_blessed and tfma.validation_ok):
@@ -195,7 +208,7 @@ def run_release_check(examples_uri: str, candidate_dir: str, baseline_dir: str, 
         examples_uri, holdout_sets, {CANDIDATE: cand, BASELINE: base}, labels, clean, calib,
         thresholds["target_fpr"], batch_size)
     tfma = tfma_results.load(evaluation_uri)
-    blessed, reasons = gate(tfma, tfma_blessed, robust, thresholds, holdout)
+    blessed, reasons = gate(tfma, tfma_blessed, robust, thresholds, holdout, labels)
     result = {
         "blessed": blessed, "reasons": reasons, "thresholds": thresholds,
         "tfma": {"validation_ok": tfma.validation_ok, "blessed": bool(tfma_blessed), "failures": tfma.failures,

@@ -30,7 +30,7 @@ EXIT_UNSCORED = 4     # `predict`: at least one input could not be scored (every
 EXIT_CODES_HELP = f"""\b
 Exit codes:
   {EXIT_OK}  done: run blessed and pushed the model; predict scored every input
-  {EXIT_ERROR}  a user mistake (one `error:` line) or a failed run
+  {EXIT_ERROR}  a user mistake (one `error:` line) or a failed run; predict: nothing to score
   {EXIT_USAGE}  usage error (unknown option, missing argument)
   {EXIT_NOT_BLESSED}  run, submit --wait: NOT BLESSED, nothing pushed (0 with --allow-unblessed)
   {EXIT_UNSCORED}  predict: some inputs could not be scored (their lines carry an `error`)"""

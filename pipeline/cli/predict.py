@@ -3,8 +3,10 @@ registry or a SavedModel, each image prepared exactly as ingestion prepared the 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
+import tempfile
 from typing import Iterator
 
 import click
@@ -35,9 +37,13 @@ def _iter_paths(paths: tuple[str, ...], max_bytes: int) -> Iterator[tuple[str, o
         if arg.startswith("gs://"):
             from components.registry.store import gcs_client
             bucket, _, prefix = arg[5:].partition("/")
-            client = gcs_client()
-            blobs = [b for b in client.list_blobs(bucket, prefix=prefix)
-                     if not b.name.endswith("/") and not skip(b.name.rsplit("/", 1)[-1])]
+            try:
+                client = gcs_client()
+                blobs = [b for b in client.list_blobs(bucket, prefix=prefix)
+                         if not b.name.endswith("/") and not skip(b.name.rsplit("/", 1)[-1])]
+            except Exception as e:  # noqa: BLE001 - one unreachable input is one error line, not the end
+                yield arg, _Unreachable(f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+                continue
             if not blobs:
                 yield arg, None
             for b in sorted(blobs, key=lambda b: b.name):
@@ -52,11 +58,17 @@ def _iter_paths(paths: tuple[str, ...], max_bytes: int) -> Iterator[tuple[str, o
             yield arg, local_reader(arg) if os.path.isfile(arg) else None
 
 
+class _Unreachable(str):
+    """In place of a reader: a gs:// prefix that could not be listed (why)."""
+
+
 def _prepare(path: str, reader, opts) -> tuple[bytes | None, str | None]:
     """The bytes the model sees (decoded and re-encoded exactly as ingestion does), or an error."""
     from components.ingest.images import ImageInput, decode_file
     if reader is None:
         return None, "not_found"
+    if isinstance(reader, _Unreachable):
+        return None, f"unreachable: {reader}"
     from components.ingest.images import ReadRefused
     try:
         data = reader()
@@ -71,6 +83,14 @@ def _prepare(path: str, reader, opts) -> tuple[bytes | None, str | None]:
     return example.features.feature["image_raw"].bytes_list.value[0], None
 
 
+def _finite_threshold(ctx, param, value: float | None) -> float | None:
+    """FloatRange lets `nan` through (every comparison with it is false); a NaN threshold labels
+    nothing and cannot be written as JSON."""
+    if value is not None and not math.isfinite(value):
+        raise UserError(f"--threshold must be a number in [0, 1], got {value}")
+    return value
+
+
 @click.command()
 @click.option("--model", "model_ref", required=True, metavar="registry:REF|DIR",
               help="registry:production, registry:v3, or a SavedModel directory (or model artifact; local or gs://)")
@@ -79,7 +99,7 @@ def _prepare(path: str, reader, opts) -> tuple[bytes | None, str | None]:
 @config_option
 @set_option
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 4096))
-@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None, callback=_finite_threshold,
               help="decision threshold (default: the model's calibrated one, else 0.5)")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, writable=True), default=None,
               help="write the JSON lines here instead of stdout")
@@ -120,16 +140,34 @@ def predict(model_ref, paths, registry_location, config, sets, batch_size, thres
         score = Scorer(model.path)
     route_library_logs(None)
     items = list(_iter_paths(paths, opts.max_file_bytes))
-    out = open(out_path, "w") if out_path else sys.stdout
+    if not items:
+        raise UserError(f"nothing to score: no files under {', '.join(paths)} (README and manifest files are "
+                        "skipped)")
+    # --out is written to a temporary file beside it and renamed into place at the end: a failure
+    # (a full disk, Ctrl-C) never leaves a file with a cut last line, and an earlier file stays as it was
+    tmp_path = None
+    if out_path:
+        try:
+            fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(out_path)}-", suffix=".tmp",
+                                            dir=os.path.dirname(os.path.abspath(out_path)))
+        except OSError as e:
+            raise UserError(f"--out {out_path}: cannot write there ({e.strerror or e})") from None
+        from components.registry.store import default_file_mode
+        os.fchmod(fd, default_file_mode())
+        out = os.fdopen(fd, "w")
+    else:
+        out = sys.stdout
     n_ok = n_err = 0
 
     def emit(path: str, p: float | None, error: str | None) -> None:
+        if p is not None and not math.isfinite(float(p)):   # valid JSON only: never a bare NaN
+            p, error = None, error or f"model_error: non-finite score {float(p)}"
         row = {"path": path, "p_synthesized": None if p is None else round(float(p), 6),
                "label": None if p is None else ("synthesized" if p >= threshold else "real"),
                "threshold": threshold, "model_version": version}
         if error:
             row["error"] = error
-        out.write(json.dumps(row) + "\n")
+        out.write(json.dumps(row, allow_nan=False) + "\n")
     try:
         with Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=progress_console, transient=True) as progress:
@@ -154,9 +192,27 @@ def predict(model_ref, paths, registry_location, config, sets, batch_size, thres
                     n_ok, n_err = n_ok + (err is None), n_err + (err is not None)
                 out.flush()
                 progress.advance(task, len(batch))
-    finally:
         if out_path:
+            os.fsync(out.fileno())
             out.close()
+            os.replace(tmp_path, out_path)
+            tmp_path = None
+    except OSError as e:
+        if not out_path:
+            raise
+        import errno
+        why = "no space left on the device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        raise UserError(f"--out {out_path}: {why}; nothing written") from None
+    finally:
+        if tmp_path:
+            try:
+                out.close()
+            except OSError:
+                pass
+            try:
+                os.unlink(tmp_path)
+            except OSError:
+                pass
     progress_console.print(f"scored {n_ok} files, {n_err} errors; model {version}, threshold {threshold:.4f}")
     if n_err:
         progress_console.print(f"{n_err} of {n_ok + n_err} inputs could not be scored (exit {EXIT_UNSCORED})")

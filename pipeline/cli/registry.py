@@ -43,23 +43,38 @@ def registry_list(registry_location, config, sets, as_json) -> None:
     reg = _registry(registry_location, config, sets)
     with user_errors(RegistryError):
         entries, aliases = reg.entries(), reg.aliases()
+    unreadable = [e for e in entries if e["status"] == "unreadable"]
+    dangling = [e for e in entries if e["status"] == "dangling"]
     if as_json:
         click.echo(json.dumps({"registry": reg.location, "aliases": aliases, "versions": entries}, indent=2))
-        return
-    if not entries:
+    elif not entries:
         console.print(f"registry {reg.location}: no versions")
-        return
-    t = Table(title=f"registry {reg.location}")
-    for col in ("version", "aliases", "created", "run", "accuracy", "AUC", "threshold", "data"):
-        t.add_column(col, justify="right" if col in ("accuracy", "AUC", "threshold") else "left")
+    else:
+        t = Table(title=f"registry {reg.location}")
+        for col in ("version", "aliases", "created", "run", "accuracy", "AUC", "threshold", "data"):
+            t.add_column(col, justify="right" if col in ("accuracy", "AUC", "threshold") else "left")
+        if unreadable or dangling:
+            t.add_column("status", min_width=len("unreadable"), no_wrap=True)
 
-    def num(x):
-        return "-" if x is None else f"{x:.3f}"
-    for e in entries:
-        t.add_row(e["version"], ",".join(e["aliases"]), e["created_at"] or "-", e["run_id"] or "-",
-                  num(e["accuracy"]), num(e["auc"]), num(e["threshold"]),
-                  (e["data_fingerprint"] or "-").removeprefix("sha256:")[:12])
-    console.print(t)
+        def num(x):   # a hand-edited model.json may hold a string: shown as it is
+            return "-" if x is None else (f"{x:.3f}" if isinstance(x, (int, float)) and not isinstance(x, bool)
+                                          else str(x))
+
+        def text(x):
+            return "-" if x is None else str(x)
+        for e in entries:
+            t.add_row(e["version"], ",".join(e["aliases"]), text(e["created_at"]), text(e["run_id"]),
+                      num(e["accuracy"]), num(e["auc"]), num(e["threshold"]),
+                      text(e["data_fingerprint"]).removeprefix("sha256:")[:12],
+                      *([e["status"]] if unreadable or dangling else []))
+        console.print(t)
+    for e in dangling:
+        click.echo(f"warning: {e['error']}; `registry promote VERSION --alias ALIAS` points it at a version",
+                   err=True)
+    if unreadable:   # after printing the rest: one bad version hides nothing, but is not a success
+        first = unreadable[0]
+        more = f" (and {len(unreadable) - 1} more unreadable versions)" if len(unreadable) > 1 else ""
+        raise UserError(f"{first['version']} is unreadable: {first['error']}{more}")
 
 
 @registry.command("show")

@@ -90,14 +90,14 @@ def print_report(rep) -> None:
         for col in ("n", "accuracy", "AUC", "AUC-PR", "precision", "recall", "F1"):
             mt.add_column(col, justify="right")
         for model, values in rep.metrics.items():
-            mt.add_row(model, *[f"{values[n]:.3f}" if n in values and n != "example_count"
-                                else f"{values.get(n, float('nan')):.0f}" for n in names])
+            mt.add_row(model, *[_num(values.get(n), ".0f" if n == "example_count" else ".3f") for n in names])
         console.print(mt)
     cal = (rep.calibration or {}).get("candidate")
     if cal:
+        from pipeline.report import rate
         console.print(f"calibrated threshold {cal['threshold']:.4f} (FPR <= {cal['target_fpr']:g} on "
-                      f"{cal['n_real']} real images): TPR {cal['tpr']:.3f} at FPR {cal['fpr']:.3f}; "
-                      f"at 0.5: TPR {cal['tpr_at_0.5']:.3f}, FPR {cal['fpr_at_0.5']:.3f}")
+                      f"{cal['n_real']} real images): TPR {rate(cal['tpr'], 'tpr')} at FPR {rate(cal['fpr'], 'fpr')}; "
+                      f"at 0.5: TPR {rate(cal['tpr_at_0.5'], 'tpr')}, FPR {rate(cal['fpr_at_0.5'], 'fpr')}")
     if rep.robustness.get("perturbations"):
         console.print("robustness (accuracy drop, limit {:g}): ".format(rep.robustness["max_allowed_drop"]) + ", ".join(
             f"{k} {v['accuracy_drop']:+.3f}" for k, v in rep.robustness["perturbations"].items()))
