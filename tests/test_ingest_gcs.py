@@ -16,6 +16,7 @@ def test_gcs_ingest_matches_local(gcs, make_tree, tmp_path):
     files.update({f"synthesized/sd/s{i}.png": encode(scene(400 + i), "PNG") for i in range(6)})
     files["real/cam/r0_copy.jpg"] = files["real/cam/r0.jpg"]
     files["synthesized/sd/bad.png"] = b""
+    files["real/cam/odd #1?.jpg"] = encode(scene(450))   # '#', '?' and a space: once unreadable on gs://
     root = make_tree(files)
     for rel, data in files.items():
         gcs.blob(f"images/{rel}").upload_from_string(data)
@@ -24,7 +25,7 @@ def test_gcs_ingest_matches_local(gcs, make_tree, tmp_path):
     for key in ("inputs", "written", "exact_duplicates", "near_duplicates", "quarantined",
                 "quarantine_reasons", "written_by_split", "written_by_label"):
         assert local[key] == remote[key], key
-    assert local["inputs"] == 14 and local["exact_duplicates"] == 1 and local["quarantine_reasons"] == {"zero_bytes": 1}
+    assert local["inputs"] == 15 and local["exact_duplicates"] == 1 and local["quarantine_reasons"] == {"zero_bytes": 1}
 
 
 def test_cli_writes_and_replaces_a_gs_output_under_a_lock(gcs, make_tree, tmp_path):

@@ -60,11 +60,14 @@ def read_file(path: str, max_bytes: int) -> bytes:
     """The file's bytes; ReadRefused(not_a_file | too_large | unreadable_path) without blocking on
     FIFOs or reading devices (local paths are opened non-blocking and checked with fstat)."""
     if is_gcs(path):
-        from apache_beam.io.filesystems import FileSystems
+        # the storage client names the object itself (escaped: '#', '?', spaces), never through the
+        # object's mediaLink, and reads at most max_bytes + 1 bytes of it
+        from components.ingest.archives import read_range
         try:
-            with FileSystems.open(path, compression_type="uncompressed") as f:
-                data = f.read(max_bytes + 1)
+            data = read_range(path, 0, max_bytes + 1)
         except Exception as e:  # noqa: BLE001 - every unreadable object is quarantined, never fatal
+            if getattr(e, "code", None) == 416:   # a range of an empty object
+                return b""
             raise ReadRefused("unreadable_path", f"{type(e).__name__}: {str(e)[:200]}") from None
     else:
         try:
