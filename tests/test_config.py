@@ -152,3 +152,18 @@ def test_paper_eval_v2_config_in_both_input_modes(monkeypatch):
     crop = load_config(path, {"model": {"input_mode": "crop"}})
     assert (resize.model.input_mode, crop.model.input_mode) == ("resize", "crop")
     assert resize.ingest.max_side == 0 and resize.model.image_size == 224 and resize.data.input == str(eval_v2)
+
+
+def test_paper_cifake_config_is_the_papers_protocol_at_native_size(monkeypatch):
+    cifake = REPO.parent / "shared" / "data" / "cifake" / "manifest.csv"
+    if not cifake.is_file():
+        pytest.skip(f"reference data not present at {cifake} (only in the development workspace)")
+    monkeypatch.chdir(REPO)
+    cfg = load_config(REPO / "configs" / "paper-cifake.yaml")
+    assert Path(cfg.data.input).resolve() == cifake.resolve()
+    assert cfg.data.split_ratios == {"train": 7, "eval": 3}
+    assert (cfg.model.image_size, cfg.model.epochs, cfg.model.batch_size) == (32, 10, 32)
+    assert (cfg.thresholds.min_accuracy, cfg.thresholds.min_auc) == (0.90, 0.95)
+    assert [h.name for h in cfg.evaluation.holdout_sets] == ["eval_v2"]
+    reverse = load_config(REPO / "configs" / "paper-eval-v2.yaml")
+    assert "cifake" in [h.name for h in reverse.evaluation.holdout_sets]
