@@ -253,6 +253,13 @@ class RunOutputs:
         uri = self.model(trainer)
         return (read_history(uri) or {}).get("history") if uri else None
 
+    def training(self, trainer: str = CANDIDATE_TRAINER) -> dict | None:
+        """The whole training_history.json of a Trainer's model: history, best_epoch,
+        resumed_after_epoch, stopped_early, config; None without one."""
+        from components.trainer.artifact import read_history
+        uri = self.model(trainer)
+        return read_history(uri) if uri else None
+
     def release_check(self) -> dict | None:
         from components.release_check.check import load_check
         uri = self.uri(RELEASE_CHECK, CHECK)

@@ -116,6 +116,9 @@ def _plots(check: dict, histories: dict, out: str) -> dict[str, str]:
                 for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
                     if h.get(key):
                         ax.plot(range(1, len(h[key]) + 1), h[key], marker="o", label=label)
+                if metric == "accuracy" and h.get("val_auc"):   # the best epoch by eval AUC
+                    best = max(range(len(h["val_auc"])), key=lambda i: h["val_auc"][i]) + 1
+                    ax.axvline(best, color="tab:gray", ls=":", lw=1, label=f"best eval AUC (epoch {best})")
                 ax.set_title(f"{MODEL_TITLES[m]}: {metric}", fontsize=9)
                 ax.set_xlabel("epoch")
                 ax.legend(fontsize=8)
@@ -222,6 +225,35 @@ def _holdout_section(check: dict, out_dir: str) -> list[str]:
     return md
 
 
+def _training_section(run, rep: RunReport) -> list[str]:
+    """Per Trainer: epochs run, the best epoch by eval AUC (the exported weights when early stopping
+    is on), whether it resumed from a checkpoint, time per epoch and training images/s."""
+    rows = []
+    n_train = ((rep.ingest or {}).get("written_by_split") or {}).get("train")
+    for m, trainer in (("candidate", CANDIDATE_TRAINER), ("baseline", BASELINE_TRAINER)):
+        t = run.training(trainer) or {}
+        h = t.get("history") or {}
+        if not h:
+            continue
+        secs = h.get("seconds") or []
+        per = sum(secs) / len(secs) if secs else None
+        aucs = h.get("val_auc") or []
+        best = t.get("best_epoch") or (max(range(len(aucs)), key=lambda i: aucs[i]) + 1 if aucs else None)
+        cfg = t.get("config") or {}
+        exported = "best (early stopping)" if cfg.get("early_stopping_patience") else "last"
+        rows.append(f"| {MODEL_TITLES[m]} | {len(h.get('loss') or [])}/{cfg.get('epochs', '?')}"
+                    f"{' (stopped early)' if t.get('stopped_early') else ''} | "
+                    f"{best if best else '–'} ({_fmt(aucs[best - 1]) if best and aucs else '–'}) | {exported} | "
+                    f"{t.get('resumed_after_epoch') or '–'} | {f'{per:.0f}s' if per else '–'} | "
+                    f"{f'{n_train / per:.0f}' if per and n_train else '–'} |")
+    if not rows:
+        return []
+    return ["## Training", "",
+            "| model | epochs | best epoch (eval AUC) | exported weights | resumed after epoch | time per epoch "
+            "| train images/s |", "|---|---|---|---|---|---|---|", *rows,
+            "", "Time per epoch includes the evaluation pass on the eval split.", ""]
+
+
 def write_markdown_report(rep: RunReport, out_dir: str) -> str:
     """`synthdetect report --out DIR`: report.md + PNGs (paper tables 1-2 and figs 2-3, calibration,
     slices, robustness, blessing). Returns the Markdown path."""
@@ -247,6 +279,7 @@ def write_markdown_report(rep: RunReport, out_dir: str) -> str:
            "(accuracy) / {min_auc_gain:g} (AUC), accuracy drop under every perturbation <= "
            "{max_robustness_drop:g}.".format(**t), ""]
 
+    md += _training_section(run, rep)
     md += ["## Evaluation (TFMA, eval split)", "",
            "| model | n | accuracy | AUC | AUC-PR | precision | recall | F1 |", "|---|---|---|---|---|---|---|---|"]
     for m in models:

@@ -14,6 +14,7 @@ from pipeline.logs import route_library_logs
 from schemas.config import PipelineConfig
 
 _NODE_RE = re.compile(r"Component (\S+) is (running|finished)\.")
+PROGRESS_LOGGER = "synthdetect.progress"   # = components.trainer.run_fn.PROGRESS_LOGGER (no TF import here)
 
 
 class PipelineFailed(Exception):
@@ -87,6 +88,10 @@ class _ProgressHandler(logging.Handler):
         self.current: str | None = None
 
     def emit(self, record):
+        if record.name == PROGRESS_LOGGER:   # a Trainer's line per epoch (components/trainer/run_fn.py)
+            message = record.getMessage()
+            self.on_event(message.split(" ", 1)[0], "epoch", message)
+            return
         m = _NODE_RE.match(record.getMessage())
         if m:
             self.current = m.group(1) if m.group(2) == "running" else None
@@ -111,7 +116,7 @@ def run_local(cfg: PipelineConfig, log_path: str, run_id: str | None = None, on_
     Path(cfg.metadata_path).parent.mkdir(parents=True, exist_ok=True)
     file_handler = logging.FileHandler(log_path)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    progress = _ProgressHandler(on_event or (lambda node, state: None))
+    progress = _ProgressHandler(on_event or (lambda node, state, detail=None: None))
     saved = route_library_logs([file_handler, progress])
     process_record.start(cfg.metadata_path, run_id)  # so `runs` can tell a killed run from a running one
     outcome = "interrupted"  # KeyboardInterrupt, SystemExit; a SIGKILL records nothing (the pid is gone)

@@ -10,8 +10,11 @@ mean over `eval_crops` crops).
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import logging as stdlib_logging
 import os
+import time
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -98,6 +101,107 @@ def make_strategy(name: str, tpu_address: str | None = None) -> tf.distribute.St
     return tf.distribute.get_strategy()
 
 
+# ------------------------------------------------------------------------------------ long jobs
+def _data_fingerprint(file_patterns) -> str:
+    """The ingestion's data fingerprint (its summary's sha256: byte-identical when the same data is
+    ingested again) of the Examples artifact the patterns point into; else the files' names and sizes."""
+    from components.ingest.outputs import fingerprint
+    patterns = [file_patterns] if isinstance(file_patterns, str) else list(file_patterns)
+    roots = sorted({os.path.dirname(os.path.dirname(p.rstrip("/"))) for p in patterns})
+    try:
+        return ",".join(fingerprint(r) for r in roots)
+    except (FileNotFoundError, OSError, ValueError):
+        files = match_files(patterns)
+        return hashlib.sha256("\n".join(f"{os.path.basename(f)}:{tf.io.gfile.stat(f).length}"
+                                         for f in files).encode()).hexdigest()
+
+
+def checkpoint_dir(fn_args, variant: str, m: ModelConfig) -> str:
+    """Where a Trainer keeps its per-epoch checkpoint: beside its executions' outputs, outside any one
+    of them (a killed execution's folder is removed by the next run), keyed on the data and the
+    settings: `<pipeline_root>/<Trainer id>/_checkpoints/<key>`. A rerun with the same data and
+    settings finds it and resumes; any change gives another key and a fresh start."""
+    serving = fn_args.serving_model_dir.rstrip("/")          # <root>/<Trainer id>/model/<execution>/Format-Serving
+    component_dir = os.path.dirname(os.path.dirname(os.path.dirname(serving)))
+    key = hashlib.sha256(json.dumps({
+        "train": _data_fingerprint(fn_args.train_files), "eval": _data_fingerprint(fn_args.eval_files),
+        "config": {**m.model_dump(), "variant": variant}}, sort_keys=True).encode()).hexdigest()[:16]
+    return os.path.join(component_dir, "_checkpoints", key)
+
+
+class EpochJournal(keras.callbacks.Callback):
+    """The metrics of every finished epoch, kept beside the checkpoint (epochs.json), so that a
+    resumed training's history starts at epoch 1, not at the epoch it resumed from."""
+
+    def __init__(self, folder: str):
+        super().__init__()
+        self.path = os.path.join(folder, "epochs.json")
+        self.epochs: list[dict] = []
+        self._t = 0.0
+
+    def load(self) -> list[dict]:
+        if tf.io.gfile.exists(self.path):
+            with tf.io.gfile.GFile(self.path) as f:
+                self.epochs = json.load(f)
+        return list(self.epochs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {k: float(v) for k, v in (logs or {}).items()}
+        row["seconds"] = time.time() - self._t           # wall time of the epoch, validation included
+        self.epochs = self.epochs[:epoch] + [row]
+        tf.io.gfile.makedirs(os.path.dirname(self.path))
+        tmp = self.path + ".tmp"
+        with tf.io.gfile.GFile(tmp, "w") as f:
+            json.dump(self.epochs, f)
+        tf.io.gfile.rename(tmp, self.path, overwrite=True)
+
+
+PROGRESS_LOGGER = "synthdetect.progress"   # pipeline/runner.py prints these records on the terminal
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """One line per epoch for the person running the pipeline:
+    `Trainer_vgg16_finetune epoch 3/10 loss 0.301 val AUC 0.943 (12s, ETA 1m24s)`."""
+
+    def __init__(self, component: str, epochs: int):
+        super().__init__()
+        self.component, self.total = component, epochs
+        self._t0 = self._start = 0.0
+        self._done = 0
+
+    def on_train_begin(self, logs=None):
+        self._t0 = time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self._done += 1
+        took = time.time() - self._start
+        per = (time.time() - self._t0) / self._done
+        eta = per * (self.total - epoch - 1)
+        val = f" val AUC {logs['val_auc']:.4f}" if "val_auc" in logs else ""
+        acc = f" val accuracy {logs['val_accuracy']:.4f}" if "val_accuracy" in logs else ""
+        stdlib_logging.getLogger(PROGRESS_LOGGER).info(
+            "%s epoch %d/%d loss %.4f%s%s (%s, ETA %s)", self.component, epoch + 1, self.total,
+            logs.get("loss", float("nan")), val, acc, _duration(took), _duration(eta))
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def best_epoch(history: dict) -> int | None:
+    """The 1-based epoch with the highest eval AUC (the weights early stopping restores)."""
+    aucs = history.get("val_auc") or []
+    return int(max(range(len(aucs)), key=lambda i: aucs[i])) + 1 if aucs else None
+
+
 def model_settings(custom_config: dict | None) -> tuple[str, ModelConfig]:
     """(variant, validated model settings) from the Trainer's custom_config, which
     `pipeline.pipeline.trainer_config` writes: `model:` of the config plus the variant name. The
@@ -141,13 +245,26 @@ def run_fn(fn_args) -> None:
                  "augmentation p=%s, input %s (eval crops %d)", variant, model.count_params(), m.weights,
                  m.epochs, m.batch_size, m.image_size, m.strategy, strategy.num_replicas_in_sync,
                  augment_prob, m.input_mode, m.eval_crops)
-    callbacks = [keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)]
+    ckpt = checkpoint_dir(fn_args, variant, m)
+    journal = EpochJournal(ckpt)
+    resumed = journal.load()
+    if resumed:
+        logging.info("resuming %s from its checkpoint %s after epoch %d", variant, ckpt, len(resumed))
+    callbacks = [keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
+                 # weights, optimizer and epoch saved after every epoch, restored by a rerun with the same
+                 # data and settings (the folder is keyed on both); deleted when training ends
+                 keras.callbacks.BackupAndRestore(ckpt, save_freq="epoch", delete_checkpoint=False),
+                 journal,
+                 EpochProgress(f"Trainer_{variant}", m.epochs)]
     if m.early_stopping_patience > 0:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", restore_best_weights=True,
                                                        patience=m.early_stopping_patience))
     keras.utils.disable_interactive_logging()  # epoch lines go to the run log, not over the progress bar
-    history = model.fit(train_ds, validation_data=eval_ds, epochs=m.epochs, verbose=2, callbacks=callbacks)
+    model.fit(train_ds, validation_data=eval_ds, epochs=m.epochs, verbose=2, callbacks=callbacks)
     keras.mixed_precision.set_global_policy("float32")
+    epochs = journal.epochs
+    history = {k: [float(e[k]) for e in epochs if k in e] for k in epochs[-1]} if epochs else {}
+    best = best_epoch(history)
 
     model.save(fn_args.serving_model_dir, save_format="tf",
                signatures=_signatures(model, tf_transform_output, m.image_size, m.input_mode, m.eval_crops))
@@ -155,4 +272,6 @@ def run_fn(fn_args) -> None:
     tf.io.gfile.makedirs(extra)
     with tf.io.gfile.GFile(os.path.join(fn_args.serving_model_dir, HISTORY_PATH), "w") as f:
         json.dump({"variant": variant, "config": {**m.model_dump(), "variant": variant},
-                   "history": {k: [float(x) for x in v] for k, v in history.history.items()}}, f, indent=2)
+                   "history": history, "best_epoch": best, "resumed_after_epoch": len(resumed),
+                   "stopped_early": bool(m.early_stopping_patience and len(epochs) < m.epochs)}, f, indent=2)
+    tf.io.gfile.rmtree(ckpt)   # the model is saved: the checkpoint has served

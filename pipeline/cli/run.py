@@ -63,7 +63,10 @@ def run(config: str, sets: tuple[str, ...], runner: str | None, as_json: bool, a
                   TimeElapsedColumn(), console=progress_console, transient=False) as progress:
         task = progress.add_task("starting", total=n_components)
 
-        def on_event(node: str, state: str) -> None:
+        def on_event(node: str, state: str, detail: str | None = None) -> None:
+            if state == "epoch":           # a Trainer's line per epoch
+                progress.console.print(f"  {detail}", soft_wrap=True)
+                return
             if state == "running":
                 started[node] = time.time()
                 progress.update(task, description=f"running {node}")
