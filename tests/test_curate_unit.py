@@ -186,3 +186,29 @@ def test_app_config_is_saved_with_the_dataset(embedded_dataset):
     assert [p.type for p in space.children] == ["Samples", "Embeddings"]
     assert space.children[1].state["brainResult"] == brain.MAP_KEY
     assert space.active_child == space.children[0].component_id
+
+
+def test_archive_members_are_materialised_for_the_app_and_duplicates_re_read(tmp_path):
+    """Members of an archive (members.jsonl path archive/member) get a media file in the curation
+    cache with the member's bytes, without extracting the archive; a duplicate inside an archive is
+    re-decoded exactly as ingestion did."""
+    import zipfile
+
+    from components.curation.dataset import _duplicate_image
+    from components.curation.members import local_media
+    from components.ingest.images import IngestOptions
+    from tests.conftest import image_bytes
+    from tests.test_ingest_archives import write_tar
+    data = image_bytes(seed=3)
+    with zipfile.ZipFile(tmp_path / "p.zip", "w") as z:
+        z.writestr("sub/a.jpg", data)
+    write_tar(tmp_path / "p.tgz", {"b.jpg": data})
+    cache = tmp_path / "cache"
+    for path in (f"{tmp_path}/p.zip/sub/a.jpg", f"{tmp_path}/p.tgz/b.jpg"):
+        local = local_media(path, str(cache))
+        assert local.startswith(str(cache)) and local.endswith(".jpg") and Path(local).read_bytes() == data
+        raw, meta = _duplicate_image({"path": path, "label": "real"}, {"options": IngestOptions().model_dump()})
+        assert raw and meta["orig_format"] == "JPEG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "p.tgz", "p.zip"]   # nothing extracted
+    missing = local_media(f"{tmp_path}/p.zip/nope.jpg", str(cache))   # not a member: shown as broken media
+    assert not os.path.exists(missing)

@@ -169,3 +169,35 @@ def test_an_empty_folder_is_nothing_to_score(tmp_path, registry):
     assert proc.returncode == 1 and not proc.stdout, (proc.returncode, proc.stderr)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: nothing to score"), proc.stderr
+
+
+def test_predict_scores_archives_and_folders_of_archives_member_by_member(tmp_path, registry):
+    """An archive or a folder of archives: one line per member, named archive/member, scored as
+    the same image loose; a bad member or archive is an error line."""
+    import zipfile
+
+    from tests.test_ingest_archives import write_tar
+    imgs = sorted((SAMPLE / "real").rglob("*.JPEG"))[:3]
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    with zipfile.ZipFile(parts / "a.zip", "w") as z:
+        for p in imgs[:2]:
+            z.write(p, f"sub/{p.name}")
+        z.writestr("../escape.jpg", imgs[0].read_bytes())
+        z.writestr("README.md", "docs")
+    write_tar(parts / "b.tar.gz", {imgs[2].name: imgs[2].read_bytes()})
+    (parts / "broken.tar").write_bytes(b"not a tar" * 100)
+    proc = _predict("--model", "registry:production", "--registry", str(registry), str(parts),
+                    str(parts / "a.zip"), str(imgs[0]), cwd=tmp_path)
+    assert proc.returncode == 4, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    by = {r["path"]: r for r in _lines(proc.stdout)}
+    a = f"{parts}/a.zip"
+    zipped = [f"{a}/sub/{imgs[0].name}", f"{a}/sub/{imgs[1].name}", f"{a}/../escape.jpg"]   # archive order
+    assert [r["path"] for r in _lines(proc.stdout)] == [
+        *zipped, f"{parts}/b.tar.gz/{imgs[2].name}", f"{parts}/broken.tar", *zipped, str(imgs[0])]
+    assert by[f"{a}/../escape.jpg"]["error"].startswith("outside_archive")
+    assert by[f"{parts}/broken.tar"]["error"].startswith("corrupt_archive")
+    # a member scores exactly as the same file loose
+    assert by[f"{a}/sub/{imgs[0].name}"]["p_synthesized"] == by[str(imgs[0])]["p_synthesized"]
+    assert 0 <= by[f"{parts}/b.tar.gz/{imgs[2].name}"]["p_synthesized"] <= 1

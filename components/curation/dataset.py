@@ -55,10 +55,12 @@ def _duplicate_image(member: dict, summary: dict):
     """Re-ingest a duplicate's original file exactly as ingestion would (it is not in the TFRecords):
     (encoded bytes, orig metadata) or (None, {})."""
     from components.ingest.images import ImageInput, IngestOptions, decode_file
+    from components.ingest.listing import member_input
     opts = IngestOptions.from_dict(summary.get("options") or {})
-    item = ImageInput(path=member["path"], label=member.get("label") or "real",
-                      source=member.get("source") or "unknown", generator=member.get("generator") or "",
-                      content=member.get("content") or "unknown")
+    fields = dict(label=member.get("label") or "real", source=member.get("source") or "unknown",
+                  generator=member.get("generator") or "", content=member.get("content") or "unknown")
+    # a member of an archive is read again by its byte range (archive/member path)
+    item = member_input(member["path"], **fields) or ImageInput(path=member["path"], **fields)
     try:
         kind, payload = decode_file(item, opts)
     except Exception:  # noqa: BLE001

@@ -117,6 +117,10 @@ def check_accounting(members: list[dict], summary: dict, n_records: int | None =
 def local_media(path: str, cache_dir: str | None = None) -> str:
     """A local file the App can show: the path itself, or a cached copy of a gs:// object (kept under
     the cache's media/ by a hash of its URI; an unreadable object yields the would-be cache path)."""
+    from components.ingest.listing import member_input
+    member = member_input(path) if ("://" in path or not os.path.exists(path)) else None
+    if member is not None:   # a member of an archive: its bytes copied out once (never the archive)
+        return _member_media(member, str(cache_dir or default_cache_dir()))
     if "://" not in path:
         return os.path.abspath(path)
     import tensorflow as tf
@@ -130,4 +134,22 @@ def local_media(path: str, cache_dir: str | None = None) -> str:
             os.replace(local + ".part", local)
         except Exception:  # noqa: BLE001 - quarantined/unreadable objects stay visible as broken media
             pass
+    return local
+
+
+def _member_media(item, cache_dir: str) -> str:
+    """The cache copy of an archive member (named by a hash of its path and the archive's version,
+    so a replaced archive is copied again); an unreadable member yields the would-be path."""
+    from components.ingest.images import ReadRefused, read_input
+    ext = os.path.splitext(item.path)[1].lower()[:8]
+    local = os.path.join(cache_dir, key(f"{item.path}\t{item.version}", 32) + ext)
+    if not os.path.exists(local):
+        os.makedirs(cache_dir, exist_ok=True)
+        try:
+            data = read_input(item, 2 ** 31)
+        except ReadRefused:
+            return local
+        with open(local + ".part", "wb") as f:
+            f.write(data)
+        os.replace(local + ".part", local)
     return local

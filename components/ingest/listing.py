@@ -205,6 +205,36 @@ class _ArchiveIndex:
                                     archive=apath, entry=entry))
 
 
+_MEMBER_INDEXES: dict[tuple[str, str], dict] = {}
+
+
+def member_input(path: str, label: str = "real", source: str = "unknown", generator: str = "",
+                 content: str = "unknown", max_file_bytes: int = 2 ** 62) -> ImageInput | None:
+    """The input of an archive member named by its members.jsonl path (`…/part.zip/x.jpg`), to read
+    it again (curation, re-decoding a duplicate); None if `path` does not go through a readable
+    archive or names no readable member. Each archive's index is read once per process."""
+    gcs = is_gcs(path)
+    through = split_archive_path(path, (lambda p: True) if gcs else os.path.isfile)
+    if not through:
+        return None
+    apath, member = through
+    if gcs:
+        version, size = "", 0
+    else:
+        st = os.stat(apath)
+        version, size = str(st.st_mtime_ns), st.st_size
+    key = (apath, version)
+    if key not in _MEMBER_INDEXES:
+        try:
+            _MEMBER_INDEXES[key] = {rec[0]: rec for rec in archive_members(apath, version, size, max_file_bytes)}
+        except ArchiveError:
+            _MEMBER_INDEXES[key] = {}
+    rec = _MEMBER_INDEXES[key].get(path)
+    if rec is None or rec[2]:
+        return None
+    return ImageInput(path, label, source, generator, content, rec[5][4], rec[3], archive=apath, entry=rec[5])
+
+
 # --------------------------------------------------------------------------------------- reading
 def read_text(path: str) -> str:
     from apache_beam.io.filesystems import FileSystems

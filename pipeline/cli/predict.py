@@ -25,6 +25,7 @@ def chunks(items: list, n: int) -> Iterator[list]:
 def _iter_paths(paths: tuple[str, ...], max_bytes: int) -> Iterator[tuple[str, object]]:
     """(display path, reader) per file: folders recursively, gs:// prefixes, plain files. A path
     that does not exist still yields one entry (it is reported as an error line)."""
+    from components.ingest.archives import archive_kind
     from components.ingest.images import read_file
     from components.ingest.listing import DOC_NAMES, MANIFEST_NAMES
 
@@ -34,7 +35,9 @@ def _iter_paths(paths: tuple[str, ...], max_bytes: int) -> Iterator[tuple[str, o
     def local_reader(p: str):
         return lambda: read_file(p, max_bytes)   # never blocks on a FIFO, never reads a device
     for arg in paths:
-        if arg.startswith("gs://"):
+        if archive_kind(arg) and (arg.startswith("gs://") or os.path.isfile(arg)):
+            yield from _archive_items(arg, max_bytes)
+        elif arg.startswith("gs://"):
             from components.registry.store import gcs_client
             bucket, _, prefix = arg[5:].partition("/")
             try:
@@ -47,12 +50,17 @@ def _iter_paths(paths: tuple[str, ...], max_bytes: int) -> Iterator[tuple[str, o
             if not blobs:
                 yield arg, None
             for b in sorted(blobs, key=lambda b: b.name):
-                yield f"gs://{bucket}/{b.name}", b.download_as_bytes
+                if archive_kind(b.name):
+                    yield from _archive_items(f"gs://{bucket}/{b.name}", max_bytes, str(b.generation or ""), b.size)
+                else:
+                    yield f"gs://{bucket}/{b.name}", b.download_as_bytes
         elif os.path.isdir(arg):
             for root, dirs, files in os.walk(arg):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
-                    if not skip(name):
+                    if archive_kind(name):
+                        yield from _archive_items(os.path.join(root, name), max_bytes)
+                    elif not skip(name):
                         yield os.path.join(root, name), local_reader(os.path.join(root, name))
         else:
             yield arg, local_reader(arg) if os.path.isfile(arg) else None
@@ -60,6 +68,39 @@ def _iter_paths(paths: tuple[str, ...], max_bytes: int) -> Iterator[tuple[str, o
 
 class _Unreachable(str):
     """In place of a reader: a gs:// prefix that could not be listed (why)."""
+
+
+def _archive_items(path: str, max_bytes: int, version: str | None = None, size: int | None = None
+                   ) -> Iterator[tuple[str, object]]:
+    """(archive/member, reader) for every image in an archive, read by range, never extracted;
+    members refused from the archive's index (encrypted, too large, escaping names, nested
+    archives) and an unreadable archive each give one reader that raises their reason."""
+    from components.ingest.archives import ArchiveError, MemberError, entry_from_list, read_member
+    from components.ingest.images import ReadRefused
+    from components.ingest.listing import archive_members
+
+    def refused(reason: str, detail: str):
+        def read():
+            raise ReadRefused(reason, detail)
+        return read
+
+    def member_reader(entry: tuple, archive_version: str):
+        def read():
+            try:
+                return read_member(path, archive_version, entry_from_list(entry), max_bytes)
+            except MemberError as e:
+                raise ReadRefused(e.reason, e.detail) from None
+        return read
+    if version is None:
+        st = os.stat(path)
+        version, size = str(st.st_mtime_ns), st.st_size
+    try:
+        for member, _, status, reason, detail, entry in archive_members(path, version, size or 0, max_bytes):
+            if status == "skipped" and reason in ("hidden", "documentation"):
+                continue
+            yield member, (refused(reason, detail) if status else member_reader(entry, version))
+    except ArchiveError as e:
+        yield path, refused("corrupt_archive", str(e))
 
 
 def _prepare(path: str, reader, opts) -> tuple[bytes | None, str | None]:
@@ -104,7 +145,8 @@ def _finite_threshold(ctx, param, value: float | None) -> float | None:
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, writable=True), default=None,
               help="write the JSON lines here instead of stdout")
 def predict(model_ref, paths, registry_location, config, sets, batch_size, threshold, out_path) -> None:
-    """Score image files, folders (recursively) and gs:// prefixes; one JSON line per file:
+    """Score image files, folders (recursively), archives (.zip, .tar, .tar.gz: every member, read in
+    place, named archive/member) and gs:// prefixes; one JSON line per image:
     {path, p_synthesized, label, threshold, model_version}, or an `error` for a bad file.
 
     Exits 0 when every input was scored, {unscored} when any could not be (all lines are still written)."""
