@@ -12,6 +12,7 @@ writes and the code that reads it back.
     scoring/        the SavedModel client, the model resolver, the eval split read back
     curation/       the curators' FiftyOne dataset
     cache.py        the one local cache ($SYNTHDETECT_CACHE)
+    gcloud.py       Google Cloud credentials, decided at once (Vertex AI, gs:// registries, models, inputs)
 
 May import schemas/ and each other (without cycles); never pipeline/, which builds on them
 (tests/test_structure.py).

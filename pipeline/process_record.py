@@ -5,12 +5,15 @@ ML Metadata cannot tell: a run killed with SIGKILL (or by a reboot, OOM killer, 
 leaves its executing component RUNNING there. So the local runner writes `<run_id>.process.json`
 next to the run's log (`<folder of metadata_path>/logs/`) before the pipeline starts:
 
-    {"run_id", "pid", "host", "process_start" (the OS's start time of that pid), "started_at",
+    {"run_id", "pipeline", "pid", "host", "process_start" (the OS's start time of that pid), "started_at",
      "outcome": null | "complete" | "failed" | "interrupted", "ended_at"}
 
 and fills in `outcome` when the run ends in any way it can observe. A file rather than an MLMD
 property: it exists before TFX creates the run's context, it is never a second writer on the SQLite
 database TFX is using, and readers keep opening MLMD read-only.
+
+A run killed before TFX created its context has only this record (and its log): `records()` lists
+them for `synthdetect runs`.
 
 A run without an outcome is alive when a process with that pid and start time exists on this host
 (the start time guards against a reused pid). On another host it cannot be checked: `unknown`.
@@ -53,10 +56,10 @@ def _write(path: str, record: dict) -> None:
     os.replace(tmp, path)
 
 
-def start(metadata_path: str, run_id: str) -> dict:
-    """Records this process as the one running `run_id`."""
+def start(metadata_path: str, run_id: str, pipeline: str | None = None) -> dict:
+    """Records this process as the one running `run_id` (of pipeline `pipeline`)."""
     me = psutil.Process()
-    record = {"run_id": run_id, "pid": me.pid, "host": socket.gethostname(), "process_start": me.create_time(),
+    record = {"run_id": run_id, "pipeline": pipeline, "pid": me.pid, "host": socket.gethostname(), "process_start": me.create_time(),
               "started_at": _now(), "outcome": None, "ended_at": None}
     _write(record_path(metadata_path, run_id), record)
     return record
@@ -76,6 +79,20 @@ def read(metadata_path: str, run_id: str) -> dict | None:
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
+
+
+def records(metadata_path: str) -> list[dict]:
+    """Every readable process record beside this metadata database (any pipeline, any outcome)."""
+    try:
+        names = sorted(n for n in os.listdir(log_dir(metadata_path)) if n.endswith(".process.json"))
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        record = read(metadata_path, name[:-len(".process.json")])
+        if record is not None and record.get("run_id") == name[:-len(".process.json")]:
+            out.append(record)
+    return out
 
 
 def state(record: dict) -> str:

@@ -25,7 +25,11 @@ class PipelineFailed(Exception):
                          f"(full log: {log_path})")
 
 
-class MetadataPathError(Exception):
+class LocationError(Exception):
+    """pipeline_root, metadata_path or registry cannot be written; one line."""
+
+
+class MetadataPathError(LocationError):
     """metadata_path cannot hold the SQLite ML Metadata database; one line."""
 
 
@@ -61,13 +65,42 @@ def check_metadata_path(path: str) -> None:
         raise MetadataPathError(f"{where} is not usable: cannot create {target!r}: {e.strerror or e}") from None
 
 
+def check_writable_folder(key: str, path: str) -> None:
+    """A local folder the run writes into (pipeline_root, registry) exists as a folder we can write
+    in, or can be created: its nearest existing ancestor is a folder we can write in. Nothing is
+    created (a probe file is written and removed). gs:// and vertex:// locations are left to the
+    service. Raises LocationError naming the key, the path and why."""
+    if "://" in path:
+        return
+    p = Path(path)
+    where = f"{key} {path!r}"
+    if p.exists() and not p.is_dir():
+        raise LocationError(f"{where} is not a folder")
+    existing = p
+    while not existing.exists():
+        if existing.is_symlink():
+            raise LocationError(f"{where} cannot be created: {str(existing)!r} is a broken symlink")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise LocationError(f"{where} cannot be created: {str(existing)!r} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".synthdetect-probe-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise LocationError(f"{where} is not writable: cannot write in {str(existing)!r}: "
+                            f"{e.strerror or e}") from None
+
+
 def preflight(cfg: PipelineConfig) -> int:
-    """Checks that need no pipeline: metadata database writable, inputs listable, weights loadable.
-    Returns the input count."""
+    """Checks that need no pipeline: pipeline_root, registry and the metadata database writable,
+    inputs listable, weights loadable. Returns the input count."""
     from components.ingest.component import input_base_and_pattern
     from components.ingest.listing import resolve_run_inputs
     from components.trainer.model import fetch_imagenet_weights
 
+    check_writable_folder("pipeline_root", cfg.pipeline_root)
+    check_writable_folder("registry", cfg.registry)
     check_metadata_path(cfg.metadata_path)
     base, pattern = input_base_and_pattern(cfg.data.input)
     ev = cfg.evaluation
@@ -118,7 +151,7 @@ def run_local(cfg: PipelineConfig, log_path: str, run_id: str | None = None, on_
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     progress = _ProgressHandler(on_event or (lambda node, state, detail=None: None))
     saved = route_library_logs([file_handler, progress])
-    process_record.start(cfg.metadata_path, run_id)  # so `runs` can tell a killed run from a running one
+    process_record.start(cfg.metadata_path, run_id, cfg.pipeline_name)  # so `runs` can tell a killed run from a running one
     outcome = "interrupted"  # KeyboardInterrupt, SystemExit; a SIGKILL records nothing (the pid is gone)
     try:
         ir = compiler.Compiler().compile(create_pipeline(cfg))

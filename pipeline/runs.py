@@ -45,10 +45,38 @@ def _iso(ms: int | None) -> str | None:
 
 def _process(metadata_path: str | None, run_id: str) -> dict | None:
     record = process_record.read(metadata_path, run_id) if metadata_path else None
-    if record is None:
-        return None
+    return _process_of(record) if record is not None else None
+
+
+def _process_of(record: dict) -> dict:
     return {"pid": record.get("pid"), "host": record.get("host"), "state": process_record.state(record),
             "outcome": record.get("outcome"), "ended_at": record.get("ended_at")}
+
+
+def _unstarted(metadata_path: str, pipeline_name: str, known_runs: set[str], all_nodes=()) -> list[RunSummary]:
+    """Runs known only from their process record: stopped (or still starting) before TFX created the
+    run's context in ML Metadata, so ML Metadata has nothing of them. Records of runs ML Metadata
+    knows (`known_runs`: every pipeline's) and of other pipelines are left out."""
+    out = []
+    for record in process_record.records(metadata_path):
+        if record["run_id"] in known_runs or record.get("pipeline") not in (None, pipeline_name):
+            continue
+        process = _process_of(record)
+        if process["state"] != process_record.GONE:
+            status = "running"           # starting, or on another host (cannot be checked)
+        elif process["outcome"] in (None, "interrupted"):
+            status = "interrupted"       # SIGKILL, OOM, reboot, Ctrl-C before the first component
+        else:
+            status = "failed" if process["outcome"] == "failed" else "incomplete"
+        out.append(RunSummary(run_id=record["run_id"], start=record.get("started_at"),
+                              end=None if status == "running" else (record.get("ended_at") or record.get("started_at")),
+                              status=status, components={n: NOT_RUN for n in all_nodes}, data_fingerprint=None,
+                              blessed=None, pushed_version=None, process=process))
+    return out
+
+
+def _all_run_names(store) -> set[str]:
+    return {c.name for c in store.get_contexts_by_type("pipeline_run")}
 
 
 def _status(run: RunRecord, process: dict | None) -> tuple[str, bool]:
@@ -113,11 +141,21 @@ def _blessing_reasons(uri: str, blessed: bool | None) -> list[str]:
 
 
 def list_runs(metadata_path: str, pipeline_name: str, pipeline_root: str) -> list[RunSummary]:
-    """Every run of the pipeline in this ML Metadata database, newest first."""
-    store = open_store(metadata_path)
+    """Every run of the pipeline in this ML Metadata database, and the runs stopped before TFX
+    created their context (from their process records), newest first. FileNotFoundError when
+    there is neither a database nor such a run."""
+    try:
+        store = open_store(metadata_path)
+    except FileNotFoundError:   # killed before TFX created the database: only process records
+        unstarted = _unstarted(metadata_path, pipeline_name, set())
+        if not unstarted:
+            raise
+        return sorted(unstarted, key=lambda s: s.start or "", reverse=True)
     node_of, all_nodes = node_of_execution(store, pipeline_name)
     ctxs = sorted(run_contexts(store, pipeline_name), key=lambda c: (c.create_time_since_epoch, c.id), reverse=True)
-    return [summarize(RunRecord(store, c, node_of), all_nodes, metadata_path) for c in ctxs]
+    summaries = [summarize(RunRecord(store, c, node_of), all_nodes, metadata_path) for c in ctxs]
+    unstarted = _unstarted(metadata_path, pipeline_name, _all_run_names(store), all_nodes)
+    return sorted(summaries + unstarted, key=lambda s: s.start or "", reverse=True) if unstarted else summaries
 
 
 def partial_outputs(metadata_path: str, pipeline_name: str, pipeline_root: str) -> list[str]:
@@ -156,9 +194,15 @@ def remove_partial_outputs(metadata_path: str, pipeline_name: str, pipeline_root
 def run_lineage(metadata_path: str, pipeline_name: str, pipeline_root: str, run_id: str) -> dict:
     """What went into and came out of one run: ingest summary, models, evaluation, blessing, registry
     version, and each component's inputs -> outputs."""
-    store = open_store(metadata_path)
-    node_of, all_nodes = node_of_execution(store, pipeline_name)
-    run = RunRecord(store, find_run(store, metadata_path, pipeline_name, run_id), node_of)
+    try:
+        store = open_store(metadata_path)
+        node_of, all_nodes = node_of_execution(store, pipeline_name)
+        run = RunRecord(store, find_run(store, metadata_path, pipeline_name, run_id), node_of)
+    except (FileNotFoundError, LookupError):
+        unstarted = _unstarted_lineage(metadata_path, pipeline_name, run_id)
+        if unstarted is None:
+            raise
+        return unstarted
     summary = summarize(run, all_nodes, metadata_path)
     _, interrupted = _status(run, summary.process)
     outputs = run.outputs()
@@ -189,6 +233,24 @@ def run_lineage(metadata_path: str, pipeline_name: str, pipeline_root: str, run_
                      "destination": summary.pushed_to},
         "steps": steps,
     }
+
+
+def _unstarted_lineage(metadata_path: str, pipeline_name: str, run_id: str | None) -> dict | None:
+    """`runs show` of a run known only from its process record (None if there is no such run)."""
+    if run_id in (None, "", "latest"):
+        return None
+    try:
+        known = _all_run_names(open_store(metadata_path))
+    except FileNotFoundError:
+        known = set()
+    match = [s for s in _unstarted(metadata_path, pipeline_name, known) if s.run_id == run_id]
+    if not match:
+        return None
+    s = match[0]
+    return {"run_id": s.run_id, "status": s.status, "start": s.start, "end": s.end, "process": s.process,
+            "data": {"examples": None, "ingest_summary": None, "fingerprint": None, "ingest": None},
+            "models": [], "evaluation": {"artifacts": [], "metrics": {}, "blessings": [], "blessed": None, "reasons": []},
+            "registry": {"pushed": False, "version": None, "destination": None}, "steps": []}
 
 
 def to_json(obj) -> str:

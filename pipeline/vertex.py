@@ -198,13 +198,11 @@ def _credentials(dry_run: bool):
     from google.auth import credentials as ga_credentials
     if dry_run:
         return ga_credentials.AnonymousCredentials()
-    import google.auth
-    from google.auth import exceptions
+    from components.gcloud import NoCredentials, credentials
     try:
-        creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
-    except exceptions.DefaultCredentialsError:
-        raise CloudError("no Google Cloud credentials: run `gcloud auth application-default login` or set "
-                         "GOOGLE_APPLICATION_CREDENTIALS (Application Default Credentials); nothing was sent") from None
+        creds, _ = credentials()
+    except NoCredentials as e:   # decided in about a second, not after google-auth's metadata probes
+        raise CloudError(str(e)) from None
     return creds
 
 

@@ -107,3 +107,22 @@ def fill_disk(mnt: Path, leave: int = 0) -> None:
                     f.flush()
         except OSError:
             pass
+
+
+HOG_SECONDS = 900   # a bound: the hog stops by itself even if the test process is killed
+
+
+@pytest.fixture
+def cpu_hog():
+    """Two busy processes beside the test (as on a shared CI runner or a laptop that is training),
+    each ending by itself after HOG_SECONDS at the latest; stopped (by pid) when the test ends."""
+    import subprocess
+    import sys
+    code = f"import time\nend = time.time() + {HOG_SECONDS}\nwhile time.time() < end:\n    pass\n"
+    hogs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(2)]
+    try:
+        yield hogs
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()

@@ -61,6 +61,30 @@ def test_unusable_metadata_path_fails_before_the_pipeline(tmp_path, where, reaso
     assert (tmp_path / "not-sqlite").read_text().startswith("hello")  # and nothing was overwritten
 
 
+# ------------------------------------------------------------- pipeline_root and registry (issue 26.5)
+@pytest.mark.parametrize("key, where, reason", [
+    ("pipeline_root", "/sys/synthdetect-root", "cannot write in '/sys'"),          # not writable (even as root)
+    ("pipeline_root", "{tmp}/a-file/root", "'{tmp}/a-file' is not a folder"),     # cannot be created
+    ("pipeline_root", "{tmp}/a-file", "is not a folder"),                           # a file where the folder goes
+    ("registry", "/sys/synthdetect-registry", "cannot write in '/sys'"),
+    ("registry", "{tmp}/a-file/registry", "'{tmp}/a-file' is not a folder"),
+    ("registry", "{tmp}/a-file", "is not a folder"),
+])
+def test_unwritable_pipeline_root_or_registry_fails_before_the_pipeline(tmp_path, key, where, reason):
+    """Found by the preflight of `run` (one line, exit 1, nothing started), not by ImageExampleGen or,
+    after training, by RegistryPusher."""
+    (tmp_path / "a-file").write_text("a file, not a folder\n")
+    path, reason = where.format(tmp=tmp_path), reason.format(tmp=tmp_path)
+    sets = {"metadata_path": str(tmp_path / "mlmd" / "m.sqlite"), "pipeline_root": str(tmp_path / "root"),
+            "registry": str(tmp_path / "registry"), key: path}
+    args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
+    proc = _cli("run", "--config", REPO / "configs" / "local.yaml", *args, "--set", f"data.input={SAMPLE}",
+                "--set", "model.weights=none", "--set", "model.epochs=1", "--set", "model.image_size=32", cwd=tmp_path)
+    assert_one_error_line(proc, f"{key} {path!r}", reason)
+    assert not (tmp_path / "mlmd").exists() and not (tmp_path / "root").exists()   # nothing ran
+    assert (tmp_path / "a-file").read_text().startswith("a file")
+
+
 # --------------------------------------------------------------------------- model settings
 @pytest.mark.parametrize("override, fragment", [
     ("model.epochs=true", "model.epochs: Input should be a valid integer"),

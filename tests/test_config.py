@@ -142,16 +142,28 @@ def test_cli_report_takes_the_run_as_argument_or_option():
     assert out.returncode != 0 and out.stderr.strip() == "error: two different runs given: 'a' and --run 'b'"
 
 
-def test_paper_eval_v2_config_in_both_input_modes(monkeypatch):
+@pytest.mark.parametrize("shared", ["as mounted", "through a symlink"])
+def test_paper_eval_v2_config_in_both_input_modes(monkeypatch, tmp_path, shared):
+    """The config resolves its paths (symlinks included), so ../shared is compared resolved: the test
+    holds whether ../shared is a folder or a symlink to one (issue 26.6)."""
     eval_v2 = REPO.parent / "shared" / "data" / "eval-v2" / "manifest.csv"
     if not eval_v2.is_file():
         pytest.skip(f"reference data not present at {eval_v2} (only in the development workspace)")
-    monkeypatch.chdir(REPO)
-    path = REPO / "configs" / "paper-eval-v2.yaml"
+    repo = REPO
+    if shared == "through a symlink":   # <tmp>/repo/configs beside <tmp>/shared -> the real ../shared
+        repo = tmp_path / "repo"
+        (repo / "configs").mkdir(parents=True)
+        (repo / "configs" / "paper-eval-v2.yaml").write_bytes((REPO / "configs" / "paper-eval-v2.yaml").read_bytes())
+        (tmp_path / "shared").symlink_to(REPO.parent / "shared", target_is_directory=True)
+        (repo / ".venv").symlink_to(REPO / ".venv", target_is_directory=True)   # model.weights lives there
+        eval_v2 = tmp_path / "shared" / "data" / "eval-v2" / "manifest.csv"
+    monkeypatch.chdir(repo)
+    path = repo / "configs" / "paper-eval-v2.yaml"
     resize = load_config(path)
     crop = load_config(path, {"model": {"input_mode": "crop"}})
     assert (resize.model.input_mode, crop.model.input_mode) == ("resize", "crop")
-    assert resize.ingest.max_side == 0 and resize.model.image_size == 224 and resize.data.input == str(eval_v2)
+    assert resize.ingest.max_side == 0 and resize.model.image_size == 224
+    assert resize.data.input == crop.data.input == str(eval_v2.resolve())
 
 
 def test_paper_cifake_config_is_the_papers_protocol_at_native_size(monkeypatch):

@@ -212,3 +212,98 @@ def test_archive_members_are_materialised_for_the_app_and_duplicates_re_read(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "p.tgz", "p.zip"]   # nothing extracted
     missing = local_media(f"{tmp_path}/p.zip/nope.jpg", str(cache))   # not a member: shown as broken media
     assert not os.path.exists(missing)
+
+
+# ------------------------------------------------------------------ the App on a busy machine (26.1)
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(name: str, port: int, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "FIFTYONE_DO_NOT_TRACK": "true", "TF_USE_LEGACY_KERAS": "1"}
+    return subprocess.Popen([CLI, "curate", "--name", name, "--launch", "--port", str(port), *extra], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _stop(app: subprocess.Popen) -> str:
+    import signal
+    if app.poll() is None:
+        app.send_signal(signal.SIGTERM)
+    try:
+        _, err = app.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(app.pid, signal.SIGKILL)
+        _, err = app.communicate()
+    return err
+
+
+def test_the_app_starts_beside_two_busy_processes(tiny_dataset, cpu_hog):
+    """FiftyOne waits a fixed 60 s for its server to listen; on a loaded machine (here: whatever else
+    runs plus two busy processes) that was not enough (ServiceListenTimeout). Now the wait follows
+    the load, says how it goes, and retries."""
+    import socket
+    import time
+
+    import requests
+    ds, _ = tiny_dataset
+    port = _free_port()
+    assert all(h.poll() is None for h in cpu_hog)
+    app = _launch(ds.name, port)
+    try:
+        deadline = time.time() + 840
+        while time.time() < deadline and app.poll() is None:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(1)
+        assert app.poll() is None, app.stderr.read()[-3000:]
+        answered = None
+        for _ in range(60):   # the server answers once it has finished starting
+            try:
+                answered = requests.get(f"http://127.0.0.1:{port}/fiftyone", timeout=30).json()
+                break
+            except (requests.RequestException, ValueError):
+                time.sleep(2)
+        assert answered and "version" in answered
+    finally:
+        err = _stop(app)
+    assert "Traceback" not in err and "ServiceListenTimeout" not in err, err[-3000:]
+    assert f"FiftyOne App serving dataset {ds.name!r}" in err
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, "the App server outlived the command"
+
+
+def test_an_app_that_cannot_start_in_time_is_one_line_saying_what_to_do(tiny_dataset):
+    ds, _ = tiny_dataset
+    port = _free_port()
+    app = _launch(ds.name, port, "--start-timeout", "0.2")
+    app.wait(timeout=600)
+    err = app.stderr.read()
+    lines = err.strip().splitlines()
+    assert app.returncode == 1, err[-3000:]
+    assert "Traceback" not in err
+    assert lines[-1].startswith(f"error: the FiftyOne App server did not listen on 127.0.0.1:{port} within 0.2 s "
+                                "(2 attempts;"), err
+    assert "--start-timeout SECONDS" in lines[-1] and "SYNTHDETECT_APP_START_TIMEOUT" in lines[-1]
+    assert any("trying again" in line for line in lines[:-1])   # the retry, announced
+    import socket
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, "a server of a failed attempt kept the port"
+
+
+def test_a_port_in_use_by_another_program_is_one_line(tiny_dataset):
+    import socket
+    ds, _ = tiny_dataset
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        app = _launch(ds.name, port)
+        app.wait(timeout=600)
+        err = app.stderr.read()
+    assert app.returncode == 1 and "Traceback" not in err
+    assert err.strip().splitlines() == [f"error: port {port} on 127.0.0.1 is in use by another program; "
+                                        "choose another --port"], err

@@ -133,3 +133,49 @@ def test_a_killed_run_is_interrupted_and_the_next_run_removes_its_partial_output
     out = _cli("runs", "--config", config, "--json", cwd=tmp_path)
     runs = json.loads(out.stdout)
     assert [(r["run_id"], r["status"]) for r in runs] == [(new["run_id"], "complete"), (run_id, "interrupted")]
+
+
+@pytest.mark.e2e
+def test_a_run_killed_before_tfx_created_its_context_is_listed_as_interrupted(tmp_path):
+    """Issue 26.4: killed after it recorded its process and before TFX created the run (nothing of it
+    in ML Metadata, only its log and process record), next to a run ML Metadata knows."""
+    config = _write_config(tmp_path, epochs=1)
+    proc = subprocess.Popen([CLI, "run", "--config", str(config)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=tmp_path)
+    deadline = time.time() + 600
+    while not list((tmp_path / "logs").glob("*.process.json")):
+        assert proc.poll() is None and time.time() < deadline, "the run never recorded its process"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    (record,) = (tmp_path / "logs").glob("*.process.json")
+    run_id = record.name[:-len(".process.json")]
+    assert (tmp_path / "logs" / f"{run_id}.log").exists()
+    # TFX had not created the run: no database yet (or no context of this run in it)
+    if (tmp_path / "mlmd.sqlite").exists():
+        from pipeline.artifacts import open_store
+        assert open_store(str(tmp_path / "mlmd.sqlite")).get_context_by_type_and_name("pipeline_run", run_id) is None
+
+    out = _cli("runs", "--config", config, "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    (run,) = json.loads(out.stdout)
+    assert run["run_id"] == run_id and run["status"] == "interrupted"
+    assert run["process"]["pid"] == proc.pid and run["process"]["state"] == "gone" and run["process"]["outcome"] is None
+    assert run["pushed_version"] is None and run["blessed"] is None and run["start"]
+    out = _cli("runs", "--config", config, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = next(li for li in out.stdout.splitlines() if li.startswith(run_id))
+    assert " interrupted " in line and f"process {proc.pid} on" in out.stdout
+    out = _cli("runs", "--config", config, "show", run_id, "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout)["status"] == "interrupted"
+
+    # beside a run that ML Metadata knows: both listed, newest first
+    out = _cli("run", "--config", config, "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    new = json.loads(out.stdout)["run_id"]
+    out = _cli("runs", "--config", config, "--json", cwd=tmp_path)
+    assert [(r["run_id"], r["status"]) for r in json.loads(out.stdout)] == [(new, "complete"), (run_id, "interrupted")]
+    # another pipeline sharing the database does not list it
+    out = _cli("runs", "--config", config, "--set", "pipeline_name=another-pipeline", "--json", cwd=tmp_path)
+    assert out.returncode == 0 and json.loads(out.stdout) == [], out.stderr[-2000:]

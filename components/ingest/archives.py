@@ -94,13 +94,10 @@ _GCS = None
 
 
 def gcs_client():
-    """A google-cloud-storage client (anonymous on the emulator: STORAGE_EMULATOR_HOST)."""
-    from google.cloud import storage
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        from google.auth.credentials import AnonymousCredentials
-        return storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "test-project"),
-                              credentials=AnonymousCredentials())
-    return storage.Client()
+    """A google-cloud-storage client (anonymous on the emulator: STORAGE_EMULATOR_HOST; without
+    credentials: components.gcloud.NoCredentials at once)."""
+    from components.gcloud import storage_client
+    return storage_client()
 
 
 def _gcs_blob(url: str, version: str = ""):

@@ -57,10 +57,10 @@ def now_iso() -> str:
 
 
 def gcs_client():
-    """A google-cloud-storage client (anonymous against the GCS emulator of the tests)."""
-    from google.cloud import storage
-    return storage.Client.create_anonymous_client() if os.environ.get("STORAGE_EMULATOR_HOST") \
-        else storage.Client()
+    """A google-cloud-storage client (anonymous against the GCS emulator of the tests); without
+    credentials: components.gcloud.NoCredentials at once (one line)."""
+    from components.gcloud import storage_client
+    return storage_client()
 
 
 def download_tree(location: str, dest: str | os.PathLike, skip: tuple[str, ...] = (), client=None) -> Path:

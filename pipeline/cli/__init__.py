@@ -31,7 +31,19 @@ COMMANDS = (run.run, report.report, config.show_config, ingest.ingest, runs.runs
             predict.predict, curate.curate, cloud.compile_cmd, cloud.submit, cloud.schedule)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
+class _Main(click.Group):
+    """Missing Google Cloud credentials end any command as one `error:` line (components/gcloud.py
+    decides it once for Vertex AI, gs:// registries, models and inputs)."""
+
+    def invoke(self, ctx):
+        from components.gcloud import NoCredentials
+        try:
+            return super().invoke(ctx)
+        except NoCredentials as e:
+            raise UserError(str(e)) from None
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.version_option(package_name="synthdetect")
 def main() -> None:
     """synthdetect: a TFX pipeline that tells AI-synthesized images from real photographs."""

@@ -66,11 +66,15 @@ def _connect() -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=5151, show_default=True)
 @click.option("--address", default="127.0.0.1", show_default=True,
               help="address the App binds (0.0.0.0 exposes it to the network)")
+@click.option("--start-timeout", "start_timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS", help="how long the App server may take to start, per attempt (default: "
+              "$SYNTHDETECT_APP_START_TIMEOUT, else 120 s times the load average per core, at most 900 s; "
+              "two attempts)")
 @click.option("--view", default=None, help="saved view to open in the App")
 @click.option("--json", "as_json", is_flag=True, help="print the build result as JSON")
 @click.pass_context
-def curate(ctx, config, sets, run, examples, name, model, threshold, uncertain_margin, map_method, launch, port, address, view,
-           as_json) -> None:
+def curate(ctx, config, sets, run, examples, name, model, threshold, uncertain_margin, map_method, launch, port, address,
+           start_timeout, view, as_json) -> None:
     """Build or update the curators' FiftyOne dataset of a run (one sample per input file), or serve it."""
     import importlib.util
     if importlib.util.find_spec("fiftyone") is None:   # the runtime lock (the images) has no FiftyOne
@@ -122,14 +126,15 @@ def curate(ctx, config, sets, run, examples, name, model, threshold, uncertain_m
             for note in res.notes:
                 click.echo(f"note: {note}")
     if launch:
-        _serve(name, address, port, view)
+        _serve(name, address, port, view, start_timeout)
 
 
-def _serve(name: str, address: str, port: int, view: str | None) -> None:
+def _serve(name: str, address: str, port: int, view: str | None, start_timeout: float | None = None) -> None:
     from components.curation.app import launch
     from components.curation.members import CurationError
     try:
-        session = launch(name, address=address, port=port, view=view)
+        session = launch(name, address=address, port=port, view=view, timeout=start_timeout,
+                         progress=lambda line: click.echo(line, err=True))
     except CurationError as e:
         raise UserError(str(e)) from None
     except Exception as e:  # noqa: BLE001 - e.g. the port is taken

@@ -43,13 +43,13 @@ def run(config: str, sets: tuple[str, ...], runner: str | None, as_json: bool, a
     from pipeline import process_record
     from pipeline.pipeline import create_components
     from pipeline.report import run_report
-    from pipeline.runner import MetadataPathError, PipelineFailed, new_run_id, preflight, run_local
+    from pipeline.runner import LocationError, PipelineFailed, new_run_id, preflight, run_local
 
     # one listing of the input for the preflight, the ExampleGen fingerprint and ingestion
     click.get_current_context().with_resource(listing_session())
     try:
         n_inputs = preflight(cfg)
-    except (InputError, WeightsError, MetadataPathError) as e:
+    except (InputError, WeightsError, LocationError) as e:
         raise UserError(str(e)) from None
     _remove_partial_outputs(cfg)
     run_id = new_run_id()

@@ -44,6 +44,8 @@ def runs(ctx: click.Context, config: str, sets: tuple[str, ...], as_json: bool) 
                    f"data {(s.data_fingerprint or 'sha256:?')[:19]}  {_blessed_word(s.blessed)}  "
                    f"{'pushed ' + s.pushed_version if s.pushed_version else 'not pushed'}")
         other = [f"{n}: {st}" for n, st in s.components.items() if st not in ("complete", "cached")]
+        if states and all(st == "not run" for st in states):
+            other = ["no component started"]
         if s.status == "interrupted" and s.process:
             other.insert(0, f"process {s.process['pid']} on {s.process['host']} is gone")
         if other:
