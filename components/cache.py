@@ -1,11 +1,12 @@
 """The one local cache of synthdetect: `$SYNTHDETECT_CACHE`, by default `~/.cache/synthdetect`.
 
     registry/<hash of the registry location>/<version>/   versions fetched from a gs:// registry
-    models/<hash of the URI>/                             SavedModels fetched from a gs:// path
+    models/<hash of the URI>-<hash of its generations>/   SavedModels fetched from a gs:// path (a model
+                                                          replaced at that path gets a new folder)
     media/<hash of the URI><ext>                          gs:// images shown in the FiftyOne App
 
-Everything under it is a copy of something immutable (registry versions, pushed artifacts, input
-objects) and may be deleted at any time.
+Everything under it is a copy of something immutable (registry versions, one generation of a
+model's objects, input objects) and may be deleted at any time.
 """
 from __future__ import annotations
 
