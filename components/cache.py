@@ -25,3 +25,20 @@ def cache_dir(*parts: str) -> Path:
 def key(uri: str, length: int = 16) -> str:
     """A file name for a URI (hex prefix of its sha256)."""
     return hashlib.sha256(uri.encode()).hexdigest()[:length]
+
+
+class CacheError(Exception):
+    """The cache folder cannot be used (one line, naming $SYNTHDETECT_CACHE)."""
+
+
+def usable_cache_dir(*parts: str) -> Path:
+    """`cache_dir(*parts)`, created and checked writable before anything is fetched into it."""
+    path = cache_dir(*parts)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(13, "not writable")
+    except OSError as e:
+        raise CacheError(f"the cache folder {str(path)!r} cannot be used ({e.strerror or e}); set {CACHE_ENV} to a "
+                         f"writable folder (now {os.environ.get(CACHE_ENV) or 'unset: ~/.cache/synthdetect'})") from None
+    return path

@@ -155,6 +155,8 @@ def open_registry(location: str):
     if "://" in location:
         raise RegistryError(f"registry {location!r}: use a directory or gs://bucket/prefix "
                             "(vertex:// is a push destination, see components/registry/vertex.py)")
+    if os.path.exists(location) and not os.path.isdir(location):
+        raise RegistryError(f"registry {location!r} is not a directory (a registry is a folder or gs://bucket/prefix)")
     return LocalRegistry(location)
 
 

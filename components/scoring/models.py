@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from components.cache import cache_dir, key
+from components.cache import CacheError, cache_dir, key, usable_cache_dir
 from components.registry.store import (CALIBRATION_PATH, MODEL_JSON, GcsRegistry, RegistryError, download_tree,
                                        list_tree, parse_json_object, tree_generation)
 from components.registry.vertex import open_readable
@@ -62,6 +62,10 @@ def _from_registry(ref: str, location: str | None) -> ResolvedModel:
         version = reg.resolve(name)
         meta = reg.model_json(version)
         if isinstance(reg, GcsRegistry):
+            try:
+                usable_cache_dir("registry")
+            except CacheError as e:
+                raise ModelError(str(e)) from None
             path = str(reg.download(version, cache_dir("registry", key(reg.location), version)))
         else:
             path = str(reg.local_dir(version))
@@ -76,6 +80,10 @@ def _from_path(ref: str) -> ResolvedModel:
         # cached per content, not per path: another model uploaded to the same path has other
         # generations, so it is fetched again (a listing per call; the copy is reused when unchanged)
         from google.api_core.exceptions import NotFound
+        try:
+            usable_cache_dir("models")   # before any network call
+        except CacheError as e:
+            raise ModelError(str(e)) from None
         try:
             objects = list_tree(ref.rstrip("/"))
             if not objects:
