@@ -144,7 +144,7 @@ class ModelConfig(_Strict):
     dense_units: StrictInt = Field(16, ge=1)
     dropout: float = Field(0.1, ge=0, lt=1)
     weights: str = Field("imagenet", description="VGG16 weights for the fine-tune: imagenet | none | /path/file.h5")
-    seed: StrictInt = 42
+    seed: StrictInt = Field(42, ge=0, le=2**32 - 1, description="NumPy/TF seeds take 0..2^32-1")
     deterministic: bool = False
     # augmentation against shortcuts (training only, both classes alike)
     augment: bool = Field(True, description="random JPEG re-compression, blur, crop, flip in training")
@@ -492,10 +492,16 @@ def load_config(path: str | os.PathLike, overrides: dict | None = None) -> Pipel
     p = Path(path)
     if not p.is_file():
         where = str(p.resolve()) if p.is_absolute() else f"{p.resolve()}: relative to the working directory {os.getcwd()}"
-        what = "is a directory, not a file" if p.is_dir() else "not found"
+        what = ("is a directory, not a file" if p.is_dir() else
+                "is not a regular file (a FIFO, socket or device)" if p.exists() else "not found")
         raise ConfigError(f"config file {str(p)!r} {what} (looked for {where}); pass --config PATH")
     try:
-        raw = yaml.safe_load(p.read_text()) or {}
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {str(p)!r} is not UTF-8 text (byte {e.start}: {e.object[e.start:e.start + 1]!r});"
+                          " save it as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"config file {str(p)!r} cannot be read ({e.strerror or e})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""

@@ -180,3 +180,47 @@ def test_the_release_decision_becomes_the_exit_code(blessed, pushed, allow, code
         exit_with_decision(blessed, pushed, allow)
     got = e.value.exit_code
     assert got == code
+
+
+# ------------------------------------------------------------------ issue 28: late or unclear
+@pytest.mark.parametrize("value", ["-1", str(2**32), str(2**64)])
+def test_model_seed_outside_32_bits_is_refused_by_config(value):
+    """`model.seed` outside 0..2^32-1 was accepted by `config` and failed minutes later in the Trainer."""
+    assert_one_error_line(_cli("config", "--set", f"model.seed={value}"), "model.seed")
+
+
+def test_seed_bounds_are_inclusive():
+    assert load_config(REPO / "configs" / "local.yaml", {"model": {"seed": 2**32 - 1}}).model.seed == 2**32 - 1
+    assert load_config(REPO / "configs" / "local.yaml", {"model": {"seed": 0}}).model.seed == 0
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path):
+    cfg = tmp_path / "latin1.yaml"
+    cfg.write_bytes((REPO / "configs" / "local.yaml").read_bytes() + "# caf\xe9\n".encode("latin-1"))
+    assert_one_error_line(_cli("config", "--config", cfg, cwd=tmp_path), str(cfg), "UTF-8")
+
+
+def test_a_config_on_a_fifo_is_not_a_regular_file(tmp_path):
+    import os
+    fifo = tmp_path / "cfg.yaml"
+    os.mkfifo(fifo)
+    line = assert_one_error_line(_cli("config", "--config", fifo, cwd=tmp_path), str(fifo), "not a regular file")
+    assert "not found" not in line
+
+
+def test_a_registry_that_is_a_file_is_one_line(tmp_path):
+    """`registry list --registry FILE` said "no versions"."""
+    f = tmp_path / "reg.txt"
+    f.write_text("not a registry")
+    assert_one_error_line(_cli("registry", "list", "--registry", f, cwd=tmp_path), str(f), "not a directory")
+
+
+def test_an_unusable_cache_folder_is_one_line(tmp_path):
+    """SYNTHDETECT_CACHE on a path that cannot be a folder (a file) ended in a traceback."""
+    import os
+    blocker = tmp_path / "cache-file"
+    blocker.write_text("x")
+    proc = subprocess.run([CLI, "predict", "--model", "gs://synthdetect-test/models/m", str(SAMPLE / "real")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "SYNTHDETECT_CACHE": str(blocker / "sub")})
+    assert_one_error_line(proc, "SYNTHDETECT_CACHE", str(blocker / "sub"))

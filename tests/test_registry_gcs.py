@@ -87,3 +87,33 @@ def test_gs_models_and_vertex_registries_go_through_one_resolver_and_one_cache(g
     assert [p.parent.name for p in cache.glob("registry/*/v1/saved_model.pb")] == ["v1"]
     predict("--model", f"gs://{gcs_emulator}/{artifact}")        # the second time from the cache
     assert len(list((cache / "models").iterdir())) == 1
+
+
+def test_a_gs_model_replaced_at_the_same_path_is_fetched_again(gcs_emulator, tmp_path):
+    """Issue 28.8: `predict --model gs://…` copied the model into the cache once and kept scoring with
+    that copy after another model was uploaded to the same path. The cache is keyed on the objects'
+    generations: a replaced model is fetched again, an unchanged one is not."""
+    from components.registry.store import gcs_client
+    bucket = gcs_client().bucket(gcs_emulator)
+    prefix = "models/detector"
+
+    def upload(kind: str) -> None:
+        for b in list(bucket.list_blobs(prefix=prefix + "/")):
+            b.delete()
+        model = tiny_model(tmp_path / kind, kind)
+        for f in sorted(p for p in model.rglob("*") if p.is_file()):
+            bucket.blob(f"{prefix}/{f.relative_to(model).as_posix()}").upload_from_filename(str(f))
+    env = {**os.environ, "SYNTHDETECT_CACHE": str(tmp_path / "cache")}
+    dark = next((SAMPLE / "real").rglob("*.JPEG"))
+
+    def score() -> float:
+        out = subprocess.run([CLI, "predict", "--model", f"gs://{gcs_emulator}/{prefix}", str(dark)],
+                             capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return json.loads(out.stdout)["p_synthesized"]
+    upload("good")
+    first = score()
+    assert first != 0.5
+    assert score() == first and len(list((tmp_path / "cache" / "models").iterdir())) == 1   # cached
+    upload("constant")      # another model at the same path: scores 0.5 for everything
+    assert score() == 0.5

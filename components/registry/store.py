@@ -63,25 +63,51 @@ def gcs_client():
     return storage_client()
 
 
-def download_tree(location: str, dest: str | os.PathLike, skip: tuple[str, ...] = (), client=None) -> Path:
-    """Copies every object under gs://bucket/prefix into the local folder `dest`, atomically (into a
-    temporary sibling renamed into place), and keeps an existing `dest` as it is: for immutable
-    things only (registry versions, model artifacts). `skip`: relative names left out."""
-    dest = Path(dest)
-    if dest.is_dir():
-        return dest
+def list_tree(location: str, skip: tuple[str, ...] = (), client=None) -> list[tuple[str, object]]:
+    """(relative name, blob) of every object under gs://bucket/prefix; each blob carries the
+    generation it was listed at (downloading it fetches exactly that generation)."""
     client = client or gcs_client()
     bucket, _, prefix = location[len("gs://"):].partition("/")
     prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+    out = []
+    for blob in client.list_blobs(client.bucket(bucket), prefix=prefix):
+        rel = blob.name[len(prefix):]
+        if rel and not rel.endswith("/") and rel not in skip:
+            out.append((rel, blob))
+    return out
+
+
+def tree_generation(objects: list[tuple[str, object]]) -> str:
+    """A digest of the objects' names and generations: changes whenever any object under the prefix
+    is replaced, added or removed (the cache key of a gs:// model, which a path alone is not)."""
+    import hashlib
+    h = hashlib.sha256()
+    for rel, blob in sorted(objects, key=lambda o: o[0]):
+        h.update(f"{rel}\0{blob.generation}\n".encode())
+    return h.hexdigest()
+
+
+def download_tree(location: str, dest: str | os.PathLike, skip: tuple[str, ...] = (), client=None,
+                  objects: list[tuple[str, object]] | None = None) -> Path:
+    """Copies every object under gs://bucket/prefix (or the `objects` listed by `list_tree`, each at
+    its listed generation) into the local folder `dest`, atomically (into a temporary sibling renamed
+    into place), and keeps an existing `dest` as it is: `dest` must name one immutable content
+    (a registry version, or a path plus `tree_generation`). `skip`: relative names left out."""
+    dest = Path(dest)
+    if dest.is_dir():
+        return dest
+    if objects is None:
+        objects = list_tree(location, skip, client)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=dest.parent))  # same filesystem: rename works
     n = 0
-    for blob in client.list_blobs(client.bucket(bucket), prefix=prefix):
-        rel = blob.name[len(prefix):]
-        if not rel or rel.endswith("/") or rel in skip:
-            continue
+    for rel, blob in objects:
         (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-        blob.download_to_filename(str(tmp / rel))
+        try:
+            blob.download_to_filename(str(tmp / rel))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         n += 1
     if not n:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -129,6 +155,8 @@ def open_registry(location: str):
     if "://" in location:
         raise RegistryError(f"registry {location!r}: use a directory or gs://bucket/prefix "
                             "(vertex:// is a push destination, see components/registry/vertex.py)")
+    if os.path.exists(location) and not os.path.isdir(location):
+        raise RegistryError(f"registry {location!r} is not a directory (a registry is a folder or gs://bucket/prefix)")
     return LocalRegistry(location)
 
 

@@ -6,7 +6,8 @@ benchmarks, fetching remote models into the local cache (`components/cache.py`).
                    or vertex://PROJECT/LOCATION/MODEL?artifacts=gs://… (its versions live in that
                    GCS registry). gs:// versions are copied once into the cache (they are immutable).
     PATH           a SavedModel directory or a Trainer model artifact, local or gs:// (copied into
-                   the cache).
+                   the cache, keyed on the path and the objects' generations: a model replaced at
+                   the same path is fetched again).
 
 A run's model is a Trainer artifact found through ML Metadata (`pipeline/artifacts.py`), which
 resolves it here by its path. Every reference gives a `ResolvedModel`: a local SavedModel directory,
@@ -18,9 +19,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from components.cache import cache_dir, key
+from components.cache import CacheError, cache_dir, key, usable_cache_dir
 from components.registry.store import (CALIBRATION_PATH, MODEL_JSON, GcsRegistry, RegistryError, download_tree,
-                                       parse_json_object)
+                                       list_tree, parse_json_object, tree_generation)
 from components.registry.vertex import open_readable
 from components.trainer.artifact import SAVED_MODEL_FILE, serving_model_dir
 
@@ -61,6 +62,10 @@ def _from_registry(ref: str, location: str | None) -> ResolvedModel:
         version = reg.resolve(name)
         meta = reg.model_json(version)
         if isinstance(reg, GcsRegistry):
+            try:
+                usable_cache_dir("registry")
+            except CacheError as e:
+                raise ModelError(str(e)) from None
             path = str(reg.download(version, cache_dir("registry", key(reg.location), version)))
         else:
             path = str(reg.local_dir(version))
@@ -72,9 +77,20 @@ def _from_registry(ref: str, location: str | None) -> ResolvedModel:
 def _from_path(ref: str) -> ResolvedModel:
     local = ref
     if ref.startswith("gs://"):
+        # cached per content, not per path: another model uploaded to the same path has other
+        # generations, so it is fetched again (a listing per call; the copy is reused when unchanged)
+        from google.api_core.exceptions import NotFound
         try:
-            local = str(download_tree(ref, cache_dir("models", key(ref.rstrip("/")))))
-        except FileNotFoundError:
+            usable_cache_dir("models")   # before any network call
+        except CacheError as e:
+            raise ModelError(str(e)) from None
+        try:
+            objects = list_tree(ref.rstrip("/"))
+            if not objects:
+                raise FileNotFoundError(ref)
+            content = f"{key(ref.rstrip('/'))}-{tree_generation(objects)[:16]}"
+            local = str(download_tree(ref, cache_dir("models", content), objects=objects))
+        except (FileNotFoundError, NotFound):   # NotFound: no such bucket
             raise ModelError(f"--model {ref!r}: no such SavedModel directory (or use registry:production, "
                              "registry:v3)") from None
     if not Path(local).exists():
