@@ -179,3 +179,35 @@ def test_a_run_killed_before_tfx_created_its_context_is_listed_as_interrupted(tm
     # another pipeline sharing the database does not list it
     out = _cli("runs", "--config", config, "--set", "pipeline_name=another-pipeline", "--json", cwd=tmp_path)
     assert out.returncode == 0 and json.loads(out.stdout) == [], out.stderr[-2000:]
+
+
+@pytest.mark.e2e
+def test_a_run_killed_during_training_resumes_the_trainer_at_its_next_epoch(tmp_path):
+    """Issue 22: the whole pipeline SIGKILLed once a Trainer has checkpointed an epoch; the same
+    command again re-ingests (byte-identical data, so the same checkpoint key) and that Trainer
+    resumes instead of starting over; its history still covers every epoch."""
+    epochs = 6
+    config = _write_config(tmp_path, epochs=epochs)
+    proc = subprocess.Popen([CLI, "run", "--config", str(config)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=tmp_path)
+    deadline = time.time() + 900
+    journals: list[Path] = []
+    while not journals:
+        assert proc.poll() is None, "the run ended before a Trainer checkpointed an epoch"
+        assert time.time() < deadline, "no Trainer checkpoint within 15 minutes"
+        journals = list((tmp_path / "root").glob("Trainer_*/_checkpoints/*/epochs.json"))
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    trainer = journals[0].relative_to(tmp_path / "root").parts[0]
+    done_before = len(json.loads(journals[0].read_text()))
+    assert 1 <= done_before < epochs
+
+    out = _cli("run", "--config", config, "--json", cwd=tmp_path)
+    assert out.returncode in (0, 3), out.stderr[-3000:]
+    assert f"{trainer} epoch {done_before + 1}/{epochs}" in out.stderr      # the progress line, resumed
+    assert f"{trainer} epoch 1/{epochs}" not in out.stderr
+    model = Path(json.loads(out.stdout)["artifacts"][f"{trainer}.model"])
+    h = json.loads((model / "Format-Serving" / "assets.extra" / "training_history.json").read_text())
+    assert h["resumed_after_epoch"] == done_before and len(h["history"]["loss"]) == epochs
+    assert not list((tmp_path / "root").glob(f"{trainer}/_checkpoints/*"))   # removed once saved

@@ -103,17 +103,27 @@ def make_strategy(name: str, tpu_address: str | None = None) -> tf.distribute.St
 
 # ------------------------------------------------------------------------------------ long jobs
 def _data_fingerprint(file_patterns) -> str:
-    """The ingestion's data fingerprint (its summary's sha256: byte-identical when the same data is
-    ingested again) of the Examples artifact the patterns point into; else the files' names and sizes."""
+    """What the Trainer trains on, independent of where and in which order it was written: the
+    ingestion's data fingerprint when the patterns point into an ingestion output (its summary's
+    sha256), else the sha256 of the sorted digests of every example's image bytes and label. (Transform rewrites
+    the examples in an order, and with a serialisation, that change from run to run: only the
+    multiset of parsed values is stable. One read of the data, small beside an epoch.)"""
     from components.ingest.outputs import fingerprint
     patterns = [file_patterns] if isinstance(file_patterns, str) else list(file_patterns)
     roots = sorted({os.path.dirname(os.path.dirname(p.rstrip("/"))) for p in patterns})
     try:
         return ",".join(fingerprint(r) for r in roots)
     except (FileNotFoundError, OSError, ValueError):
-        files = match_files(patterns)
-        return hashlib.sha256("\n".join(f"{os.path.basename(f)}:{tf.io.gfile.stat(f).length}"
-                                         for f in files).encode()).hexdigest()
+        pass
+    spec = {IMAGE_KEY: tf.io.VarLenFeature(tf.string), LABEL_KEY: tf.io.VarLenFeature(tf.int64)}
+    def parse(records):
+        f = tf.io.parse_example(records, spec)
+        return tf.sparse.to_dense(f[IMAGE_KEY], default_value=b""), tf.sparse.to_dense(f[LABEL_KEY], default_value=-1)
+    ds = tf.data.TFRecordDataset(match_files(patterns), compression_type="GZIP").batch(256).map(parse)
+    digests = []
+    for images, labels in ds.as_numpy_iterator():   # parsed values: a tf.Example's bytes are not canonical
+        digests += [hashlib.sha256(b"".join(im) + lab.tobytes()).digest() for im, lab in zip(images, labels)]
+    return "records:" + hashlib.sha256(b"".join(sorted(digests))).hexdigest()
 
 
 def checkpoint_dir(fn_args, variant: str, m: ModelConfig) -> str:
