@@ -95,6 +95,25 @@ def records(metadata_path: str) -> list[dict]:
     return out
 
 
+def problem(metadata_path: str, run_id: str) -> str | None:
+    """Why the run's record exists but cannot be used (unreadable, not JSON, a pid or start time that
+    is no number), naming the file; None when it is usable or absent."""
+    path = record_path(metadata_path, run_id)
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        return f"{path}: {type(e).__name__}: {e}"
+    if not isinstance(record, dict):
+        return f"{path}: must hold a JSON object, found {type(record).__name__}"
+    for key, kinds in (("pid", int), ("process_start", (int, float))):
+        if record.get("outcome") is None and (isinstance(record.get(key), bool) or not isinstance(record.get(key), kinds)):
+            return f"{path}: {key!r} must be a number, found {record.get(key)!r}"
+    return None
+
+
 def state(record: dict) -> str:
     """alive | gone | unknown (another host) for the process in `record`."""
     if record.get("outcome"):

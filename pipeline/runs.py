@@ -43,7 +43,15 @@ def _iso(ms: int | None) -> str | None:
     return datetime.datetime.fromtimestamp(ms / 1000).isoformat(timespec="seconds")
 
 
+UNREADABLE = "unreadable"
+
+
 def _process(metadata_path: str | None, run_id: str) -> dict | None:
+    """The run's process and its state; state `unreadable` (with `error`) for a record that cannot be
+    used: the run is still listed, with what ML Metadata knows."""
+    why = process_record.problem(metadata_path, run_id) if metadata_path else None
+    if why:
+        return {"pid": None, "host": None, "state": UNREADABLE, "outcome": None, "ended_at": None, "error": why}
     record = process_record.read(metadata_path, run_id) if metadata_path else None
     return _process_of(record) if record is not None else None
 

@@ -211,3 +211,45 @@ def test_a_run_killed_during_training_resumes_the_trainer_at_its_next_epoch(tmp_
     h = json.loads((model / "Format-Serving" / "assets.extra" / "training_history.json").read_text())
     assert h["resumed_after_epoch"] == done_before and len(h["history"]["loss"]) == epochs
     assert not list((tmp_path / "root").glob(f"{trainer}/_checkpoints/*"))   # removed once saved
+
+
+# -------------------------------------------- issue 26.3: one unreadable run record hides nothing
+def _mlmd_with_runs(path: Path, runs: list[str]) -> None:
+    """An ML Metadata database as TFX leaves one: a pipeline context, one pipeline_run context per run,
+    one finished ImageExampleGen execution per run."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2 as pb
+    cfg = pb.ConnectionConfig()
+    cfg.sqlite.filename_uri = str(path)
+    cfg.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    store = metadata_store.MetadataStore(cfg)
+    ptype, rtype, ntype = (store.put_context_type(pb.ContextType(name=n)) for n in ("pipeline", "pipeline_run", "node"))
+    etype = store.put_execution_type(pb.ExecutionType(name="ImageExampleGen"))
+    [pipeline, node] = store.put_contexts([pb.Context(type_id=ptype, name="synthdetect"),
+                                          pb.Context(type_id=ntype, name="synthdetect.ImageExampleGen")])
+    for i, run in enumerate(runs):
+        [ctx] = store.put_contexts([pb.Context(type_id=rtype, name=run)])
+        [e] = store.put_executions([pb.Execution(type_id=etype, last_known_state=pb.Execution.COMPLETE)])
+        store.put_attributions_and_associations(
+            [], [pb.Association(context_id=c, execution_id=e) for c in (pipeline, node, ctx)])
+
+
+@pytest.mark.parametrize("record", [
+    {"pid": "PID", "process_start": "yesterday"},       # this host, a live pid, a start time that is no number
+    {"pid": None, "process_start": None, "outcome": None},
+])
+def test_one_unreadable_run_record_does_not_hide_the_other_runs(tmp_path, record):
+    md = tmp_path / "mlmd.sqlite"
+    _mlmd_with_runs(md, ["r1", "r2"])
+    process_record.start(str(md), "r1")
+    process_record.finish(str(md), "r1", "complete")
+    path = process_record.record_path(str(md), "r2")
+    rec = {"run_id": "r2", "host": socket.gethostname(), "outcome": None, **record}
+    Path(path).write_text(json.dumps({k: (os.getpid() if v == "PID" else v) for k, v in rec.items()}))
+    proc = _cli("runs", "--set", f"metadata_path={md}", cwd=REPO)
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "r1" in proc.stdout and "r2" in proc.stdout, proc.stdout
+    r2 = proc.stdout[proc.stdout.index("\nr2"):]
+    assert "process record unreadable" in r2 and path in r2, proc.stdout
+    lines = proc.stderr.strip().splitlines()    # listed, then one error line naming it, exit 1
+    assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: ") and path in lines[0], proc.stderr

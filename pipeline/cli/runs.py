@@ -6,7 +6,7 @@ import json
 
 import click
 
-from pipeline.cli.common import config_option, console, json_option, load, set_option, user_errors
+from pipeline.cli.common import UserError, config_option, console, json_option, load, set_option, user_errors
 
 
 @click.group(invoke_without_command=True)
@@ -26,6 +26,15 @@ def runs(ctx: click.Context, config: str, sets: tuple[str, ...], as_json: bool) 
     from pipeline.runs import list_runs, to_json
     with user_errors(FileNotFoundError):
         summaries = list_runs(cfg.metadata_path, cfg.pipeline_name, cfg.pipeline_root)
+    unreadable = [s for s in summaries if (s.process or {}).get("state") == "unreadable"]
+    _list_local(cfg, summaries, as_json)
+    if unreadable:   # every run is listed first; one unreadable record is not a success either
+        more = f" (and {len(unreadable) - 1} more)" if len(unreadable) > 1 else ""
+        raise UserError(f"run {unreadable[0].run_id}: unreadable process record {unreadable[0].process['error']}{more}")
+
+
+def _list_local(cfg, summaries, as_json: bool) -> None:
+    from pipeline.runs import to_json
     if as_json:
         click.echo(to_json(summaries))
         return
@@ -48,6 +57,8 @@ def runs(ctx: click.Context, config: str, sets: tuple[str, ...], as_json: bool) 
             other = ["no component started"]
         if s.status == "interrupted" and s.process:
             other.insert(0, f"process {s.process['pid']} on {s.process['host']} is gone")
+        if s.process and s.process.get("state") == "unreadable":
+            other.insert(0, f"process record unreadable: {s.process['error']}")
         if other:
             click.echo("    " + "; ".join(other))
 
