@@ -4,6 +4,7 @@ ceiling, on the same files, side by side in one run; plus near-duplicate search 
     .venv/bin/python benchmarks/ingest.py --sizes 10000,50000            # the default pair (~1 h)
     .venv/bin/python benchmarks/ingest.py --sizes 200000 --no-raw        # the 200k point (once)
     .venv/bin/python benchmarks/ingest.py --sizes 2000 --quick           # a smoke check
+    .venv/bin/python benchmarks/ingest.py --archives --sizes 10000,100000  # loose vs zip vs tar parts
 
 The image set is generated once into --data (default /tmp/synthdetect-bench) and reused: distinct
 collages of random crops of ../shared/data/eval-v1 (320-512 px; even items JPEG q90 under real/, odd
@@ -41,6 +42,8 @@ EVAL_V1 = REPO.parent / "shared" / "data" / "eval-v1"
 PY = sys.executable
 CLI = str(Path(sys.executable).parent / "synthdetect")
 PLANT_EXACT, PLANT_NEAR = 0.01, 0.01
+CIFAKE = REPO.parent / "shared" / "data" / "cifake"
+_SIDES = (320, 512)          # generated picture sides; --archives makes tiny ones (32..64 px, like CIFAKE)
 
 
 # ------------------------------------------------------------------------------------ the image set
@@ -69,7 +72,7 @@ def _kind(seed: int, i: int) -> tuple[str, int]:
 
 def _collage(seed: int, i: int) -> Image.Image:
     rng = random.Random(seed * 7_919 + i)
-    w, h = rng.randint(320, 512), rng.randint(320, 512)
+    w, h = rng.randint(*_SIDES), rng.randint(*_SIDES)
     canvas = Image.new("RGB", (w, h))
     gx, gy = rng.randint(1, 3), rng.randint(1, 3)
     for a in range(gx):
@@ -77,6 +80,7 @@ def _collage(seed: int, i: int) -> Image.Image:
             x0, x1, y0, y1 = w * a // gx, w * (a + 1) // gx, h * b // gy, h * (b + 1) // gy
             src = _POOL[rng.randrange(len(_POOL))]
             cw, ch = rng.randint(12, min(32, src.width)), rng.randint(12, min(32, src.height))
+            x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
             cx, cy = rng.randint(0, src.width - cw), rng.randint(0, src.height - ch)
             tile = src.crop((cx, cy, cx + cw, cy + ch)).resize((x1 - x0, y1 - y0), Image.BILINEAR)
             if rng.random() < 0.5:
@@ -128,10 +132,10 @@ def _make_item(args) -> tuple[int, str, str, int]:
     return i, kind, rel, j
 
 
-def build_set(data: Path, n: int, seed: int, eval_v1: Path, procs: int) -> Path:
-    """Generates (or reuses) the n-item set under data/full-<seed>, and a hard-linked prefix set."""
+def build_set(data: Path, n: int, seed: int, eval_v1: Path, procs: int, tag: str = "") -> Path:
+    """Generates (or reuses) the n-item set under data/full-<tag><seed>, and a hard-linked prefix set."""
     from tqdm import tqdm
-    full = data / f"full-{seed}"
+    full = data / f"full-{tag}{seed}"
     index_path = full / "index.jsonl"
     full.mkdir(parents=True, exist_ok=True)
     have = index_path.read_text().splitlines() if index_path.exists() else []
@@ -142,7 +146,7 @@ def build_set(data: Path, n: int, seed: int, eval_v1: Path, procs: int) -> Path:
             for i, kind, rel, j in tqdm(pool.imap(_make_item, todo, chunksize=64), total=len(todo),
                                         desc=f"generating images {len(have)}..{n}", unit="img"):
                 idx.write(json.dumps([i, kind, rel, j]) + "\n")
-    sub = data / f"set-{seed}-{n}"
+    sub = data / f"set-{tag}{seed}-{n}"
     if not (sub / "index.jsonl").exists():
         shutil.rmtree(sub, ignore_errors=True)
         lines = index_path.read_text().splitlines()[:n]
@@ -328,6 +332,152 @@ def near_dup_search(n: int, seed: int = 0) -> dict:
             "recall": round(found / len(planted), 4)}
 
 
+# ------------------------------------------------------------------------------------ archives
+ARCHIVE_CONTENDER = r'''
+import io, sys, tarfile, zipfile, multiprocessing as mp
+from pathlib import Path
+from PIL import Image
+kind, procs = sys.argv[1], int(sys.argv[3])
+items = [l for l in Path(sys.argv[2]).read_text().splitlines() if l]
+
+def dec(data):
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+
+def loose(path):
+    with Image.open(path) as im:
+        im.load()
+    return 1
+
+def archive(path):
+    n = 0
+    if path.endswith(".zip"):
+        with zipfile.ZipFile(path) as z:
+            for zi in z.infolist():
+                dec(z.read(zi)); n += 1
+    else:
+        with tarfile.open(path) as t:
+            for ti in t:
+                if ti.isreg():
+                    dec(t.extractfile(ti).read()); n += 1
+    return n
+
+with mp.get_context("fork").Pool(procs) as pool:
+    total = sum(pool.imap_unordered(loose if kind == "loose" else archive, items, chunksize=1 if kind != "loose" else 64))
+print(total)
+'''
+
+
+def pack_parts(sub: Path, kind: str) -> tuple[Path, list[str]]:
+    """The set's images as archive parts: every folder label/source/NNNN/ of loose files becomes
+    label/source/NNNN.zip (deflated) or .tar, members named as the files. Returns (root, parts)."""
+    import tarfile
+    import zipfile
+    root = sub / kind
+    done = sub / f".{kind}-packed"      # outside the input root (a dot-file there would be an input)
+    folders: dict[Path, list[Path]] = {}
+    for p in sorted((sub / "images").rglob("*")):
+        if p.is_file():
+            folders.setdefault(p.parent, []).append(p)
+    parts = []
+    for folder, files in sorted(folders.items()):
+        rel = folder.relative_to(sub / "images")
+        part = root / rel.parent / f"{rel.name}.{kind}"
+        parts.append(str(part))
+        if done.exists():
+            continue
+        part.parent.mkdir(parents=True, exist_ok=True)
+        if kind == "zip":
+            with zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED) as z:
+                for f in files:
+                    z.write(f, f.name)
+        else:
+            with tarfile.open(part, "w") as t:
+                for f in files:
+                    t.add(f, f.name)
+    done.touch()
+    return root, parts
+
+
+def _ours(root: Path, out: Path, procs: int) -> tuple[float, int, dict]:
+    wall, rss, _ = timed([CLI, "ingest", "--input", str(root), "--output", str(out), "--no-progress",
+                          "--set", f"ingest.workers={procs}"])
+    summary = json.loads((out / "ingest_summary.json").read_text())
+    shutil.rmtree(out, ignore_errors=True)
+    return wall, rss, {k: summary[k] for k in ("inputs", "written", "exact_duplicates", "near_duplicates",
+                                               "quarantined", "skipped", "accounted_for")}
+
+
+def bench_archive_inputs(name: str, inputs: dict[str, tuple[Path, list[str], str]], n: int, procs: int,
+                         work: Path) -> dict:
+    """inputs: {form: (input root or manifest, items for the decode ceiling, 'loose'|'archive')}."""
+    script = work / "archive_contender.py"
+    script.write_text(ARCHIVE_CONTENDER)
+    row: dict = {"set": name, "files": n, "forms": {}}
+    for form, (root, items, kind) in inputs.items():
+        lst = work / f"items-{form}.txt"
+        lst.write_text("\n".join(items) + "\n")
+        print(f"[{name}] {form}: decode-only ceiling ...", flush=True)
+        t_dec, _, out = timed([PY, str(script), kind, str(lst), str(procs)])
+        print(f"[{name}] {form}: synthdetect ingest ...", flush=True)
+        t, rss, summary = _ours(root, work / f"out-{form}", procs)
+        row["forms"][form] = {"files_per_s": round(n / t, 1), "wall_s": round(t, 1), "peak_rss_mb": round(rss / 2 ** 20),
+                              "decode_only_files_per_s": round(n / t_dec, 1), "vs_decode_ceiling": round(t_dec / t, 2),
+                              "decoded_by_ceiling": int(out.strip() or 0), "summary": summary}
+    loose = row["forms"].get("loose")
+    for form, r in row["forms"].items():
+        r["vs_loose"] = round(r["files_per_s"] / loose["files_per_s"], 2) if loose else None
+    return row
+
+
+def bench_archives(args, sizes: list[int]) -> None:
+    global _SIDES
+    _SIDES = (32, 64)
+    results: dict = {"machine": {"cpus": os.cpu_count(), "procs": args.procs,
+                                 "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:])}, "sets": []}
+    out = args.out if args.out != DEFAULT_OUT else REPO / "benchmarks" / "results" / "ingest-archives.json"
+    if sizes:
+        build_set(args.data, max(sizes), args.seed, args.eval_v1, args.procs, tag="tiny-")
+    for n in sizes:
+        sub = build_set(args.data, n, args.seed, args.eval_v1, args.procs, tag="tiny-")
+        index = [json.loads(line) for line in (sub / "index.jsonl").read_text().splitlines() if line]
+        work = args.data / f"work-archives-{n}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        inputs = {"loose": (sub / "images", [str(sub / "images" / rel) for _, _, rel, _ in index], "loose")}
+        for kind in ("zip", "tar"):
+            root, parts = pack_parts(sub, kind)
+            inputs[kind] = (root, parts, "archive")
+        results["sets"].append(bench_archive_inputs(f"generated {n:,}", inputs, n, args.procs, work))
+        shutil.rmtree(work, ignore_errors=True)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+    if (CIFAKE / "manifest.csv").is_file() and not args.no_cifake:
+        work = args.data / "work-cifake"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        parts = sorted(str(p) for p in CIFAKE.glob("*/*.zip"))
+        results["sets"].append(bench_archive_inputs("CIFAKE parts", {"zip": (CIFAKE / "manifest.csv", parts, "archive")},
+                                                    15000, args.procs, work))
+        shutil.rmtree(work, ignore_errors=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print_archive_table(results)
+
+
+def print_archive_table(r: dict) -> None:
+    print("\n| set | input | ours files/s | decode-only files/s | ours / ceiling | vs loose | peak RSS MB (tree) "
+          "| accounted for |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    for s in r["sets"]:
+        for form, o in s["forms"].items():
+            print(f"| {s['set']} | {form} | {o['files_per_s']} | {o['decode_only_files_per_s']} | {o['vs_decode_ceiling']} "
+                  f"| {o['vs_loose'] if o['vs_loose'] is not None else ''} | {o['peak_rss_mb']} | "
+                  f"{o['summary']['inputs']} = {o['summary']['accounted_for']} |")
+    print(f"\n{r['machine']['cpus']} CPUs, {r['machine']['procs']} worker processes; command: {r['machine']['command']}")
+
+
+DEFAULT_OUT = REPO / "benchmarks" / "results" / "ingest-scale.json"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10000,50000", help="comma-separated set sizes")
@@ -340,11 +490,18 @@ def main() -> None:
     ap.add_argument("--in-memory", action="store_true", help="also measure ingestion in one process")
     ap.add_argument("--hashes", default="200000", help="near-duplicate search sizes ('' to skip)")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "ingest-scale.json")
+    ap.add_argument("--archives", action="store_true",
+                    help="loose files vs zip parts vs tar parts of the same tiny generated images (and the CIFAKE "
+                         "parts); writes benchmarks/results/ingest-archives.json unless --out")
+    ap.add_argument("--no-cifake", action="store_true", help="with --archives: skip the CIFAKE parts")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args()
     if not (args.eval_v1 / "manifest.csv").is_file():
         sys.exit(f"error: eval-v1 not found at {args.eval_v1} (pass --eval-v1 PATH)")
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    if args.archives:
+        bench_archives(args, sizes)
+        return
     results: dict = {"machine": {"cpus": os.cpu_count(), "procs": args.procs,
                                  "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:])},
                      "sizes": [], "near_dup_search": []}
