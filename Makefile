@@ -6,7 +6,7 @@ export PYTHONWARNINGS := ignore::FutureWarning
 VENV := .venv/bin
 CONFIG ?= configs/local.yaml
 
-.PHONY: bootstrap run test test-all test-fast lock chromium clean
+.PHONY: bootstrap run test test-all test-fast lock pin-images chromium clean
 
 bootstrap:
 	@infra/bootstrap.sh
@@ -30,11 +30,17 @@ test-fast: bootstrap
 
 # Re-resolve the lock files (needs the package registry): requirements.lock (runtime: the images install it),
 # requirements-dev.lock (runtime pins + tests and curation; .venv), infra/requirements-gpu.lock (runtime + CUDA).
-UV_COMPILE := uv pip compile --python-version 3.10 --python-platform x86_64-manylinux_2_28
+# The two the images install carry every file's sha256 (the images install them with --require-hashes).
+# Pins already in a lock are kept (uv prefers them); `make lock UV_UPGRADE=--upgrade` moves them.
+UV_COMPILE := uv pip compile --python-version 3.10 --python-platform x86_64-manylinux_2_28 $(UV_UPGRADE)
 lock:
-	$(UV_COMPILE) requirements.in --excludes infra/runtime-excludes.txt -o requirements.lock
+	$(UV_COMPILE) requirements.in --excludes infra/runtime-excludes.txt --generate-hashes -o requirements.lock
 	$(UV_COMPILE) requirements-dev.in -c requirements.lock -o requirements-dev.lock
-	$(UV_COMPILE) infra/requirements-gpu.in -c requirements.lock --excludes infra/runtime-excludes.txt -o infra/requirements-gpu.lock
+	$(UV_COMPILE) infra/requirements-gpu.in -c requirements.lock --excludes infra/runtime-excludes.txt --generate-hashes -o infra/requirements-gpu.lock
+
+# Pin the Dockerfiles' base images by digest (needs Docker Hub and ghcr.io; see infra/pin_images.py).
+pin-images:
+	python3 infra/pin_images.py
 
 # Headless Chromium for the FiftyOne App browser test (best effort: the test says what is missing).
 chromium:

@@ -365,56 +365,166 @@ def submit(cfg: PipelineConfig, spec: str, dry_run: bool = False, job_id: str | 
     return result
 
 
-def schedule(cfg: PipelineConfig, spec: str, cron: str | None = None, max_concurrent: int | None = None,
-             dry_run: bool = False, params: tuple[str, ...] = ()) -> dict:
-    """Creates a PipelineJobSchedule (projects.locations.schedules.create) that runs the compiled spec."""
+def schedule_cron(cron: str | None, time_zone: str | None, s) -> str:
+    """The cron Vertex gets, always with its zone: `TZ=ZONE m h dom mon dow`. `cron` (or
+    vertex.schedule.cron) may carry a `TZ=`/`CRON_TZ=` prefix; else --time-zone, else
+    vertex.schedule.time_zone."""
+    from schemas.config import check_time_zone, split_cron_tz
+    try:
+        zone, expr = split_cron_tz(cron or s.cron)
+        if time_zone is not None:
+            time_zone = check_time_zone(time_zone)
+            if zone and zone != time_zone:
+                raise ValueError(f"--cron {cron!r} and --time-zone {time_zone!r} names two time zones: give one")
+    except ValueError as e:
+        raise CloudError(str(e)) from None
+    return f"TZ={zone or time_zone or s.time_zone} {expr}"
+
+
+# UpdateSchedule replaces these fields of the schedule with the same display name (the request type,
+# CreatePipelineJob, stays: Vertex refuses to change it)
+SCHEDULE_UPDATE_MASK = ("cron", "max_concurrent_run_count", "max_run_count", "create_pipeline_job_request")
+
+
+def schedule_summary(resource) -> dict:
+    """A Vertex AI Schedule resource (google.cloud.aiplatform_v1 Schedule, as the SDK returns it) ->
+    {name, id, display_name, state, cron, pipeline, next_run, last_run, started_runs, max_concurrent}."""
+    from google.protobuf import json_format
+    d = json_format.MessageToDict(getattr(resource, "_pb", resource), preserving_proto_field_name=True)
+    job = d.get("create_pipeline_job_request", {}).get("pipeline_job", {})
+    return {"name": d.get("name"), "id": (d.get("name") or "").rsplit("/", 1)[-1],
+            "display_name": d.get("display_name"), "state": d.get("state", "STATE_UNSPECIFIED"),
+            "cron": d.get("cron"), "pipeline": job.get("pipeline_spec", {}).get("pipelineInfo", {}).get("name"),
+            "next_run": d.get("next_run_time"), "last_run": d.get("last_scheduled_run_response", {}).get(
+                "scheduled_run_time"), "started_runs": int(d.get("started_run_count", 0)),
+            "max_concurrent": int(d.get("max_concurrent_run_count", 0))}
+
+
+def schedules_of(resources, pipeline_name: str) -> list[dict]:
+    """The schedules (resources as listed) that run pipeline `pipeline_name`, as schedule_summary."""
+    return [s for s in map(schedule_summary, resources) if s["pipeline"] == pipeline_name]
+
+
+def _ids(resources) -> str:
+    return ", ".join(f"{schedule_summary(r)['display_name']} ({schedule_summary(r)['id']})" for r in resources)
+
+
+def find_schedule(resources, key: str):
+    """The one schedule named `key`: its display name, its id or its full resource name."""
+    hits = [r for r in resources if key in (r.display_name, r.name, r.name.rsplit("/", 1)[-1])]
+    if not hits:
+        raise CloudError(f"no schedule {key!r} (schedules: {_ids(resources) or 'none'})")
+    if len(hits) > 1:
+        raise CloudError(f"{len(hits)} schedules are named {key!r} ({', '.join(r.name.rsplit('/', 1)[-1] for r in hits)}): "
+                         "give the id")
+    return hits[0]
+
+
+def existing_schedule(resources, display_name: str):
+    """The schedule `schedule` updates instead of creating a second one (None: create)."""
+    hits = [r for r in resources if r.display_name == display_name]
+    if len(hits) > 1:
+        raise CloudError(f"{len(hits)} schedules are named {display_name!r} "
+                         f"({', '.join(r.name.rsplit('/', 1)[-1] for r in hits)}): delete all but one "
+                         "(synthdetect schedule delete ID)")
+    return hits[0] if hits else None
+
+
+def _list_schedule_resources(cfg: PipelineConfig, creds) -> list:
     from google.cloud import aiplatform
-    from schemas.config import check_cron
+    v = cfg.vertex
+    assert v is not None
+    try:
+        return [s.gca_resource for s in aiplatform.PipelineJobSchedule.list(
+            project=v.project, location=v.region, credentials=creds)]
+    except Exception as e:  # noqa: BLE001 - API errors become one line
+        raise CloudError(f"listing Vertex AI schedules failed: {_first_line(e)}") from None
+
+
+def schedule(cfg: PipelineConfig, spec: str, cron: str | None = None, max_concurrent: int | None = None,
+             dry_run: bool = False, params: tuple[str, ...] = (), time_zone: str | None = None) -> dict:
+    """Creates a PipelineJobSchedule (projects.locations.schedules.create) that runs the compiled spec,
+    or updates the schedule with the same display name (schedules.patch): never a second one."""
+    from google.cloud import aiplatform
 
     if cfg.vertex is None:
         raise CloudError("the config has no vertex: section (see configs/vertex.yaml)")
     v = cfg.vertex
     s = v.schedule
-    try:
-        cron = check_cron(cron or s.cron)
-    except ValueError as e:
-        raise CloudError(str(e)) from None
+    cron = schedule_cron(cron, time_zone, s)
     if max_concurrent is not None and max_concurrent < 1:
         raise CloudError("--max-concurrent must be >= 1")
     compiled = _check_spec(spec, cfg)
     values = parse_parameters(params, compiled, cfg)
     creds = _credentials(dry_run)
     job = _pipeline_job(cfg, spec, creds, parameter_values=values)
+    display_name = s.display_name or f"{cfg.pipeline_name}-schedule"
     sched = aiplatform.PipelineJobSchedule(
-        pipeline_job=job, display_name=s.display_name or f"{cfg.pipeline_name}-schedule",
-        credentials=creds, project=v.project, location=v.region)
-    kwargs = dict(cron=f"TZ={s.time_zone} {cron}", max_concurrent_run_count=max_concurrent or s.max_concurrent_runs,
+        pipeline_job=job, display_name=display_name, credentials=creds, project=v.project, location=v.region)
+    kwargs = dict(cron=cron, max_concurrent_run_count=max_concurrent or s.max_concurrent_runs,
                   max_run_count=s.max_runs, service_account=v.service_account, network=v.network)
+    client = None if dry_run else sched.api_client
+    # PipelineJobSchedule._create builds the Schedule exactly as create() does, then hands it to the
+    # client: the recorder keeps it, and it is sent below (create or update)
+    recorder = _Recorder()
+    sched.api_client = recorder
+    import logging
+    logging.disable(logging.WARNING)  # the SDK would log "created" and a console link (to stdout)
+    try:
+        sched._create(**kwargs)
+    finally:
+        logging.disable(logging.NOTSET)
     if dry_run:
-        recorder = _Recorder()
-        sched.api_client = recorder  # PipelineJobSchedule._create builds the Schedule, then calls this
-        import logging
-        logging.disable(logging.WARNING)  # the SDK would log "created" and a console link (to stdout)
-        try:
-            sched._create(**kwargs)
-        finally:
-            logging.disable(logging.NOTSET)
         return {"method": "google.cloud.aiplatform.v1.ScheduleService.CreateSchedule",
                 "spec": str(Path(spec).resolve()), "config_parameters": config_parameters(cfg),
                 "parameters": job_parameters(compiled, values),
+                "if_exists": {"display_name": display_name,
+                              "method": "google.cloud.aiplatform.v1.ScheduleService.UpdateSchedule",
+                              "update_mask": list(SCHEDULE_UPDATE_MASK)},
                 "request": {"parent": recorder.parent, "schedule": recorder.schedule}}
+    existing = existing_schedule(_list_schedule_resources(cfg, creds), display_name)
+    built = recorder.message
     try:
-        sched.create(**kwargs)
+        if existing is None:
+            created = client.create_schedule(parent=recorder.parent, schedule=built)
+            return {"name": created.name, "cron": cron, "action": "created"}
+        from google.protobuf import field_mask_pb2
+        built.name = existing.name
+        client.update_schedule(schedule=built, update_mask=field_mask_pb2.FieldMask(paths=list(SCHEDULE_UPDATE_MASK)))
+        return {"name": existing.name, "cron": cron, "action": "updated"}
     except Exception as e:  # noqa: BLE001
-        raise CloudError(f"creating the Vertex AI schedule failed: {_first_line(e)}") from None
-    return {"name": sched.resource_name, "cron": kwargs["cron"]}
+        verb = "creating" if existing is None else "updating"
+        raise CloudError(f"{verb} the Vertex AI schedule failed: {_first_line(e)}") from None
+
+
+def list_schedules(cfg: PipelineConfig) -> list[dict]:
+    """This pipeline's schedules on Vertex AI (schedule_summary each)."""
+    return schedules_of(_list_schedule_resources(cfg, _credentials(False)), cfg.pipeline_name)
+
+
+def change_schedule(cfg: PipelineConfig, key: str, action: str) -> dict:
+    """pause | resume | delete the schedule `key` (display name, id or resource name) of this pipeline."""
+    from google.cloud import aiplatform
+    v = cfg.vertex
+    assert v is not None and action in ("pause", "resume", "delete")
+    creds = _credentials(False)
+    mine = [r for r in _list_schedule_resources(cfg, creds) if schedule_summary(r)["pipeline"] == cfg.pipeline_name]
+    target = find_schedule(mine, key)
+    try:
+        sched = aiplatform.PipelineJobSchedule.get(target.name, project=v.project, location=v.region,
+                                                    credentials=creds)
+        getattr(sched, action)()
+    except Exception as e:  # noqa: BLE001
+        raise CloudError(f"{action} {target.name} failed: {_first_line(e)}") from None
+    return schedule_summary(target)
 
 
 class _Recorder:
-    """Stands in for the ScheduleService client in dry runs: records the request, sends nothing."""
+    """Stands in for the ScheduleService client while the SDK builds the Schedule: records the
+    request, sends nothing."""
 
     def create_schedule(self, parent, schedule, timeout=None):
-        self.parent, self.schedule = parent, _request_dict(schedule)
+        self.parent, self.schedule, self.message = parent, _request_dict(schedule), schedule
         created = type(schedule)()
         created._pb.CopyFrom(schedule._pb)
         created.name = f"{parent}/schedules/dry-run"   # the SDK logs the new schedule's console link

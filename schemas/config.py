@@ -304,7 +304,8 @@ class DataflowConfig(_Strict):
 
 
 class ScheduleConfig(_Strict):
-    cron: str = Field("0 3 * * 1", description="5-field cron (default: Mondays 03:00)")
+    cron: str = Field("0 3 * * 1", description="5-field cron (default: Mondays 03:00); a TZ=ZONE or CRON_TZ=ZONE "
+                                               "prefix overrides time_zone")
     time_zone: str = Field("Etc/UTC", pattern=r"^[A-Za-z_]+(/[A-Za-z0-9_+-]+)*$", description="IANA time zone")
     max_concurrent_runs: int = Field(1, ge=1, le=100)
     max_runs: int | None = Field(None, ge=1, description="stop after this many runs (default: unlimited)")
@@ -313,7 +314,34 @@ class ScheduleConfig(_Strict):
     @field_validator("cron")
     @classmethod
     def _cron(cls, v: str) -> str:
-        return check_cron(v)
+        zone, expr = split_cron_tz(v)
+        return f"TZ={zone} {expr}" if zone else expr
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        return check_time_zone(v)
+
+
+def check_time_zone(zone: str) -> str:
+    """An IANA time zone name (zoneinfo), as Vertex AI schedules accept it."""
+    import zoneinfo
+    try:
+        zoneinfo.ZoneInfo(zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"time zone {zone!r} is not an IANA time zone (e.g. Europe/Berlin, Etc/UTC)") from None
+    return zone
+
+
+def split_cron_tz(v: str) -> tuple[str | None, str]:
+    """`TZ=Europe/Berlin 0 3 * * 1` / `CRON_TZ=…` (the prefix Vertex AI accepts) or a plain 5-field
+    cron -> (zone or None, checked 5-field cron)."""
+    zone = None
+    head, _, rest = v.strip().partition(" ")
+    for prefix in ("TZ=", "CRON_TZ="):
+        if head.startswith(prefix):
+            zone, v = check_time_zone(head[len(prefix):]), rest
+    return zone, check_cron(v)
 
 
 CRON_FIELDS = {"minute": "0-59", "hour": "0-23", "day-of-month": "1-31", "month": "1-12 or JAN-DEC",

@@ -34,22 +34,132 @@ def run_lines(dockerfile) -> list[str]:
     return [i for i in instructions(dockerfile) if i.startswith("RUN ")]
 
 
+def stages(dockerfile) -> list[list[str]]:
+    """The build stages: each a list of instructions starting with its FROM."""
+    out: list[list[str]] = []
+    for i in instructions(dockerfile):
+        if i.startswith("FROM "):
+            out.append([])
+        if out:
+            out[-1].append(i)
+    return out
+
+
+def image_args(dockerfile) -> dict[str, str]:
+    return dict(re.findall(r"^ARG ([A-Z_]+_IMAGE)=(\S+)$", dockerfile.read_text(), re.M))
+
+
 @pytest.mark.parametrize("dockerfile, lock", [(CPU, "requirements.lock"), (GPU, "infra/requirements-gpu.lock")])
 def test_images_sync_exactly_one_lock_file_and_install_this_package_without_deps(dockerfile, lock):
     runs = " && ".join(run_lines(dockerfile))
-    syncs = re.findall(r"uv pip sync --system (\S+)", runs)
-    assert syncs == [lock]
+    syncs = re.findall(r"uv pip sync (.*?) (\S+lock)\b", runs)
+    assert [path for _, path in syncs] == [f"/synthdetect/{lock}"]
     installs = re.findall(r"(?:uv )?pip install ([^&]+)", runs)
-    assert [i.split() for i in installs] == [["--system", "--no-deps", "."]], installs
+    assert [i.split() for i in installs] == [["--python", "/opt/venv/bin/python", "--no-deps", "."]], installs
     copies = [i for i in instructions(dockerfile) if i.startswith("COPY ") and "--from" not in i]
     assert any(lock.split("/")[-1] in c for c in copies)
     # the package's source tree lives where the compiled Vertex spec expects it
     from pipeline.vertex import CONTAINER_SRC
-    assert f"WORKDIR {CONTAINER_SRC}" in instructions(dockerfile)
+    assert f"WORKDIR {CONTAINER_SRC}" in stages(dockerfile)[-1]
+    assert f"COPY --from=build {CONTAINER_SRC} {CONTAINER_SRC}" in stages(dockerfile)[-1]
     copied = {c.split()[1] for c in copies}
     assert {"pipeline", "components", "schemas", "setup.py"} <= copied
-    # run_fn / preprocessing_fn are imported by module path when the image is built
-    assert "components.trainer.run_fn" in runs and "components.transform.preprocessing" in runs
+    # run_fn / preprocessing_fn are imported by module path in the final image
+    final_runs = " ".join(i for i in stages(dockerfile)[-1] if i.startswith("RUN "))
+    assert "components.trainer.run_fn" in final_runs and "components.transform.preprocessing" in final_runs
+
+
+# ---- issue 27.5: hardened images (read from the Dockerfiles: no Docker engine here)
+@pytest.mark.parametrize("dockerfile", [CPU, GPU])
+def test_images_run_as_a_non_root_user(dockerfile):
+    final = stages(dockerfile)[-1]
+    users = [i.split()[1] for i in final if i.startswith("USER ")]
+    assert users, f"{dockerfile.name}: the final stage has no USER (containers run as root)"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit() and int(uid) != 0, users   # numeric: runAsNonRoot can verify it
+    assert any(f"useradd --uid {uid}" in i for i in final if i.startswith("RUN "))
+    # nothing after USER needs root
+    assert not [i for i in final[final.index(f"USER {users[-1]}"):] if i.startswith("RUN ")]
+
+
+@pytest.mark.parametrize("dockerfile", [CPU, GPU])
+def test_every_base_image_is_pinned_by_digest(dockerfile):
+    args = image_args(dockerfile)
+    assert "PYTHON_IMAGE" in args and "UV_IMAGE" in args
+    for name, ref in args.items():
+        assert re.fullmatch(r"[a-z0-9./_-]+:[\w.-]+@sha256:([0-9a-f]{64}|UNRESOLVED)", ref), (name, ref)
+    for i in instructions(dockerfile):
+        if i.startswith("FROM "):   # every stage from a pinned ARG, never a bare tag
+            assert re.fullmatch(r"FROM \$\{[A-Z_]+_IMAGE\}( AS \w+)?", i), i
+        if i.startswith("COPY --from="):
+            assert i.split()[1].removeprefix("--from=") in {"uv", "beam", "build"}, i
+    text = dockerfile.read_text()
+    assert "python:3.10.13-slim-bookworm@" in args["PYTHON_IMAGE"]   # Python 3.10, as the locks were resolved
+    if dockerfile == CPU:
+        lock = pins(REPO / "requirements.lock")
+        assert f"apache/beam_python3.10_sdk:{lock['apache-beam']}@" in args["BEAM_IMAGE"]
+        assert 'ENTRYPOINT ["/opt/apache/beam/boot"]' in instructions(CPU)  # usable as Dataflow SDK container
+    assert "make pin-images" in text
+
+
+@pytest.mark.parametrize("dockerfile, lock", [(CPU, "requirements.lock"), (GPU, "infra/requirements-gpu.lock")])
+def test_images_install_a_hashed_lock_with_require_hashes(dockerfile, lock):
+    runs = " && ".join(run_lines(dockerfile))
+    assert re.search(rf"uv pip sync [^&]*--require-hashes [^&]*{re.escape(lock)}", runs)
+    text = (REPO / lock).read_text()
+    entries = re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==\S+ \\\n((?:\s+--hash=sha256:[0-9a-f]{64}(?: \\)?\n)+)",
+                         text, re.M)
+    assert len(entries) == len(pins(REPO / lock)) > 100   # every pin carries its hashes
+    recipe = (REPO / "Makefile").read_text()
+    assert f"--generate-hashes -o {lock}" in recipe      # and `make lock` keeps them
+
+
+@pytest.mark.parametrize("dockerfile", [CPU, GPU])
+def test_uv_stays_in_the_build_stage(dockerfile):
+    st = stages(dockerfile)
+    assert len(st) >= 3, "multi-stage: uv image, build, final"
+    final = st[-1]
+    assert not [i for i in final if re.search(r"\buv\b", i)], final
+    assert "COPY --from=build /opt/venv /opt/venv" in final
+    assert any("ENV PATH=/opt/venv/bin:$PATH" in i for i in final)
+
+
+def test_the_build_context_leaves_out_venv_outputs_and_data():
+    ignore = (REPO / ".dockerignore").read_text().splitlines()
+    rules = [r.strip() for r in ignore if r.strip() and not r.startswith("#")]
+    assert rules[0] == "**"   # everything out, then only what the images copy back in
+    allowed = {r[1:] for r in rules if r.startswith("!")}
+    for dockerfile in (CPU, GPU):
+        for i in instructions(dockerfile):
+            if i.startswith("COPY ") and "--from" not in i:
+                for src in i.split()[1:-1]:
+                    assert src in allowed, f"{dockerfile.name} copies {src}, which .dockerignore leaves out"
+    assert not allowed & {".venv", "runs", "registry", "data", ".git", "test-artifacts"}
+
+
+def test_infra_readme_cites_only_files_that_exist():
+    text = (INFRA / "README.md").read_text()
+    if "builds submit" in text:
+        assert list(REPO.glob("cloudbuild*.yaml")) + list(INFRA.glob("cloudbuild*.yaml")), "infra/README cites a Cloud Build config that does not exist"
+
+
+def test_pin_images_writes_a_digest_for_every_image_arg():
+    """infra/pin_images.py with a given resolver (the registries are not reachable here)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("pin_images", INFRA / "pin_images.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    text = CPU.read_text()
+    asked = []
+    pinned = mod.pin(text, lambda ref: asked.append(ref) or "ab" * 32)
+    assert sorted(asked) == sorted(r.split("@")[0] for r in image_args(CPU).values())
+    assert mod.unresolved(pinned) == [] and pinned.count("@sha256:" + "ab" * 32) == len(asked)
+    assert mod.pin(pinned, lambda ref: "cd" * 32).count("cd" * 32) == len(asked)   # re-pins a moved tag
+    assert mod.parse_reference("python:3.10.13-slim-bookworm") == ("registry-1.docker.io", "library/python",
+                                                                   "3.10.13-slim-bookworm")
+    assert mod.parse_reference("ghcr.io/astral-sh/uv:0.13.9") == ("ghcr.io", "astral-sh/uv", "0.13.9")
+    assert mod.parse_reference("apache/beam_python3.10_sdk:2.74.0")[:2] == ("registry-1.docker.io",
+                                                                            "apache/beam_python3.10_sdk")
 
 
 def test_every_pin_of_the_lock_is_what_the_images_install():
@@ -63,16 +173,6 @@ def test_every_pin_of_the_lock_is_what_the_images_install():
     gpu_in = (INFRA / "requirements-gpu.in").read_text()
     assert f"tensorflow[and-cuda]=={lock['tensorflow']}" in gpu_in and "-r ../requirements.in" in gpu_in
     assert "-c requirements.lock" in gpu_in  # how it was resolved (documented in the file)
-
-
-def test_image_bases_match_the_lock():
-    lock = pins(REPO / "requirements.lock")
-    for dockerfile in (CPU, GPU):
-        froms = [i for i in instructions(dockerfile) if i.startswith("FROM ")]
-        assert froms == ["FROM python:3.10.13-slim-bookworm"], froms  # Python 3.10, as the lock was resolved
-    beam = [i for i in instructions(CPU) if "beam_python" in i]
-    assert beam and all(f"apache/beam_python3.10_sdk:{lock['apache-beam']}" in i for i in beam)
-    assert 'ENTRYPOINT ["/opt/apache/beam/boot"]' in instructions(CPU)  # usable as Dataflow SDK container
 
 
 def test_every_requirement_is_in_the_lock():

@@ -11,7 +11,7 @@ import json
 
 import click
 
-from pipeline.cli.common import (UserError, allow_unblessed_option, console, exit_with_decision, load,
+from pipeline.cli.common import (UserError, allow_unblessed_option, console, exit_with_decision, json_option, load,
                                  progress_console, set_option, user_errors, vertex_config_option)
 
 spec_option = click.option("--spec", default="pipeline.json", show_default=True,
@@ -113,26 +113,79 @@ def finish_job(job: dict, allow_unblessed: bool) -> None:
     exit_with_decision(job["blessed"], job["pushed_version"], allow_unblessed)
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @job_options
-@click.option("--cron", default=None, help="5-field cron, e.g. \"0 3 * * 1\" (default: vertex.schedule.cron)")
+@click.option("--cron", default=None,
+              help="5-field cron, e.g. \"0 3 * * 1\"; a TZ=ZONE / CRON_TZ=ZONE prefix sets its time zone, e.g. "
+                   "\"TZ=Europe/Berlin 0 3 * * 1\" (default: vertex.schedule.cron)")
+@click.option("--time-zone", default=None, help="IANA time zone of --cron, e.g. Europe/Berlin "
+                                                "(default: vertex.schedule.time_zone)")
 @click.option("--max-concurrent", type=int, default=None,
               help="max runs at once (default: vertex.schedule.max_concurrent_runs)")
-def schedule(config: str, sets: tuple[str, ...], spec: str, dry_run: bool, params: tuple[str, ...],
-             cron: str | None, max_concurrent: int | None) -> None:
-    """Run the compiled pipeline on a schedule (Vertex AI PipelineJobSchedule)."""
+@click.pass_context
+def schedule(ctx: click.Context, config: str, sets: tuple[str, ...], spec: str, dry_run: bool,
+             params: tuple[str, ...], cron: str | None, time_zone: str | None, max_concurrent: int | None) -> None:
+    """Run the compiled pipeline on a schedule (Vertex AI PipelineJobSchedule): creates it, or updates
+    the schedule with the same display name (vertex.schedule.display_name). `schedule list`,
+    `schedule pause|resume|delete NAME` manage them."""
+    if ctx.invoked_subcommand is not None:
+        return
     cfg = _vertex_cfg(config, sets)
-    if cron is not None:  # checked before the Vertex SDK is imported: a typo answers at once
-        from schemas.config import check_cron
-        try:
-            cron = check_cron(cron)
-        except ValueError as e:
-            raise UserError(str(e)) from None
+    from schemas.config import check_time_zone, split_cron_tz
+    try:   # checked before the Vertex SDK is imported: a typo answers at once
+        if cron is not None:
+            split_cron_tz(cron)
+        if time_zone is not None:
+            check_time_zone(time_zone)
+    except ValueError as e:
+        raise UserError(str(e)) from None
     from pipeline import vertex
     _quiet_libraries()
     result = _cloud(vertex.schedule, cfg, spec, cron=cron, max_concurrent=max_concurrent, dry_run=dry_run,
-                    params=params)
+                    params=params, time_zone=time_zone)
     if dry_run:
         click.echo(json.dumps(result, indent=2, sort_keys=True))
     else:
-        console.print(f"scheduled {result['name']} ({result['cron']})")
+        console.print(f"{result['action']} schedule {result['name']} ({result['cron']})")
+
+
+@schedule.command("list")
+@vertex_config_option
+@set_option
+@json_option
+def schedule_list(config: str, sets: tuple[str, ...], as_json: bool) -> None:
+    """This pipeline's schedules on Vertex AI: id, display name, state, cron, next run, runs started."""
+    cfg = _vertex_cfg(config, sets)
+    from pipeline import vertex
+    _quiet_libraries()
+    found = _cloud(vertex.list_schedules, cfg)
+    if as_json:
+        click.echo(json.dumps(found, indent=2, sort_keys=True))
+        return
+    if not found:
+        click.echo(f"no schedules of {cfg.pipeline_name!r} in {cfg.vertex.project}/{cfg.vertex.region}")
+        return
+    for s in found:
+        click.echo(f"{s['id']}  {s['display_name']}  {s['state'].lower()}  {s['cron']}  "
+                   f"next {s['next_run'] or '-'}  {s['started_runs']} runs started")
+
+
+def _change(action: str, done: str):
+    @schedule.command(action)
+    @click.argument("name")
+    @vertex_config_option
+    @set_option
+    def cmd(name: str, config: str, sets: tuple[str, ...]) -> None:
+        cfg = _vertex_cfg(config, sets)
+        from pipeline import vertex
+        _quiet_libraries()
+        s = _cloud(vertex.change_schedule, cfg, name, action)
+        console.print(f"{done} schedule {s['display_name']} ({s['name']})")
+    cmd.__doc__ = f"{action.capitalize()} one of this pipeline's schedules (NAME: display name, id or resource name)."
+    cmd.help = cmd.__doc__
+    return cmd
+
+
+schedule_pause = _change("pause", "paused")
+schedule_resume = _change("resume", "resumed")
+schedule_delete = _change("delete", "deleted")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import sys
@@ -128,8 +129,10 @@ def _load_for_ingest(config: str, sets: tuple[str, ...], data_input: str):
               help="Beam pipeline arg (repeatable), e.g. --beam-arg=--runner=DataflowRunner; default: DirectRunner "
                    "with one worker process per CPU core (ingest.workers)")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="show progress bars (local runs)")
+@click.option("--dry-run", is_flag=True, help="check the Beam options (Dataflow: --project, --region, --temp_location) "
+                                              "and print the ones the job would use as JSON; read and write nothing")
 def ingest(data_input: str, out_dir: str, config: str, sets: tuple[str, ...], beam_args: tuple[str, ...],
-           progress: bool) -> None:
+           progress: bool, dry_run: bool) -> None:
     """Validate, quarantine, deduplicate and split images into TFRecords (+ ingest_summary.json,
     members.jsonl, quarantine.jsonl).
 
@@ -137,10 +140,20 @@ def ingest(data_input: str, out_dir: str, config: str, sets: tuple[str, ...], be
     job succeeded; a lock file (<output>.lock) makes a second ingestion into the same output fail."""
     cfg = _load_for_ingest(config, sets, data_input)
     from components.ingest import outputs
-    from components.ingest.job import ingest_beam_args, is_local_runner, run_ingest
+    from components.ingest.job import beam_options, dataflow_preflight, ingest_beam_args, is_local_runner, run_ingest
     from components.ingest.listing import InputError, resolve_run_inputs
     from pipeline.logs import route_library_logs
 
+    args = ingest_beam_args(list(beam_args), cfg.ingest.workers)
+    missing = dataflow_preflight(args)   # before any work: every missing option at once
+    if missing:
+        raise UserError(f"the Dataflow runner needs {len(missing)} more Beam option(s): " + "; ".join(missing)
+                        + " (e.g. --beam-arg=--project=MY_PROJECT); nothing was read or written")
+    # TODO(lead): with every option given, missing credentials end as a raw DefaultCredentialsError;
+    # the one-line credentials message of `submit` is being built on branch `reliability`: call it here.
+    if dry_run:
+        click.echo(json.dumps(beam_options(args), indent=2, sort_keys=True, default=str))
+        return
     given = out_dir
     inputs = [cfg.data.input, *(h.input for h in cfg.evaluation.holdout_sets), cfg.ingest.feedback or ""]
     try:   # before any work: what may be replaced (never an input, nor a folder of someone else's files)
@@ -153,7 +166,6 @@ def ingest(data_input: str, out_dir: str, config: str, sets: tuple[str, ...], be
     opts = cfg.ingest
     job_log = os.path.join(tempfile.gettempdir(), f"synthdetect-ingest-{os.getpid()}.log")
     buckets = list(cfg.data.split_ratios.items())
-    args = ingest_beam_args(list(beam_args), opts.workers)
     route_library_logs([], 30)
     t0 = time.time()
     progress_dir = None
