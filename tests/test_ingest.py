@@ -47,7 +47,7 @@ def test_eval_v1_manifest_works_as_is(eval_v1):
 
 def test_bad_manifest_and_empty_folder_are_input_errors(tmp_path):
     (tmp_path / "m.csv").write_text("path,label\na.jpg,fake\n")
-    with pytest.raises(InputError, match="row 2 has label 'fake'"):
+    with pytest.raises(InputError, match="line 2 has label 'fake'"):
         list_inputs(str(tmp_path / "m.csv"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no images under"):
@@ -170,10 +170,10 @@ def test_manifest_rows_bom_numeric_labels_and_uris(tmp_path):
     # a gs:// row outside the manifest's folder (and every allowed root) is recorded, never read
     assert [(r["path"], r["reason"]) for r in listing.rejected] == [("gs://bucket/b.png", "outside_root")]
     (tmp_path / "m.jsonl").write_text('{"path": "a.jpg", "label": 1}\n')
-    with pytest.raises(InputError, match="row 2 has label 1"):
+    with pytest.raises(InputError, match="line 1 has label 1"):
         list_inputs(str(tmp_path / "m.jsonl"))
     (tmp_path / "n.jsonl").write_text('["a.jpg", "real"]\n')
-    with pytest.raises(InputError, match="row 2 needs 'path' and 'label'"):
+    with pytest.raises(InputError, match="line 1 needs 'path' and 'label'"):
         list_inputs(str(tmp_path / "n.jsonl"))
     with pytest.raises(InputError, match="cannot read"):
         read_feedback(str(tmp_path / "missing.jsonl"))
