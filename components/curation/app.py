@@ -57,12 +57,14 @@ def launch(name: str, address: str = "127.0.0.1", port: int = 5151, view: str | 
     # The session uses the server started above (FiftyOne keeps one per port in this map, starts
     # one only when the port has none, and stops it when the session closes).
     import fiftyone.core.session.session as fosession
-    fosession._server_services[port] = service
+    if service is not None:
+        fosession._server_services[port] = service
     try:
         return fo.launch_app(ds, view=v, spaces=spaces, address=address, port=port, remote=True, auto=False)
     except BaseException:
-        fosession._server_services.pop(port, None)
-        service.stop()
+        if service is not None:
+            fosession._server_services.pop(port, None)
+            service.stop()
         raise
 
 
@@ -167,11 +169,11 @@ def _wait_listening(service, port: int, timeout: float, progress, attempt: int) 
 
 def start_server(address: str, port: int, timeout: float, progress=lambda line: None):
     """Starts the App server on address:port, waiting up to `timeout` s per attempt with progress
-    lines, and trying once more after a timeout or a crash. Returns FiftyOne's ServerService, or
-    raises CurationError with one line that says what to do."""
+    lines, and trying once more after a timeout or a crash. Returns FiftyOne's ServerService (None:
+    a FiftyOne App already serves that port), or raises CurationError with one line saying what to do."""
     if _port_in_use(address, port):
         if _fiftyone_answers(address, port):
-            return _server_service(address, port)   # a FiftyOne App already serves there: FiftyOne attaches
+            return None   # a FiftyOne App already serves there: the session attaches to it, as FiftyOne does
         raise CurationError(f"port {port} on {address} is in use by another program; choose another --port")
     why = "timeout"
     for attempt in range(1, ATTEMPTS + 1):
