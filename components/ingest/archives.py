@@ -90,7 +90,7 @@ def entry_from_list(v) -> Entry:
 
 
 # ------------------------------------------------------------------------------------ byte access
-_GCS = None
+_GCS: dict = {}
 
 
 def gcs_client():
@@ -101,12 +101,15 @@ def gcs_client():
 
 
 def _gcs_blob(url: str, version: str = ""):
-    global _GCS
-    if _GCS is None:
-        _GCS = gcs_client()
+    # one client per process and endpoint: STORAGE_EMULATOR_HOST may change within a process (tests
+    # start an emulator each), and a client keeps the endpoint it was made with
+    key = (os.getpid(), os.environ.get("STORAGE_EMULATOR_HOST"))
+    client = _GCS.get(key)
+    if client is None:
+        client = _GCS[key] = gcs_client()
     bucket, _, name = url[len("gs://"):].partition("/")
     gen = int(version) if version.isdigit() else None
-    return _GCS.bucket(bucket).blob(name, generation=gen)   # pinned to the listed generation
+    return client.bucket(bucket).blob(name, generation=gen)   # pinned to the listed generation
 
 
 def read_range(path: str, start: int, length: int, version: str = "") -> bytes:
