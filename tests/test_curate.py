@@ -354,13 +354,12 @@ def _browser(chromium: str, profile: Path, *args: str, url: str) -> subprocess.C
                           capture_output=True, text=True, timeout=180)
 
 
-def test_app_serves_the_dataset_on_localhost_in_a_real_browser(run, ds, cpu_hog):
+def test_app_serves_the_dataset_on_localhost_in_a_real_browser(run, ds):
     """The App opens in the saved `curation` workspace: grid and Embeddings panel (the map) side by
-    side; it starts although two busy processes compete for the CPU (issue 26.1)."""
+    side. (Beside two busy processes: tests/test_curate_unit.py, slow; issue 26.1.)"""
     import psutil
     chromium = _chromium()
     port = _free_port()
-    assert all(h.poll() is None for h in cpu_hog)   # the machine is busy while the App starts
     app = subprocess.Popen([CLI, "curate", "--config", str(run["cfg"]), "--name", run["name"], "--launch",
                             "--port", str(port)], cwd=run["tmp"], env=ENV, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, start_new_session=True)
