@@ -230,6 +230,8 @@ def _training_section(run, rep: RunReport) -> list[str]:
     is on), whether it resumed from a checkpoint, time per epoch and training images/s."""
     rows = []
     n_train = ((rep.ingest or {}).get("written_by_split") or {}).get("train")
+    if isinstance(n_train, dict):   # per label
+        n_train = sum(v for v in n_train.values() if isinstance(v, (int, float)))
     for m, trainer in (("candidate", CANDIDATE_TRAINER), ("baseline", BASELINE_TRAINER)):
         t = run.training(trainer) or {}
         h = t.get("history") or {}
