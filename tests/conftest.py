@@ -119,7 +119,10 @@ def cpu_hog():
     import subprocess
     import sys
     code = f"import time\nend = time.time() + {HOG_SECONDS}\nwhile time.time() < end:\n    pass\n"
-    hogs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(2)]
+    # each in a session of its own, as two independent jobs on the machine would be: the kernel's
+    # autogroup scheduler shares the CPU between sessions, so hogs inside the test's session would
+    # compete only with the test runner itself (and a prioritised test session would starve the App)
+    hogs = [subprocess.Popen([sys.executable, "-c", code], start_new_session=True) for _ in range(2)]
     try:
         yield hogs
     finally:

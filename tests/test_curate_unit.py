@@ -240,7 +240,6 @@ def _stop(app: subprocess.Popen) -> str:
     return err
 
 
-@pytest.mark.slow   # up to 15 min beside two busy processes; failed on this session's shared machine (issue 26)
 def test_the_app_starts_beside_two_busy_processes(tiny_dataset, cpu_hog):
     """FiftyOne waits a fixed 60 s for its server to listen; on a loaded machine (here: whatever else
     runs plus two busy processes) that was not enough (ServiceListenTimeout). Now the wait follows
