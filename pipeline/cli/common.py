@@ -34,7 +34,18 @@ Exit codes:
   {EXIT_USAGE}  usage error (unknown option, missing argument)
   {EXIT_NOT_BLESSED}  run, submit --wait: NOT BLESSED, nothing pushed (0 with --allow-unblessed)
   {EXIT_UNSCORED}  predict: some inputs could not be scored (their lines carry an `error`)"""
-console = Console(highlight=False)          # results
+def _result_console() -> Console:
+    """Results on stdout. Piped or redirected (`| cat`, `| tee`, a CI log), tables and lines are
+    printed at their full width, plain: rich would otherwise lay them out for 80 columns, cutting
+    or wrapping cells (a path split over two lines, an aliases column dropped)."""
+    import sys
+    if sys.stdout.isatty():
+        return Console(highlight=False)
+    return Console(highlight=False, width=int(os.environ.get("SYNTHDETECT_PIPE_WIDTH", "4000")), soft_wrap=True,
+                   no_color=True)
+
+
+console = _result_console()
 progress_console = Console(stderr=True, highlight=False)  # progress, so stdout stays parseable
 
 

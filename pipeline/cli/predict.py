@@ -103,23 +103,28 @@ def _archive_items(path: str, max_bytes: int, version: str | None = None, size: 
         yield path, refused("corrupt_archive", str(e))
 
 
-def _prepare(path: str, reader, opts) -> tuple[bytes | None, str | None]:
-    """The bytes the model sees (decoded and re-encoded exactly as ingestion does), or an error."""
+Error = tuple[str, str]   # (code, detail): one code per kind of failure, the message beside it
+
+
+def _prepare(path: str, reader, opts) -> tuple[bytes | None, Error | None]:
+    """The bytes the model sees (decoded and re-encoded exactly as ingestion does), or an error
+    (code, detail): the codes are ingestion's quarantine reasons (not_an_image, truncated_jpeg, …)
+    plus not_found, unreachable, unreadable_path and model_error."""
     from components.ingest.images import ImageInput, decode_file
     if reader is None:
-        return None, "not_found"
+        return None, ("not_found", "")
     if isinstance(reader, _Unreachable):
-        return None, f"unreachable: {reader}"
+        return None, ("unreachable", str(reader))
     from components.ingest.images import ReadRefused
     try:
         data = reader()
     except ReadRefused as e:
-        return None, e.reason + (f": {e.detail}" if e.detail else "")
+        return None, (e.reason, e.detail or "")
     except Exception as e:  # noqa: BLE001 - reported per file
-        return None, f"unreadable_path: {type(e).__name__}: {e}"
+        return None, ("unreadable_path", f"{type(e).__name__}: {e}")
     status, out = decode_file(ImageInput(path, "real"), opts, data)
     if status != "ok":
-        return None, out["reason"] + (f": {out['detail']}" if out.get("detail") else "")
+        return None, (out["reason"], out.get("detail") or "")
     example = getattr(out, "example", out)
     return example.features.feature["image_raw"].bytes_list.value[0], None
 
@@ -147,7 +152,9 @@ def _finite_threshold(ctx, param, value: float | None) -> float | None:
 def predict(model_ref, paths, registry_location, config, sets, batch_size, threshold, out_path) -> None:
     """Score image files, folders (recursively), archives (.zip, .tar, .tar.gz: every member, read in
     place, named archive/member) and gs:// prefixes; one JSON line per image:
-    {path, p_synthesized, label, threshold, model_version}, or an `error` for a bad file.
+    {path, p_synthesized, label, threshold, model_version}; for a file that cannot be scored, `error`
+    holds one code per kind of failure (not_found, not_an_image, truncated_jpeg, too_large,
+    unreachable, model_error, …) and `error_detail` the message.
 
     Exits 0 when every input was scored, {unscored} when any could not be (all lines are still written)."""
     from components.ingest.images import IngestOptions
@@ -201,14 +208,16 @@ def predict(model_ref, paths, registry_location, config, sets, batch_size, thres
         out = sys.stdout
     n_ok = n_err = 0
 
-    def emit(path: str, p: float | None, error: str | None) -> None:
+    def emit(path: str, p: float | None, error: Error | None) -> None:
         if p is not None and not math.isfinite(float(p)):   # valid JSON only: never a bare NaN
-            p, error = None, error or f"model_error: non-finite score {float(p)}"
+            p, error = None, error or ("model_error", f"non-finite score {float(p)}")
         row = {"path": path, "p_synthesized": None if p is None else round(float(p), 6),
                "label": None if p is None else ("synthesized" if p >= threshold else "real"),
                "threshold": threshold, "model_version": version}
         if error:
-            row["error"] = error
+            row["error"] = error[0]
+            if error[1]:
+                row["error_detail"] = error[1]
         out.write(json.dumps(row, allow_nan=False) + "\n")
     try:
         with Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -217,7 +226,7 @@ def predict(model_ref, paths, registry_location, config, sets, batch_size, thres
             for batch in chunks(items, batch_size):
                 prepared = [(path, *_prepare(path, reader, opts)) for path, reader in batch]
                 good = [(path, data) for path, data, err in prepared if data is not None]
-                scores: dict[str, float | str] = {}
+                scores: dict[str, float | Error] = {}
                 try:
                     scores = dict(zip([p for p, _ in good], score([d for _, d in good]))) if good else {}
                 except Exception:  # noqa: BLE001 - one bad image must not sink the batch: retry one by one
@@ -225,10 +234,10 @@ def predict(model_ref, paths, registry_location, config, sets, batch_size, thres
                         try:
                             scores[path] = float(score([data])[0])
                         except Exception as e:  # noqa: BLE001
-                            scores[path] = f"model_error: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+                            scores[path] = ("model_error", f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
                 for path, data, err in prepared:
                     s = scores.get(path) if err is None else None
-                    if isinstance(s, str):
+                    if isinstance(s, tuple):
                         err, s = s, None
                     emit(path, s, err)
                     n_ok, n_err = n_ok + (err is None), n_err + (err is not None)

@@ -130,10 +130,16 @@ def _print_model_json(meta: dict, all_aliases: dict, location: str, console) -> 
 @registry_option
 @config_option
 @set_option
-def registry_promote(ref, alias, registry_location, config, sets) -> None:
+@json_option
+def registry_promote(ref, alias, registry_location, config, sets, as_json) -> None:
     """Point an alias at a version (e.g. roll production back to v2); atomic."""
     from components.registry.store import RegistryError
     reg = _registry(registry_location, config, sets, for_writing=True)
     with user_errors(RegistryError):
+        previous = reg.aliases().get(alias)
         version = reg.set_alias(alias, ref)
-    click.echo(f"{alias} -> {version}")
+    if as_json:
+        click.echo(json.dumps({"registry": reg.location, "alias": alias, "version": version, "previous": previous,
+                               "changed": previous != version}))
+    else:
+        click.echo(f"{alias} -> {version}" + (f" (was {previous})" if previous and previous != version else ""))
