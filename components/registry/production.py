@@ -119,7 +119,12 @@ class ProductionModel(base_component.BaseComponent):
 
 
 def seen_at_build(location: str, alias: str = PRODUCTION_ALIAS) -> str:
-    """The version `alias` names now ("" when none or unreadable: the step itself reports why)."""
+    """The version `alias` names now in a local registry ("" when none or unreadable: the step itself
+    reports why). A gs:// or vertex:// registry is not read when the pipeline is built (compiling for
+    Vertex needs no credentials): "" there, so with `enable_cache: true` a cached ProductionModel step
+    could name a production version that has moved since; the default (`enable_cache: false`) never does."""
+    if location.startswith(("gs://", "vertex://")):
+        return ""
     try:
         found = resolve_production(location, alias)
     except Exception:  # noqa: BLE001 - only a cache key; the step raises the real error
