@@ -200,6 +200,9 @@ class Verdict:
     calibration: dict = dataclasses.field(default_factory=dict)    # model -> calibrated threshold, TPR/FPR
     robustness: dict = dataclasses.field(default_factory=dict)     # candidate under perturbations
     holdout: dict = dataclasses.field(default_factory=dict)        # held-out set -> model -> figures (no ROC)
+    # the model serving when the run was gated: {"compared": False, "reason"} or {"compared": True,
+    # "version", "registry", "validation_ok", "metrics": {candidate, production}} (no slices)
+    production: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -308,11 +311,14 @@ class RunOutputs:
             v.reasons, v.calibration, v.robustness = check["reasons"], check["calibration"], check["robustness"]
             from components.release_check.check import holdout_summary
             v.holdout = holdout_summary(check)
+            v.production = {k: x for k, x in (check.get("production") or {}).items() if k not in ("slices", "holdout")}
         tfma = self.evaluation()
         if tfma is not None:
-            v.metrics = tfma.metrics
+            v.metrics = dict(tfma.metrics)
             if v.blessed is None and tfma.validation_ok is not None:
                 v.blessed, v.failures = tfma.validation_ok, tfma.failures
+        if v.production.get("compared"):   # a third row beside candidate and baseline
+            v.metrics["production"] = v.production.get("metrics", {}).get("production", {})
         return v
 
     def anomalies(self) -> list[str]:

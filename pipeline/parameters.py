@@ -37,6 +37,7 @@ OUTPUTS = {
     "candidate_config": {"Trainer_vgg16_finetune": "custom_config"},
     "baseline_config": {"Trainer_baseline": "custom_config"},
     "eval_config": {"Evaluator": "eval_config"},
+    "production_eval_config": {"ProductionEvaluator": "eval_config"},
     "thresholds_json": {"ReleaseCheck": "thresholds_json"},
 }
 
@@ -120,7 +121,7 @@ def exec_properties_of(cfg: PipelineConfig) -> dict[str, str]:
     from tfx import v1 as tfx
     from tfx.utils import proto_utils
 
-    from components.evaluator.eval_config import make_eval_config
+    from components.evaluator.eval_config import make_eval_config, make_production_eval_config
     from components.ingest.component import input_base_and_pattern
     from pipeline.pipeline import MODEL_NAME, trainer_config
 
@@ -132,6 +133,7 @@ def exec_properties_of(cfg: PipelineConfig) -> dict[str, str]:
         "candidate_config": json.dumps(trainer_custom_config(cfg, trainer_config(cfg, MODEL_NAME)), sort_keys=True),
         "baseline_config": json.dumps(trainer_custom_config(cfg, trainer_config(cfg, "baseline")), sort_keys=True),
         "eval_config": proto_utils.proto_to_json(make_eval_config(cfg.thresholds)),
+        "production_eval_config": proto_utils.proto_to_json(make_production_eval_config(cfg.thresholds)),
         "thresholds_json": json.dumps(cfg.thresholds.model_dump(), sort_keys=True),
     }
 

@@ -2,7 +2,8 @@
 
 ImageExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> Transform
   -> Trainer[vgg16_finetune] + Trainer[baseline] -> Evaluator (TFMA: candidate vs baseline)
-  -> ReleaseCheck (calibration, robustness, final blessing) -> RegistryPusher (versioned registry)
+  ProductionModel (the registry's `production`) -> ProductionEvaluator (TFMA: candidate vs production)
+  -> ReleaseCheck (calibration, robustness, production, final blessing) -> RegistryPusher (versioned registry)
 
 The component ids below are the names ML Metadata records every step under; `pipeline/artifacts.py`
 finds a run's outputs by them. TFX and the components are imported inside the functions, so reading
@@ -29,6 +30,8 @@ TRANSFORM = "Transform"
 CANDIDATE_TRAINER = "Trainer_vgg16_finetune"
 BASELINE_TRAINER = "Trainer_baseline"
 EVALUATOR = "Evaluator"
+PRODUCTION_MODEL = "ProductionModel"
+PRODUCTION_EVALUATOR = "ProductionEvaluator"
 RELEASE_CHECK = "ReleaseCheck"
 PUSHER = "RegistryPusher"
 MODEL_NAME = "vgg16_finetune"
@@ -53,10 +56,12 @@ def trainer_config(cfg: PipelineConfig, variant: str) -> dict:
 def create_components(cfg: PipelineConfig) -> list:
     from tfx import v1 as tfx
 
-    from components.evaluator.eval_config import make_eval_config
+    from components.evaluator.eval_config import make_eval_config, make_production_eval_config
+    from components.evaluator.production import ProductionEvaluator
     from components.ingest.component import make_example_gen
     from components.ingest.plan import holdout_split
     from components.registry.component import RegistryPusher
+    from components.registry.production import ProductionModel, seen_at_build
     from components.release_check.component import ReleaseCheck
 
     example_gen = make_example_gen(cfg).with_id(EXAMPLE_GEN)
@@ -82,13 +87,23 @@ def create_components(cfg: PipelineConfig) -> list:
 
     candidate = trainer(MODEL_NAME, CANDIDATE_TRAINER)
     baseline = trainer("baseline", BASELINE_TRAINER)
+    # the held-out splits too: sliced by split, gated on split=eval (eval_config.py)
+    splits = ["eval"] + [holdout_split(n) for n in cfg.evaluation.holdout_names()]
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs[EXAMPLES],
         model=candidate.outputs[MODEL],
         baseline_model=baseline.outputs[MODEL],
-        # the held-out splits too: sliced by split, gated on split=eval (eval_config.py)
-        example_splits=["eval"] + [holdout_split(n) for n in cfg.evaluation.holdout_names()],
+        example_splits=splits,
         eval_config=make_eval_config(cfg.thresholds)).with_id(EVALUATOR)
+    # champion/challenger: the model serving now, on the same data and slices
+    production = ProductionModel(registry=cfg.registry, seen_at_build=seen_at_build(cfg.registry)).with_id(
+        PRODUCTION_MODEL)
+    production_evaluator = ProductionEvaluator(
+        examples=example_gen.outputs[EXAMPLES],
+        model=candidate.outputs[MODEL],
+        baseline_model=production.outputs[MODEL],
+        example_splits=splits,
+        eval_config=make_production_eval_config(cfg.thresholds)).with_id(PRODUCTION_EVALUATOR)
     release_check = ReleaseCheck(
         examples=example_gen.outputs[EXAMPLES],
         model=candidate.outputs[MODEL],
@@ -96,16 +111,19 @@ def create_components(cfg: PipelineConfig) -> list:
         evaluation=evaluator.outputs[EVALUATION],
         tfma_blessing=evaluator.outputs[BLESSING],
         thresholds_json=json.dumps(cfg.thresholds.model_dump(), sort_keys=True),
-        holdout_sets_json=json.dumps(cfg.evaluation.holdout_names())).with_id(RELEASE_CHECK)
+        holdout_sets_json=json.dumps(cfg.evaluation.holdout_names()),
+        production_model=production.outputs[MODEL],
+        production_evaluation=production_evaluator.outputs[EVALUATION],
+        production_blessing=production_evaluator.outputs[BLESSING]).with_id(RELEASE_CHECK)
     pusher = RegistryPusher(
         model=candidate.outputs[MODEL],
         model_blessing=release_check.outputs[BLESSING],
         release_check=release_check.outputs[CHECK],
         examples=example_gen.outputs[EXAMPLES],
         registry=cfg.registry, model_name=MODEL_NAME, pipeline_name=cfg.pipeline_name,
-        ingest=cfg.ingest.model_dump()).with_id(PUSHER)
+        ingest=cfg.ingest.model_dump(), promote=cfg.promote).with_id(PUSHER)
     return [example_gen, statistics_gen, schema_gen, example_validator, transform,
-            candidate, baseline, evaluator, release_check, pusher]
+            candidate, baseline, evaluator, production, production_evaluator, release_check, pusher]
 
 
 def create_pipeline(cfg: PipelineConfig) -> tfx_pipeline.Pipeline:

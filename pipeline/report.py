@@ -27,6 +27,7 @@ class RunReport:
     holdout: dict = dataclasses.field(default_factory=dict)      # held-out set -> model -> figures (no ROC)
     pushed_version: str | None = None
     status: str | None = None          # as `synthdetect runs` shows it: complete, running, interrupted, …
+    production: dict = dataclasses.field(default_factory=dict)  # the comparison with the production model
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -42,12 +43,27 @@ def run_report(metadata_path: str, pipeline_name: str, pipeline_root: str, run_i
                      metrics=verdict.metrics, blessed=verdict.blessed, validation_failures=verdict.failures,
                      pushed_to=to, anomalies=outputs.anomalies(), blessing_reasons=verdict.reasons,
                      calibration=verdict.calibration, robustness=verdict.robustness, holdout=verdict.holdout,
-                     pushed_version=version,
+                     pushed_version=version, production=verdict.production,
                      status=summarize(run, metadata_path=metadata_path).status)
 
 
 # ------------------------------------------------------------------------ Markdown + PNG report
-MODEL_TITLES = {"candidate": "VGG16 fine-tune (candidate)", "baseline": "from scratch (baseline)"}
+MODEL_TITLES = {"candidate": "VGG16 fine-tune (candidate)", "baseline": "from scratch (baseline)",
+                "production": "serving now (production)"}
+
+
+def production_line(production: dict | None) -> str:
+    """One line on the comparison with the model serving now (report, runs show, the run's summary)."""
+    if not production:
+        return "production: not compared (a run from before champion/challenger)"
+    if not production.get("compared"):
+        return f"production: none yet in {production.get('registry') or 'the registry'}; nothing to compare with"
+    c, p = (production.get("metrics") or {}).get("candidate", {}), (production.get("metrics") or {}).get("production", {})
+
+    def pair(k: str) -> str:
+        return f"{k} {_fmt(c.get(k))} vs {_fmt(p.get(k))}"
+    return (f"production: compared with {production['version']} of {production.get('registry')}: "
+            f"{pair('binary_accuracy')}, {pair('auc')} (candidate vs production, eval split)")
 
 
 def _fmt(x, digits: int = 3) -> str:
@@ -288,6 +304,12 @@ def write_markdown_report(rep: RunReport, out_dir: str) -> str:
         v = check["tfma"]["metrics"].get(m, {})
         md.append(f"| {MODEL_TITLES[m]} | {_fmt(v.get('example_count'), 0)} | " + " | ".join(
             _fmt(v.get(k)) for k in ("binary_accuracy", "auc", "auc_pr", "precision", "recall", "f1_score")) + " |")
+    prod = check.get("production") or {}
+    if prod.get("compared"):
+        v = (prod.get("metrics") or {}).get("production", {})
+        md.append(f"| {MODEL_TITLES['production']} {prod['version']} | {_fmt(v.get('example_count'), 0)} | " + " | ".join(
+            _fmt(v.get(k)) for k in ("binary_accuracy", "auc", "auc_pr", "precision", "recall", "f1_score")) + " |")
+    md += ["", production_line(prod)]
 
     md += ["", "## Table 1: confusion matrices (threshold 0.5)", "",
            "| | candidate: predicted real | candidate: predicted synthesized | baseline: predicted real | "

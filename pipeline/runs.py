@@ -226,7 +226,9 @@ def run_lineage(metadata_path: str, pipeline_name: str, pipeline_root: str, run_
     models = [{"component": n, "uri": a.uri} for n, a in run.outputs_of_type("Model")]
     evaluations = [{"component": n, "uri": a.uri} for n, a in run.outputs_of_type("ModelEvaluation")]
     blessings = [{"component": n, "uri": a.uri, "blessed": custom_int(a, "blessed") == 1,
-                  "model": custom_str(a, "current_model"), "baseline": custom_str(a, "baseline_model")}
+                  "model": custom_str(a, "current_model"), "baseline": custom_str(a, "baseline_model"),
+                  # ProductionEvaluator without a production model: nothing was evaluated
+                  **({"compared": False} if custom_int(a, "compared") == 0 else {})}
                  for n, a in run.outputs_of_type("ModelBlessing")]
     return {
         "run_id": run.run_id, "status": summary.status, "start": summary.start, "end": summary.end,
@@ -236,7 +238,7 @@ def run_lineage(metadata_path: str, pipeline_name: str, pipeline_root: str, run_
                  "fingerprint": summary.data_fingerprint, "ingest": outputs.ingest_summary()},
         "models": models,
         "evaluation": {"artifacts": evaluations, "metrics": verdict.metrics, "blessings": blessings,
-                       "blessed": summary.blessed, "reasons": verdict.failures},
+                       "blessed": summary.blessed, "reasons": verdict.failures, "production": verdict.production},
         "registry": {"pushed": summary.pushed_version is not None, "version": summary.pushed_version,
                      "destination": summary.pushed_to},
         "steps": steps,

@@ -222,6 +222,13 @@ class ThresholdConfig(_Strict):
         None, description="AUC the candidate must reach on every held-out set (a number) or per set ({name: AUC})")
     max_generalisation_gap: float | None = Field(
         None, ge=0, le=1, description="max in-distribution AUC minus held-out AUC, on every held-out set")
+    # champion/challenger: the candidate against the model serving now (the registry's `production`)
+    min_accuracy_gain_over_production: float = Field(
+        0.0, ge=-1, le=1, description="candidate - production accuracy on the eval split (0: not worse)")
+    min_auc_gain_over_production: float = Field(
+        0.0, ge=-1, le=1, description="candidate - production AUC on the eval split (0: not worse)")
+    min_holdout_auc_gain_over_production: float | None = Field(
+        0.0, ge=-1, le=1, description="candidate - production AUC on every held-out set (None: not gated)")
 
     @field_validator("min_holdout_auc")
     @classmethod
@@ -429,6 +436,10 @@ class PipelineConfig(_Strict):
     pipeline_root: str = "runs/local/root"
     metadata_path: str = "runs/local/metadata.sqlite"
     registry: str = "registry"
+    promote: Literal["auto", "manual"] = Field(
+        "auto", description="auto: a blessed candidate that beat production (or there was none) becomes "
+                            "`production`; manual: it is pushed with `latest` only, a person promotes it "
+                            "(`synthdetect registry promote`). Also written `registry: {location: …, promote: …}`")
     beam_args: list[str] = Field(default_factory=lambda: ["--direct_running_mode=in_memory",
                                                           "--direct_num_workers=1"])
     enable_cache: bool = False
@@ -438,6 +449,20 @@ class PipelineConfig(_Strict):
     thresholds: ThresholdConfig = ThresholdConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     vertex: VertexConfig | None = Field(None, description="Google Cloud settings (runner: vertex)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _registry_mapping(cls, data):
+        """`registry: {location: PATH, promote: auto|manual}` is the same as `registry: PATH` + `promote:`."""
+        if isinstance(data, dict) and isinstance(data.get("registry"), dict):
+            reg = dict(data["registry"])
+            unknown = sorted(set(reg) - {"location", "promote"})
+            if unknown or "location" not in reg:
+                raise ValueError(f"registry: a path, or a mapping with location (and promote); got keys {sorted(reg)}")
+            if "promote" in reg and "promote" in data and data["promote"] != reg["promote"]:
+                raise ValueError("registry.promote and promote name two policies: give one")
+            data = {**data, "registry": reg["location"], **({"promote": reg["promote"]} if "promote" in reg else {})}
+        return data
 
     @field_validator("beam_args")
     @classmethod

@@ -15,7 +15,7 @@ from tests.conftest import REPO
 
 CLI = str(Path(sys.executable).parent / "synthdetect")
 VERTEX = REPO / "configs" / "vertex.yaml"
-BEAM_COMPONENTS = ("ImageExampleGen", "StatisticsGen", "Transform", "Evaluator")
+BEAM_COMPONENTS = ("ImageExampleGen", "StatisticsGen", "Transform", "Evaluator", "ProductionEvaluator")
 TRAINERS = ("Trainer_vgg16_finetune", "Trainer_baseline")
 
 

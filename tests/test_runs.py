@@ -71,9 +71,13 @@ def test_runs_show_gives_the_lineage(local_run):
     assert lin["data"]["ingest"]["written"] == report["ingest"]["written"]
     assert {m["component"]: m["uri"] for m in lin["models"]} == {
         "Trainer_vgg16_finetune": report["artifacts"]["Trainer_vgg16_finetune.model"],
-        "Trainer_baseline": report["artifacts"]["Trainer_baseline.model"]}
-    assert [a["uri"] for a in lin["evaluation"]["artifacts"]] == [report["artifacts"]["Evaluator.evaluation"]]
-    assert set(lin["evaluation"]["metrics"]) == {"candidate", "baseline"}
+        "Trainer_baseline": report["artifacts"]["Trainer_baseline.model"],
+        "ProductionModel": report["artifacts"]["ProductionModel.model"]}   # the registry's (none: empty)
+    assert sorted(a["uri"] for a in lin["evaluation"]["artifacts"]) == sorted(
+        [report["artifacts"]["Evaluator.evaluation"], report["artifacts"]["ProductionEvaluator.evaluation"]])
+    assert set(lin["evaluation"]["metrics"]) == {"candidate", "baseline"}   # no production model to compare
+    assert lin["evaluation"]["production"]["compared"] is False
+    assert {b["component"]: b.get("compared") for b in lin["evaluation"]["blessings"]}["ProductionEvaluator"] is False
     assert lin["evaluation"]["blessed"] is True
     assert lin["registry"] == {"pushed": True, "version": lin["registry"]["version"],
                                "destination": report["pushed_to"]} and lin["registry"]["version"]
@@ -83,6 +87,8 @@ def test_runs_show_gives_the_lineage(local_run):
     out = _cli("runs", "--config", path, "show", report["run_id"], cwd=tmp)
     assert out.returncode == 0 and f"run {report['run_id']}: complete" in out.stdout
     assert "registry:   version" in out.stdout
+    assert "ProductionEvaluator: not compared (no production model)" in out.stdout
+    assert "production: none yet in" in out.stdout
 
 
 def test_runs_show_latest_and_without_a_run_is_the_newest_run(local_run):

@@ -17,6 +17,7 @@ from schemas.config import ThresholdConfig
 
 CANDIDATE = "candidate"
 BASELINE = "baseline"
+PRODUCTION = "production"   # the registry's production model (champion/challenger; a second Evaluator)
 PREDICTION_KEY = "p_synthesized"
 SPLIT_FEATURE = "split"
 EVAL_SPLIT = "eval"
@@ -28,10 +29,12 @@ def in_distribution() -> tfma.SlicingSpec:
     return tfma.SlicingSpec(feature_values={SPLIT_FEATURE: EVAL_SPLIT})
 
 
-def _gate(lower: float, gain: float) -> list[tfma.PerSliceMetricThreshold]:
-    """Gate on the in-distribution slice only (other slices are reported, not gated)."""
+def _gate(lower: float | None, gain: float) -> list[tfma.PerSliceMetricThreshold]:
+    """Gate on the in-distribution slice only (other slices are reported, not gated); `lower` None:
+    the change against the baseline model only."""
+    value = None if lower is None else tfma.GenericValueThreshold(lower_bound={"value": lower})
     return [tfma.PerSliceMetricThreshold(slicing_specs=[in_distribution()], threshold=tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": lower}),
+        value_threshold=value,
         change_threshold=tfma.GenericChangeThreshold(
             direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": gain})))]
 
@@ -42,24 +45,41 @@ def slicing_specs() -> list[tfma.SlicingSpec]:
             + [tfma.SlicingSpec(feature_keys=[SPLIT_FEATURE, k]) for k in SLICE_FEATURES])
 
 
-def make_eval_config(t: ThresholdConfig) -> tfma.EvalConfig:
-    def spec(name: str, baseline: bool) -> tfma.ModelSpec:
-        return tfma.ModelSpec(name=name, signature_name="serving_default", label_key=LABEL_KEY,
-                              prediction_key=PREDICTION_KEY, is_baseline=baseline)
+def _spec(name: str, baseline: bool) -> tfma.ModelSpec:
+    return tfma.ModelSpec(name=name, signature_name="serving_default", label_key=LABEL_KEY,
+                          prediction_key=PREDICTION_KEY, is_baseline=baseline)
 
-    metrics = [
+
+def _metrics(accuracy_gate: list, auc_gate: list, plots: bool) -> list[tfma.MetricConfig]:
+    return [
         tfma.MetricConfig(class_name="ExampleCount"),
-        tfma.MetricConfig(class_name="BinaryAccuracy", per_slice_thresholds=_gate(t.min_accuracy, t.min_accuracy_gain)),
-        tfma.MetricConfig(class_name="AUC", per_slice_thresholds=_gate(t.min_auc, t.min_auc_gain)),
+        tfma.MetricConfig(class_name="BinaryAccuracy", per_slice_thresholds=accuracy_gate),
+        tfma.MetricConfig(class_name="AUC", per_slice_thresholds=auc_gate),
         tfma.MetricConfig(class_name="AUC", config='{"name": "auc_pr", "curve": "PR"}'),
         tfma.MetricConfig(class_name="Precision"),
         tfma.MetricConfig(class_name="Recall"),
         tfma.MetricConfig(class_name="F1Score"),
-        tfma.MetricConfig(class_name="ConfusionMatrixPlot"),
-        tfma.MetricConfig(class_name="CalibrationPlot"),
-    ]
+    ] + ([tfma.MetricConfig(class_name="ConfusionMatrixPlot"), tfma.MetricConfig(class_name="CalibrationPlot")]
+         if plots else [])
+
+
+def make_eval_config(t: ThresholdConfig) -> tfma.EvalConfig:
+    """The candidate against the from-scratch baseline: absolute bars and gains over the baseline."""
+    metrics = _metrics(_gate(t.min_accuracy, t.min_accuracy_gain), _gate(t.min_auc, t.min_auc_gain), plots=True)
     return tfma.EvalConfig(
-        model_specs=[spec(CANDIDATE, False), spec(BASELINE, True)],
+        model_specs=[_spec(CANDIDATE, False), _spec(BASELINE, True)],
         slicing_specs=slicing_specs(),
         metrics_specs=[tfma.MetricsSpec(metrics=metrics, model_names=[CANDIDATE, BASELINE])],
+    )
+
+
+def make_production_eval_config(t: ThresholdConfig) -> tfma.EvalConfig:
+    """The candidate against the production model on the same data and slices: only the gains
+    (`min_*_gain_over_production`; the absolute bars are the first Evaluator's)."""
+    metrics = _metrics(_gate(None, t.min_accuracy_gain_over_production), _gate(None, t.min_auc_gain_over_production),
+                       plots=False)
+    return tfma.EvalConfig(
+        model_specs=[_spec(CANDIDATE, False), _spec(PRODUCTION, True)],
+        slicing_specs=slicing_specs(),
+        metrics_specs=[tfma.MetricsSpec(metrics=metrics, model_names=[CANDIDATE, PRODUCTION])],
     )

@@ -47,12 +47,13 @@ def _split_of(slice_key) -> tuple[str | None, tuple]:
     return None, tuple(slice_key)
 
 
-def load(uri: str) -> TfmaResult:
-    """Everything the report and the release gate need from an Evaluator `evaluation` artifact."""
+def load(uri: str, models: tuple[str, ...] = (CANDIDATE, BASELINE)) -> TfmaResult:
+    """Everything the report and the release gate need from an Evaluator `evaluation` artifact
+    (`models`: the model names of its EvalConfig; the production comparison's are candidate, production)."""
     import tensorflow_model_analysis as tfma
 
     out = TfmaResult(metrics={}, slices={}, validation_ok=None, failures=[])
-    for model in (CANDIDATE, BASELINE):
+    for model in models:
         try:
             result = tfma.load_eval_result(uri, model_name=model)
         except Exception:  # noqa: BLE001 - a failed evaluator leaves no metrics; reported as missing

@@ -50,10 +50,26 @@ def model_metadata(*, model_dir: str, check: dict, examples_uri: str, run_id: st
         # per held-out set and model: auc, basis, gap, tpr_at_target_fpr, accuracy, at_threshold, counts
         "holdout": holdout_summary(check),
         "blessing": {"blessed": check["blessed"], "reasons": check["reasons"]},
+        # the model that was serving when this one was gated (champion/challenger)
+        "compared_with_production": production_record(check.get("production")),
         "serving": {"signature": "serving_images", "input": "images", "output": "p_synthesized",
                     "ingest": ingest, "image_size": training.get("image_size")},
         "training": training,
     })
+
+
+def production_record(comparison: dict | None) -> dict:
+    """model.json's record of the production comparison: the version, the registry and the figures
+    of both models (eval split, TFMA; held-out AUCs), or why there was none."""
+    if not comparison or not comparison.get("compared"):
+        return {"compared": False, "reason": (comparison or {}).get("reason", "no comparison in this pipeline")}
+    return {"compared": True, "version": comparison["version"], "registry": comparison.get("registry"),
+            "metrics": comparison.get("metrics", {}),
+            "holdout_auc": {name: {m: f.get("auc") for m, f in models.items()}
+                            for name, models in (comparison.get("holdout") or {}).items()}}
+
+
+PROMOTE_ALIASES = {"auto": DEFAULT_ALIASES, "manual": ("latest",)}
 
 
 def _local_copy(model_dir: str, tmp: str) -> str:
@@ -74,6 +90,7 @@ class RegistryPusherSpec(types.ComponentSpec):
         "model_name": ExecutionParameter(type=str),
         "pipeline_name": ExecutionParameter(type=str),
         "ingest_json": ExecutionParameter(type=str),
+        "promote": ExecutionParameter(type=str, optional=True),   # auto (default) | manual
     }
     INPUTS = {
         "model": ChannelParameter(type=standard_artifacts.Model),
@@ -105,21 +122,25 @@ class RegistryPusherExecutor(base_executor.BaseExecutor):
                               ingest=json.loads(exec_properties["ingest_json"]), source_model_uri=model.uri)
         extra = {CALIBRATION_PATH: json.dumps(meta["calibration"], indent=2)}
         location = exec_properties["registry"]
+        promote = exec_properties.get("promote") or "auto"
+        aliases = PROMOTE_ALIASES[promote]
         with tempfile.TemporaryDirectory(prefix="synthdetect-push-") as tmp:
             src = _local_copy(model_dir, tmp)
             if vertex.is_vertex(location):
-                version, resource = vertex.push(location, src, meta, extra_files=extra)
+                version, resource = vertex.push(location, src, meta, aliases=aliases, extra_files=extra)
                 destination = f"{vertex.parse_target(location).artifacts}/{version}"
                 pushed.set_string_custom_property("vertex_model", resource)
             else:
-                version = open_registry(location).push(src, meta, aliases=DEFAULT_ALIASES, extra_files=extra)
+                version = open_registry(location).push(src, meta, aliases=aliases, extra_files=extra)
                 destination = f"{location.rstrip('/')}/{version}"
         logging.info("pushed %s to %s", model.uri, destination)
         pushed.set_int_custom_property("pushed", 1)
         pushed.set_string_custom_property("pushed_destination", destination)
         pushed.set_string_custom_property("pushed_version", version)
+        pushed.set_string_custom_property("aliases", ",".join(aliases))
         with tf.io.gfile.GFile(os.path.join(pushed.uri, "push.json"), "w") as f:
-            json.dump({"destination": destination, "version": version}, f)
+            json.dump({"destination": destination, "version": version, "aliases": list(aliases),
+                       "promote": promote}, f)
 
 
 class RegistryPusher(base_component.BaseComponent):
@@ -127,9 +148,11 @@ class RegistryPusher(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(RegistryPusherExecutor)
 
     def __init__(self, model, model_blessing, release_check, examples, registry: str, model_name: str,
-                 pipeline_name: str, ingest: dict):
+                 pipeline_name: str, ingest: dict, promote: str = "auto"):
+        if promote not in PROMOTE_ALIASES:
+            raise ValueError(f"promote: {promote!r} is not one of {sorted(PROMOTE_ALIASES)}")
         super().__init__(spec=RegistryPusherSpec(
             model=model, model_blessing=model_blessing, release_check=release_check, examples=examples,
             pushed_model=types.Channel(type=standard_artifacts.PushedModel),
             registry=registry, model_name=model_name, pipeline_name=pipeline_name,
-            ingest_json=json.dumps(ingest, sort_keys=True)))
+            ingest_json=json.dumps(ingest, sort_keys=True), promote=promote))

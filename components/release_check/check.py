@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from components.evaluator import calibration as cal
 from components.evaluator import results as tfma_results
-from components.evaluator.eval_config import BASELINE, CANDIDATE
+from components.evaluator.eval_config import BASELINE, CANDIDATE, PRODUCTION
 from components.ingest import outputs
 from components.ingest.plan import holdout_split
 from components.release_check.perturb import PERTURBATIONS
@@ -160,6 +160,42 @@ def gate(tfma: tfma_results.TfmaResult, tfma_blessed: bool, robust: dict, thresh
     return True, passed
 
 
+def production_gate(production: dict | None, thresholds: dict) -> tuple[list[str], list[str]]:
+    """(failures, passed) of the candidate against the production model: TFMA's change thresholds on
+    the eval split (`min_accuracy_gain_over_production`, `min_auc_gain_over_production`, decided by the
+    ProductionEvaluator) and the held-out AUC gain (`min_holdout_auc_gain_over_production`, every
+    held-out set both were scored on). Each reason names the metric and production's version:
+    `auc = 0.941 < production v3 0.952 (min gain +0)`."""
+    if not production or not production.get("compared"):
+        return [], []
+    version = production["version"]
+    failures, passed = [], []
+    cand, prod = production["metrics"].get(CANDIDATE, {}), production["metrics"].get(PRODUCTION, {})
+    for name, key in (("binary_accuracy", "min_accuracy_gain_over_production"),
+                      ("auc", "min_auc_gain_over_production")):
+        if name not in cand or name not in prod:
+            failures.append(f"{name}: no figure for the {'candidate' if name not in cand else 'production model'} "
+                            f"in the comparison with production {version}")
+            continue
+        gain, bound = cand[name] - prod[name], thresholds.get(key, 0.0)
+        ok = gain >= bound - 1e-9
+        (passed if ok else failures).append(
+            f"{name} = {cand[name]:.3f} {'>=' if ok else '<'} production {version} {prod[name]:.3f}"
+            f" (min gain {bound:+g})")
+    if production.get("validation_ok") is False and not failures:   # TFMA refused for another reason
+        failures += production.get("failures") or [f"TFMA did not bless the candidate against production {version}"]
+    bound = thresholds.get("min_holdout_auc_gain_over_production")
+    for name, models in (production.get("holdout") or {}).items():
+        c, p = models.get(CANDIDATE), models.get(PRODUCTION)
+        if bound is None or c is None or p is None or c.get("auc") is None or p.get("auc") is None:
+            continue
+        ok = c["auc"] - p["auc"] >= bound - 1e-9
+        (passed if ok else failures).append(
+            f"held-out set {name}: auc = {c['auc']:.3f} {'>=' if ok else '<'} production {version} {p['auc']:.3f}"
+            f" (min gain {bound:+g})")
+    return failures, passed
+
+
 def score_holdout_sets(examples_uri: str, names, scorers: dict, eval_labels: np.ndarray, eval_scores: dict,
                        calib: dict, target_fpr: float, batch_size: int) -> tuple[dict, dict]:
     """({set: {model: figures}}, {set: {"labels", "examples", "scores": {model: [...]}}}) for every
@@ -186,8 +222,12 @@ def score_holdout_sets(examples_uri: str, names, scorers: dict, eval_labels: np.
 
 def run_release_check(examples_uri: str, candidate_dir: str, baseline_dir: str, evaluation_uri: str,
                       tfma_blessed: bool, thresholds: dict, out_dir: str, batch_size: int = 32,
-                      holdout_sets=()) -> dict:
-    """Scores, calibrates, perturbs, decides; writes release_check.json and scores.json to out_dir."""
+                      holdout_sets=(), production: dict | None = None) -> dict:
+    """Scores, calibrates, perturbs, decides; writes release_check.json and scores.json to out_dir.
+
+    `production`: the model serving now, {"version", "model_dir", "evaluation_uri", "tfma_blessed",
+    "registry"} (the ProductionModel and ProductionEvaluator outputs), or None / {"version": None}
+    when the registry had none: then the comparison is skipped and the check says so."""
     t0 = time.time()
     images, labels, meta = read_split(examples_uri, "eval")
     if not images:
@@ -195,34 +235,50 @@ def run_release_check(examples_uri: str, candidate_dir: str, baseline_dir: str, 
     log.info("release check: %d eval examples", len(images))
     scores: dict[str, dict[str, list[float]]] = {CANDIDATE: {}, BASELINE: {}}
     cand, base = Scorer(candidate_dir), Scorer(baseline_dir)
-    clean = {CANDIDATE: cand.score_batched(images, batch_size), BASELINE: base.score_batched(images, batch_size)}
+    scorers = {CANDIDATE: cand, BASELINE: base}
+    compared = bool(production and production.get("version"))
+    if compared:
+        assert production is not None
+        scorers[PRODUCTION] = Scorer(production["model_dir"])   # decodes at its own input size
+    clean = {m: s.score_batched(images, batch_size) for m, s in scorers.items()}
     perturbed = {}
     for name, fn in PERTURBATIONS.items():
         perturbed[name] = cand.score_batched([fn(b) for b in images], batch_size)
         log.info("release check: scored %s (%.0fs)", name, time.time() - t0)
 
-    calib = {m: cal.calibrate(labels, clean[m], thresholds["target_fpr"]) for m in (CANDIDATE, BASELINE)}
+    calib = {m: cal.calibrate(labels, clean[m], thresholds["target_fpr"]) for m in scorers}
     robust = robustness(labels, clean[CANDIDATE], perturbed, calib[CANDIDATE]["threshold"],
                         thresholds["max_robustness_drop"])
     holdout, holdout_scores = score_holdout_sets(
-        examples_uri, holdout_sets, {CANDIDATE: cand, BASELINE: base}, labels, clean, calib,
-        thresholds["target_fpr"], batch_size)
+        examples_uri, holdout_sets, scorers, labels, clean, calib, thresholds["target_fpr"], batch_size)
     tfma = tfma_results.load(evaluation_uri)
     blessed, reasons = gate(tfma, tfma_blessed, robust, thresholds, holdout, labels)
+    comparison = production_comparison(production, holdout, clean, labels, calib)
+    if blessed or compared:
+        prod_failures, prod_passed = production_gate(comparison, thresholds)
+        if prod_failures:
+            reasons = (reasons if not blessed else []) + prod_failures
+            blessed = False
+        elif blessed:
+            reasons = reasons + prod_passed
+    if blessed and not compared:
+        reasons = reasons + ["no production model yet: nothing to compare with (this version becomes the first)"]
     result = {
         "blessed": blessed, "reasons": reasons, "thresholds": thresholds,
         "tfma": {"validation_ok": tfma.validation_ok, "blessed": bool(tfma_blessed), "failures": tfma.failures,
                  "metrics": tfma.metrics, "slices": tfma.slices, "holdout": tfma.holdout},
-        "calibration": calib, "robustness": robust, "holdout": holdout,
+        "calibration": calib, "robustness": robust, "holdout": holdout, "production": comparison,
         "classification": {m: {"at_0.5": cal.classification_report(labels, clean[m], 0.5),
                                "at_threshold": cal.classification_report(labels, clean[m], calib[m]["threshold"])}
-                           for m in (CANDIDATE, BASELINE)},
-        "roc": {m: cal.roc_curve(labels, clean[m]) for m in (CANDIDATE, BASELINE)},
-        "reliability": {m: cal.reliability(labels, clean[m]) for m in (CANDIDATE, BASELINE)},
+                           for m in scorers},
+        "roc": {m: cal.roc_curve(labels, clean[m]) for m in scorers},
+        "reliability": {m: cal.reliability(labels, clean[m]) for m in scorers},
         "n_examples": len(images), "seconds": round(time.time() - t0, 1),
     }
     scores[CANDIDATE] = {"clean": clean[CANDIDATE].tolist(), **{k: v.tolist() for k, v in perturbed.items()}}
     scores[BASELINE] = {"clean": clean[BASELINE].tolist()}
+    if compared:
+        scores[PRODUCTION] = {"clean": clean[PRODUCTION].tolist()}
     tf.io.gfile.makedirs(out_dir)  # artifact IO through gfile: local paths and gs:// alike
     with tf.io.gfile.GFile(os.path.join(out_dir, CHECK_FILE), "w") as f:
         json.dump(cal.json_safe(result), f, indent=2, allow_nan=False)
@@ -230,6 +286,23 @@ def run_release_check(examples_uri: str, candidate_dir: str, baseline_dir: str, 
         json.dump(cal.json_safe({"labels": labels.tolist(), "examples": meta, "scores": scores,
                                  "holdout": holdout_scores}), f)
     return cal.json_safe(result)
+
+
+def production_comparison(production: dict | None, holdout: dict, clean: dict, labels: np.ndarray,
+                          calib: dict) -> dict:
+    """What the check records about the model serving now: {"compared": False} when there was none;
+    else its version and registry, TFMA's candidate-vs-production metrics (eval split), its
+    calibration and its held-out figures."""
+    if not production or not production.get("version"):
+        return {"compared": False, "registry": (production or {}).get("registry"),
+                "reason": "no production model in the registry"}
+    tfma = tfma_results.load(production["evaluation_uri"], models=(CANDIDATE, PRODUCTION))
+    return {"compared": True, "version": production["version"], "registry": production.get("registry"),
+            "validation_ok": tfma.validation_ok, "tfma_blessed": production.get("tfma_blessed"),
+            "failures": tfma.failures, "metrics": tfma.metrics, "slices": tfma.slices,
+            "calibration": calib.get(PRODUCTION), "auc": cal.roc_curve(labels, clean[PRODUCTION])["auc"],
+            "holdout": {name: {m: figures[m] for m in (CANDIDATE, PRODUCTION) if m in figures}
+                        for name, figures in holdout.items()}}
 
 
 # -- reading a ReleaseCheck `check` artifact back (report, curate, the registry pusher)

@@ -30,14 +30,34 @@ def ReleaseCheck(
     blessing: OutputArtifact[standard_artifacts.ModelBlessing],
     thresholds_json: Parameter[str],
     holdout_sets_json: Parameter[str] = "[]",
+    # the model serving now (ProductionModel) and TFMA's candidate-vs-production evaluation
+    # (ProductionEvaluator); absent in graphs without the comparison
+    production_model: InputArtifact[standard_artifacts.Model] = None,
+    production_evaluation: InputArtifact[standard_artifacts.ModelEvaluation] = None,
+    production_blessing: InputArtifact[standard_artifacts.ModelBlessing] = None,
 ) -> None:
+    from components.evaluator.production import COMPARED
+    from components.registry.production import FOUND, REGISTRY, VERSION
+    from components.trainer.artifact import serving_model_dir
     tfma_blessed = tfma_blessing.get_int_custom_property("blessed") == 1
+    production = None
+    if production_model is not None:
+        production = {"version": None, "registry": production_model.get_string_custom_property(REGISTRY)}
+        if production_model.get_int_custom_property(FOUND) == 1:
+            if production_evaluation is None or production_blessing is None or \
+                    production_blessing.get_int_custom_property(COMPARED) != 1:
+                raise RuntimeError("the production model was found but not evaluated (ProductionEvaluator)")
+            production.update(version=production_model.get_string_custom_property(VERSION),
+                              model_dir=serving_model_dir(production_model.uri),
+                              evaluation_uri=production_evaluation.uri,
+                              tfma_blessed=production_blessing.get_int_custom_property("blessed") == 1)
     result = run_release_check(examples.uri, model.uri, baseline_model.uri, evaluation.uri, tfma_blessed,
                                json.loads(thresholds_json), check.uri,
-                               holdout_sets=json.loads(holdout_sets_json))
+                               holdout_sets=json.loads(holdout_sets_json), production=production)
     blessed = int(result["blessed"])
     for art in (check, blessing):
         art.set_int_custom_property("blessed", blessed)
+        art.set_string_custom_property("production_version", (production or {}).get("version") or "")
     # what TFX's own Evaluator sets, so LatestBlessedModelStrategy resolvers understand this blessing
     blessing.set_string_custom_property("current_model", model.uri)
     blessing.set_int_custom_property("current_model_id", model.id)

@@ -122,6 +122,14 @@ def _print_model_json(meta: dict, all_aliases: dict, location: str, console) -> 
         console.print(f"  held-out {name}: " + "; ".join(f"{m} {holdout_line(f)}" for m, f in models.items()))
     console.print(f"  data {(meta.get('data') or {}).get('fingerprint')}")
     console.print("  blessed: " + "; ".join((meta.get("blessing") or {}).get("reasons", [])))
+    prod = meta.get("compared_with_production")
+    if isinstance(prod, dict) and prod.get("compared"):
+        m = prod.get("metrics") or {}
+        console.print(f"  compared with production {prod.get('version')}: " + ", ".join(
+            f"{k} {(m.get('candidate') or {}).get(k, float('nan')):.3f} vs {(m.get('production') or {}).get(k, float('nan')):.3f}"
+            for k in ("binary_accuracy", "auc")))
+    elif isinstance(prod, dict):
+        console.print(f"  compared with production: no ({prod.get('reason')})")
 
 
 @registry.command("promote")

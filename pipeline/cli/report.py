@@ -11,8 +11,9 @@ from pipeline.cli.common import (UserError, config_option, console, json_option,
 def output_labels() -> dict[tuple[str, str], str]:
     """The outputs the report's table shows, in order: (component id, output key) -> label."""
     from pipeline.pipeline import (ANOMALIES, BASELINE_TRAINER, BLESSING, CANDIDATE_TRAINER, CHECK, EVALUATION,
-                                   EVALUATOR, EXAMPLE_GEN, EXAMPLE_VALIDATOR, EXAMPLES, MODEL, RELEASE_CHECK,
-                                   STATISTICS, STATISTICS_GEN, TRANSFORM, TRANSFORM_GRAPH)
+                                   EVALUATOR, EXAMPLE_GEN, EXAMPLE_VALIDATOR, EXAMPLES, MODEL, PRODUCTION_EVALUATOR,
+                                   PRODUCTION_MODEL, RELEASE_CHECK, STATISTICS, STATISTICS_GEN, TRANSFORM,
+                                   TRANSFORM_GRAPH)
     return {
         (EXAMPLE_GEN, EXAMPLES): "TFRecords (train/eval splits)",
         (STATISTICS_GEN, STATISTICS): "statistics (TFDV)",
@@ -22,6 +23,8 @@ def output_labels() -> dict[tuple[str, str], str]:
         (BASELINE_TRAINER, MODEL): "model: baseline (from scratch)",
         (EVALUATOR, EVALUATION): "evaluation (TFMA)",
         (EVALUATOR, BLESSING): "blessing (TFMA)",
+        (PRODUCTION_MODEL, MODEL): "model: production (the registry's, when the run started)",
+        (PRODUCTION_EVALUATOR, EVALUATION): "evaluation vs production (TFMA)",
         (RELEASE_CHECK, CHECK): "release check (calibration, robustness)",
         (RELEASE_CHECK, BLESSING): "blessing (final)",
     }
@@ -92,6 +95,8 @@ def print_report(rep) -> None:
         for model, values in rep.metrics.items():
             mt.add_row(model, *[_num(values.get(n), ".0f" if n == "example_count" else ".3f") for n in names])
         console.print(mt)
+    from pipeline.report import production_line
+    console.print(production_line(rep.production))
     cal = (rep.calibration or {}).get("candidate")
     if cal:
         from pipeline.report import rate

@@ -138,9 +138,13 @@ def runs_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
         click.echo(f"  {model}: " + ", ".join(f"{k}={v:.3f}" for k, v in sorted(values.items())
                                                  if k != "example_count"))
     for b in ev["blessings"]:
-        click.echo(f"blessing:   {b['component']}: {'BLESSED' if b['blessed'] else 'not blessed'} ({b['uri']})")
+        state = "not compared (no production model)" if b.get("compared") is False else \
+            "BLESSED" if b["blessed"] else "not blessed"
+        click.echo(f"blessing:   {b['component']}: {state} ({b['uri']})")
     for r in ev["reasons"]:
         click.echo(f"  {r}")
+    from pipeline.report import production_line
+    click.echo(production_line(ev.get("production")))
     click.echo(f"registry:   version {reg['version']} at {reg['destination']}" if reg["pushed"]
                else "registry:   not pushed")
     click.echo("steps:")
