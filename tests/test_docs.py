@@ -40,7 +40,7 @@ def _mkdocs() -> list[str]:
 
 
 def test_mkdocs_build_strict(tmp_path):
-    out = subprocess.run([*_mkdocs(), "build", "--strict", "-q", "-f", str(ROOT / "mkdocs.yml"),
+    out = subprocess.run([*_mkdocs(), "build", "--strict", "-f", str(ROOT / "mkdocs.yml"),
                           "-d", str(tmp_path / "site")], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stdout + out.stderr
     assert (tmp_path / "site" / "index.html").exists()
