@@ -6,7 +6,7 @@ export PYTHONWARNINGS := ignore::FutureWarning
 VENV := .venv/bin
 CONFIG ?= configs/local.yaml
 
-.PHONY: bootstrap run test test-all test-fast lock pin-images chromium clean
+.PHONY: bootstrap run test test-all test-fast lock pin-images chromium clean docs
 
 bootstrap:
 	@infra/bootstrap.sh
@@ -48,3 +48,7 @@ chromium:
 
 clean:
 	rm -rf runs registry test-artifacts .pytest_cache
+
+# The docs site (mkdocs.yml, docs/) into site/ (git-ignored); --strict fails on a broken link.
+docs:
+	.venv/bin/mkdocs build --strict

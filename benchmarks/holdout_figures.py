@@ -1,4 +1,4 @@
-"""The figures of the README's "Generalisation to unseen sources" for one pipeline run, both models:
+"""The figures of docs/results/generalisation.md for one pipeline run, both models:
 eval accuracy and AUC (TFMA, eval split), TPR at the release threshold (FPR <= target on the eval
 real images), per-source in-distribution figures from ReleaseCheck's eval scores (AUC inside a source
 that has both labels; a single-label source against all eval images of the other label, the basis the

@@ -188,7 +188,7 @@ class LeaveOut(_Strict):
 
 
 class EvaluationConfig(_Strict):
-    """Sets the models are evaluated on but never trained on (README: "Generalisation")."""
+    """Sets the models are evaluated on but never trained on (docs/results/generalisation.md)."""
     holdout_sets: list[HoldoutSet] = Field(default_factory=list, description="held-out sets, ingested by the "
                                            "same code as data.input; duplicates of training images are dropped "
                                            "and counted as leaked_into_training")

@@ -1,6 +1,6 @@
 """Listing labelled inputs: folders, manifests, gs:// prefixes -> one `Listing` per run.
 
-Policy (README "Ingestion: what is read"):
+Policy (README "Ingestion: every file accounted for"):
 * Folder layout `<root>/<real|synthesized>/[<source>/]**/<file>`; a folder holding `manifest.csv` or
   `manifest.jsonl` is read through the manifest.
 * Only regular files are read. Anything else is recorded, never opened, and counted by the
