@@ -251,6 +251,8 @@ def test_brain_runs_embeddings_and_similarity(run, ds):
     vis = ds.load_brain_results("embedding_map")
     assert vis.config.method == "tsne" and vis.points.shape == (len(scored), 2)
     assert ds.get_brain_info("similarity").config.method == "sklearn"
+    # the map as a picture beside the dataset (curate --json names it; the CLI prints it)
+    assert run["built"]["map_png"] and Path(run["built"]["map_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     tench = ds.match({"path": str(run["data"] / TENCH)}).first()
     ranked = ds.sort_by_similarity(tench.id, k=5, brain_key="similarity")
     others = [p for p, sha in zip(*ranked.values(["path", "sha256"])) if sha != tench.sha256]

@@ -186,6 +186,28 @@ def test_app_config_is_saved_with_the_dataset(embedded_dataset):
     assert [p.type for p in space.children] == ["Samples", "Embeddings"]
     assert space.children[1].state["brainResult"] == brain.MAP_KEY
     assert space.active_child == space.children[0].component_id
+    # the map opens coloured by label (the classic panel's state key and 1.22's), labels by value
+    assert space.children[1].state["colorByField"] == space.children[1].state["colorField"] == "ground_truth.label"
+    assert fresh.app_config.color_scheme.color_by == "value"
+    for f in fresh.app_config.color_scheme.fields:
+        assert {v["value"]: v["color"] for v in f["valueColors"]} == appconfig.LABEL_COLORS
+
+
+def test_the_map_is_drawn_coloured_by_label(embedded_dataset, tmp_path):
+    """Issue 27.3: a static picture of the embeddings map for people who do not open the App."""
+    import numpy as np
+    from PIL import Image
+
+    from components.curation import appconfig, brain
+    ds, ids, images, emb = embedded_dataset
+    assert brain.write_map_png(ds, str(tmp_path / "none.png")) is None   # no map yet: nothing drawn
+    brain.update_embeddings(ds, ids, images, lambda batch: emb, fingerprint="a", method="pca")
+    path = brain.write_map_png(ds, str(tmp_path / "maps" / "map.png"))
+    assert path == str(tmp_path / "maps" / "map.png") and not list((tmp_path / "maps").glob("*.tmp-*"))
+    rgb = np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3).astype(int)
+    for label, color in appconfig.LABEL_COLORS.items():   # dots of both labels, in the App's colours
+        want = np.array([int(color[i:i + 2], 16) for i in (1, 3, 5)])
+        assert (np.abs(rgb - want).sum(axis=1) < 40).sum() > 50, label
 
 
 def test_archive_members_are_materialised_for_the_app_and_duplicates_re_read(tmp_path):

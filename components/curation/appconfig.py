@@ -2,10 +2,14 @@
 
 * Sidebar groups in this order: tags, labels, model, provenance, duplicates, quarantine, then
   FiftyOne's own (metadata, and any other field under "other"/"primitives").
-* Distinct colours for `ground_truth` and `prediction` (colour by field).
+* Labels coloured by value, the same contrasting pair everywhere (`LABEL_COLORS`: real blue,
+  synthesized red), for `ground_truth` and `prediction` alike, so a wrong prediction stands out
+  beside its label; the static map (`brain.write_map_png`) uses the same pair.
 * Saved workspace `curation`: the samples grid and, in the tab beside it, the Embeddings panel for
-  the `embedding_map` brain run (FiftyOne 1.22's panel opens on its list of maps: one click shows
-  the plot, coloured by any field); `curate --launch` opens with it.
+  the `embedding_map` brain run, its colour field set to `ground_truth.label` (the state keys of
+  both the classic panel, `colorByField`, and 1.22's panel, `colorField`). FiftyOne 1.22's panel opens
+  on its list of maps and may still show "Color by: None": one click on the map, then "Color by" →
+  `ground_truth.label` (docs/guides/curator.md); the PNG needs no App.
 """
 from __future__ import annotations
 
@@ -21,9 +25,11 @@ SIDEBAR_GROUPS = {
     "quarantine": ["quarantine_reason", "quarantine_detail"],
 }
 COLLAPSED = ("provenance", "quarantine")
-GROUND_TRUTH_COLOR = "#1f6fd1"   # blue
-PREDICTION_COLOR = "#f08c00"     # orange
+GROUND_TRUTH_COLOR = "#1f6fd1"   # blue (colour by field)
+PREDICTION_COLOR = "#f08c00"     # orange (colour by field)
+LABEL_COLORS = {"real": "#1f6fd1", "synthesized": "#d62728"}   # blue / red: distinct for colour-blind readers too
 WORKSPACE = "curation"
+MAP_COLOR_FIELD = "ground_truth.label"
 
 
 def sidebar_groups(ds) -> list:
@@ -50,8 +56,10 @@ def sidebar_groups(ds) -> list:
 
 def color_scheme():
     import fiftyone as fo
-    return fo.ColorScheme(color_by="field", fields=[{"path": "ground_truth", "fieldColor": GROUND_TRUTH_COLOR},
-                                                    {"path": "prediction", "fieldColor": PREDICTION_COLOR}])
+    values = [{"value": label, "color": color} for label, color in LABEL_COLORS.items()]
+    return fo.ColorScheme(color_by="value", fields=[
+        {"path": "ground_truth", "fieldColor": GROUND_TRUTH_COLOR, "valueColors": values},
+        {"path": "prediction", "fieldColor": PREDICTION_COLOR, "valueColors": values}])
 
 
 def workspace(ds):
@@ -61,7 +69,8 @@ def workspace(ds):
     panels = [fo.Panel(type="Samples", pinned=True)]
     if brain.MAP_KEY in ds.list_brain_runs():
         panels.append(fo.Panel(type="Embeddings",
-                               state={"brainResult": brain.MAP_KEY, "colorByField": "ground_truth.label"}))
+                               state={"brainResult": brain.MAP_KEY, "colorByField": MAP_COLOR_FIELD,
+                                      "colorField": MAP_COLOR_FIELD}))
     return fo.Space(children=panels, active_child=panels[0].component_id)
 
 

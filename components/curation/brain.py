@@ -166,3 +166,36 @@ def compute_mistakenness(ds, pred_field: str = "prediction", label_field: str = 
         fob.compute_mistakenness(view, pred_field, label_field=label_field, mistakenness_field=MISTAKENNESS_FIELD,
                                  use_logits=False, progress=False)
     return len(view)
+
+
+def write_map_png(ds, path: str, label_field: str = "ground_truth.label") -> str | None:
+    """The `embedding_map` as a static scatter plot (one dot per sample, coloured by its label with the
+    App's label colours), for people who do not open the App. Returns `path`, or None without a map."""
+    if MAP_KEY not in ds.list_brain_runs():
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from components.curation.appconfig import LABEL_COLORS
+    results = ds.load_brain_results(MAP_KEY)
+    points = np.asarray(results.current_points, dtype=float)
+    ids = list(results.current_sample_ids)
+    labels = ds.select(ids, ordered=True).values(label_field)
+    method = ds.get_brain_info(MAP_KEY).config.method
+    fig, ax = plt.subplots(figsize=(7, 6), dpi=110)
+    for label in sorted({str(x) for x in labels}, key=lambda x: (x not in LABEL_COLORS, x)):
+        mask = np.array([str(x) == label for x in labels])
+        ax.scatter(points[mask, 0], points[mask, 1], s=14, linewidths=0,
+                   color=LABEL_COLORS.get(label, "#7f7f7f"), label=f"{label} ({int(mask.sum())})")
+    ax.set_title(f"{ds.name}: {MAP_KEY} ({method}) of {len(ids)} samples, coloured by {label_field}", fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(loc="best", fontsize=8, frameon=True)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}.png"
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path

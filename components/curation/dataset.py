@@ -48,6 +48,7 @@ class BuildResult:
     views: dict = dataclasses.field(default_factory=dict)   # saved view -> samples in it
     mistakenness: int = 0                                   # samples with a mistakenness
     brain: dict = dataclasses.field(default_factory=lambda: dataclasses.asdict(brain.BrainStatus()))
+    map_png: str | None = None                              # the embeddings map as a picture (no App needed)
     notes: list = dataclasses.field(default_factory=list)
 
 
@@ -81,7 +82,10 @@ def _logits(p: float) -> list[float]:
 
 def build_dataset(name: str, run_id: str, examples_uri: str, model_dir: str | None = None,
                   threshold: float | None = None, uncertain_margin: float = DEFAULT_UNCERTAIN_MARGIN,
-                  cache_dir: str | None = None, map_method: str = brain.DEFAULT_MAP_METHOD, progress: Callable[[str], None] = lambda s: None) -> BuildResult:
+                  cache_dir: str | None = None, map_method: str = brain.DEFAULT_MAP_METHOD,
+                  progress: Callable[[str], None] = lambda s: None, map_png: str | None = None) -> BuildResult:
+    """The curators' dataset `name` for one run's ingestion output (and model). `map_png`: where the
+    embeddings map is drawn (default: `maps/<name>.png` in the synthdetect cache)."""
     import fiftyone as fo
     from fiftyone import ViewField as F
 
@@ -206,6 +210,9 @@ def build_dataset(name: str, run_id: str, examples_uri: str, model_dir: str | No
                                          method=map_method, unavailable=lambda: scorer.embedding_note,
                                          progress=progress)
         result.brain = dataclasses.asdict(status)
+        if status.embedded:
+            from components.cache import usable_cache_dir
+            result.map_png = brain.write_map_png(ds, map_png or str(usable_cache_dir("maps") / f"{name}.png"))
         if status.embedded:
             import fiftyone.brain as fob
             fob.compute_uniqueness(ds.exists(brain.EMBEDDING_FIELD), uniqueness_field="uniqueness",

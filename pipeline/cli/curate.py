@@ -122,6 +122,8 @@ def curate(ctx, config, sets, run, examples, name, model, threshold, uncertain_m
             from components.curation.brain import BrainStatus
             click.echo(BrainStatus(**res.brain).line()
                        + (f"; mistakenness of {res.mistakenness} labels" if res.mistakenness else ""))
+            if res.map_png:
+                click.echo(f"map picture: {res.map_png}")
             click.echo("saved views: " + ", ".join(f"{k} ({v})" for k, v in res.views.items()))
             for note in res.notes:
                 click.echo(f"note: {note}")
