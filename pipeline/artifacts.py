@@ -177,7 +177,8 @@ class RunRecord:
         uris = {output_name(self.node(ev.execution_id), self.key(ev)): a.uri for ev, a in self._produced()
                 if a.state == metadata_store_pb2.Artifact.LIVE}
         pushed = self.output(PUSHER, PUSHED_MODEL)
-        return RunOutputs(self.run_id, uris, pushed_to(pushed) if pushed is not None else None)
+        return RunOutputs(self.run_id, uris, pushed_to(pushed) if pushed is not None else None,
+                          duplicate_of=(custom_str(pushed, "duplicate_of") or None) if pushed is not None else None)
 
 
 def unregistered_output_dirs(pipeline_root: str, component: str, execution_id: int) -> list[str]:
@@ -212,6 +213,7 @@ class RunOutputs:
     run_id: str
     uris: dict[str, str]
     pushed: tuple[str, str | None] | None = None   # (version, destination) when the pusher pushed
+    duplicate_of: str | None = None                # the registry version an identical rerun was not pushed over
 
     @classmethod
     def of_examples(cls, examples_uri: str) -> "RunOutputs":

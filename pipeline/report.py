@@ -28,6 +28,7 @@ class RunReport:
     pushed_version: str | None = None
     status: str | None = None          # as `synthdetect runs` shows it: complete, running, interrupted, …
     production: dict = dataclasses.field(default_factory=dict)  # the comparison with the production model
+    duplicate_of: str | None = None    # blessed, not pushed: the registry holds this version of the same model
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -43,7 +44,7 @@ def run_report(metadata_path: str, pipeline_name: str, pipeline_root: str, run_i
                      metrics=verdict.metrics, blessed=verdict.blessed, validation_failures=verdict.failures,
                      pushed_to=to, anomalies=outputs.anomalies(), blessing_reasons=verdict.reasons,
                      calibration=verdict.calibration, robustness=verdict.robustness, holdout=verdict.holdout,
-                     pushed_version=version, production=verdict.production,
+                     pushed_version=version, production=verdict.production, duplicate_of=outputs.duplicate_of,
                      status=summarize(run, metadata_path=metadata_path).status)
 
 
@@ -286,6 +287,8 @@ def write_markdown_report(rep: RunReport, out_dir: str) -> str:
     md: list[str] = [f"# synthdetect run {rep.run_id}", ""]
     verdict = "BLESSED" if check["blessed"] else "NOT BLESSED"
     md += [f"**{verdict}**" + (f", pushed as `{rep.pushed_version}` ({rep.pushed_to})" if rep.pushed_to
+                               else f", nothing pushed: the registry's `{rep.duplicate_of}` is the same model "
+                                    "(same data, training config and ingestion)" if rep.duplicate_of
                                else ", nothing pushed"), ""]
     md += [f"- {r}" for r in check["reasons"]] + [""]
     if rep.ingest:

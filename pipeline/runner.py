@@ -14,6 +14,7 @@ from pipeline.logs import route_library_logs
 from schemas.config import PipelineConfig
 
 _NODE_RE = re.compile(r"Component (\S+) is (running|finished)\.")
+_CACHED_RE = re.compile(r"A cached execution \d+ is used\.")   # tfx/orchestration/portable/launcher.py
 PROGRESS_LOGGER = "synthdetect.progress"   # = components.trainer.run_fn.PROGRESS_LOGGER (no TF import here)
 
 
@@ -125,7 +126,11 @@ class _ProgressHandler(logging.Handler):
             message = record.getMessage()
             self.on_event(message.split(" ", 1)[0], "epoch", message)
             return
-        m = _NODE_RE.match(record.getMessage())
+        message = record.getMessage()
+        if self.current and _CACHED_RE.match(message):   # TFX's launcher reused an earlier execution
+            self.on_event(self.current, "cached")
+            return
+        m = _NODE_RE.match(message)
         if m:
             self.current = m.group(1) if m.group(2) == "running" else None
             self.on_event(m.group(1), m.group(2))

@@ -2,9 +2,9 @@
 the real registry: ProductionModel resolves `production`, ProductionEvaluator (TFX's Evaluator)
 compares the candidate with it on the same eval split and slices."""
 import json
+import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -237,3 +237,29 @@ def test_a_production_model_of_another_input_size_is_compared_at_its_own_size(tm
     assert check["production"]["compared"] is True
     assert check["production"]["metrics"]["production"]["binary_accuracy"] == pytest.approx(1.0)
     assert check["blessed"] is False and "production v1 1.000" in check["reasons"][0]
+
+
+def test_an_identical_rerun_is_not_pushed_again(tmp_path, examples, models):
+    """Issue 27.9: the same data, training config and ingestion again (enable_cache false: retrained)
+    pushed a duplicate version and moved production to it. It is blessed (not worse than itself) and
+    recorded as a duplicate of the version the registry holds; nothing pushed, aliases unchanged."""
+    reg = LocalRegistry(tmp_path / "registry")
+    for run in ("first", "again", "third"):
+        (tmp_path / run).mkdir()
+    first = _release(tmp_path / "first", examples, models["good"], reg.root)
+    assert first["blessed"] is True and reg.versions() == ["v1"]
+    reg.set_alias("production", "v1")   # as after a rollback: production must stay wherever it is
+    again = _release(tmp_path / "again", examples, models["good"], reg.root)
+    assert again["blessed"] is True, again["reasons"]
+    assert reg.versions() == ["v1"] and reg.aliases() == {"latest": "v1", "production": "v1"}
+    [push] = (tmp_path / "again" / "root").glob("RegistryPusher/pushed_model/*/push.json")
+    record = json.loads(push.read_text())
+    assert record["duplicate_of"] == "v1" and record["version"] is None
+    assert record["release_key"] == reg.model_json("v1")["release_key"]
+    # other data is another model: pushed as v2
+    other = tmp_path / "other-examples"
+    shutil.copytree(examples, other)
+    summary = json.loads((other / "ingest_summary.json").read_text())
+    (other / "ingest_summary.json").write_text(json.dumps({**summary, "note": "another ingestion"}))
+    third = _release(tmp_path / "third", other, models["good"], reg.root)
+    assert third["blessed"] is True and reg.versions() == ["v1", "v2"]

@@ -27,7 +27,7 @@ SIDEBAR_GROUPS = {
 COLLAPSED = ("provenance", "quarantine")
 GROUND_TRUTH_COLOR = "#1f6fd1"   # blue (colour by field)
 PREDICTION_COLOR = "#f08c00"     # orange (colour by field)
-LABEL_COLORS = {"real": "#1f6fd1", "synthesized": "#d62728"}   # blue / red: distinct for colour-blind readers too
+LABEL_COLORS = brain.LABEL_COLORS
 WORKSPACE = "curation"
 MAP_COLOR_FIELD = "ground_truth.label"
 

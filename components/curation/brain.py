@@ -24,6 +24,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+# label colours of the App (appconfig) and of the map picture: blue / red
+LABEL_COLORS = {"real": "#1f6fd1", "synthesized": "#d62728"}
+
 EMBEDDING_FIELD = "embedding"
 MAP_KEY = "embedding_map"
 SIMILARITY_KEY = "similarity"
@@ -177,7 +180,6 @@ def write_map_png(ds, path: str, label_field: str = "ground_truth.label") -> str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from components.curation.appconfig import LABEL_COLORS
     results = ds.load_brain_results(MAP_KEY)
     points = np.asarray(results.current_points, dtype=float)
     ids = list(results.current_sample_ids)

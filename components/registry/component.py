@@ -1,6 +1,10 @@
 """`RegistryPusher`: pushes the candidate into the versioned registry, only when the release check
 blessed it (replaces TFX's stock Pusher, which copies a directory and keeps no metadata).
 
+A blessed model whose data fingerprint, training config and serving-side ingestion options equal an
+existing version's (`release_key`) is not pushed again: an identical rerun is recorded as a duplicate
+of that version (`duplicate_of`), the aliases stay where they are.
+
 The new version's model.json carries the TFMA metrics of candidate and baseline, the thresholds,
 the calibrated decision threshold, the robustness results, the data fingerprint (sha256 of the
 ExampleGen's ingest_summary.json), the pipeline run id, a timestamp and the blessing's reasons.
@@ -8,6 +12,7 @@ The calibrated threshold is also written into the SavedModel as assets.extra/cal
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -72,6 +77,29 @@ def production_record(comparison: dict | None) -> dict:
 PROMOTE_ALIASES = {"auto": DEFAULT_ALIASES, "manual": ("latest",)}
 
 
+def release_key(meta: dict) -> str:
+    """What makes two pushes the same model: the model name, the data (ingestion fingerprint), the
+    training config and the ingestion options serving applies. Not the metrics, the run or the time."""
+    basis = {"model_name": meta.get("model_name"), "data": (meta.get("data") or {}).get("fingerprint"),
+             "training": meta.get("training") or {}, "ingest": (meta.get("serving") or {}).get("ingest") or {}}
+    return "sha256:" + hashlib.sha256(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def find_duplicate(registry, key: str) -> str | None:
+    """The newest version of `registry` with the same `release_key` (versions pushed before the key
+    was recorded are keyed from their model.json); unreadable versions are skipped."""
+    if not registry.exists():
+        return None
+    for version in reversed(registry.versions()):
+        try:
+            other = registry.model_json(version)
+        except Exception:  # noqa: BLE001 - a damaged version is nobody's duplicate (registry list shows it)
+            continue
+        if isinstance(other, dict) and (other.get("release_key") or release_key(other)) == key:
+            return version
+    return None
+
+
 def _local_copy(model_dir: str, tmp: str) -> str:
     """The registries copy from a local directory; a gs:// model artifact (Vertex runs) is fetched."""
     if not model_dir.startswith("gs://"):
@@ -124,6 +152,17 @@ class RegistryPusherExecutor(base_executor.BaseExecutor):
         location = exec_properties["registry"]
         promote = exec_properties.get("promote") or "auto"
         aliases = PROMOTE_ALIASES[promote]
+        meta["release_key"] = release_key(meta)
+        duplicate = find_duplicate(vertex.open_readable(location), meta["release_key"])
+        if duplicate:
+            logging.info("not pushing %s: the same data, training config and ingestion as %s of %s", model.uri,
+                         duplicate, location)
+            pushed.set_int_custom_property("pushed", 0)
+            pushed.set_string_custom_property("duplicate_of", duplicate)
+            with tf.io.gfile.GFile(os.path.join(pushed.uri, "push.json"), "w") as f:
+                json.dump({"destination": None, "version": None, "duplicate_of": duplicate,
+                           "release_key": meta["release_key"], "promote": promote}, f)
+            return
         with tempfile.TemporaryDirectory(prefix="synthdetect-push-") as tmp:
             src = _local_copy(model_dir, tmp)
             if vertex.is_vertex(location):

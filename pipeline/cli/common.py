@@ -22,14 +22,16 @@ from rich.console import Console  # noqa: E402
 DEFAULT_CONFIG = "configs/local.yaml"
 VERTEX_CONFIG = "configs/vertex.yaml"
 # Exit codes (README "Use in CI/CD"; `synthdetect --help` lists them). 1 and 2 are click's own.
-EXIT_OK = 0           # done: `run` blessed and pushed the model; `predict` scored every input
+EXIT_OK = 0           # done: `run` blessed and pushed the model (or it was already in the registry);
+#                       `predict` scored every input
 EXIT_ERROR = 1        # a user mistake or a failed run (one `error: …` line)
 EXIT_USAGE = 2        # command-line usage (unknown option, missing argument)
 EXIT_NOT_BLESSED = 3  # `run` / `submit --wait`: the release gate refused the model; nothing was pushed
 EXIT_UNSCORED = 4     # `predict`: at least one input could not be scored (every line is still written)
 EXIT_CODES_HELP = f"""\b
 Exit codes:
-  {EXIT_OK}  done: run blessed and pushed the model; predict scored every input
+  {EXIT_OK}  done: run blessed and pushed the model (or it is already in the registry); predict scored
+     every input
   {EXIT_ERROR}  a user mistake (one `error:` line) or a failed run; predict: nothing to score
   {EXIT_USAGE}  usage error (unknown option, missing argument)
   {EXIT_NOT_BLESSED}  run, submit --wait: NOT BLESSED, nothing pushed (0 with --allow-unblessed)
@@ -98,9 +100,15 @@ def user_errors(*kinds: type[BaseException]) -> Iterator[None]:
         raise UserError(str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)) from None
 
 
-def exit_with_decision(blessed: bool | None, pushed: str | None, allow_unblessed: bool = False) -> None:
-    """Ends `run` / `submit --wait` with the release decision in the exit code (EXIT_CODES_HELP)."""
+def exit_with_decision(blessed: bool | None, pushed: str | None, allow_unblessed: bool = False,
+                       duplicate_of: str | None = None) -> None:
+    """Ends `run` / `submit --wait` with the release decision in the exit code (EXIT_CODES_HELP). A
+    blessed model that is already in the registry (an identical rerun: `duplicate_of`) is a success."""
     if blessed and pushed:
+        return
+    if blessed and duplicate_of:
+        progress_console.print(f"BLESSED, not pushed again: {duplicate_of} in the registry is the same model "
+                               "(same data, training config and ingestion); aliases unchanged (exit 0)")
         return
     if blessed is False:
         code = EXIT_OK if allow_unblessed else EXIT_NOT_BLESSED

@@ -123,4 +123,7 @@ def print_report(rep) -> None:
     else:
         console.print("[yellow]NOT BLESSED[/]: " + "; ".join(rep.validation_failures))
     console.print(f"pushed: {rep.pushed_version} ({short(rep.pushed_to)})" if rep.pushed_to
-                  else "pushed: nothing (not blessed)")
+                  else f"pushed: nothing, {rep.duplicate_of} in the registry is the same model (same data, training "
+                       "config and ingestion); aliases unchanged" if rep.duplicate_of
+                  else "pushed: nothing (not blessed)" if rep.blessed is False
+                  else "pushed: nothing")

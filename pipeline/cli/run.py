@@ -59,6 +59,7 @@ def run(config: str, sets: tuple[str, ...], runner: str | None, as_json: bool, a
                            f"{n_components} components; log: {log_path}")
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     started: dict[str, float] = {}
+    cached: set[str] = set()
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=progress_console, transient=False) as progress:
         task = progress.add_task("starting", total=n_components)
@@ -67,9 +68,15 @@ def run(config: str, sets: tuple[str, ...], runner: str | None, as_json: bool, a
             if state == "epoch":           # a Trainer's line per epoch
                 progress.console.print(f"  {detail}", soft_wrap=True)
                 return
+            if state == "cached":          # finished next, without running: say so, not "done (0s)"
+                cached.add(node)
+                return
             if state == "running":
                 started[node] = time.time()
                 progress.update(task, description=f"running {node}")
+            elif node in cached:
+                progress.console.print(f"  cached {node} (outputs of an earlier run reused)")
+                progress.advance(task)
             else:
                 progress.console.print(f"  done {node} ({time.time() - started.get(node, time.time()):.0f}s)")
                 progress.advance(task)
@@ -85,7 +92,7 @@ def run(config: str, sets: tuple[str, ...], runner: str | None, as_json: bool, a
         click.echo(report.to_json())
     else:
         print_report(report)
-    exit_with_decision(report.blessed, report.pushed_to, allow_unblessed)
+    exit_with_decision(report.blessed, report.pushed_to, allow_unblessed, report.duplicate_of)
 
 
 run.help = run.help.format(not_blessed=EXIT_NOT_BLESSED)
