@@ -59,7 +59,8 @@ def production_line(production: dict | None) -> str:
         return "production: not compared (a run from before champion/challenger)"
     if not production.get("compared"):
         return f"production: none yet in {production.get('registry') or 'the registry'}; nothing to compare with"
-    c, p = (production.get("metrics") or {}).get("candidate", {}), (production.get("metrics") or {}).get("production", {})
+    metrics = production.get("metrics") or {}
+    c, p = metrics.get("candidate", {}), metrics.get("production", {})
 
     def pair(k: str) -> str:
         return f"{k} {_fmt(c.get(k))} vs {_fmt(p.get(k))}"
@@ -303,15 +304,14 @@ def write_markdown_report(rep: RunReport, out_dir: str) -> str:
     md += _training_section(run, rep)
     md += ["## Evaluation (TFMA, eval split)", "",
            "| model | n | accuracy | AUC | AUC-PR | precision | recall | F1 |", "|---|---|---|---|---|---|---|---|"]
-    for m in models:
-        v = check["tfma"]["metrics"].get(m, {})
-        md.append(f"| {MODEL_TITLES[m]} | {_fmt(v.get('example_count'), 0)} | " + " | ".join(
-            _fmt(v.get(k)) for k in ("binary_accuracy", "auc", "auc_pr", "precision", "recall", "f1_score")) + " |")
+    def row(title: str, v: dict) -> str:
+        return f"| {title} | {_fmt(v.get('example_count'), 0)} | " + " | ".join(
+            _fmt(v.get(k)) for k in ("binary_accuracy", "auc", "auc_pr", "precision", "recall", "f1_score")) + " |"
+    md += [row(MODEL_TITLES[m], check["tfma"]["metrics"].get(m, {})) for m in models]
     prod = check.get("production") or {}
     if prod.get("compared"):
-        v = (prod.get("metrics") or {}).get("production", {})
-        md.append(f"| {MODEL_TITLES['production']} {prod['version']} | {_fmt(v.get('example_count'), 0)} | " + " | ".join(
-            _fmt(v.get(k)) for k in ("binary_accuracy", "auc", "auc_pr", "precision", "recall", "f1_score")) + " |")
+        md.append(row(f"{MODEL_TITLES['production']} {prod['version']}",
+                      (prod.get("metrics") or {}).get("production", {})))
     md += ["", production_line(prod)]
 
     md += ["", "## Table 1: confusion matrices (threshold 0.5)", "",

@@ -122,11 +122,10 @@ class _ProgressHandler(logging.Handler):
         self.current: str | None = None
 
     def emit(self, record):
+        message = record.getMessage()
         if record.name == PROGRESS_LOGGER:   # a Trainer's line per epoch (components/trainer/run_fn.py)
-            message = record.getMessage()
             self.on_event(message.split(" ", 1)[0], "epoch", message)
             return
-        message = record.getMessage()
         if self.current and _CACHED_RE.match(message):   # TFX's launcher reused an earlier execution
             self.on_event(self.current, "cached")
             return

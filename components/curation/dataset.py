@@ -213,7 +213,6 @@ def build_dataset(name: str, run_id: str, examples_uri: str, model_dir: str | No
         if status.embedded:
             from components.cache import usable_cache_dir
             result.map_png = brain.write_map_png(ds, map_png or str(usable_cache_dir("maps") / f"{name}.png"))
-        if status.embedded:
             import fiftyone.brain as fob
             fob.compute_uniqueness(ds.exists(brain.EMBEDDING_FIELD), uniqueness_field="uniqueness",
                                    embeddings=brain.EMBEDDING_FIELD, progress=False)

@@ -100,6 +100,12 @@ def find_duplicate(registry, key: str) -> str | None:
     return None
 
 
+def _write_push_record(uri: str, record: dict) -> None:
+    """push.json in the PushedModel artifact: what the pusher did (pushed where, or a duplicate of what)."""
+    with tf.io.gfile.GFile(os.path.join(uri, "push.json"), "w") as f:
+        json.dump(record, f)
+
+
 def _local_copy(model_dir: str, tmp: str) -> str:
     """The registries copy from a local directory; a gs:// model artifact (Vertex runs) is fetched."""
     if not model_dir.startswith("gs://"):
@@ -159,9 +165,8 @@ class RegistryPusherExecutor(base_executor.BaseExecutor):
                          duplicate, location)
             pushed.set_int_custom_property("pushed", 0)
             pushed.set_string_custom_property("duplicate_of", duplicate)
-            with tf.io.gfile.GFile(os.path.join(pushed.uri, "push.json"), "w") as f:
-                json.dump({"destination": None, "version": None, "duplicate_of": duplicate,
-                           "release_key": meta["release_key"], "promote": promote}, f)
+            _write_push_record(pushed.uri, {"destination": None, "version": None, "duplicate_of": duplicate,
+                                            "release_key": meta["release_key"], "promote": promote})
             return
         with tempfile.TemporaryDirectory(prefix="synthdetect-push-") as tmp:
             src = _local_copy(model_dir, tmp)
@@ -177,9 +182,8 @@ class RegistryPusherExecutor(base_executor.BaseExecutor):
         pushed.set_string_custom_property("pushed_destination", destination)
         pushed.set_string_custom_property("pushed_version", version)
         pushed.set_string_custom_property("aliases", ",".join(aliases))
-        with tf.io.gfile.GFile(os.path.join(pushed.uri, "push.json"), "w") as f:
-            json.dump({"destination": destination, "version": version, "aliases": list(aliases),
-                       "promote": promote}, f)
+        _write_push_record(pushed.uri, {"destination": destination, "version": version, "aliases": list(aliases),
+                                        "promote": promote})
 
 
 class RegistryPusher(base_component.BaseComponent):

@@ -36,7 +36,7 @@ def ReleaseCheck(
     production_evaluation: InputArtifact[standard_artifacts.ModelEvaluation] = None,
     production_blessing: InputArtifact[standard_artifacts.ModelBlessing] = None,
 ) -> None:
-    from components.evaluator.production import COMPARED
+    from components.evaluator.production import COMPARED, PRODUCTION_VERSION
     from components.registry.production import FOUND, REGISTRY, VERSION
     from components.trainer.artifact import serving_model_dir
     tfma_blessed = tfma_blessing.get_int_custom_property("blessed") == 1
@@ -57,7 +57,7 @@ def ReleaseCheck(
     blessed = int(result["blessed"])
     for art in (check, blessing):
         art.set_int_custom_property("blessed", blessed)
-        art.set_string_custom_property("production_version", (production or {}).get("version") or "")
+        art.set_string_custom_property(PRODUCTION_VERSION, (production or {}).get("version") or "")
     # what TFX's own Evaluator sets, so LatestBlessedModelStrategy resolvers understand this blessing
     blessing.set_string_custom_property("current_model", model.uri)
     blessing.set_int_custom_property("current_model_id", model.id)
