@@ -17,7 +17,7 @@ from components.ingest.outputs import SUMMARY_FILE
 from pipeline import process_record
 from pipeline.artifacts import (RunRecord, custom_int, custom_str, find_run, node_of_execution, open_store,
                                 pushed_to, run_contexts, unregistered_output_dirs)
-from pipeline.pipeline import EXAMPLE_GEN, EXAMPLES
+from pipeline.pipeline import EXAMPLE_GEN, EXAMPLES, PRODUCTION_MODEL
 
 NOT_RUN = "not run"
 
@@ -223,7 +223,12 @@ def run_lineage(metadata_path: str, pipeline_name: str, pipeline_root: str, run_
                       "start": _iso(e.create_time_since_epoch), "end": _iso(e.last_update_time_since_epoch),
                       "inputs": ins, "outputs": outs})
     examples = run.output(EXAMPLE_GEN, EXAMPLES)
-    models = [{"component": n, "uri": a.uri} for n, a in run.outputs_of_type("Model")]
+    # the models this run trained; the registry's production model it was compared with is an input
+    # of the run (a copy), listed on its own
+    models = [{"component": n, "uri": a.uri} for n, a in run.outputs_of_type("Model") if n != PRODUCTION_MODEL]
+    production_model = next(({"uri": a.uri, "found": custom_int(a, "found") == 1,
+                              "version": custom_str(a, "version") or None}
+                             for n, a in run.outputs_of_type("Model") if n == PRODUCTION_MODEL), None)
     evaluations = [{"component": n, "uri": a.uri} for n, a in run.outputs_of_type("ModelEvaluation")]
     blessings = [{"component": n, "uri": a.uri, "blessed": custom_int(a, "blessed") == 1,
                   "model": custom_str(a, "current_model"), "baseline": custom_str(a, "baseline_model"),
@@ -237,6 +242,7 @@ def run_lineage(metadata_path: str, pipeline_name: str, pipeline_root: str, run_
                  "ingest_summary": os.path.join(examples.uri, SUMMARY_FILE) if examples else None,
                  "fingerprint": summary.data_fingerprint, "ingest": outputs.ingest_summary()},
         "models": models,
+        "production_model": production_model,
         "evaluation": {"artifacts": evaluations, "metrics": verdict.metrics, "blessings": blessings,
                        "blessed": summary.blessed, "reasons": verdict.failures, "production": verdict.production},
         "registry": {"pushed": summary.pushed_version is not None, "version": summary.pushed_version,
@@ -259,7 +265,8 @@ def _unstarted_lineage(metadata_path: str, pipeline_name: str, run_id: str | Non
     s = match[0]
     return {"run_id": s.run_id, "status": s.status, "start": s.start, "end": s.end, "process": s.process,
             "data": {"examples": None, "ingest_summary": None, "fingerprint": None, "ingest": None},
-            "models": [], "evaluation": {"artifacts": [], "metrics": {}, "blessings": [], "blessed": None, "reasons": []},
+            "models": [], "production_model": None,
+            "evaluation": {"artifacts": [], "metrics": {}, "blessings": [], "blessed": None, "reasons": []},
             "registry": {"pushed": False, "version": None, "destination": None}, "steps": []}
 
 

@@ -71,8 +71,10 @@ def test_runs_show_gives_the_lineage(local_run):
     assert lin["data"]["ingest"]["written"] == report["ingest"]["written"]
     assert {m["component"]: m["uri"] for m in lin["models"]} == {
         "Trainer_vgg16_finetune": report["artifacts"]["Trainer_vgg16_finetune.model"],
-        "Trainer_baseline": report["artifacts"]["Trainer_baseline.model"],
-        "ProductionModel": report["artifacts"]["ProductionModel.model"]}   # the registry's (none: empty)
+        "Trainer_baseline": report["artifacts"]["Trainer_baseline.model"]}
+    # the registry's production model (none: the registry was empty) is listed apart from what the run trained
+    assert lin["production_model"] == {"uri": report["artifacts"]["ProductionModel.model"], "found": False,
+                                       "version": None}
     assert sorted(a["uri"] for a in lin["evaluation"]["artifacts"]) == sorted(
         [report["artifacts"]["Evaluator.evaluation"], report["artifacts"]["ProductionEvaluator.evaluation"]])
     assert set(lin["evaluation"]["metrics"]) == {"candidate", "baseline"}   # no production model to compare

@@ -132,6 +132,9 @@ def runs_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
         click.echo(f"  {i.get('inputs')} inputs -> {i.get('written')} written, {i.get('quarantined')} quarantined")
     for m in lin["models"]:
         click.echo(f"model:      {m['component']}: {m['uri']}")
+    pm = lin.get("production_model")
+    if pm and pm["found"]:
+        click.echo(f"production: {pm['version']} (copied for the comparison to {pm['uri']})")
     for a in ev["artifacts"]:
         click.echo(f"evaluation: {a['component']}: {a['uri']}")
     for model, values in ev["metrics"].items():
