@@ -16,17 +16,22 @@ bootstrap:
 run: bootstrap
 	$(VENV)/synthdetect run --config $(CONFIG) --allow-unblessed
 
-# Default suite: unit tests plus one real end-to-end pipeline run at tiny image size (CI runs this).
+# Tests run in parallel worker processes (pytest-xdist), one per logical CPU, at most 4; a module's tests
+# stay on one worker (tests/conftest.py groups them). TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= logical
+XDIST := -n $(TEST_WORKERS) --maxprocesses 4 --dist loadgroup
+
+# Default suite: unit tests plus real end-to-end pipeline runs at tiny image size (CI runs this).
 test: bootstrap chromium
-	$(VENV)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(VENV)/python -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 # Everything, including slow tests over ../shared/data/eval-v1.
 test-all: bootstrap chromium
-	$(VENV)/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # Unit tests only (no pipeline run).
 test-fast: bootstrap
-	$(VENV)/python -m pytest -m "not slow and not e2e" $(PYTEST_ARGS)
+	$(VENV)/python -m pytest -m "not slow and not e2e" $(XDIST) $(PYTEST_ARGS)
 
 # Re-resolve the lock files (needs the package registry): requirements.lock (runtime: the images install it),
 # requirements-dev.lock (runtime pins + tests and curation; .venv), infra/requirements-gpu.lock (runtime + CUDA).

@@ -129,3 +129,33 @@ def cpu_hog():
         for h in hogs:
             h.kill()
             h.wait()
+
+
+@pytest.fixture(scope="session")
+def blessed_run(tmp_path_factory) -> dict:
+    """One real `synthdetect run --json` on the bundled sample (32 px, 1 epoch, the gate held open:
+    blessed and pushed as v1), shared by the tests that only read what a run leaves (e2e, runs,
+    report): {"tmp", "config", "report", "stderr"}. Tests must not change anything under `tmp`."""
+    import json
+
+    from tests.helpers import cli, tiny_config
+    tmp = tmp_path_factory.mktemp("blessed-run")
+    config = tiny_config(tmp, "e2e.yaml")
+    out = cli("run", "--runner", "local", "--config", config, "--json", cwd=tmp)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+    return {"tmp": tmp, "config": config, "report": json.loads(out.stdout), "stderr": out.stderr}
+
+
+# xdist (make test runs `-n logical --dist loadgroup`): a module's tests stay on one worker, so its
+# module-scoped fixtures are built once; the modules reading the shared blessed run share a worker
+# (the session fixture is then built once), and every module that talks to FiftyOne's MongoDB runs on
+# one worker.
+XDIST_GROUPS = {"test_e2e": "blessed_run", "test_runs": "blessed_run",
+                "test_curate": "fiftyone", "test_curate_unit": "fiftyone", "test_curate_holdout": "fiftyone"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(XDIST_GROUPS.get(module, module)))

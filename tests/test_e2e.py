@@ -4,41 +4,29 @@ import hashlib
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
-import yaml
 
 from components.registry.store import LocalRegistry
-from tests.conftest import REPO, SAMPLE
+from tests.helpers import SAMPLE, cli, tiny_config
 
 pytestmark = pytest.mark.e2e
-CLI = str(Path(sys.executable).parent / "synthdetect")
 
 
 def run_pipeline(tmp_path: Path, thresholds: dict, expect_exit: int = 0, *args: str) -> dict:
     """One `synthdetect run --json`; its exit code must be `expect_exit` (0: blessed and pushed, 3: refused)."""
-    cfg = yaml.safe_load((REPO / "configs" / "local.yaml").read_text())
-    cfg.update(pipeline_root=str(tmp_path / "root"), metadata_path=str(tmp_path / "mlmd.sqlite"),
-               registry=str(tmp_path / "registry"), thresholds=thresholds)
-    cfg["data"]["input"] = str(SAMPLE)
-    cfg["model"].update(image_size=32, epochs=1, batch_size=16, weights="none", deterministic=True)
-    path = tmp_path / "e2e.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    out = subprocess.run([CLI, "run", "--config", str(path), "--json", *args], capture_output=True, text=True,
-                         timeout=900, cwd=tmp_path)
+    path = tiny_config(tmp_path, "e2e.yaml", thresholds=thresholds)
+    out = cli("run", "--config", path, "--json", *args, cwd=tmp_path)
     assert out.returncode == expect_exit, out.stderr[-3000:]
     assert "Traceback" not in out.stderr
     return {**json.loads(out.stdout), "_stderr": out.stderr}
 
 
-def test_pipeline_runs_end_to_end_and_pushes_a_working_model(tmp_path):
-    rep = run_pipeline(tmp_path, {"min_accuracy": 0.0, "min_auc": 0.0,
-                                  "min_accuracy_gain": -1.0, "min_auc_gain": -1.0, "max_robustness_drop": 1.0})
+def test_pipeline_runs_end_to_end_and_pushes_a_working_model(blessed_run, tmp_path):
+    rep, run_dir = blessed_run["report"], blessed_run["tmp"]
     # ingestion: every sample file accounted for, TFRecords in both splits
     ingest = rep["ingest"]
     n_files = sum(1 for p in SAMPLE.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
@@ -60,7 +48,7 @@ def test_pipeline_runs_end_to_end_and_pushes_a_working_model(tmp_path):
     assert rep["metrics"]["candidate"]["example_count"] == rep["metrics"]["baseline"]["example_count"]
     assert rep["blessed"] is True and rep["validation_failures"] == []
     # push: a version under the registry that loads and scores sample images
-    assert rep["pushed_to"] and rep["pushed_to"].startswith(str(tmp_path / "registry"))
+    assert rep["pushed_to"] and rep["pushed_to"].startswith(str(run_dir / "registry"))
     loaded = tf.saved_model.load(rep["pushed_to"])
     images = [p.read_bytes() for p in sorted(SAMPLE.glob("*/*/*"))[:2] + sorted(SAMPLE.glob("synthesized/*/*.png"))[:1]]
     p = loaded.signatures["serving_images"](images=tf.constant(images))["p_synthesized"].numpy()
@@ -76,7 +64,7 @@ def test_pipeline_runs_end_to_end_and_pushes_a_working_model(tmp_path):
     history = json.loads(Path(rep["pushed_to"], "assets.extra", "training_history.json").read_text())
     assert history["variant"] == "vgg16_finetune" and len(history["history"]["loss"]) == 1
     # registry: v1 with model.json filled in from this run, both aliases on it
-    reg = LocalRegistry(tmp_path / "registry")
+    reg = LocalRegistry(run_dir / "registry")
     assert rep["pushed_version"] == "v1" and reg.versions() == ["v1"]
     assert reg.aliases() == {"latest": "v1", "production": "v1"}
     meta = reg.model_json("production")
@@ -88,8 +76,7 @@ def test_pipeline_runs_end_to_end_and_pushes_a_working_model(tmp_path):
     assert meta["threshold"] == meta["calibration"]["threshold"] == rep["calibration"]["candidate"]["threshold"]
     assert meta["calibration"]["fpr"] <= 0.05 and set(rep["robustness"]["perturbations"]) == set(meta["robustness"]["perturbations"])
     # the report: Markdown referencing non-trivial PNGs
-    out = subprocess.run([CLI, "report", "--config", str(tmp_path / "e2e.yaml"), "--out", str(tmp_path / "report")],
-                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    out = cli("report", "--config", blessed_run["config"], "--out", tmp_path / "report", cwd=run_dir, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     md = (tmp_path / "report" / "report.md").read_text()
     pngs = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", md)
@@ -100,8 +87,8 @@ def test_pipeline_runs_end_to_end_and_pushes_a_working_model(tmp_path):
     # batch scoring with the pushed model: one line per file, a corrupt one included
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     files = sorted(SAMPLE.glob("real/*/*"))[:3] + [tmp_path / "bad.png"]
-    out = subprocess.run([CLI, "predict", "--model", "registry:production", "--config", str(tmp_path / "e2e.yaml"),
-                          *map(str, files)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    out = cli("predict", "--model", "registry:production", "--config", blessed_run["config"], *files, cwd=tmp_path,
+              timeout=300)
     assert out.returncode == 4, out.stderr[-3000:]   # bad.png could not be scored; every line is written
     lines = [json.loads(x) for x in out.stdout.splitlines()]
     assert [x["path"] for x in lines] == [str(f) for f in files]
@@ -122,8 +109,7 @@ def test_unearned_model_is_not_pushed(tmp_path):
     assert "NOT BLESSED: nothing pushed (exit 3; --allow-unblessed exits 0)" in rep["_stderr"]
     # the decision and its reasons stay in report --json and runs --json (which exit 0: they only read)
     for args in (["report", "--json"], ["runs", "--json"]):
-        out = subprocess.run([CLI, *args, "--config", str(tmp_path / "e2e.yaml")], capture_output=True, text=True,
-                             timeout=300, cwd=tmp_path)
+        out = cli(*args, "--config", tmp_path / "e2e.yaml", cwd=tmp_path, timeout=300)
         assert out.returncode == 0, out.stderr[-3000:]
         got = json.loads(out.stdout)
         got = got[0] if isinstance(got, list) else got

@@ -292,11 +292,14 @@ def test_an_unreadable_folder_reached_through_a_symlink_is_unreadable_not_a_loop
 # ------------------------------------------------------------------------------------ 10: kill, Ctrl-C
 def _start_big_ingest(tmp_path: Path) -> tuple[subprocess.Popen, set[str]]:
     import time
-    big = tree(tmp_path / "big", 60, seed=4)
-    before = set(os.listdir("/tmp"))
+    # 800 files: the scan lasts seconds even on a quiet machine, so the signal finds the job running
+    big = tree(tmp_path / "big", 400, seed=4)
+    # a temporary folder of its own: parallel test workers' ingestions make their own progress folders
+    (tmp_path / "tmp").mkdir()
+    before = set(os.listdir(tmp_path / "tmp"))
     proc = subprocess.Popen([CLI, "ingest", "--no-progress", "--input", str(big), "--output", str(tmp_path / "out"),
                              "--set", "ingest.workers=2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, cwd=tmp_path)
+                            start_new_session=True, cwd=tmp_path, env={**os.environ, "TMPDIR": str(tmp_path / "tmp")})
     deadline = time.time() + 900                         # worker start-up on a loaded machine: minutes
     while not list(tmp_path.glob(".out.tmp-*/_ingest_work/meta-*")):   # workers are scanning
         assert proc.poll() is None and time.time() < deadline, proc.communicate()
@@ -328,10 +331,11 @@ def test_a_killed_ingest_leaves_no_worker_and_no_progress_folder(tmp_path):
     assert not _gone(workers), "Beam workers outlived the killed ingestion"
     import time
     deadline = time.time() + 10
-    while [n for n in set(os.listdir("/tmp")) - before if n.startswith("synthdetect-progress-")] and \
-            time.time() < deadline:
+    def progress_folders() -> list[str]:
+        return [n for n in set(os.listdir(tmp_path / "tmp")) - before if n.startswith("synthdetect-progress-")]
+    while progress_folders() and time.time() < deadline:
         time.sleep(0.2)
-    assert not [n for n in set(os.listdir("/tmp")) - before if n.startswith("synthdetect-progress-")]
+    assert not progress_folders()
 
 
 def test_ctrl_c_during_ingest_is_one_line_without_worker_tracebacks(tmp_path):

@@ -2,40 +2,25 @@
 import hashlib
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import REPO, SAMPLE
+from tests.helpers import cli
 
 pytestmark = pytest.mark.e2e
-CLI = str(Path(sys.executable).parent / "synthdetect")
 COMPONENTS = ("ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
               "Trainer_vgg16_finetune", "Trainer_baseline", "Evaluator")
 
 
 def _cli(*args, cwd):
-    return subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, timeout=900, cwd=cwd)
+    return cli(*args, cwd=cwd)
 
 
-@pytest.fixture(scope="module")
-def local_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("runs")
-    cfg = yaml.safe_load((REPO / "configs" / "local.yaml").read_text())
-    cfg.update(pipeline_root=str(tmp / "root"), metadata_path=str(tmp / "mlmd.sqlite"),
-               registry=str(tmp / "registry"),
-               thresholds={"min_accuracy": 0.0, "min_auc": 0.0, "min_accuracy_gain": -1.0, "min_auc_gain": -1.0,
-                           "max_robustness_drop": 1.0})
-    cfg["data"]["input"] = str(SAMPLE)
-    cfg["model"].update(image_size=32, epochs=1, batch_size=16, weights="none", deterministic=True)
-    path = tmp / "runs.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    out = _cli("run", "--runner", "local", "--config", path, "--json", cwd=tmp)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return tmp, path, json.loads(out.stdout)
+@pytest.fixture
+def local_run(blessed_run):
+    """The session's shared run (tests/conftest.py): its folder, config and `run --json` report."""
+    return blessed_run["tmp"], blessed_run["config"], blessed_run["report"]
 
 
 def test_runs_lists_the_run_with_status_fingerprint_and_pushed_version(local_run):
