@@ -3,6 +3,7 @@ writes and the code that reads it back.
 
     ingest/         ImageExampleGen (Beam): listing, decoding, deduplication, leak-free splits;
                     outputs.py names and reads its files (summary, members, quarantine, shards)
+    validation/     ExampleValidator (TFX's): anomalies.py reads its anomalies back
     transform/      preprocessing_fn and decode_images, the one image decoding of training and serving
     trainer/        the model, run_fn; artifact.py reads a Trainer's model artifact back
     evaluator/      the TFMA config of the gate, its results reader, calibration maths (the

@@ -10,27 +10,48 @@ What is inside an artifact is read by the module of the component that wrote it:
     ImageExampleGen.examples     components/ingest/outputs.py (ingest_summary.json, members, shards)
     Trainer_*.model              components/trainer/artifact.py (the SavedModel, training history)
     Evaluator.evaluation         components/evaluator/results.py (TFMA metrics and validation)
+    ExampleValidator.anomalies   components/validation/anomalies.py (SchemaDiff.pb per split)
     ReleaseCheck.check           components/release_check/check.py (release_check.json, scores.json)
-    RegistryPusher.pushed_model  its custom properties (pushed, pushed_version, pushed_destination)
-`RunOutputs` puts all of them behind one object; report, runs, curate and the benchmarks use it.
+    ReleaseCheck.blessing        components/release_check/blessing.py (`blessed`, BLESSED / NOT_BLESSED)
+    RegistryPusher.pushed_model  components/registry/pushed.py (pushed, pushed_version, duplicate_of, ...)
+`RunOutputs` puts all of them behind one object; report, runs, curate and the benchmarks use it, and
+`RunOutputs.verdict()` is the one reading of a run's release decision (report, runs, runs show, the
+summary at the end of `synthdetect run`, a Vertex AI job read back in pipeline/vertex.py).
+
+Missing data, one rule: a reader returns None (or an empty verdict) when the run did not produce the
+output; when it did but its files are gone or damaged, it raises `OutputUnreadable` (one line, which
+the CLI prints as `error: ...`).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import sys
+from typing import Callable, TypeVar
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline.pipeline import (ANOMALIES, BASELINE_TRAINER, CANDIDATE_TRAINER, CHECK, EVALUATION, EVALUATOR,
-                               EXAMPLE_GEN, EXAMPLE_VALIDATOR, EXAMPLES, MODEL, PUSHED_MODEL, PUSHER, RELEASE_CHECK)
+from pipeline.pipeline import (ANOMALIES, BASELINE_TRAINER, BLESSING, CANDIDATE_TRAINER, CHECK, EVALUATION,
+                               EVALUATOR, EXAMPLE_GEN, EXAMPLE_VALIDATOR, EXAMPLES, MODEL, PUSHED_MODEL, PUSHER,
+                               RELEASE_CHECK)
 
 STATE = {metadata_store_pb2.Execution.NEW: "new", metadata_store_pb2.Execution.RUNNING: "running",
          metadata_store_pb2.Execution.COMPLETE: "complete", metadata_store_pb2.Execution.FAILED: "failed",
          metadata_store_pb2.Execution.CACHED: "cached", metadata_store_pb2.Execution.CANCELED: "canceled"}
 _OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
 TRAINERS = {"candidate": CANDIDATE_TRAINER, "baseline": BASELINE_TRAINER}
+T = TypeVar("T")
+
+
+class OutputUnreadable(Exception):
+    """A run's output exists (ML Metadata records it) but what is in it cannot be read: its files are
+    gone or damaged. The message is one line naming the output, where it is and why."""
+
+    def __init__(self, run_id: str, name: str, uri: str, why: str):
+        super().__init__(f"run {run_id}: output {name} at {uri} cannot be read: {why}")
+        self.run_id, self.name, self.uri = run_id, name, uri
 
 
 def output_name(component: str, key: str) -> str:
@@ -97,12 +118,14 @@ def custom_str(artifact, name: str) -> str | None:
     return p.string_value if p is not None and p.string_value else None
 
 
-def pushed_to(artifact) -> tuple[str, str | None] | None:
-    """(version, destination) of a PushedModel artifact that was pushed, else None."""
-    if custom_int(artifact, "pushed") != 1:
-        return None
-    to = custom_str(artifact, "pushed_destination")
-    return custom_str(artifact, "pushed_version") or (os.path.basename(to.rstrip("/")) if to else None), to
+def properties(artifact) -> dict[str, int | float | str]:
+    """An artifact's custom properties as a plain mapping (what a Vertex AI job's artifact metadata is)."""
+    out: dict[str, int | float | str] = {}
+    for name, value in artifact.custom_properties.items():
+        kind = value.WhichOneof("value")
+        if kind in ("int_value", "double_value", "string_value", "bool_value"):
+            out[name] = getattr(value, kind)
+    return out
 
 
 class RunRecord:
@@ -174,11 +197,10 @@ class RunRecord:
                 if ev.execution_id == execution_id and ev.type == metadata_store_pb2.Event.OUTPUT]
 
     def outputs(self) -> "RunOutputs":
-        uris = {output_name(self.node(ev.execution_id), self.key(ev)): a.uri for ev, a in self._produced()
-                if a.state == metadata_store_pb2.Artifact.LIVE}
-        pushed = self.output(PUSHER, PUSHED_MODEL)
-        return RunOutputs(self.run_id, uris, pushed_to(pushed) if pushed is not None else None,
-                          duplicate_of=(custom_str(pushed, "duplicate_of") or None) if pushed is not None else None)
+        live = [(output_name(self.node(ev.execution_id), self.key(ev)), a) for ev, a in self._produced()
+                if a.state == metadata_store_pb2.Artifact.LIVE]
+        return RunOutputs(self.run_id, {name: a.uri for name, a in live},
+                          {name: properties(a) for name, a in live})
 
 
 def unregistered_output_dirs(pipeline_root: str, component: str, execution_id: int) -> list[str]:
@@ -193,7 +215,7 @@ def unregistered_output_dirs(pipeline_root: str, component: str, execution_id: i
 # ------------------------------------------------------------------------------------ contents
 @dataclasses.dataclass
 class Verdict:
-    """What the gate decided: the release check's blessing, or TFMA's when there is no check."""
+    """A run's release decision, read one way for every reader (`RunOutputs.verdict`)."""
     metrics: dict = dataclasses.field(default_factory=dict)       # model -> metric -> value (eval split)
     blessed: bool | None = None                                   # None: not evaluated
     failures: list[str] = dataclasses.field(default_factory=list)  # why not blessed
@@ -204,16 +226,30 @@ class Verdict:
     # the model serving when the run was gated: {"compared": False, "reason"} or {"compared": True,
     # "version", "registry", "validation_ok", "metrics": {candidate, production}} (no slices)
     production: dict = dataclasses.field(default_factory=dict)
+    pushed_version: str | None = None  # None: not pushed
+    pushed_to: str | None = None       # where the pushed version is
+    duplicate_of: str | None = None    # blessed, not pushed: the registry's version of the same model
+
+
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """What readers raise for a file that is gone or damaged (TensorFlow's only when it is loaded)."""
+    from google.protobuf.message import DecodeError
+    tf = sys.modules.get("tensorflow")
+    return (OSError, ValueError, EOFError, DecodeError) + ((tf.errors.OpError,) if tf is not None else ())
+
+
+def _int(value) -> int | None:
+    return int(float(value)) if value not in (None, "") else None
 
 
 @dataclasses.dataclass
 class RunOutputs:
-    """One run's outputs ("<component>.<key>" -> URI) and what is in them. Also built by hand from
-    URIs (tests, `curate --examples`)."""
+    """One run's outputs ("<component>.<key>" -> URI, and each one's custom properties) and what is in
+    them. Also built by hand from URIs (tests, `curate --examples`), or from a Vertex AI job's artifact
+    metadata alone (no URIs: nothing is read from files)."""
     run_id: str
     uris: dict[str, str]
-    pushed: tuple[str, str | None] | None = None   # (version, destination) when the pusher pushed
-    duplicate_of: str | None = None                # the registry version an identical rerun was not pushed over
+    properties: dict[str, dict] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of_examples(cls, examples_uri: str) -> "RunOutputs":
@@ -222,6 +258,21 @@ class RunOutputs:
 
     def uri(self, component: str, key: str) -> str | None:
         return self.uris.get(output_name(component, key))
+
+    def _read(self, component: str, key: str, read: Callable[[str], T | None]) -> T | None:
+        """`read(uri)` of an output: None when the run did not produce it; OutputUnreadable when it did
+        but `read` fails or finds nothing (returns None)."""
+        uri = self.uri(component, key)
+        if not uri:
+            return None
+        try:
+            value = read(uri)
+        except _read_errors() as e:
+            why = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"[:300]
+            raise OutputUnreadable(self.run_id, output_name(component, key), uri, why) from None
+        if value is None:
+            raise OutputUnreadable(self.run_id, output_name(component, key), uri, "its files are missing")
+        return value
 
     @property
     def examples(self) -> str | None:
@@ -233,55 +284,39 @@ class RunOutputs:
 
     def ingest_summary(self) -> dict | None:
         from components.ingest import outputs
-        if not self.examples:
-            return None
-        try:
-            return json.loads(outputs.summary_bytes(self.examples))
-        except FileNotFoundError:
-            return None
+        return self._read(EXAMPLE_GEN, EXAMPLES, lambda uri: json.loads(outputs.summary_bytes(uri)))
 
     def data_fingerprint(self) -> str | None:
         from components.ingest import outputs
-        try:
-            return outputs.fingerprint(self.examples) if self.examples else None
-        except Exception:  # noqa: BLE001 - a missing or unreadable summary is shown as no fingerprint
-            return None
+        return self._read(EXAMPLE_GEN, EXAMPLES, outputs.fingerprint)
 
     def serving_model(self, trainer: str = CANDIDATE_TRAINER) -> str | None:
         from components.trainer.artifact import serving_model_dir
         uri = self.model(trainer)
         return serving_model_dir(uri) if uri else None
 
-    def history(self, trainer: str = CANDIDATE_TRAINER) -> dict | None:
-        """Per-epoch training metrics of a Trainer's model ({"loss": [...], ...}), or None."""
-        from components.trainer.artifact import read_history
-        uri = self.model(trainer)
-        return (read_history(uri) or {}).get("history") if uri else None
-
     def training(self, trainer: str = CANDIDATE_TRAINER) -> dict | None:
         """The whole training_history.json of a Trainer's model: history, best_epoch,
-        resumed_after_epoch, stopped_early, config; None without one."""
+        resumed_after_epoch, stopped_early, config; None when the run trained no such model."""
         from components.trainer.artifact import read_history
-        uri = self.model(trainer)
-        return read_history(uri) if uri else None
+        return self._read(trainer, MODEL, read_history)
+
+    def history(self, trainer: str = CANDIDATE_TRAINER) -> dict | None:
+        """Per-epoch training metrics of a Trainer's model ({"loss": [...], ...}), or None."""
+        return (self.training(trainer) or {}).get("history")
 
     def release_check(self) -> dict | None:
         from components.release_check.check import load_check
-        uri = self.uri(RELEASE_CHECK, CHECK)
-        return load_check(uri) if uri else None
+        return self._read(RELEASE_CHECK, CHECK, load_check)
 
     def release_scores(self) -> dict | None:
         from components.release_check.check import load_scores
-        uri = self.uri(RELEASE_CHECK, CHECK)
-        return load_scores(uri) if uri else None
+        return self._read(RELEASE_CHECK, CHECK, load_scores)
 
     def calibrated_threshold(self, role: str = "candidate") -> float | None:
         """A model's threshold from the run's release check, if the run got that far."""
         from components.release_check.check import calibrated_threshold
-        try:
-            return calibrated_threshold(self.release_check(), role)
-        except (OSError, ValueError):
-            return None
+        return calibrated_threshold(self.release_check(), role)
 
     def resolved_model(self, role: str = "candidate"):
         """The run's candidate (or baseline) as `components.scoring.models` resolves a model, with the
@@ -304,36 +339,53 @@ class RunOutputs:
         route_library_logs(None)
         return results.load(uri)
 
-    def verdict(self) -> Verdict:
-        v = Verdict()
-        check = self.release_check()
+    def anomalies(self) -> list[str]:
+        """ExampleValidator's anomalies, "<split>/<feature>: <description>"; [] without its output."""
+        from components.validation.anomalies import read_anomalies
+        return self._read(EXAMPLE_VALIDATOR, ANOMALIES, read_anomalies) or []
+
+    def blessing(self, component: str = RELEASE_CHECK) -> tuple[bool, list[str]] | None:
+        """A `blessing` output's decision (its `blessed` property) and, for the release check's, the
+        reasons in its marker file; None when the run has none or it decided nothing yet (a Vertex AI
+        task still running)."""
+        from components.release_check.blessing import BLESSED_PROPERTY, read_reasons
+        blessed = _int(self.properties.get(output_name(component, BLESSING), {}).get(BLESSED_PROPERTY))
+        if blessed is None:
+            return None
+        reasons = self._read(component, BLESSING, lambda uri: read_reasons(uri, blessed == 1)) \
+            if component == RELEASE_CHECK else None
+        return blessed == 1, reasons or []
+
+    def verdict(self, figures: bool = True) -> Verdict:
+        """The run's release decision, the one reading of it:
+          blessed    the release check's decision; a run without one (it stopped before) has TFMA's
+                     (the Evaluator's blessing); None when neither decided (not evaluated)
+          reasons    the release check's reasons, blessed or not; failures: why not blessed
+          pushed_version, pushed_to, duplicate_of: what the RegistryPusher did
+        With `figures` (report, runs show) also the figures behind it, from release_check.json and
+        TFMA's evaluation, the decision then read from the check (the component writes the same into
+        its blessing); without (runs, Vertex AI jobs) only the blessing and pusher artifacts are read."""
+        from components.registry.pushed import push_result
+        push = push_result(self.properties.get(output_name(PUSHER, PUSHED_MODEL), {}))
+        v = Verdict(pushed_version=push.version, pushed_to=push.destination, duplicate_of=push.duplicate_of)
+        check = self.release_check() if figures else None
         if check is not None:
-            v.blessed = bool(check["blessed"])
-            v.failures = [] if check["blessed"] else check["reasons"]
-            v.reasons, v.calibration, v.robustness = check["reasons"], check["calibration"], check["robustness"]
+            v.blessed, v.reasons = bool(check["blessed"]), check["reasons"]
+            v.failures = [] if v.blessed else v.reasons
+            v.calibration, v.robustness = check["calibration"], check["robustness"]
             from components.release_check.check import holdout_summary
             v.holdout = holdout_summary(check)
             v.production = {k: x for k, x in (check.get("production") or {}).items() if k not in ("slices", "holdout")}
-        tfma = self.evaluation()
+        elif (final := self.blessing(RELEASE_CHECK)) is not None:
+            v.blessed, v.reasons = final
+            v.failures = [] if v.blessed else v.reasons
+        tfma = self.evaluation() if figures else None
         if tfma is not None:
             v.metrics = dict(tfma.metrics)
             if v.blessed is None and tfma.validation_ok is not None:
                 v.blessed, v.failures = tfma.validation_ok, tfma.failures
+        elif v.blessed is None and (first := self.blessing(EVALUATOR)) is not None:
+            v.blessed = first[0]    # TFMA's failures are in its evaluation: read with figures
         if v.production.get("compared"):   # a third row beside candidate and baseline
             v.metrics["production"] = v.production.get("metrics", {}).get("production", {})
         return v
-
-    def anomalies(self) -> list[str]:
-        """ExampleValidator's anomalies, "<split>/<feature>: <description>"."""
-        from tensorflow_metadata.proto.v0 import anomalies_pb2
-        uri = self.uri(EXAMPLE_VALIDATOR, ANOMALIES)
-        out = []
-        for root, _, files in os.walk(uri) if uri else ():
-            for name in files:
-                if name.startswith("SchemaDiff"):
-                    a = anomalies_pb2.Anomalies()
-                    with open(os.path.join(root, name), "rb") as f:
-                        a.ParseFromString(f.read())
-                    split = os.path.basename(root).removeprefix("Split-")
-                    out += [f"{split}/{feat}: {info.short_description}" for feat, info in a.anomaly_info.items()]
-        return out

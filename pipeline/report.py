@@ -7,12 +7,14 @@ import json
 import os
 
 from components.evaluator.results import REPORT_METRICS  # noqa: F401 - re-exported
-from pipeline.artifacts import RunOutputs, RunRecord
+from pipeline.artifacts import RunOutputs, RunRecord, Verdict
 from pipeline.pipeline import BASELINE_TRAINER, CANDIDATE_TRAINER
 
 
 @dataclasses.dataclass
 class RunReport:
+    """`synthdetect report --json`: the run's outputs and its `Verdict` (under the report's own key
+    names: validation_failures, blessing_reasons), with the run's status."""
     run_id: str
     artifacts: dict[str, str]          # "<component>.<output>" -> uri
     ingest: dict | None = None         # ingest_summary.json
@@ -30,22 +32,25 @@ class RunReport:
     production: dict = dataclasses.field(default_factory=dict)  # the comparison with the production model
     duplicate_of: str | None = None    # blessed, not pushed: the registry holds this version of the same model
 
+    @classmethod
+    def of(cls, outputs: RunOutputs, verdict: Verdict | None = None, **more) -> "RunReport":
+        """The report of `outputs` (`verdict`: theirs, when already read); `more`: ingest, anomalies, status."""
+        v = verdict if verdict is not None else outputs.verdict()
+        return cls(run_id=outputs.run_id, artifacts=outputs.uris, metrics=v.metrics, blessed=v.blessed,
+                   validation_failures=v.failures, blessing_reasons=v.reasons, calibration=v.calibration,
+                   robustness=v.robustness, holdout=v.holdout, production=v.production,
+                   pushed_version=v.pushed_version, pushed_to=v.pushed_to, duplicate_of=v.duplicate_of, **more)
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
 
 def run_report(metadata_path: str, pipeline_name: str, pipeline_root: str, run_id: str | None = None) -> RunReport:
-    from pipeline.runs import summarize
+    from pipeline.runs import status
     run = RunRecord.load(metadata_path, pipeline_name, run_id)
     outputs = run.outputs()
-    verdict = outputs.verdict()
-    version, to = outputs.pushed or (None, None)
-    return RunReport(run_id=run.run_id, artifacts=outputs.uris, ingest=outputs.ingest_summary(),
-                     metrics=verdict.metrics, blessed=verdict.blessed, validation_failures=verdict.failures,
-                     pushed_to=to, anomalies=outputs.anomalies(), blessing_reasons=verdict.reasons,
-                     calibration=verdict.calibration, robustness=verdict.robustness, holdout=verdict.holdout,
-                     pushed_version=version, production=verdict.production, duplicate_of=outputs.duplicate_of,
-                     status=summarize(run, metadata_path=metadata_path).status)
+    return RunReport.of(outputs, ingest=outputs.ingest_summary(), anomalies=outputs.anomalies(),
+                        status=status(run, metadata_path))
 
 
 # ------------------------------------------------------------------------ Markdown + PNG report

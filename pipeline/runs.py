@@ -3,7 +3,8 @@ the lineage of one run (`synthdetect runs show RUN`). ML Metadata is read throug
 
 A run's status is decided from what its components produce and consume (artifact types and event
 keys), not from their ids, so the summaries survive changes to the graph (another pusher, an extra
-release check).
+release check). Its release decision (blessed, reasons, pushed version) is `RunOutputs.verdict()`'s,
+as `synthdetect report` shows it.
 """
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ import os
 import shutil
 
 from components.ingest.outputs import SUMMARY_FILE
+from components.release_check.blessing import BLESSED_PROPERTY
 from pipeline import process_record
 from pipeline.artifacts import (RunRecord, custom_int, custom_str, find_run, node_of_execution, open_store,
-                                pushed_to, run_contexts, unregistered_output_dirs)
+                                run_contexts, unregistered_output_dirs)
 from pipeline.pipeline import EXAMPLE_GEN, EXAMPLES, PRODUCTION_MODEL
 
 NOT_RUN = "not run"
@@ -34,7 +36,7 @@ class RunSummary:
     pushed_version: str | None         # None: not pushed
     pushed_to: str | None = None
     process: dict | None = None        # pid, host, state (alive | gone | unknown), outcome; None: not recorded
-    reasons: list[str] = dataclasses.field(default_factory=list)  # the release check's reasons (BLESSED/NOT_BLESSED file)
+    reasons: list[str] = dataclasses.field(default_factory=list)  # the release check's reasons (RunOutputs.verdict)
 
 
 def _iso(ms: int | None) -> str | None:
@@ -110,6 +112,11 @@ def _execution_state(run: RunRecord, e, interrupted: bool) -> str:
     return "interrupted" if interrupted and state in ("running", "new") else state
 
 
+def status(run: RunRecord, metadata_path: str | None = None) -> str:
+    """A run's status as `synthdetect runs` shows it: complete, running, interrupted, failed, incomplete."""
+    return _status(run, _process(metadata_path, run.run_id))[0]
+
+
 def summarize(run: RunRecord, all_nodes: list[str] = (), metadata_path: str | None = None) -> RunSummary:
     """One run's summary line (`all_nodes`: the components to list as "not run" when it has none)."""
     process = _process(metadata_path, run.run_id)
@@ -117,35 +124,14 @@ def summarize(run: RunRecord, all_nodes: list[str] = (), metadata_path: str | No
     components = {n: NOT_RUN for n in all_nodes}
     for e in run.executions:
         components[run.node(e.id)] = _execution_state(run, e, interrupted)
-    pushed = run.outputs_of_type("PushedModel")
     start = min((e.create_time_since_epoch for e in run.executions), default=run.ctx.create_time_since_epoch)
     end = max((e.last_update_time_since_epoch for e in run.executions), default=None) if status != "running" else None
-
-    blessing = []
-    if pushed:  # the blessing the pusher acted on
-        pusher = [ev.execution_id for ev in run.events if ev.artifact_id == pushed[-1][1].id
-                  and RunRecord.is_output(ev)]
-        if pusher:
-            blessing = run.inputs_of(pusher[0], "model_blessing")
-    if not blessing:  # no pusher ran: the last blessing produced
-        blessing = [a for _, a in run.outputs_of_type("ModelBlessing")][-1:]
-    blessed = custom_int(blessing[-1], "blessed") == 1 if blessing else None
-    reasons = _blessing_reasons(blessing[-1].uri, blessed) if blessing else []
-    version, to = (pushed_to(pushed[-1][1]) if pushed else None) or (None, None)
+    outputs = run.outputs()
+    verdict = outputs.verdict(figures=False)
     return RunSummary(run_id=run.run_id, start=_iso(start), end=_iso(end), status=status, components=components,
-                      data_fingerprint=run.outputs().data_fingerprint(), blessed=blessed, pushed_version=version,
-                      pushed_to=to, process=process, reasons=reasons)
-
-
-def _blessing_reasons(uri: str, blessed: bool | None) -> list[str]:
-    """The reasons ReleaseCheck wrote into its BLESSED / NOT_BLESSED marker file (local artifacts;
-    TFMA's own blessing files are empty)."""
-    path = os.path.join(uri, "BLESSED" if blessed else "NOT_BLESSED")
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return [line for line in f.read().splitlines() if line.strip()]
-    except OSError:
-        return []
+                      data_fingerprint=outputs.data_fingerprint(), blessed=verdict.blessed,
+                      pushed_version=verdict.pushed_version, pushed_to=verdict.pushed_to, process=process,
+                      reasons=verdict.reasons)
 
 
 def list_runs(metadata_path: str, pipeline_name: str, pipeline_root: str) -> list[RunSummary]:
@@ -230,7 +216,7 @@ def run_lineage(metadata_path: str, pipeline_name: str, pipeline_root: str, run_
                               "version": custom_str(a, "version") or None}
                              for n, a in run.outputs_of_type("Model") if n == PRODUCTION_MODEL), None)
     evaluations = [{"component": n, "uri": a.uri} for n, a in run.outputs_of_type("ModelEvaluation")]
-    blessings = [{"component": n, "uri": a.uri, "blessed": custom_int(a, "blessed") == 1,
+    blessings = [{"component": n, "uri": a.uri, "blessed": custom_int(a, BLESSED_PROPERTY) == 1,
                   "model": custom_str(a, "current_model"), "baseline": custom_str(a, "baseline_model"),
                   # ProductionEvaluator without a production model: nothing was evaluated
                   **({"compared": False} if custom_int(a, "compared") == 0 else {})}
@@ -244,9 +230,9 @@ def run_lineage(metadata_path: str, pipeline_name: str, pipeline_root: str, run_
         "models": models,
         "production_model": production_model,
         "evaluation": {"artifacts": evaluations, "metrics": verdict.metrics, "blessings": blessings,
-                       "blessed": summary.blessed, "reasons": verdict.failures, "production": verdict.production},
-        "registry": {"pushed": summary.pushed_version is not None, "version": summary.pushed_version,
-                     "destination": summary.pushed_to},
+                       "blessed": verdict.blessed, "reasons": verdict.failures, "production": verdict.production},
+        "registry": {"pushed": verdict.pushed_version is not None, "version": verdict.pushed_version,
+                     "destination": verdict.pushed_to},
         "steps": steps,
     }
 

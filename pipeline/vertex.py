@@ -541,29 +541,34 @@ SUCCEEDED, FAILED, CANCELLED = "PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILE
 TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
 
 
-def _output_metadata(task: dict, key: str) -> dict:
-    arts = (task.get("outputs", {}).get(key) or {}).get("artifacts") or []
-    return arts[0].get("metadata", {}) if arts else {}
+def job_outputs(detail: dict):
+    """A job's outputs as `pipeline.artifacts.RunOutputs`: each task's output artifacts' metadata (their
+    custom properties) under "<task>.<output key>" (the task names are the component ids); no URIs,
+    so nothing is read from the artifacts' files."""
+    from pipeline.artifacts import RunOutputs, output_name
+    properties = {}
+    for task in detail.get("job_detail", {}).get("task_details", []):
+        for key, out in (task.get("outputs") or {}).items():
+            arts = (out or {}).get("artifacts") or []
+            if task.get("task_name") and arts:
+                properties[output_name(task["task_name"], key)] = arts[0].get("metadata", {})
+    return RunOutputs(detail.get("name") or "", {}, properties)
 
 
 def job_summary(resource) -> dict:
     """A Vertex AI PipelineJob resource (google.cloud.aiplatform_v1 PipelineJob, as the SDK returns it)
     -> {name, display_name, state, start, end, tasks: {task: state}, blessed, pushed_version,
-    pushed_to, error}. The decision is read from the steps' output artifacts: ReleaseCheck's blessing
-    and RegistryPusher's pushed_model (their custom properties are the artifacts' metadata on Vertex)."""
+    pushed_to, error}. The decision is `RunOutputs.verdict()` of the steps' output artifacts (their
+    custom properties are the artifacts' metadata on Vertex), as for a local run."""
     from google.protobuf import json_format
     d = json_format.MessageToDict(getattr(resource, "_pb", resource), preserving_proto_field_name=True)
     tasks = {t["task_name"]: t.get("state", "STATE_UNSPECIFIED")
              for t in d.get("job_detail", {}).get("task_details", []) if t.get("task_name")
              and t["task_name"] != d.get("pipeline_spec", {}).get("pipelineInfo", {}).get("name")}
-    by_name = {t.get("task_name"): t for t in d.get("job_detail", {}).get("task_details", [])}
-    blessing = _output_metadata(by_name.get("ReleaseCheck", {}), "blessing")
-    pushed = _output_metadata(by_name.get("RegistryPusher", {}), "pushed_model")
+    verdict = job_outputs(d).verdict(figures=False)
     return {"name": d.get("name"), "display_name": d.get("display_name"), "state": d.get("state"),
             "start": d.get("start_time") or d.get("create_time"), "end": d.get("end_time"), "tasks": tasks,
-            "blessed": None if "blessed" not in blessing else int(blessing["blessed"]) == 1,
-            "pushed_version": pushed.get("pushed_version") if int(pushed.get("pushed", 0) or 0) == 1 else None,
-            "pushed_to": pushed.get("pushed_destination") if int(pushed.get("pushed", 0) or 0) == 1 else None,
+            "blessed": verdict.blessed, "pushed_version": verdict.pushed_version, "pushed_to": verdict.pushed_to,
             "parameters": {k: next(iter(v.values())) if isinstance(v, dict) else v for k, v in
                            (d.get("runtime_config", {}).get("parameter_values")
                             or d.get("runtime_config", {}).get("parameters") or {}).items()},

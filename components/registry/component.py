@@ -28,7 +28,10 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from components.evaluator.calibration import json_safe
 from components.ingest import outputs as ingest_outputs
 from components.registry import vertex
+from components.registry.pushed import (ALIASES, DUPLICATE_OF, PUSHED, PUSHED_DESTINATION, PUSHED_VERSION,
+                                        VERTEX_MODEL, write_push_record)
 from components.registry.store import CALIBRATION_PATH, DEFAULT_ALIASES, now_iso, open_registry
+from components.release_check.blessing import BLESSED_PROPERTY
 from components.release_check.check import holdout_summary, load_check
 from components.release_check.component import ReleaseCheckResult
 from components.trainer.artifact import read_history, serving_model_dir
@@ -100,12 +103,6 @@ def find_duplicate(registry, key: str) -> str | None:
     return None
 
 
-def _write_push_record(uri: str, record: dict) -> None:
-    """push.json in the PushedModel artifact: what the pusher did (pushed where, or a duplicate of what)."""
-    with tf.io.gfile.GFile(os.path.join(uri, "push.json"), "w") as f:
-        json.dump(record, f)
-
-
 def _local_copy(model_dir: str, tmp: str) -> str:
     """The registries copy from a local directory; a gs:// model artifact (Vertex runs) is fetched."""
     if not model_dir.startswith("gs://"):
@@ -144,9 +141,9 @@ class RegistryPusherExecutor(base_executor.BaseExecutor):
         [examples] = input_dict["examples"]
         [pushed] = output_dict["pushed_model"]
         check = load_check(check_art.uri)
-        if blessing.get_int_custom_property("blessed") != 1 or not check or not check.get("blessed"):
+        if blessing.get_int_custom_property(BLESSED_PROPERTY) != 1 or not check or not check.get("blessed"):
             logging.info("not pushing %s: not blessed (%s)", model.uri, "; ".join((check or {}).get("reasons", [])))
-            pushed.set_int_custom_property("pushed", 0)
+            pushed.set_int_custom_property(PUSHED, 0)
             return
         model_dir = serving_model_dir(model.uri)
         meta = model_metadata(model_dir=model_dir, check=check, examples_uri=examples.uri,
@@ -163,9 +160,9 @@ class RegistryPusherExecutor(base_executor.BaseExecutor):
         if duplicate:
             logging.info("not pushing %s: the same data, training config and ingestion as %s of %s", model.uri,
                          duplicate, location)
-            pushed.set_int_custom_property("pushed", 0)
-            pushed.set_string_custom_property("duplicate_of", duplicate)
-            _write_push_record(pushed.uri, {"destination": None, "version": None, "duplicate_of": duplicate,
+            pushed.set_int_custom_property(PUSHED, 0)
+            pushed.set_string_custom_property(DUPLICATE_OF, duplicate)
+            write_push_record(pushed.uri, {"destination": None, "version": None, "duplicate_of": duplicate,
                                             "release_key": meta["release_key"], "promote": promote})
             return
         with tempfile.TemporaryDirectory(prefix="synthdetect-push-") as tmp:
@@ -173,16 +170,16 @@ class RegistryPusherExecutor(base_executor.BaseExecutor):
             if vertex.is_vertex(location):
                 version, resource = vertex.push(location, src, meta, aliases=aliases, extra_files=extra)
                 destination = f"{vertex.parse_target(location).artifacts}/{version}"
-                pushed.set_string_custom_property("vertex_model", resource)
+                pushed.set_string_custom_property(VERTEX_MODEL, resource)
             else:
                 version = open_registry(location).push(src, meta, aliases=aliases, extra_files=extra)
                 destination = f"{location.rstrip('/')}/{version}"
         logging.info("pushed %s to %s", model.uri, destination)
-        pushed.set_int_custom_property("pushed", 1)
-        pushed.set_string_custom_property("pushed_destination", destination)
-        pushed.set_string_custom_property("pushed_version", version)
-        pushed.set_string_custom_property("aliases", ",".join(aliases))
-        _write_push_record(pushed.uri, {"destination": destination, "version": version, "aliases": list(aliases),
+        pushed.set_int_custom_property(PUSHED, 1)
+        pushed.set_string_custom_property(PUSHED_DESTINATION, destination)
+        pushed.set_string_custom_property(PUSHED_VERSION, version)
+        pushed.set_string_custom_property(ALIASES, ",".join(aliases))
+        write_push_record(pushed.uri, {"destination": destination, "version": version, "aliases": list(aliases),
                                         "promote": promote})
 
 

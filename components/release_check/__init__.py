@@ -3,7 +3,8 @@ images), robustness (accuracy under JPEG, downscaling, blur) and the final bless
 robustness).
 
 `check` (run_release_check, and load_check / load_scores / calibrated_threshold to read its `check`
-artifact back), `component` (the TFX component), `perturb` (the perturbations). Imports evaluator
+artifact back), `blessing` (the `blessing` artifact's property and BLESSED / NOT_BLESSED marker,
+written and read back), `component` (the TFX component), `perturb` (the perturbations). Imports evaluator
 and scoring; imported by the pipeline graph, registry (the pusher reads the check) and
 pipeline/artifacts.py.
 """

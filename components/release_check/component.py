@@ -2,11 +2,11 @@
 
 import json
 
-import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.types import artifact as tfx_artifact
 from tfx.types import standard_artifacts
 
+from components.release_check.blessing import BLESSED_PROPERTY, write_marker
 from components.release_check.check import run_release_check
 
 InputArtifact = tfx.dsl.components.InputArtifact
@@ -56,10 +56,9 @@ def ReleaseCheck(
                                holdout_sets=json.loads(holdout_sets_json), production=production)
     blessed = int(result["blessed"])
     for art in (check, blessing):
-        art.set_int_custom_property("blessed", blessed)
+        art.set_int_custom_property(BLESSED_PROPERTY, blessed)
         art.set_string_custom_property(PRODUCTION_VERSION, (production or {}).get("version") or "")
     # what TFX's own Evaluator sets, so LatestBlessedModelStrategy resolvers understand this blessing
     blessing.set_string_custom_property("current_model", model.uri)
     blessing.set_int_custom_property("current_model_id", model.id)
-    with tf.io.gfile.GFile(f"{blessing.uri}/{'BLESSED' if blessed else 'NOT_BLESSED'}", "w") as f:
-        f.write("\n".join(result["reasons"]) + "\n")
+    write_marker(blessing.uri, bool(blessed), result["reasons"])

@@ -29,9 +29,10 @@ def _run_outputs(cfg, run: str | None):
 def _model(ref: str, cfg, outputs) -> tuple[str | None, float | None]:
     """--model value -> (SavedModel directory or None, its calibrated threshold or None)."""
     from components.scoring.models import ModelError, resolve_model
+    from pipeline.artifacts import OutputUnreadable
     if ref == "none":
         return None, None
-    with user_errors(ModelError):
+    with user_errors(ModelError, OutputUnreadable):
         model = outputs.resolved_model() if ref == "run" else resolve_model(ref, cfg.registry)
     if model is None:
         raise UserError(f"run {outputs.run_id!r} trained no candidate model; use --model PATH|registry:REF|none")

@@ -239,4 +239,4 @@ def ingest(data_input: str, out_dir: str, config: str, sets: tuple[str, ...], be
     for w in s.get("warnings", []):
         progress_console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     if not s["accounted_for"]:
-        raise click.ClickException("ingest summary does not account for every input (see ingest_summary.json)")
+        raise UserError("ingest summary does not account for every input (see ingest_summary.json)")   # exit 1

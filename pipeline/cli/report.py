@@ -52,7 +52,8 @@ def report(run: str | None, config: str, sets: tuple[str, ...], run_id: str | No
     run_id = run_id or run
     from pipeline.report import run_report, write_markdown_report
     cfg = load(config, sets)
-    with user_errors(FileNotFoundError, LookupError):
+    from pipeline.artifacts import OutputUnreadable
+    with user_errors(FileNotFoundError, LookupError, OutputUnreadable):
         rep = run_report(cfg.metadata_path, cfg.pipeline_name, cfg.pipeline_root, run_id)
         md = write_markdown_report(rep, out_dir) if out_dir else None
     click.echo(rep.to_json()) if as_json else print_report(rep)

@@ -7,7 +7,7 @@ import time
 import click
 
 from pipeline.cli.common import (EXIT_NOT_BLESSED, UserError, allow_unblessed_option, config_option, exit_with_decision,
-                                 load, progress_console, set_option, short)
+                                 load, progress_console, set_option, short, user_errors)
 from pipeline.cli.report import print_report
 
 RUNNERS = ("local", "vertex")
@@ -85,9 +85,11 @@ def run(config: str, sets: tuple[str, ...], runner: str | None, as_json: bool, a
             run_local(cfg, log_path, run_id=run_id, on_event=on_event)
         except PipelineFailed as e:
             progress.stop()
-            raise click.ClickException(str(e)) from None
+            raise UserError(str(e)) from None   # exit 1: the run failed
         progress.update(task, description=f"finished in {time.time() - t0:.0f}s")
-    report = run_report(cfg.metadata_path, cfg.pipeline_name, cfg.pipeline_root, run_id)
+    from pipeline.artifacts import OutputUnreadable
+    with user_errors(OutputUnreadable):
+        report = run_report(cfg.metadata_path, cfg.pipeline_name, cfg.pipeline_root, run_id)
     if as_json:
         click.echo(report.to_json())
     else:

@@ -23,8 +23,9 @@ def runs(ctx: click.Context, config: str, sets: tuple[str, ...], as_json: bool) 
     cfg = load(config, sets)
     if cfg.runner == "vertex":
         return _vertex_runs(cfg, as_json)
-    from pipeline.runs import list_runs, to_json
-    with user_errors(FileNotFoundError):
+    from pipeline.artifacts import OutputUnreadable
+    from pipeline.runs import list_runs
+    with user_errors(FileNotFoundError, OutputUnreadable):
         summaries = list_runs(cfg.metadata_path, cfg.pipeline_name, cfg.pipeline_root)
     unreadable = [s for s in summaries if (s.process or {}).get("state") == "unreadable"]
     _list_local(cfg, summaries, as_json)
@@ -113,8 +114,9 @@ def runs_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
             if job["error"]:
                 click.echo(f"  error: {job['error']}")
         return
+    from pipeline.artifacts import OutputUnreadable
     from pipeline.runs import run_lineage, to_json
-    with user_errors(FileNotFoundError, LookupError):
+    with user_errors(FileNotFoundError, LookupError, OutputUnreadable):
         lin = run_lineage(cfg.metadata_path, cfg.pipeline_name, cfg.pipeline_root, run_id)
     if as_json or o["as_json"]:
         click.echo(to_json(lin))
