@@ -146,7 +146,7 @@ def run_local(cfg: PipelineConfig, log_path: str, run_id: str | None = None, on_
     from tfx.orchestration.portable import runtime_parameter_utils
     from tfx.dsl.compiler import constants
 
-    from pipeline.pipeline import create_pipeline
+    from pipeline.pipeline import create_pipeline, never_cache_registry_steps
 
     run_id = run_id or new_run_id()
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
@@ -158,7 +158,10 @@ def run_local(cfg: PipelineConfig, log_path: str, run_id: str | None = None, on_
     process_record.start(cfg.metadata_path, run_id, cfg.pipeline_name)  # so `runs` can tell a killed run from a running one
     outcome = "interrupted"  # KeyboardInterrupt, SystemExit; a SIGKILL records nothing (the pid is gone)
     try:
-        ir = compiler.Compiler().compile(create_pipeline(cfg))
+        pipeline = create_pipeline(cfg)
+        process_record.expect(cfg.metadata_path, run_id, [c.id for c in pipeline.components])
+        ir = compiler.Compiler().compile(pipeline)
+        never_cache_registry_steps(ir)
         runtime_parameter_utils.substitute_runtime_parameter(
             ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
         tfx.orchestration.LocalDagRunner().run_with_ir(ir)

@@ -22,8 +22,8 @@ def _vertex_hint(config: str) -> UserError:
 @config_option
 @set_option
 @click.option("--runner", type=click.Choice(RUNNERS), default=None,
-              help="where to run (default: the config's runner, local in configs/local.yaml); vertex runs "
-                   "through compile + submit")
+              help="where to run (default: the config's runner, local in configs/local.yaml); vertex is not "
+                   "run from this command: it prints the compile + submit commands that run it on Vertex AI")
 @click.option("--json", "as_json", is_flag=True, help="print the run report as JSON")
 @allow_unblessed_option
 def run(config: str, sets: tuple[str, ...], runner: str | None, as_json: bool, allow_unblessed: bool) -> None:
