@@ -93,9 +93,9 @@ def check_writable_folder(key: str, path: str) -> None:
                             f"{e.strerror or e}") from None
 
 
-def preflight(cfg: PipelineConfig) -> int:
+def preflight(cfg: PipelineConfig):
     """Checks that need no pipeline: pipeline_root, registry and the metadata database writable,
-    inputs listable, weights loadable. Returns the input count."""
+    inputs listable, weights loadable. Returns the run's Listing (input count, curator feedback)."""
     from components.ingest.component import input_base_and_pattern
     from components.ingest.listing import resolve_run_inputs
     from components.trainer.model import fetch_imagenet_weights
@@ -105,12 +105,12 @@ def preflight(cfg: PipelineConfig) -> int:
     check_metadata_path(cfg.metadata_path)
     base, pattern = input_base_and_pattern(cfg.data.input)
     ev = cfg.evaluation
-    n = resolve_run_inputs(base if pattern == "*" else os.path.join(base, pattern), cfg.ingest,
-                           [(h.name, h.input) for h in ev.holdout_sets],
-                           ev.leave_out.model_dump() if ev.leave_out else None).n_inputs
+    listing = resolve_run_inputs(base if pattern == "*" else os.path.join(base, pattern), cfg.ingest,
+                                 [(h.name, h.input) for h in ev.holdout_sets],
+                                 ev.leave_out.model_dump() if ev.leave_out else None)
     if cfg.model.weights == "imagenet":
         fetch_imagenet_weights()
-    return n
+    return listing
 
 
 class _ProgressHandler(logging.Handler):

@@ -146,3 +146,14 @@ def holdout_line(f: dict) -> str:
     return (f"AUC {num(f.get('auc'))} ({f.get('basis')}), gap {num(f.get('gap'), '+.3f')}, "
             f"TPR {num(f.get('tpr_at_target_fpr'))} at FPR <= target, accuracy {num(f.get('accuracy'))}, "
             f"n={f.get('n_examples')}")
+
+
+def feedback_lines(stats: dict) -> None:
+    """How the curator feedback file applied to the input (`ingest`, `run`): one line, a warning
+    when some decisions match no input (moved elsewhere, or the content changed)."""
+    from rich.markup import escape
+
+    from components.ingest.listing import feedback_line
+    line = escape(feedback_line(stats))
+    progress_console.print(f"[yellow]warning:[/] {line}" if stats["unmatched"] else line, soft_wrap=True,
+                           highlight=False)

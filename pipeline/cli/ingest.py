@@ -14,7 +14,8 @@ import traceback
 
 import click
 
-from pipeline.cli.common import UserError, config_option, console, load, progress_console, set_option
+from pipeline.cli.common import (UserError, config_option, console, feedback_lines, load, progress_console,
+                                 set_option)
 
 
 def _no_space(e: BaseException) -> bool:
@@ -182,6 +183,8 @@ def ingest(data_input: str, out_dir: str, config: str, sets: tuple[str, ...], be
             n_read = len(listing.items)
             progress_console.print(f"{listing.n_inputs} inputs from {cfg.data.input} ({n_read} to read, "
                                    f"{listing.n_inputs - n_read} decided at listing)", soft_wrap=True)
+            if listing.feedback:
+                feedback_lines(listing.feedback)
             if is_local_runner(args):
                 progress_dir = tempfile.mkdtemp(prefix="synthdetect-progress-")
             watcher = threading.Thread(target=_watch, args=(progress_dir, n_read, stop, progress, times),
