@@ -419,6 +419,10 @@ def test_feedback_loop_exclude_and_relabel_reach_the_next_ingestion(run, ds):
     out = _cli("curate", "--config", str(run["cfg"]), "export-feedback", "--name", run["name"], "--out", str(fb),
                cwd=run["tmp"]).stdout
     assert "1 exclude, 1 relabel" in out
+    again = _cli("curate", "--config", str(run["cfg"]), "export-feedback", "--name", run["name"], "--out", str(fb),
+                 "--json", cwd=run["tmp"])
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads(again.stdout) == {"path": str(fb), "decisions": 2, "excluded": 1, "relabeled": 1, "both": 0}
     # each decision names the file by content, its path a hint (issue 27.2)
     sha = {m["path"]: m["sha256"] for m in run["members"]}
     assert [json.loads(line) for line in fb.read_text().splitlines()] == sorted(
