@@ -282,7 +282,9 @@ def test_mistakenness_of_the_planted_label_error_and_feedback_from_the_view(run,
         fb = run["tmp"] / "feedback-mistakes.jsonl"
         _cli("curate", "--config", str(run["cfg"]), "export-feedback", "--name", run["name"], "--out", str(fb),
              cwd=run["tmp"])
-        assert {"path": planted, "action": "relabel", "label": "real"} in map(json.loads, fb.read_text().splitlines())
+        rows = [json.loads(line) for line in fb.read_text().splitlines()]
+        assert {"path": planted, "action": "relabel", "label": "real"} in [
+            {k: r[k] for k in ("path", "action", "label") if k in r} for r in rows]
     finally:
         ds.untag_samples("relabel:real")
 
