@@ -28,7 +28,7 @@ def run_pipeline(tmp_path: Path, thresholds: dict, expect_exit: int = 0, *args: 
 def test_pipeline_runs_end_to_end_and_pushes_a_working_model(blessed_run, tmp_path):
     rep, run_dir = blessed_run["report"], blessed_run["tmp"]
     # piped stderr (a CI log, `make run | tee`): each progress line whole, never wrapped at 80 columns
-    assert re.search(rf"^run {rep['run_id']}: 80 input files from {SAMPLE}; 12 components; log: \S+\.log$",
+    assert re.search(rf"^run {rep['run_id']}: 80 input files from {re.escape(str(SAMPLE))}; 12 components; log: \S+\.log$",
                      blessed_run["stderr"], re.M), blessed_run["stderr"][:2000]
     # ingestion: every sample file accounted for, TFRecords in both splits
     ingest = rep["ingest"]
