@@ -27,12 +27,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("PYTHONWARNINGS", "ignore")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
+import numpy as np
+from sklearn.metrics import roc_auc_score
 
-from components.trainer.artifact import serving_model_dir  # noqa: E402
-from pipeline.artifacts import TRAINERS, output_name  # noqa: E402
-from pipeline.pipeline import EXAMPLE_GEN, EXAMPLES, MODEL  # noqa: E402
+from components.trainer.artifact import serving_model_dir
+from pipeline.artifacts import TRAINERS, output_name
+from pipeline.pipeline import EXAMPLE_GEN, EXAMPLES, MODEL
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).parent / "synthdetect")

@@ -121,7 +121,7 @@ class RunRecord:
         self.type_name = {t.id: t.name for t in store.get_artifact_types()}
 
     @classmethod
-    def load(cls, metadata_path: str, pipeline_name: str, run_id: str | None = None) -> "RunRecord":
+    def load(cls, metadata_path: str, pipeline_name: str, run_id: str | None = None) -> RunRecord:
         store = open_store(metadata_path)
         ctx = find_run(store, metadata_path, pipeline_name, run_id)
         return cls(store, ctx, node_of_execution(store, pipeline_name)[0])
@@ -173,7 +173,7 @@ class RunRecord:
         return [(self.key(ev), a) for ev, a in self._produced()
                 if ev.execution_id == execution_id and ev.type == metadata_store_pb2.Event.OUTPUT]
 
-    def outputs(self) -> "RunOutputs":
+    def outputs(self) -> RunOutputs:
         uris = {output_name(self.node(ev.execution_id), self.key(ev)): a.uri for ev, a in self._produced()
                 if a.state == metadata_store_pb2.Artifact.LIVE}
         pushed = self.output(PUSHER, PUSHED_MODEL)
@@ -216,7 +216,7 @@ class RunOutputs:
     duplicate_of: str | None = None                # the registry version an identical rerun was not pushed over
 
     @classmethod
-    def of_examples(cls, examples_uri: str) -> "RunOutputs":
+    def of_examples(cls, examples_uri: str) -> RunOutputs:
         """An ingestion output folder on its own (`synthdetect ingest --output`)."""
         return cls(f"ingest:{examples_uri}", {output_name(EXAMPLE_GEN, EXAMPLES): examples_uri})
 

@@ -234,7 +234,7 @@ def parameterise(cfg: PipelineConfig, components: list) -> list:
     parameterised exec properties read from it."""
     from tfx.orchestration import data_types
 
-    from pipeline.parameters import RuntimeParameters  # noqa: PLW0406 - module __getattr__
+    from pipeline.parameters import RuntimeParameters  # the module __getattr__ builds it
 
     defaults = default_values(cfg)
     step = RuntimeParameters(

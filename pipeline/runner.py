@@ -163,7 +163,7 @@ def run_local(cfg: PipelineConfig, log_path: str, run_id: str | None = None, on_
             ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
         tfx.orchestration.LocalDagRunner().run_with_ir(ir)
         outcome = "complete"
-    except Exception as e:  # noqa: BLE001 - re-raised with the failing component and the log path
+    except Exception as e:  # re-raised with the failing component and the log path
         outcome = "failed"
         logging.getLogger("synthdetect").exception("pipeline run %s failed", run_id)
         raise PipelineFailed(progress.current, e, log_path) from e

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 
 from pipeline.parameters import trainer_custom_config, training_custom_config, worker_pool_specs  # noqa: F401
-from schemas.config import GPU_TYPES, TPU_TYPES, PipelineConfig, is_gcs
+from schemas.config import PipelineConfig, is_gcs
 
 REPO = Path(__file__).resolve().parents[1]
 # Where infra/Dockerfile and infra/Dockerfile.gpu put this source tree (and install it from).

@@ -97,7 +97,7 @@ class IngestConfig(_Strict):
         return tuple(r.rstrip("/") if is_gcs(r) else str(Path(r).resolve()) for r in v)
 
     @model_validator(mode="after")
-    def _native_needs_neutralisation(self) -> "IngestConfig":
+    def _native_needs_neutralisation(self) -> IngestConfig:
         # raw mode keeps the published bytes at their native size already; there max_side only
         # bounds the decode for the duplicate hashes (JPEG draft scaling), which needs a size
         if self.max_side == 0 and not self.neutralize_format:
@@ -115,7 +115,7 @@ class IngestConfig(_Strict):
         return str(Path(v).resolve())
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "IngestConfig":
+    def from_dict(cls, d: dict | None) -> IngestConfig:
         """Options recorded by an earlier ingestion (summary, model.json): unknown keys are ignored
         and files named in them are not required to exist any more."""
         known = {k: v for k, v in (d or {}).items() if k in cls.model_fields and v is not None}
@@ -161,7 +161,7 @@ class ModelConfig(_Strict):
     xla: bool = Field(False, description="jit_compile the training step")
 
     @model_validator(mode="after")
-    def _crops(self) -> "ModelConfig":
+    def _crops(self) -> ModelConfig:
         if self.eval_crops != 1 and self.input_mode != "crop":
             raise ValueError(f"eval_crops: {self.eval_crops} needs input_mode: crop")
         return self
@@ -196,7 +196,7 @@ class EvaluationConfig(_Strict):
                                        "into a held-out set of its own (train on the others, test on it)")
 
     @model_validator(mode="after")
-    def _unique(self) -> "EvaluationConfig":
+    def _unique(self) -> EvaluationConfig:
         names = self.holdout_names()
         if len(set(names)) != len(names):
             raise ValueError(f"held-out set names must be unique, got {names}")
@@ -279,7 +279,7 @@ class VertexTrainingConfig(_Strict):
     boot_disk_size_gb: int = Field(100, ge=10)
 
     @model_validator(mode="after")
-    def _accelerator(self) -> "VertexTrainingConfig":
+    def _accelerator(self) -> VertexTrainingConfig:
         if self.accelerator_type and self.accelerator_count < 1:
             raise ValueError("accelerator_count must be >= 1 when accelerator_type is set")
         if not self.accelerator_type and self.accelerator_count:
@@ -409,7 +409,7 @@ class VertexConfig(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _images(self) -> "VertexConfig":
+    def _images(self) -> VertexConfig:
         t = self.training.accelerator_type
         if t in TPU_TYPES and not self.images.tpu:
             raise ValueError(f"images.tpu is required with training.accelerator_type {t}")
@@ -470,7 +470,7 @@ class PipelineConfig(_Strict):
         return _no_secrets(v)
 
     @model_validator(mode="after")
-    def _check_crop_size(self) -> "PipelineConfig":
+    def _check_crop_size(self) -> PipelineConfig:
         """Crop mode trains on native pixels: ingestion must not shrink images below the crop."""
         side, size = self.ingest.max_side, self.model.image_size
         if self.model.input_mode == "crop" and self.ingest.neutralize_format and 0 < side < size:
@@ -479,7 +479,7 @@ class PipelineConfig(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _check_data(self) -> "PipelineConfig":
+    def _check_data(self) -> PipelineConfig:
         if self.runner == "vertex":
             return self._check_vertex()
         if not is_gcs(self.data.input) and not Path(self.data.input).exists():
@@ -489,7 +489,7 @@ class PipelineConfig(_Strict):
                 raise ValueError(f"evaluation.holdout_sets: {h.name}: input {h.input!r} does not exist")
         return self._check_holdout_thresholds()
 
-    def _check_holdout_thresholds(self) -> "PipelineConfig":
+    def _check_holdout_thresholds(self) -> PipelineConfig:
         per_set = self.thresholds.min_holdout_auc
         if isinstance(per_set, dict):
             unknown = sorted(set(per_set) - set(self.evaluation.holdout_names()))
@@ -498,7 +498,7 @@ class PipelineConfig(_Strict):
                                  f"(evaluation: {self.evaluation.holdout_names() or 'none'})")
         return self
 
-    def _check_vertex(self) -> "PipelineConfig":
+    def _check_vertex(self) -> PipelineConfig:
         """On Vertex every path is read inside a container: data, registry and weights must be on GCS."""
         if self.vertex is None:
             raise ValueError("runner vertex needs a vertex: section (see configs/vertex.yaml)")
@@ -515,7 +515,7 @@ class PipelineConfig(_Strict):
                              f"got {self.model.weights!r}")
         return self
 
-    def resolved(self) -> "PipelineConfig":
+    def resolved(self) -> PipelineConfig:
         """Absolute local paths (TFX components run with other working directories)."""
         def fix(p: str) -> str:
             return p if is_gcs(p) or p.startswith("vertex://") else str(Path(p).resolve())

@@ -3,7 +3,6 @@ rows through archives, every bad member accounted for, the CIFAKE parts."""
 import hashlib
 import io
 import json
-import os
 import tarfile
 import zipfile
 from collections import Counter

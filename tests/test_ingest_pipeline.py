@@ -1,5 +1,4 @@
 """ImageExampleGen inside TFX: the cached execution is reused exactly when no input changed."""
-import pytest
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 

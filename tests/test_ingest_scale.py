@@ -7,14 +7,13 @@ from pathlib import Path
 
 import apache_beam as beam
 import numpy as np
-import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pipeline import PipelineVisitor
 
 from components.ingest import dedup
 from components.ingest.images import IngestOptions
 from components.ingest.job import build_ingest
-from components.ingest.outputs import read_members, read_summary
+from components.ingest.outputs import read_summary
 from components.ingest.plan import make_plan
 from tests.test_ingest_beam import SPLITS, dup_tree, run_ingest  # noqa: F401 - fixture
 

@@ -5,7 +5,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from components.trainer import model as model_lib
-from components.trainer.model import WeightsError, build_model, load_vgg16_weights
+from components.trainer.model import WeightsError, build_model
 from components.transform.preprocessing import decode_images, preprocessing_fn, vgg_normalise
 from tests.conftest import image_bytes
 

@@ -4,7 +4,6 @@ hand-written SavedModels as candidate and baseline.
 
 A sabotaged (constant-output) candidate and a fragile one (right only on clean images) are not
 blessed and add no version; a good candidate is pushed with model.json filled in."""
-import gzip
 import hashlib
 import io
 import json

@@ -2,7 +2,6 @@
 augmentation policy, crop mode's random training crops and deterministic evaluation/serving."""
 import json
 import types
-from pathlib import Path
 
 import apache_beam as beam
 import numpy as np

@@ -16,7 +16,7 @@ def quiet_fiftyone() -> None:
     os.environ.setdefault("FIFTYONE_LOGGING_LEVEL", "WARNING")   # "Computing hardness..." goes to stdout
     logging.getLogger("fiftyone.core.odm.database").setLevel(logging.ERROR)
     import fiftyone as fo
-    import fiftyone.brain  # noqa: F401 - its loggers exist before their level is set
+    import fiftyone.brain  # its loggers exist before their level is set
     fo.core.logging.set_logging_level(logging.WARNING)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from typing import Callable
+from collections.abc import Callable
 
 
 from components.curation import appconfig, brain

@@ -9,7 +9,7 @@ file (no duplicate detection then: every written file is its own cluster's repre
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from components.cache import cache_dir, key
 from components.ingest import outputs

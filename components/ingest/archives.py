@@ -26,7 +26,7 @@ import struct
 import tarfile
 import zipfile
 import zlib
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from schemas.config import is_gcs
 

@@ -18,7 +18,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import imagehash
 import numpy as np

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from components.ingest import dedup
-from components.ingest.listing import (LABEL_IDS, LABELS, ImageInput, InputError, apply_feedback,  # noqa: F401
+from components.ingest.listing import (LABEL_IDS, LABELS, ImageInput, InputError, apply_feedback,
                                        list_inputs, read_feedback)
 from components.ingest.records import Example, make_example
 from schemas.config import IngestConfig, is_gcs

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from typing import Sequence
+from collections.abc import Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems

@@ -31,7 +31,7 @@ import math
 import os
 import posixpath
 import stat
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from components.ingest.archives import (ArchiveError, archive_kind, clean_name, list_members,
                                         split_archive_path, unsafe_name)
@@ -68,7 +68,7 @@ class ImageInput:
                 self.holdout, self.archive, list(self.entry)]
 
     @classmethod
-    def from_list(cls, v: list) -> "ImageInput":
+    def from_list(cls, v: list) -> ImageInput:
         return cls(*v[:-1], tuple(v[-1]))
 
     @property

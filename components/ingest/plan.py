@@ -21,7 +21,7 @@ import dataclasses
 import itertools
 import json
 from collections import defaultdict
-from typing import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 

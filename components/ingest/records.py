@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import gzip
 import struct
-from typing import BinaryIO, Iterator, Mapping
+from typing import BinaryIO
+from collections.abc import Iterator, Mapping
 
 import google_crc32c
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -61,7 +62,7 @@ def _build_classes():
 Example = _build_classes()
 
 
-def make_example(features: Mapping[str, bytes | str | int]) -> "Example":
+def make_example(features: Mapping[str, bytes | str | int]) -> Example:
     """bytes/str values become a one-element bytes_list, ints a one-element int64_list."""
     ex = Example()
     fmap = ex.features.feature
@@ -73,7 +74,7 @@ def make_example(features: Mapping[str, bytes | str | int]) -> "Example":
     return ex
 
 
-def parse_example(serialized: bytes) -> "Example":
+def parse_example(serialized: bytes) -> Example:
     ex = Example()
     ex.ParseFromString(serialized)
     return ex
@@ -107,7 +108,7 @@ class GzipTFRecordWriter:
         self._gz.close()
         self._raw.close()
 
-    def __enter__(self) -> "GzipTFRecordWriter":
+    def __enter__(self) -> GzipTFRecordWriter:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -31,7 +31,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 MODEL_JSON = "model.json"
 CALIBRATION_PATH = "assets.extra/calibration.json"  # inside a version: the calibrated threshold

@@ -5,7 +5,7 @@ results are stored as PNG (lossless), so only the named perturbation acts on the
 from __future__ import annotations
 
 import io
-from typing import Callable
+from collections.abc import Callable
 
 from PIL import Image, ImageFilter
 

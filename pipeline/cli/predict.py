@@ -7,7 +7,7 @@ import math
 import os
 import sys
 import tempfile
-from typing import Iterator
+from collections.abc import Iterator
 
 import click
 

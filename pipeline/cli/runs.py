@@ -23,7 +23,7 @@ def runs(ctx: click.Context, config: str, sets: tuple[str, ...], as_json: bool) 
     cfg = load(config, sets)
     if cfg.runner == "vertex":
         return _vertex_runs(cfg, as_json)
-    from pipeline.runs import list_runs, to_json
+    from pipeline.runs import list_runs
     with user_errors(FileNotFoundError):
         summaries = list_runs(cfg.metadata_path, cfg.pipeline_name, cfg.pipeline_root)
     unreadable = [s for s in summaries if (s.process or {}).get("state") == "unreadable"]
