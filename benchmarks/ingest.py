@@ -254,7 +254,7 @@ def planted_recall(index: list, members: dict[str, dict], root: Path) -> dict:
         if a and b and a["cluster_id"] and a["cluster_id"] == b["cluster_id"]:
             found[kind][0] += 1
     by_cluster: dict[str, set[int]] = {}
-    for i, kind, rel, j in index:
+    for i, _kind, rel, _j in index:
         m = members.get(str(root / rel))
         if m and m["cluster_id"]:
             by_cluster.setdefault(m["cluster_id"], set()).add(related.get(i, i))
@@ -425,7 +425,7 @@ def bench_archive_inputs(name: str, inputs: dict[str, tuple[Path, list[str], str
                               "decode_only_files_per_s": round(n / t_dec, 1), "vs_decode_ceiling": round(t_dec / t, 2),
                               "decoded_by_ceiling": int(out.strip() or 0), "summary": summary}
     loose = row["forms"].get("loose")
-    for form, r in row["forms"].items():
+    for r in row["forms"].values():
         r["vs_loose"] = round(r["files_per_s"] / loose["files_per_s"], 2) if loose else None
     return row
 

@@ -149,7 +149,8 @@ class RunRecord:
 
     def outputs_of_type(self, type_name: str) -> list[tuple[str, object]]:
         """(component id, artifact) for artifacts of an MLMD type produced (or reused) in this run."""
-        return [(self.node(ev.execution_id), a) for ev, a in self._produced() if self.type_name.get(a.type_id) == type_name]
+        return [(self.node(ev.execution_id), a) for ev, a in self._produced()
+                if self.type_name.get(a.type_id) == type_name]
 
     def output(self, component: str, key: str):
         """The live artifact `component` wrote (or reused) under `key` in this run, or None."""

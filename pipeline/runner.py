@@ -155,7 +155,8 @@ def run_local(cfg: PipelineConfig, log_path: str, run_id: str | None = None, on_
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     progress = _ProgressHandler(on_event or (lambda node, state, detail=None: None))
     saved = route_library_logs([file_handler, progress])
-    process_record.start(cfg.metadata_path, run_id, cfg.pipeline_name)  # so `runs` can tell a killed run from a running one
+    # so `runs` can tell a killed run from a running one
+    process_record.start(cfg.metadata_path, run_id, cfg.pipeline_name)
     outcome = "interrupted"  # KeyboardInterrupt, SystemExit; a SIGKILL records nothing (the pid is gone)
     try:
         ir = compiler.Compiler().compile(create_pipeline(cfg))

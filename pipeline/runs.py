@@ -27,14 +27,15 @@ class RunSummary:
     run_id: str
     start: str | None                  # ISO time of the first component's start
     end: str | None                    # ISO time of the last component's last update (None while running)
-    status: str                        # complete | failed | running | interrupted | incomplete (stopped before the pusher)
+    status: str    # complete | failed | running | interrupted | incomplete (stopped before the pusher)
     components: dict[str, str]         # component id -> complete | cached | failed | running | interrupted | not run
     data_fingerprint: str | None       # "sha256:<hex>" of ImageExampleGen's ingest_summary.json
     blessed: bool | None               # the blessing the pusher acted on (None: not evaluated)
     pushed_version: str | None         # None: not pushed
     pushed_to: str | None = None
     process: dict | None = None        # pid, host, state (alive | gone | unknown), outcome; None: not recorded
-    reasons: list[str] = dataclasses.field(default_factory=list)  # the release check's reasons (BLESSED/NOT_BLESSED file)
+    # the release check's reasons (BLESSED/NOT_BLESSED file)
+    reasons: list[str] = dataclasses.field(default_factory=list)
 
 
 def _iso(ms: int | None) -> str | None:

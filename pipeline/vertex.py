@@ -339,24 +339,24 @@ def submit(cfg: PipelineConfig, spec: str, dry_run: bool = False, job_id: str | 
     if dry_run:
         # What PipelineJob.submit(service_account=..., network=...) sets before it calls
         # JobServiceClient.create_pipeline_job(parent, pipeline_job, pipeline_job_id).
-        job._gca_resource.service_account = v.service_account
+        job._gca_resource.service_account = v.service_account  # noqa: SLF001 - dry run: the request PipelineJob.submit would send
         if v.network:
-            job._gca_resource.network = v.network
+            job._gca_resource.network = v.network  # noqa: SLF001 - dry run: the request PipelineJob.submit would send
         return {"method": "google.cloud.aiplatform.v1.PipelineService.CreatePipelineJob",
                 "spec": str(Path(spec).resolve()), "config_parameters": config_parameters(cfg),
                 "parameters": job_parameters(compiled, values),
-                "request": {"parent": job._parent, "pipelineJobId": job.job_id,
-                            "pipelineJob": _request_dict(job._gca_resource)}}
+                "request": {"parent": job._parent, "pipelineJobId": job.job_id,  # noqa: SLF001 - dry run: the request PipelineJob.submit would send
+                            "pipelineJob": _request_dict(job._gca_resource)}}  # noqa: SLF001 - dry run: the request PipelineJob.submit would send
     try:
         job.submit(service_account=v.service_account, network=v.network)
     except Exception as e:  # noqa: BLE001 - API errors become one line
         raise CloudError(f"submitting to Vertex AI failed: {_first_line(e)}") from None
-    result = {"name": job.resource_name, "console": job._dashboard_uri()}
+    result = {"name": job.resource_name, "console": job._dashboard_uri()}  # noqa: SLF001 - the SDK's console link (no public accessor)
     if wait:
         import time
 
         def fetch():
-            job._sync_gca_resource()
+            job._sync_gca_resource()  # noqa: SLF001 - the SDK's refresh (no public method)
             return job.gca_resource
         try:
             result["job"] = wait_for_job(fetch, on_task or (lambda task, state: None), time.sleep, poll)
@@ -415,8 +415,8 @@ def find_schedule(resources, key: str):
     if not hits:
         raise CloudError(f"no schedule {key!r} (schedules: {_ids(resources) or 'none'})")
     if len(hits) > 1:
-        raise CloudError(f"{len(hits)} schedules are named {key!r} ({', '.join(r.name.rsplit('/', 1)[-1] for r in hits)}): "
-                         "give the id")
+        ids = ", ".join(r.name.rsplit("/", 1)[-1] for r in hits)
+        raise CloudError(f"{len(hits)} schedules are named {key!r} ({ids}): give the id")
     return hits[0]
 
 
@@ -471,7 +471,7 @@ def schedule(cfg: PipelineConfig, spec: str, cron: str | None = None, max_concur
     import logging
     logging.disable(logging.WARNING)  # the SDK would log "created" and a console link (to stdout)
     try:
-        sched._create(**kwargs)
+        sched._create(**kwargs)  # noqa: SLF001 - dry run: the SDK builds the request, a recorder takes it
     finally:
         logging.disable(logging.NOTSET)
     if dry_run:
@@ -526,7 +526,7 @@ class _Recorder:
     def create_schedule(self, parent, schedule, timeout=None):
         self.parent, self.schedule, self.message = parent, _request_dict(schedule), schedule
         created = type(schedule)()
-        created._pb.CopyFrom(schedule._pb)
+        created._pb.CopyFrom(schedule._pb)  # noqa: SLF001 - proto-plus: the wrapped protobuf message
         created.name = f"{parent}/schedules/dry-run"   # the SDK logs the new schedule's console link
         return created
 

@@ -152,7 +152,8 @@ class ModelConfig(_Strict):
     # options beyond the paper (off by default)
     l2: float = Field(0.0, ge=0, description="L2 penalty on the head's Dense kernels")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5)
-    early_stopping_patience: StrictInt = Field(0, ge=0, description="stop when eval AUC stalls this many epochs (0: off)")
+    early_stopping_patience: StrictInt = Field(0, ge=0,
+                                               description="stop when eval AUC stalls this many epochs (0: off)")
     lr_schedule: Literal["constant", "cosine"] = "constant"
     # hardware
     strategy: Literal["default", "mirrored", "tpu"] = Field("default", description="tf.distribute strategy")
@@ -544,15 +545,17 @@ def load_config(path: str | os.PathLike, overrides: dict | None = None) -> Pipel
     """Read and validate a YAML config. `overrides` is a nested dict merged over the file."""
     p = Path(path)
     if not p.is_file():
-        where = str(p.resolve()) if p.is_absolute() else f"{p.resolve()}: relative to the working directory {os.getcwd()}"
+        where = (str(p.resolve()) if p.is_absolute()
+                 else f"{p.resolve()}: relative to the working directory {os.getcwd()}")
         what = ("is a directory, not a file" if p.is_dir() else
                 "is not a regular file (a FIFO, socket or device)" if p.exists() else "not found")
         raise ConfigError(f"config file {str(p)!r} {what} (looked for {where}); pass --config PATH")
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError as e:
-        raise ConfigError(f"config file {str(p)!r} is not UTF-8 text (byte {e.start}: {e.object[e.start:e.start + 1]!r});"
-                          " save it as UTF-8") from None
+        byte = e.object[e.start:e.start + 1]
+        raise ConfigError(f"config file {str(p)!r} is not UTF-8 text (byte {e.start}: {byte!r}); "
+                          "save it as UTF-8") from None
     except OSError as e:
         raise ConfigError(f"config file {str(p)!r} cannot be read ({e.strerror or e})") from None
     except yaml.YAMLError as e:

@@ -49,9 +49,10 @@ def synthesized_brightness(examples: Path) -> list[float]:
 
 
 def _compare(tmp_path: Path, examples: Path, candidate: Path, registry: Path,
-             thresholds: ThresholdConfig = ThresholdConfig()):
+             thresholds: ThresholdConfig | None = None):
     """ProductionModel + ProductionEvaluator on LocalDagRunner; returns the blessing artifact's folder
     and properties."""
+    thresholds = thresholds or ThresholdConfig()
     from tfx import v1 as tfx
     from tfx.types import standard_artifacts
     ex = tfx.dsl.Importer(source_uri=str(examples), artifact_type=standard_artifacts.Examples,
@@ -127,9 +128,10 @@ class _Resized(_Tiny):
 
 
 def _release(tmp_path: Path, examples: Path, candidate: Path, registry: Path, promote: str = "auto",
-             thresholds: ThresholdConfig = ThresholdConfig()) -> dict:
+             thresholds: ThresholdConfig | None = None) -> dict:
     """Evaluator (vs the constant baseline), ProductionModel, ProductionEvaluator, ReleaseCheck and
     RegistryPusher as pipeline/pipeline.py wires them; returns release_check.json."""
+    thresholds = thresholds or ThresholdConfig()
     from tfx import v1 as tfx
     from tfx.types import standard_artifacts
 

@@ -368,7 +368,7 @@ def test_the_aiplatform_sdk_accepts_the_spec_with_parameter_values(compiled, cfg
                                       project=cfg.vertex.project, location=cfg.vertex.region,
                                       credentials=ga_credentials.AnonymousCredentials())
     j = job({"epochs": 1, "min_auc": 0.8, "data_input": "gs://b/images"})
-    params = j._gca_resource.runtime_config.parameters
+    params = j._gca_resource.runtime_config.parameters  # noqa: SLF001 - the job's request (as the dry run)
     assert params["epochs"].int_value == 1 and params["min_auc"].double_value == 0.8
     assert params["data_input"].string_value == "gs://b/images"
     assert params["batch_size"].int_value == cfg.model.batch_size   # the compiled default
@@ -475,7 +475,7 @@ def test_the_vertex_driver_fingerprints_every_input_file(tmp_path):
 
     def stock(name):
         ei = _driver_input(tmp_path, data, name)
-        tfx_driver._run_driver(ei)
+        tfx_driver._run_driver(ei)  # noqa: SLF001 - TFX's stock driver body
         out = json_format.Parse(Path(ei.outputs.output_file).read_text(), pipeline_spec_pb2.ExecutorOutput())
         return out.parameter_values["input_fingerprint"].string_value
 

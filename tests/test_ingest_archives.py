@@ -22,7 +22,8 @@ SPLITS = [("train", 7), ("eval", 3)]
 CIFAKE = REPO.parent / "shared" / "data" / "cifake"
 
 
-def run_ingest(data_input, out_dir, opts=IngestOptions(), multi=False) -> dict:
+def run_ingest(data_input, out_dir, opts=None, multi=False) -> dict:
+    opts = opts or IngestOptions()
     args = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"] if multi else \
         ["--direct_running_mode=in_memory"]
     with beam.Pipeline(options=PipelineOptions(args)) as p:
@@ -200,10 +201,10 @@ def test_example_gen_reads_zip_parts_and_its_cache_follows_the_archives(tmp_path
     cfg = PipelineConfig.model_validate({
         "pipeline_root": str(tmp_path / "root"), "metadata_path": str(tmp_path / "md.sqlite"),
         "data": {"input": str(root)}}).resolved()
-    E = metadata_store_pb2.Execution
+    execution = metadata_store_pb2.Execution
     _run(cfg)
     _run(cfg)
-    assert _states(cfg.metadata_path) == [E.COMPLETE, E.CACHED]
+    assert _states(cfg.metadata_path) == [execution.COMPLETE, execution.CACHED]
     outs = sorted((tmp_path / "root").glob("**/ingest_summary.json"))
     assert json.loads(outs[0].read_text())["inputs"] == n
     # the same member names, one image changed inside one archive, the archive's size unchanged
@@ -213,7 +214,7 @@ def test_example_gen_reads_zip_parts_and_its_cache_follows_the_archives(tmp_path
               stored={f"s{i:02d}.png" for i in range(30, 34)})
     assert part.stat().st_size == size
     _run(cfg)
-    assert _states(cfg.metadata_path) == [E.COMPLETE, E.CACHED, E.COMPLETE]
+    assert _states(cfg.metadata_path) == [execution.COMPLETE, execution.CACHED, execution.COMPLETE]
 
 
 # ------------------------------------------------------------------------------------ bad archives and members

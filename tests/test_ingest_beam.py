@@ -31,14 +31,15 @@ def encode(img: Image.Image, fmt="JPEG", **kw) -> bytes:
     return buf.getvalue()
 
 
-def run_ingest(data_input, out_dir, opts=IngestOptions()) -> dict:
+def run_ingest(data_input, out_dir, opts=None) -> dict:
+    opts = opts or IngestOptions()
     with beam.Pipeline(options=PipelineOptions(["--direct_running_mode=in_memory"])) as p:
         build_ingest(p, str(data_input), str(out_dir), opts, SPLITS)
     return read_summary(str(out_dir))
 
 
 def members(out_dir) -> list[dict]:
-    return [json.loads(l) for l in (Path(out_dir) / "members.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (Path(out_dir) / "members.jsonl").read_text().splitlines()]
 
 
 def records(out_dir) -> dict[str, list[tf.train.Example]]:

@@ -99,7 +99,7 @@ def test_accepted_outputs_replace_only_their_own_files(tmp_path):
             assert r.returncode == 0, r.stderr
             assert_consistent(w / out)
         after = snapshot(w, skip=w / out)
-        strip = lambda d: {k: v for k, v in d.items() if k not in ("new", out)}  # noqa: E731
+        strip = lambda d, out=out: {k: v for k, v in d.items() if k not in ("new", out)}  # noqa: E731
         assert strip(after) == strip(before)
         assert not [p for p in (w / out).parent.iterdir() if p.name.startswith(f".{Path(out).name}.")]
 

@@ -227,7 +227,7 @@ def _mlmd_with_runs(path: Path, runs: list[str]) -> None:
     etype = store.put_execution_type(pb.ExecutionType(name="ImageExampleGen"))
     [pipeline, node] = store.put_contexts([pb.Context(type_id=ptype, name="synthdetect"),
                                           pb.Context(type_id=ntype, name="synthdetect.ImageExampleGen")])
-    for i, run in enumerate(runs):
+    for run in runs:
         [ctx] = store.put_contexts([pb.Context(type_id=rtype, name=run)])
         [e] = store.put_executions([pb.Execution(type_id=etype, last_known_state=pb.Execution.COMPLETE)])
         store.put_attributions_and_associations(

@@ -43,7 +43,7 @@ def recorded_job(state: str, tasks: dict[str, str], blessed: bool | None = None,
     job = t.PipelineJob(name=NAME, display_name="synthdetect", state=state,
                         job_detail=t.PipelineJobDetail(task_details=details))
     if error:
-        job._pb.error.CopyFrom(status_pb2.Status(code=9, message=error))
+        job._pb.error.CopyFrom(status_pb2.Status(code=9, message=error))  # noqa: SLF001 - proto-plus: the wrapped protobuf message
     return job
 
 

@@ -58,12 +58,12 @@ def launch(name: str, address: str = "127.0.0.1", port: int = 5151, view: str | 
     # one only when the port has none, and stops it when the session closes).
     import fiftyone.core.session.session as fosession
     if service is not None:
-        fosession._server_services[port] = service
+        fosession._server_services[port] = service  # noqa: SLF001 - FiftyOne's per-port server map (see above)
     try:
         return fo.launch_app(ds, view=v, spaces=spaces, address=address, port=port, remote=True, auto=False)
     except BaseException:
         if service is not None:
-            fosession._server_services.pop(port, None)
+            fosession._server_services.pop(port, None)  # noqa: SLF001 - FiftyOne's per-port server map
             service.stop()
         raise
 
@@ -183,8 +183,8 @@ def start_server(address: str, port: int, timeout: float, progress=lambda line: 
             return service
         service.stop()   # closes the wrapper's stdin: it stops the server it started
         if attempt < ATTEMPTS:
-            progress(f"FiftyOne App server on port {port} {'did not listen within %.0f s' % timeout if why == 'timeout' else why}; "
-                     "trying again")
+            detail = f"did not listen within {timeout:.0f} s" if why == "timeout" else why
+            progress(f"FiftyOne App server on port {port} {detail}; trying again")
     load, cores = _load()
     if why == "timeout":
         raise CurationError(

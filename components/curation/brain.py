@@ -76,7 +76,7 @@ def model_fingerprint(model_dir: str) -> str:
 
 def embeddings_fingerprint(model_fp: str, layer: str, paths: Sequence[str], images: Sequence[bytes]) -> str:
     h = hashlib.sha256(f"{model_fp}\0{layer}\0".encode())
-    for path, data in sorted(zip(paths, images)):
+    for path, data in sorted(zip(paths, images, strict=True)):
         h.update(path.encode() + b"\0" + hashlib.sha256(data).digest())
     return h.hexdigest()
 

@@ -124,7 +124,7 @@ def build_dataset(name: str, run_id: str, examples_uri: str, model_dir: str | No
     ds = fo.load_dataset(name) if fo.dataset_exists(name) else fo.Dataset(name)
     ds.persistent = True
     by_path = {m["path"]: m for m in members}
-    existing = dict(zip(*ds.values(["path", "id"]))) if len(ds) and ds.has_sample_field("path") else {}
+    existing = dict(zip(*ds.values(["path", "id"]), strict=True)) if len(ds) and ds.has_sample_field("path") else {}
     stale = [sid for p, sid in existing.items() if p not in by_path]
     if stale:
         ds.delete_samples(stale)
@@ -184,7 +184,7 @@ def build_dataset(name: str, run_id: str, examples_uri: str, model_dir: str | No
         progress(f"scoring {len(images)} images with {model_dir} (threshold {thr:g})")
         paths = sorted(images)
         p = scorer.score_batched([images[q] for q in paths])
-        ids_by_path = dict(zip(*ds.values(["path", "id"])))
+        ids_by_path = dict(zip(*ds.values(["path", "id"]), strict=True))
         ids = [ids_by_path[q] for q in paths]
         preds = []
         for pi in p:

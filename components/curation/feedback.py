@@ -35,7 +35,7 @@ def decisions(ds) -> list[dict]:
         (F() == EXCLUDE_TAG) | F().starts_with(RELABEL_PREFIX)).length() > 0)
     out: dict[str, dict] = {}
     bad = []
-    for path, tags in zip(*tagged.values(["path", "tags"])):
+    for path, tags in zip(*tagged.values(["path", "tags"]), strict=True):
         relabels = sorted({t[len(RELABEL_PREFIX):].strip().lower() for t in tags if t.startswith(RELABEL_PREFIX)})
         invalid = [r for r in relabels if r not in LABELS]
         if invalid or len(relabels) > 1:

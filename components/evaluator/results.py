@@ -61,7 +61,8 @@ def load(uri: str, models: tuple[str, ...] = (CANDIDATE, BASELINE)) -> TfmaResul
         by_split: dict[str | None, list[tuple[tuple, dict]]] = {}
         for slice_key, metrics in result.slicing_metrics:
             values = metrics.get("", {}).get("", {})
-            row = {k: x for k, x in ((k, _value(v)) for k, v in values.items()) if k in REPORT_METRICS and x is not None}
+            row = {k: x for k, x in ((k, _value(v)) for k, v in values.items())
+                   if k in REPORT_METRICS and x is not None}
             split, rest = _split_of(slice_key)
             by_split.setdefault(split, []).append((rest, row))
         # in distribution: the eval split's slices, or (no split feature) every slice as before

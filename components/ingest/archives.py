@@ -191,7 +191,7 @@ def _zip_data(buf: bytes, e: Entry, max_bytes: int) -> bytes:
     if len(buf) < zipfile.sizeFileHeader or buf[:4] != zipfile.stringFileHeader:
         raise MemberError("corrupt_member", "no local file header at the listed offset")
     fields = struct.unpack(zipfile.structFileHeader, buf[:zipfile.sizeFileHeader])
-    start = zipfile.sizeFileHeader + fields[zipfile._FH_FILENAME_LENGTH] + fields[zipfile._FH_EXTRA_FIELD_LENGTH]
+    start = zipfile.sizeFileHeader + fields[zipfile._FH_FILENAME_LENGTH] + fields[zipfile._FH_EXTRA_FIELD_LENGTH]  # noqa: SLF001 - zipfile's local header field indices
     raw = buf[start:start + e.csize]
     if len(raw) < e.csize:
         raise ValueError("short")

@@ -132,7 +132,8 @@ def _float_to_l(img: Image.Image) -> Image.Image:
         raise Unsupported("unsupported_pixel_values", "float image with NaN or infinite values")
     lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
     if lo < 0 or hi > 255:
-        raise Unsupported("unsupported_pixel_values", f"float image with values {lo:g}..{hi:g} (expected 0..1 or 0..255)")
+        raise Unsupported("unsupported_pixel_values",
+                          f"float image with values {lo:g}..{hi:g} (expected 0..1 or 0..255)")
     scale = 255.0 if hi <= 1.0 else 1.0
     return Image.fromarray(np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8), "L")
 

@@ -338,7 +338,7 @@ def read_manifest(manifest: str, max_file_bytes: int, allowed_roots: tuple[str, 
         if label not in LABELS:
             raise InputError(f"{manifest}: {where} has label {row['label']!r}; expected one of {', '.join(LABELS)}")
         source, generator, content = (_text_field(manifest, where, row, k, d)
-                                      for k, d in zip(META_FIELDS, ("unknown", "", "unknown")))
+                                      for k, d in zip(META_FIELDS, ("unknown", "", "unknown"), strict=True))
         rows.append((row["path"], label, source, generator, content))
     if not rows:
         raise InputError(f"{manifest}: no rows")
@@ -350,7 +350,8 @@ def read_manifest(manifest: str, max_file_bytes: int, allowed_roots: tuple[str, 
     items, rejected = [], []
     archives = _ArchiveIndex(max_file_bytes)
     for rel, label, source, generator, content in rows:
-        def reject(path, status, reason, detail=""):
+        def reject(path, status, reason, detail="", *, label=label, source=source, generator=generator,
+                   content=content):  # this row's fields, bound now
             rejected.append(rejected_record(path, label, source, status, reason, detail, generator, content))
         if is_gcs(rel) or gcs:
             path = rel if is_gcs(rel) else _norm_gcs(posixpath.join(root, rel))
@@ -558,7 +559,8 @@ def list_inputs(input_base: str, max_file_bytes: int = 2 ** 62, allowed_roots: t
                          f"({', '.join(tops[:5])}{' …' if len(tops) > 5 else ''}): move them into a label folder "
                          "or list them in a manifest.csv")
     if not items and not any(r["status"] == "quarantined" for r in rejected):
-        raise InputError(f"no images under {base!r}: expected {base}/real/... and {base}/synthesized/... or a manifest.csv")
+        raise InputError(f"no images under {base!r}: expected {base}/real/... and {base}/synthesized/... "
+                         "or a manifest.csv")
     return Listing(base, items, rejected)
 
 

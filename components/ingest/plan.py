@@ -28,6 +28,9 @@ import numpy as np
 from components.ingest import dedup
 
 STATUSES = ("written", "exact_duplicate", "near_duplicate", "quarantined", "skipped", "leaked_into_training")
+# their indices (a plan's status column)
+WRITTEN, EXACT, NEAR, QUAR, LEAKED = (STATUSES.index(x) for x in (
+    "written", "exact_duplicate", "near_duplicate", "quarantined", "leaked_into_training"))
 HOLDOUT_PREFIX = "holdout_"
 LABELS = ("real", "synthesized")
 
@@ -142,8 +145,6 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
     cluster = [""] * n
     rep_flag = np.zeros(n, dtype=bool)
     split_names = [name for name, _ in split_buckets] + [holdout_split(h) for h in holdout_names]
-    WRITTEN, EXACT, NEAR, QUAR, LEAKED = (STATUSES.index(x) for x in (
-        "written", "exact_duplicate", "near_duplicate", "quarantined", "leaked_into_training"))
 
     def rank(i: int) -> tuple:
         return (-cols.pixels[i], cols.path[i])
@@ -192,7 +193,8 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
         hashes = np.array([cols.phash[reps[k]] for k in elig_idx], dtype=np.uint64)
         pairs = dedup.near_duplicate_pairs(hashes, opts.near_duplicate_max_distance, opts.lsh_tables, opts.lsh_bits)
         pairs = elig_idx[pairs] if len(pairs) else np.zeros((0, 2), dtype=np.int64)
-        thumbs = np.frombuffer(b"".join(cols.thumb[i] for i in reps), dtype=np.uint8).reshape(len(reps), 3 * dedup.THUMB_SIDE ** 2)
+        thumbs = np.frombuffer(b"".join(cols.thumb[i] for i in reps),
+                               dtype=np.uint8).reshape(len(reps), 3 * dedup.THUMB_SIDE ** 2)
         pairs = dedup.color_close(thumbs, pairs, opts.near_duplicate_max_color_diff)
         cols.thumb.clear()                                   # no longer needed
         del thumbs

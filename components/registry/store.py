@@ -221,7 +221,7 @@ class _Base:
             except (RegistryError, OSError) as e:
                 meta, status, error = {}, "unreadable", str(e)
 
-            def get(*keys):   # a hand-edited model.json may hold anything at any level
+            def get(*keys, meta=meta):   # a hand-edited model.json may hold anything at any level
                 node = meta
                 for k in keys:
                     node = node.get(k) if isinstance(node, dict) else None

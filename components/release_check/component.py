@@ -20,7 +20,7 @@ class ReleaseCheckResult(tfx_artifact.Artifact):
 
 
 @tfx.dsl.components.component
-def ReleaseCheck(
+def ReleaseCheck(  # noqa: N802 - a TFX component: the function name is its class name
     examples: InputArtifact[standard_artifacts.Examples],
     model: InputArtifact[standard_artifacts.Model],
     baseline_model: InputArtifact[standard_artifacts.Model],

@@ -228,14 +228,14 @@ def predict(model_ref, paths, registry_location, config, sets, batch_size, thres
                 good = [(path, data) for path, data, err in prepared if data is not None]
                 scores: dict[str, float | Error] = {}
                 try:
-                    scores = dict(zip([p for p, _ in good], score([d for _, d in good]))) if good else {}
+                    scores = dict(zip([p for p, _ in good], score([d for _, d in good]), strict=True)) if good else {}
                 except Exception:  # noqa: BLE001 - one bad image must not sink the batch: retry one by one
                     for path, data in good:
                         try:
                             scores[path] = float(score([data])[0])
                         except Exception as e:  # noqa: BLE001
                             scores[path] = ("model_error", f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
-                for path, data, err in prepared:
+                for path, _data, err in prepared:
                     s = scores.get(path) if err is None else None
                     if isinstance(s, tuple):
                         err, s = s, None
