@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast, overload
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
@@ -257,6 +257,10 @@ def _no_secrets(args: list[str]) -> list[str]:
     return args
 
 
+@overload
+def _gcs(v: str) -> str: ...
+@overload
+def _gcs(v: None) -> None: ...
 def _gcs(v: str | None) -> str | None:
     if v is not None and not is_gcs(v):
         raise ValueError(f"must be a gs:// path, got {v!r}")
@@ -275,6 +279,7 @@ class VertexImages(_Strict):
 class VertexTrainingConfig(_Strict):
     """The worker pool of the Vertex AI custom job each Trainer runs as (both trainers alike)."""
     machine_type: str = Field("n1-standard-8", pattern=r"^[a-z0-9][a-z0-9-]*$")
+    # Literal of the tuples above, spelled out at run time (pydantic validates it; mypy cannot evaluate it)
     accelerator_type: Literal[GPU_TYPES + TPU_TYPES] | None = "NVIDIA_TESLA_T4"  # type: ignore[valid-type]
     accelerator_count: int = Field(1, ge=0, le=16)
     boot_disk_size_gb: int = Field(100, ge=10)
@@ -419,7 +424,7 @@ class VertexConfig(_Strict):
     def trainer_image(self) -> str:
         t = self.training.accelerator_type
         if t in TPU_TYPES:
-            return self.images.tpu  # type: ignore[return-value]
+            return cast(str, self.images.tpu)   # set: _images requires it with a TPU accelerator
         if t in GPU_TYPES:
             return self.images.gpu or self.images.cpu
         return self.images.cpu

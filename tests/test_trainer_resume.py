@@ -53,7 +53,7 @@ def history(tmp: Path) -> dict:
 
 
 @pytest.fixture
-def data(transformed, tmp_path):  # noqa: F811
+def data(transformed, tmp_path):  # noqa: F811 - the imported fixture, used by name
     """The transformed sample in a folder of this test's own (the checkpoint key reads the files)."""
     _, _, src = transformed
     os.symlink(src / "transform", tmp_path / "transform")

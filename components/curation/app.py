@@ -175,7 +175,7 @@ def start_server(address: str, port: int, timeout: float, progress=lambda line: 
         if _fiftyone_answers(address, port):
             return None   # a FiftyOne App already serves there: the session attaches to it, as FiftyOne does
         raise CurationError(f"port {port} on {address} is in use by another program; choose another --port")
-    why = "timeout"
+    why: str | None = "timeout"
     for attempt in range(1, ATTEMPTS + 1):
         service = _server_service(address, port)
         why = _wait_listening(service, port, timeout, progress, attempt)

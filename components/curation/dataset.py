@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import math
 from collections.abc import Callable
+from typing import Any
 
 
 from components.curation import appconfig, brain
@@ -58,13 +59,13 @@ def _duplicate_image(member: dict, summary: dict):
     from components.ingest.images import ImageInput, IngestOptions, decode_file
     from components.ingest.listing import member_input
     opts = IngestOptions.from_dict(summary.get("options") or {})
-    fields = dict(label=member.get("label") or "real", source=member.get("source") or "unknown",
+    fields: dict[str, Any] = dict(label=member.get("label") or "real", source=member.get("source") or "unknown",
                   generator=member.get("generator") or "", content=member.get("content") or "unknown")
     # a member of an archive is read again by its byte range (archive/member path)
     item = member_input(member["path"], **fields) or ImageInput(path=member["path"], **fields)
     try:
         kind, payload = decode_file(item, opts)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - an unreadable original shows no image, never fails the build
         return None, {}
     if kind != "ok":
         return None, {}
@@ -242,7 +243,7 @@ def saved_view_definitions(ds, threshold: float | None, margin: float) -> dict:
     return {
         "false_positives": (ds.match(F(EVAL_KEY) == "FP").sort_by("p_synthesized", reverse=True),) * 2,
         "false_negatives": (ds.match(F(EVAL_KEY) == "FN").sort_by("p_synthesized"),) * 2,
-        "uncertain": (ds.match((F("p_synthesized") != None) & (distance < margin)).sort_by(distance),) * 2,  # noqa: E711
+        "uncertain": (ds.match((F("p_synthesized") != None) & (distance < margin)).sort_by(distance),) * 2,  # noqa: E711 - a FiftyOne query expression, not a comparison
         # the model disagrees with ground_truth, most confident first (brain.compute_mistakenness)
         "likely_label_errors": (ds.match(F(brain.MISTAKENNESS_FIELD) > 0.5)
                                 .sort_by(brain.MISTAKENNESS_FIELD, reverse=True),) * 2,

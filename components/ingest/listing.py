@@ -32,6 +32,7 @@ import os
 import posixpath
 import stat
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from components.ingest.archives import (ArchiveError, archive_kind, clean_name, list_members,
                                         split_archive_path, unsafe_name)
@@ -69,7 +70,8 @@ class ImageInput:
 
     @classmethod
     def from_list(cls, v: list) -> ImageInput:
-        return cls(*v[:-1], tuple(v[-1]))
+        path, label, source, generator, content, size, version, holdout, archive, entry = v
+        return cls(path, label, source, generator, content, size, version, holdout, archive, tuple(entry))
 
     @property
     def archive_version(self) -> str:
@@ -287,8 +289,8 @@ def _manifest_rows(manifest: str) -> Iterator[tuple[str, dict]]:
     its record starts on, the header being line 1)."""
     text = read_text(manifest)
     if "\x00" in text:
-        line = text[:text.index("\x00")].count("\n") + 1
-        raise InputError(f"{manifest}: line {line} holds a NUL byte: not a text manifest (CSV or JSONL)")
+        line_no = text[:text.index("\x00")].count("\n") + 1
+        raise InputError(f"{manifest}: line {line_no} holds a NUL byte: not a text manifest (CSV or JSONL)")
     if manifest.endswith(".jsonl"):
         for n, line in enumerate(text.splitlines(), 1):
             if line.strip():
@@ -347,7 +349,8 @@ def read_manifest(manifest: str, max_file_bytes: int, allowed_roots: tuple[str, 
         for r in roots:
             if is_gcs(r):
                 gcs_index.update({u: (s, g) for u, s, g in _gcs_list(r)})
-    items, rejected = [], []
+    items: list[ImageInput] = []
+    rejected: list[dict] = []
     archives = _ArchiveIndex(max_file_bytes)
     for rel, label, source, generator, content in rows:
         def reject(path, status, reason, detail="", *, label=label, source=source, generator=generator,
@@ -426,17 +429,17 @@ def _kind(mode: int) -> str:
 
 
 # --------------------------------------------------------------------------------------- folders
-def _walk_local(root: str, roots: list[str]) -> Iterator[tuple[str, str, object]]:
+def _walk_local(root: str, roots: list[str]) -> Iterator[tuple[str, str, Any]]:
     """(relative path, kind, payload): kind 'file' (payload os.stat_result), 'reject'
     (payload (status, reason, detail)). Sorted, symlinked folders inside the roots followed once."""
     active: set[str] = set()
 
-    def walk(dir_path: str, rel_dir: str) -> Iterator[tuple[str, str, object]]:
+    def walk(dir_path: str, rel_dir: str) -> Iterator[tuple[str, str, Any]]:
         real = os.path.realpath(dir_path)
         try:
             entries = sorted(os.scandir(dir_path), key=lambda e: e.name)
-        except OSError as e:   # not marked as being walked: reached again by another path, it is unreadable again
-            yield rel_dir + "/", "reject", ("quarantined", "unreadable_path", f"{type(e).__name__}: {e.strerror}")
+        except OSError as err:   # not marked as being walked: reached again by another path, it is unreadable again
+            yield rel_dir + "/", "reject", ("quarantined", "unreadable_path", f"{type(err).__name__}: {err.strerror}")
             return
         active.add(real)
         for e in entries:

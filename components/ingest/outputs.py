@@ -310,7 +310,6 @@ class OutputLock:
             return None
 
     def _blob(self):
-        from google.cloud import storage  # noqa: F401
         from components.ingest.listing import _gcs_client
         bucket, _, name = self.path[len("gs://"):].partition("/")
         return _gcs_client().bucket(bucket).blob(name)
@@ -325,7 +324,7 @@ class OutputLock:
         def holder() -> dict:
             try:
                 return json.loads(blob.download_as_bytes())
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - an unreadable lock file has no known holder
                 return {}
         if blob.exists():
             raise OutputError(self._holder_text(holder()))

@@ -52,7 +52,7 @@ def load_vgg16_weights(base: keras.Model, path: str) -> int:
         local = os.path.join(tempfile.mkdtemp(prefix="synthdetect-weights-"), os.path.basename(path))
         try:
             tf.io.gfile.copy(path, local, overwrite=True)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - any filesystem/network failure is one line for the user
             raise WeightsError(f"model.weights={path!r} cannot be copied: {type(e).__name__}: {e}") from None
         path = local
     try:

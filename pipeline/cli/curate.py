@@ -100,6 +100,7 @@ def curate(ctx, config, sets, run, examples, name, model, threshold, uncertain_m
             outputs = _run_outputs(cfg, run)
         from components.curation.dataset import build_dataset
         model_dir, model_threshold = _model(model, cfg, outputs)
+        assert outputs.examples is not None   # of_examples sets it; _run_outputs refuses a run without
         try:
             res = build_dataset(name, outputs.run_id, outputs.examples, model_dir=model_dir,
                                 threshold=threshold if threshold is not None else model_threshold,

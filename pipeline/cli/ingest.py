@@ -17,7 +17,7 @@ import click
 from pipeline.cli.common import UserError, config_option, console, load, progress_console, set_option
 
 
-def _no_space(e: BaseException) -> bool:
+def _no_space(e: BaseException | None) -> bool:
     seen = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
