@@ -116,7 +116,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2) + "\n")
     print(f"run {res['run_id']} ({args.config} {' '.join(args.sets)})\n")
-    print("| model | eval accuracy | eval AUC | calibrated threshold: TPR / FPR | unseen AUC | per synthesized source |")
+    print("| model | eval accuracy | eval AUC | calibrated threshold: TPR / FPR | unseen AUC "
+          "| per synthesized source |")
     print("| --- | ---: | ---: | ---: | ---: | --- |")
     for m in MODELS:
         e, u = res["eval_split"][m], res["unseen_set"][m]

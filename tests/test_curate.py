@@ -134,7 +134,8 @@ def test_one_sample_per_input_and_counts_equal_the_ingest_summary(run, ds):
         "written": s["written"], "exact_duplicate": s["exact_duplicates"],
         "near_duplicate": s["near_duplicates"], "quarantined": s["quarantined"]}.items() if v}
     assert ds.count_sample_tags().get("quarantined", 0) == s["quarantined"]
-    reasons = Counter(r for r, st in zip(*ds.values(["quarantine_reason", "status"]), strict=True) if st == "quarantined")
+    reasons = Counter(r for r, st in zip(*ds.values(["quarantine_reason", "status"]), strict=True)
+                      if st == "quarantined")
     assert dict(reasons) == s["quarantine_reasons"]
     assert set(ds.values("path")) == {m["path"] for m in members}
     # per-field counts equal members.jsonl (the ingestion's own per-file record)

@@ -68,7 +68,8 @@ def parts_tree(root: Path) -> dict[str, dict[str, bytes]]:
         "synthesized/sd/part-001.zip": {f"s{i:02d}.png": image_bytes("PNG", seed=i) for i in range(30, 34)},
     }
     parts["real/photos/part-000.zip"]["dup-b.png"] = dup
-    parts["synthesized/sd/part-002.tar"] = {f"t/s{i:02d}.jpg": image_bytes(seed=i, size=(40, 56)) for i in range(40, 46)}
+    parts["synthesized/sd/part-002.tar"] = {f"t/s{i:02d}.jpg": image_bytes(seed=i, size=(40, 56))
+                                            for i in range(40, 46)}
     parts["real/photos/part-003.tgz"] = {f"r{i:02d}.png": image_bytes("PNG", seed=i) for i in range(50, 55)}
     parts["real/photos/part-004.tar.gz"] = {f"r{i:02d}.jpg": image_bytes(seed=i) for i in range(60, 63)}
     for rel, files in parts.items():

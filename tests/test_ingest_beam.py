@@ -78,7 +78,8 @@ def test_invariant_dedup_and_conflicts(dup_tree, tmp_path):
     assert (s["exact_duplicates"], s["near_duplicates"]) == (1, 3)
     assert s["quarantine_reasons"] == {"label_conflict": 2, "not_an_image": 1}
     assert s["written"] == 24 + 1
-    m = {Path(x["path"]).name if "clash" not in x["path"] else x["path"].split("/data/")[1]: x for x in members(tmp_path / "out")}
+    m = {Path(x["path"]).name if "clash" not in x["path"] else x["path"].split("/data/")[1]: x
+         for x in members(tmp_path / "out")}
     base_cluster = {m[k]["cluster_id"] for k in ("base.png", "base_copy.png", "base_q100.jpg",
                                                    "base_small.jpg", "base_q70.jpg")}
     assert len(base_cluster) == 1 and base_cluster != {""}

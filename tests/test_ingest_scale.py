@@ -39,7 +39,8 @@ def _leaves(x, depth=0):
 
 
 def _probe(element, label: str, log: str):
-    big = [len(v) for v in _leaves(element) if isinstance(v, (bytes, bytearray, memoryview)) and len(v) > MAX_BYTES_LEAF]
+    big = [len(v) for v in _leaves(element)
+           if isinstance(v, (bytes, bytearray, memoryview)) and len(v) > MAX_BYTES_LEAF]
     images = [v for v in _leaves(element) if isinstance(v, (bytes, bytearray))
               and (bytes(v[:3]) == b"\xff\xd8\xff" or bytes(v[:4]) == b"\x89PNG")]
     with open(log, "a") as f:
@@ -149,7 +150,8 @@ def test_vectorised_lsh_finds_planted_pairs_and_only_true_ones():
     # brute force on a slice: LSH misses at most a few true pairs and invents none
     sub = allh[:3000]
     x = sub[:, None] ^ sub[None, :]
-    true = {(i, j) for i, j in zip(*np.nonzero(np.triu(dedup.popcount(x.ravel()).reshape(x.shape) <= 6, 1)), strict=True)}
+    true = {(i, j) for i, j in zip(*np.nonzero(np.triu(dedup.popcount(x.ravel()).reshape(x.shape) <= 6, 1)),
+                                   strict=True)}
     got = {tuple(p) for p in dedup.near_duplicate_pairs(sub, 6, 32, 16)}
     assert got <= true
 
@@ -166,7 +168,7 @@ def test_a_large_bucket_of_similar_hashes_is_searched_completely():
     pairs = dedup.near_duplicate_pairs(hashes, 4, 4, 8)
     n = len(hashes)
     x = hashes[:, None] ^ hashes[None, :]
-    true = {(i, j) for i, j in zip(*np.nonzero(np.triu(dedup.popcount(x.ravel()).reshape(n, n) <= 4, 1)), strict=True)
-}
+    true = {(i, j) for i, j in zip(*np.nonzero(np.triu(dedup.popcount(x.ravel()).reshape(n, n) <= 4, 1)),
+                                   strict=True)}
     assert len(true) > 100
     assert {tuple(p) for p in pairs.tolist()} == true
