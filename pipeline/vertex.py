@@ -342,12 +342,12 @@ def submit(cfg: PipelineConfig, spec: str, dry_run: bool = False, job_id: str | 
         # JobServiceClient.create_pipeline_job(parent, pipeline_job, pipeline_job_id).
         job._gca_resource.service_account = v.service_account  # noqa: SLF001 - dry run: the request PipelineJob.submit would send
         if v.network:
-            job._gca_resource.network = v.network  # noqa: SLF001 - dry run: the request PipelineJob.submit would send
+            job._gca_resource.network = v.network  # noqa: SLF001 - as above
         return {"method": "google.cloud.aiplatform.v1.PipelineService.CreatePipelineJob",
                 "spec": str(Path(spec).resolve()), "config_parameters": config_parameters(cfg),
                 "parameters": job_parameters(compiled, values),
-                "request": {"parent": job._parent, "pipelineJobId": job.job_id,  # noqa: SLF001 - dry run: the request PipelineJob.submit would send
-                            "pipelineJob": _request_dict(job._gca_resource)}}  # noqa: SLF001 - dry run: the request PipelineJob.submit would send
+                "request": {"parent": job._parent, "pipelineJobId": job.job_id,  # noqa: SLF001 - as above
+                            "pipelineJob": _request_dict(job._gca_resource)}}  # noqa: SLF001 - as above
     try:
         job.submit(service_account=v.service_account, network=v.network)
     except Exception as e:  # noqa: BLE001 - API errors become one line

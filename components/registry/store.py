@@ -30,9 +30,9 @@ import stat
 import tempfile
 import time
 import uuid
-from typing import Any
-from pathlib import Path
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 MODEL_JSON = "model.json"
 CALIBRATION_PATH = "assets.extra/calibration.json"  # inside a version: the calibrated threshold
