@@ -28,7 +28,8 @@ import dataclasses
 import json
 import os
 import sys
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -105,7 +106,7 @@ def node_of_execution(store, pipeline_name: str) -> tuple[dict[int, str], list[s
         for e in store.get_executions_by_context(node.id):
             node_of[e.id] = node_id
             first_seen[node_id] = min(first_seen.get(node_id, e.id), e.id)
-    return node_of, sorted(first_seen, key=first_seen.get)
+    return node_of, sorted(first_seen, key=lambda n: first_seen[n])
 
 
 def custom_int(artifact, name: str) -> int | None:
@@ -144,7 +145,7 @@ class RunRecord:
         self.type_name = {t.id: t.name for t in store.get_artifact_types()}
 
     @classmethod
-    def load(cls, metadata_path: str, pipeline_name: str, run_id: str | None = None) -> "RunRecord":
+    def load(cls, metadata_path: str, pipeline_name: str, run_id: str | None = None) -> RunRecord:
         store = open_store(metadata_path)
         ctx = find_run(store, metadata_path, pipeline_name, run_id)
         return cls(store, ctx, node_of_execution(store, pipeline_name)[0])
@@ -170,9 +171,10 @@ class RunRecord:
             if a is not None and ev.type in _OUTPUT_EVENTS:
                 yield ev, a
 
-    def outputs_of_type(self, type_name: str) -> list[tuple[str, object]]:
+    def outputs_of_type(self, type_name: str) -> list[tuple[str, Any]]:
         """(component id, artifact) for artifacts of an MLMD type produced (or reused) in this run."""
-        return [(self.node(ev.execution_id), a) for ev, a in self._produced() if self.type_name.get(a.type_id) == type_name]
+        return [(self.node(ev.execution_id), a) for ev, a in self._produced()
+                if self.type_name.get(a.type_id) == type_name]
 
     def output(self, component: str, key: str):
         """The live artifact `component` wrote (or reused) under `key` in this run, or None."""
@@ -192,11 +194,11 @@ class RunRecord:
                 if ev.execution_id == execution_id and ev.type == metadata_store_pb2.Event.INPUT
                 and (key is None or self.key(ev) == key) and ev.artifact_id in self.artifacts]
 
-    def outputs_of(self, execution_id: int) -> list[tuple[str, object]]:
+    def outputs_of(self, execution_id: int) -> list[tuple[str, Any]]:
         return [(self.key(ev), a) for ev, a in self._produced()
                 if ev.execution_id == execution_id and ev.type == metadata_store_pb2.Event.OUTPUT]
 
-    def outputs(self) -> "RunOutputs":
+    def outputs(self) -> RunOutputs:
         live = [(output_name(self.node(ev.execution_id), self.key(ev)), a) for ev, a in self._produced()
                 if a.state == metadata_store_pb2.Artifact.LIVE]
         return RunOutputs(self.run_id, {name: a.uri for name, a in live},
@@ -252,7 +254,7 @@ class RunOutputs:
     properties: dict[str, dict] = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def of_examples(cls, examples_uri: str) -> "RunOutputs":
+    def of_examples(cls, examples_uri: str) -> RunOutputs:
         """An ingestion output folder on its own (`synthdetect ingest --output`)."""
         return cls(f"ingest:{examples_uri}", {output_name(EXAMPLE_GEN, EXAMPLES): examples_uri})
 

@@ -13,6 +13,7 @@ import datetime
 import json
 import os
 import shutil
+from collections.abc import Sequence
 
 from components.ingest.outputs import SUMMARY_FILE
 from components.release_check.blessing import BLESSED_PROPERTY
@@ -29,7 +30,7 @@ class RunSummary:
     run_id: str
     start: str | None                  # ISO time of the first component's start
     end: str | None                    # ISO time of the last component's last update (None while running)
-    status: str                        # complete | failed | running | interrupted | incomplete (stopped before the pusher)
+    status: str    # complete | failed | running | interrupted | incomplete (stopped before the pusher)
     components: dict[str, str]         # component id -> complete | cached | failed | running | interrupted | not run
     data_fingerprint: str | None       # "sha256:<hex>" of ImageExampleGen's ingest_summary.json
     blessed: bool | None               # the blessing the pusher acted on (None: not evaluated)
@@ -117,7 +118,7 @@ def status(run: RunRecord, metadata_path: str | None = None) -> str:
     return _status(run, _process(metadata_path, run.run_id))[0]
 
 
-def summarize(run: RunRecord, all_nodes: list[str] = (), metadata_path: str | None = None) -> RunSummary:
+def summarize(run: RunRecord, all_nodes: Sequence[str] = (), metadata_path: str | None = None) -> RunSummary:
     """One run's summary line (`all_nodes`: the components to list as "not run" when it has none)."""
     process = _process(metadata_path, run.run_id)
     status, interrupted = _status(run, process)
@@ -258,8 +259,8 @@ def _unstarted_lineage(metadata_path: str, pipeline_name: str, run_id: str | Non
 
 
 def to_json(obj) -> str:
-    if dataclasses.is_dataclass(obj):
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         obj = dataclasses.asdict(obj)
     elif isinstance(obj, list):
-        obj = [dataclasses.asdict(o) if dataclasses.is_dataclass(o) else o for o in obj]
+        obj = [dataclasses.asdict(o) if dataclasses.is_dataclass(o) and not isinstance(o, type) else o for o in obj]
     return json.dumps(obj, indent=2, sort_keys=True)

@@ -57,8 +57,9 @@ def write_run(tmp: Path, run_id: str, *, blessed: bool | None = None, reasons: l
     [run] = store.put_contexts([pb.Context(type_id=rtype, name=run_id)])
 
     def step(component: str, outputs: dict[str, tuple[str, Path, dict]]) -> None:
-        node = store.get_context_by_type_and_name("node", f"{PIPELINE}.{component}")
-        node_id = node.id if node else store.put_contexts([pb.Context(type_id=ntype, name=f"{PIPELINE}.{component}")])[0]
+        name = f"{PIPELINE}.{component}"
+        node = store.get_context_by_type_and_name("node", name)
+        node_id = node.id if node else store.put_contexts([pb.Context(type_id=ntype, name=name)])[0]
         etype = store.put_execution_type(pb.ExecutionType(name=component))
         [e] = store.put_executions([pb.Execution(type_id=etype, last_known_state=pb.Execution.COMPLETE)])
         store.put_attributions_and_associations(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 PUSHED = "pushed"
 PUSHED_VERSION = "pushed_version"
@@ -37,7 +37,7 @@ def push_result(properties: Mapping[str, object]) -> PushResult:
         value = properties.get(name)
         return str(value) if value not in (None, "") else None
     pushed = properties.get(PUSHED)
-    if pushed not in (None, "") and int(float(pushed)) == 1:
+    if pushed not in (None, "") and int(float(str(pushed))) == 1:
         to = text(PUSHED_DESTINATION)
         return PushResult(text(PUSHED_VERSION) or (os.path.basename(to.rstrip("/")) if to else None), to)
     return PushResult(duplicate_of=text(DUPLICATE_OF))

@@ -31,7 +31,8 @@ def runs(ctx: click.Context, config: str, sets: tuple[str, ...], as_json: bool) 
     _list_local(cfg, summaries, as_json)
     if unreadable:   # every run is listed first; one unreadable record is not a success either
         more = f" (and {len(unreadable) - 1} more)" if len(unreadable) > 1 else ""
-        raise UserError(f"run {unreadable[0].run_id}: unreadable process record {unreadable[0].process['error']}{more}")
+        error = (unreadable[0].process or {})["error"]
+        raise UserError(f"run {unreadable[0].run_id}: unreadable process record {error}{more}")
 
 
 def _list_local(cfg, summaries, as_json: bool) -> None:
