@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from components.ingest.outputs import SUMMARY_FILE
 from components.release_check.blessing import BLESSED_PROPERTY
 from pipeline import process_record
-from pipeline.artifacts import (RunRecord, custom_int, custom_str, find_run, node_of_execution, open_store,
-                                run_contexts, unregistered_output_dirs)
+from pipeline.artifacts import (OutputUnreadable, RunRecord, custom_int, custom_str, find_run, node_of_execution,
+                                open_store, run_contexts, unregistered_output_dirs)
 from pipeline.pipeline import EXAMPLE_GEN, EXAMPLES, PRODUCTION_MODEL
 
 NOT_RUN = "not run"
@@ -38,6 +38,7 @@ class RunSummary:
     pushed_to: str | None = None
     process: dict | None = None        # pid, host, state (alive | gone | unknown), outcome; None: not recorded
     reasons: list[str] = dataclasses.field(default_factory=list)  # the release check's reasons (RunOutputs.verdict)
+    unreadable: str | None = None      # an output it recorded that cannot be read (OutputUnreadable): listed anyway
 
 
 def _iso(ms: int | None) -> str | None:
@@ -129,9 +130,15 @@ def summarize(run: RunRecord, all_nodes: Sequence[str] = (), metadata_path: str 
     start = min((e.create_time_since_epoch for e in run.executions), default=run.ctx.create_time_since_epoch)
     end = max((e.last_update_time_since_epoch for e in run.executions), default=None) if status != "running" else None
     outputs = run.outputs()
-    verdict = outputs.verdict(figures=False)
+    try:
+        verdict = outputs.verdict(figures=False)
+        fingerprint = outputs.data_fingerprint()
+    except OutputUnreadable as e:   # one run's damaged output does not hide it, nor the other runs
+        return RunSummary(run_id=run.run_id, start=_iso(start), end=_iso(end), status=status, components=components,
+                          data_fingerprint=None, blessed=None, pushed_version=None, process=process,
+                          unreadable=str(e))
     return RunSummary(run_id=run.run_id, start=_iso(start), end=_iso(end), status=status, components=components,
-                      data_fingerprint=outputs.data_fingerprint(), blessed=verdict.blessed,
+                      data_fingerprint=fingerprint, blessed=verdict.blessed,
                       pushed_version=verdict.pushed_version, pushed_to=verdict.pushed_to, process=process,
                       reasons=verdict.reasons)
 

@@ -212,6 +212,12 @@ def test_unreadable_raises_and_the_cli_prints_one_error_line(tmp_path, damage, o
     command = "runs" if output == "ReleaseCheck.blessing" else "report"
     proc = _cli(command, "--set", f"metadata_path={md}", "--json")
     _one_error_line(proc, f"run r1: output {output} at ", "cannot be read")
+    if command == "runs":   # listed all the same (issue 26.3: one bad entry never hides the rest), then the error
+        (listed,) = json.loads(proc.stdout)
+        assert listed["run_id"] == "r1" and "cannot be read" in listed["unreadable"]
+        text = _cli("runs", "--set", f"metadata_path={md}")
+        assert text.stdout.startswith("runs of") and "outputs unreadable: run r1: output" in text.stdout
+        _one_error_line(text, "cannot be read")
 
 
 # ------------------------------------------------------------------------------ Vertex AI jobs

@@ -28,11 +28,16 @@ def runs(ctx: click.Context, config: str, sets: tuple[str, ...], as_json: bool) 
     with user_errors(FileNotFoundError, OutputUnreadable):
         summaries = list_runs(cfg.metadata_path, cfg.pipeline_name, cfg.pipeline_root)
     unreadable = [s for s in summaries if (s.process or {}).get("state") == "unreadable"]
+    damaged = [s for s in summaries if s.unreadable]
     _list_local(cfg, summaries, as_json)
-    if unreadable:   # every run is listed first; one unreadable record is not a success either
-        more = f" (and {len(unreadable) - 1} more)" if len(unreadable) > 1 else ""
+    # every run is listed first; one unreadable record or output is not a success either
+    if unreadable:
+        more = f" (and {len(unreadable) + len(damaged) - 1} more)" if len(unreadable) + len(damaged) > 1 else ""
         error = (unreadable[0].process or {})["error"]
         raise UserError(f"run {unreadable[0].run_id}: unreadable process record {error}{more}")
+    if damaged:
+        more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+        raise UserError(f"{damaged[0].unreadable}{more}")
 
 
 def _list_local(cfg, summaries, as_json: bool) -> None:
@@ -61,6 +66,8 @@ def _list_local(cfg, summaries, as_json: bool) -> None:
             other.insert(0, f"process {s.process['pid']} on {s.process['host']} is gone")
         if s.process and s.process.get("state") == "unreadable":
             other.insert(0, f"process record unreadable: {s.process['error']}")
+        if s.unreadable:
+            other.insert(0, f"outputs unreadable: {s.unreadable}")
         if other:
             click.echo("    " + "; ".join(other))
 
