@@ -144,7 +144,7 @@ def worker_pool_specs(cfg: PipelineConfig) -> list[dict]:
     v = cfg.vertex
     assert v is not None
     t = v.training
-    machine = {"machine_type": t.machine_type}
+    machine: dict[str, Any] = {"machine_type": t.machine_type}
     if t.accelerator_type:
         machine.update(accelerator_type=t.accelerator_type, accelerator_count=t.accelerator_count)
     return [{"machine_spec": machine, "replica_count": 1,

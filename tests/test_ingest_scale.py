@@ -7,14 +7,13 @@ from pathlib import Path
 
 import apache_beam as beam
 import numpy as np
-import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pipeline import PipelineVisitor
 
 from components.ingest import dedup
 from components.ingest.images import IngestOptions
 from components.ingest.job import build_ingest
-from components.ingest.outputs import read_members, read_summary
+from components.ingest.outputs import read_summary
 from components.ingest.plan import make_plan
 from tests.test_ingest_beam import SPLITS, dup_tree, run_ingest  # noqa: F401 - fixture
 
@@ -40,7 +39,8 @@ def _leaves(x, depth=0):
 
 
 def _probe(element, label: str, log: str):
-    big = [len(v) for v in _leaves(element) if isinstance(v, (bytes, bytearray, memoryview)) and len(v) > MAX_BYTES_LEAF]
+    big = [len(v) for v in _leaves(element)
+           if isinstance(v, (bytes, bytearray, memoryview)) and len(v) > MAX_BYTES_LEAF]
     images = [v for v in _leaves(element) if isinstance(v, (bytes, bytearray))
               and (bytes(v[:3]) == b"\xff\xd8\xff" or bytes(v[:4]) == b"\x89PNG")]
     with open(log, "a") as f:
@@ -67,7 +67,7 @@ def watch_shuffles(p: beam.Pipeline, log: str) -> list[str]:
     return [label for label, _ in watched]
 
 
-def test_no_image_payload_reaches_a_shuffle_or_side_input(dup_tree, tmp_path):
+def test_no_image_payload_reaches_a_shuffle_or_side_input(dup_tree, tmp_path):  # noqa: F811 - the imported fixture
     root, n = dup_tree
     log = str(tmp_path / "probe.jsonl")
     p = beam.Pipeline(options=PipelineOptions(["--direct_running_mode=in_memory"]))
@@ -82,7 +82,7 @@ def test_no_image_payload_reaches_a_shuffle_or_side_input(dup_tree, tmp_path):
     assert read_summary(str(tmp_path / "out"))["written"] == 25   # and the job did its work
 
 
-def test_multi_process_output_is_byte_identical_to_in_process(dup_tree, tmp_path):
+def test_multi_process_output_is_byte_identical_to_in_process(dup_tree, tmp_path):  # noqa: F811 - the imported fixture
     root, _ = dup_tree
     opts = IngestOptions()
     for name, args in (("one", ["--direct_running_mode=in_memory"]),
@@ -150,7 +150,8 @@ def test_vectorised_lsh_finds_planted_pairs_and_only_true_ones():
     # brute force on a slice: LSH misses at most a few true pairs and invents none
     sub = allh[:3000]
     x = sub[:, None] ^ sub[None, :]
-    true = {(i, j) for i, j in zip(*np.nonzero(np.triu(dedup.popcount(x.ravel()).reshape(x.shape) <= 6, 1)))}
+    true = {(i, j) for i, j in zip(*np.nonzero(np.triu(dedup.popcount(x.ravel()).reshape(x.shape) <= 6, 1)),
+                                   strict=True)}
     got = {tuple(p) for p in dedup.near_duplicate_pairs(sub, 6, 32, 16)}
     assert got <= true
 
@@ -167,7 +168,7 @@ def test_a_large_bucket_of_similar_hashes_is_searched_completely():
     pairs = dedup.near_duplicate_pairs(hashes, 4, 4, 8)
     n = len(hashes)
     x = hashes[:, None] ^ hashes[None, :]
-    true = {(i, j) for i, j in zip(*np.nonzero(np.triu(dedup.popcount(x.ravel()).reshape(n, n) <= 4, 1)))
-}
+    true = {(i, j) for i, j in zip(*np.nonzero(np.triu(dedup.popcount(x.ravel()).reshape(n, n) <= 4, 1)),
+                                   strict=True)}
     assert len(true) > 100
     assert {tuple(p) for p in pairs.tolist()} == true

@@ -136,7 +136,8 @@ def test_semantics_ignore_formatting_but_not_values():
                "deploymentSpec": {"executors": {"A_executor": {"container": {
                    "image": "i", "args": ["--executor_class_path", "m.E", "--direct_num_workers=7"]}}}}}}
     base = semantics(job)
-    assert base["tasks"]["A"]["container"] == {"executor": "m.E", "args": ["--direct_num_workers=<cores>"], "image": "i"}
+    assert base["tasks"]["A"]["container"] == {"executor": "m.E", "args": ["--direct_num_workers=<cores>"],
+                                               "image": "i"}
     reformatted = json.loads(json.dumps(job))
     reformatted["pipelineSpec"]["root"]["dag"]["tasks"]["A"]["inputs"]["parameters"]["x"]["runtimeValue"][
         "constantValue"]["stringValue"] = '{\n  "b": [2],\n  "a": 1\n}'

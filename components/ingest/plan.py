@@ -21,13 +21,16 @@ import dataclasses
 import itertools
 import json
 from collections import defaultdict
-from typing import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from components.ingest import dedup
 
 STATUSES = ("written", "exact_duplicate", "near_duplicate", "quarantined", "skipped", "leaked_into_training")
+# their indices (a plan's status column)
+WRITTEN, EXACT, NEAR, QUAR, LEAKED = (STATUSES.index(x) for x in (
+    "written", "exact_duplicate", "near_duplicate", "quarantined", "leaked_into_training"))
 HOLDOUT_PREFIX = "holdout_"
 LABELS = ("real", "synthesized")
 
@@ -142,8 +145,6 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
     cluster = [""] * n
     rep_flag = np.zeros(n, dtype=bool)
     split_names = [name for name, _ in split_buckets] + [holdout_split(h) for h in holdout_names]
-    WRITTEN, EXACT, NEAR, QUAR, LEAKED = (STATUSES.index(x) for x in (
-        "written", "exact_duplicate", "near_duplicate", "quarantined", "leaked_into_training"))
 
     def rank(i: int) -> tuple:
         return (-cols.pixels[i], cols.path[i])
@@ -192,7 +193,8 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
         hashes = np.array([cols.phash[reps[k]] for k in elig_idx], dtype=np.uint64)
         pairs = dedup.near_duplicate_pairs(hashes, opts.near_duplicate_max_distance, opts.lsh_tables, opts.lsh_bits)
         pairs = elig_idx[pairs] if len(pairs) else np.zeros((0, 2), dtype=np.int64)
-        thumbs = np.frombuffer(b"".join(cols.thumb[i] for i in reps), dtype=np.uint8).reshape(len(reps), 3 * dedup.THUMB_SIDE ** 2)
+        thumbs = np.frombuffer(b"".join(cols.thumb[i] for i in reps),
+                               dtype=np.uint8).reshape(len(reps), 3 * dedup.THUMB_SIDE ** 2)
         pairs = dedup.color_close(thumbs, pairs, opts.near_duplicate_max_color_diff)
         cols.thumb.clear()                                   # no longer needed
         del thumbs
@@ -207,9 +209,9 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
                     status[d], cluster[d] = EXACT, cid
                 continue
             clusters[int(roots[k])].append(i)
-        for root_k, members in clusters.items():
+        for root_k, cluster_members in clusters.items():
             cid = cols.pixel_sha[reps[root_k]].hex()[:16]
-            roles = by_role(members)
+            roles = by_role(cluster_members)
             for role, part in sorted(roles.items()):
                 part.sort(key=rank)
                 if role and "" in roles:          # near duplicates of a training input
@@ -237,7 +239,8 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
     num_shards = num_shards_for(n_inputs)
     split_index = {name: k for k, name in enumerate(split_names)}
     split_no = np.full(n, -1, dtype=np.int16)                     # row -> index into split_names (-1: none)
-    shards: dict[tuple[str, int], list[tuple[str, int, int, str, str]]] = defaultdict(list)
+    # (split, shard) -> [(cluster, path, spill, offset, length)]
+    shards: dict[tuple[str, int], list[tuple[str, str, str, int, int]]] = defaultdict(list)
     for i in np.flatnonzero(rep_flag).tolist():
         # The split follows the representative's file bytes, not the cluster id (which comes from
         # decoded pixels, and those differ between raw mode's draft decoding and neutralisation).
@@ -247,7 +250,7 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
         split_no[i] = split_index[split]
         shards[(split, int(cluster[i], 16) % num_shards)].append(
             (cluster[i], cols.path[i], cols.spill_names[cols.spill[i]], cols.offset[i], cols.length[i]))
-    ordered = {}
+    ordered: dict[tuple[str, int], list[tuple[str, int, int, str]]] = {}
     for key in list(shards):
         ordered[key] = [(sp, off, ln, cid) for cid, _, sp, off, ln in sorted(shards.pop(key))]
     # A held-out set left empty (every image leaked into training, or a leave-out value no input has)
@@ -311,8 +314,8 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
             by_split[split_of(i)][LABELS[cols.label[i]]] += 1
     for k, r in enumerate(bad):
         record(r[1], 1, k, "quarantined", r[6], r[8])
-    for k, r in enumerate(rejected):
-        record(r["path"], 2, k, r["status"], r["reason"], r.get("holdout", ""))
+    for k, rej in enumerate(rejected):
+        record(rej["path"], 2, k, rej["status"], rej["reason"], rej.get("holdout", ""))
     members.sort()
     quarantined.sort()
     inputs = len(members)
