@@ -16,7 +16,7 @@ OPEN_GATE = {"min_accuracy": 0.0, "min_auc": 0.0, "min_accuracy_gain": -1.0, "mi
              "max_robustness_drop": 1.0}
 
 
-def cli(*args, cwd: Path | str, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
+def cli(*args, cwd: Path | str, timeout: float = 1800, env: dict | None = None) -> subprocess.CompletedProcess:
     """`synthdetect ARGS…` in `cwd`, output captured as text."""
     return subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=cwd,
                           env=env)

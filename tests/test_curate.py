@@ -21,7 +21,8 @@ from PIL import Image
 
 from tests.conftest import REPO, SAMPLE
 
-pytestmark = pytest.mark.e2e
+# the module fixture runs a pipeline and builds the dataset: 15 min did not suffice on a loaded machine
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 CLI = str(Path(sys.executable).parent / "synthdetect")
 ENV = {**os.environ, "FIFTYONE_DO_NOT_TRACK": "true", "TF_USE_LEGACY_KERAS": "1"}
@@ -32,7 +33,7 @@ MISLABELLED_FROM = "real/imagenet/n02096177_cairn.JPEG"
 MISLABELLED = "real/extra/mislabelled_photo.jpg"
 
 
-def _cli(*args, cwd, timeout=900, env=None):
+def _cli(*args, cwd, timeout=1800, env=None):
     out = subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env or ENV)
     assert out.returncode == 0, f"{args}: {out.stderr[-3000:]}"
     assert "Traceback" not in out.stderr

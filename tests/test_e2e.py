@@ -13,7 +13,7 @@ import tensorflow as tf
 from components.registry.store import LocalRegistry
 from tests.helpers import SAMPLE, cli, tiny_config
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]   # the shared run is built by the first test
 
 
 def run_pipeline(tmp_path: Path, thresholds: dict, expect_exit: int = 0, *args: str) -> dict:

@@ -8,7 +8,7 @@ import pytest
 
 from tests.helpers import cli
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]   # the shared run is built by the first test
 COMPONENTS = ("ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
               "Trainer_vgg16_finetune", "Trainer_baseline", "Evaluator")
 

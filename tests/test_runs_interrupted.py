@@ -21,7 +21,7 @@ CLI = str(Path(sys.executable).parent / "synthdetect")
 
 
 def _cli(*args, cwd):
-    return subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, timeout=900, cwd=cwd)
+    return subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, timeout=1800, cwd=cwd)
 
 
 # ------------------------------------------------------------------------- the process record
@@ -74,6 +74,7 @@ def _running_trainer(log: Path) -> str | None:
 
 
 @pytest.mark.e2e
+@pytest.mark.timeout(2400)   # a run killed, then a whole run: more than 15 min on a loaded machine
 def test_a_killed_run_is_interrupted_and_the_next_run_cleans_up_and_resumes_the_trainer(tmp_path):
     """Issues 16 and 22: the whole pipeline SIGKILLed once a Trainer has checkpointed an epoch.
     `runs`, `runs show` and `report` say `interrupted` (not `running` forever); the same command
