@@ -1,9 +1,10 @@
 """synthdetect's pipeline layer: the graph, running it, reading runs back, and the command line.
 
-    pipeline.py        create_components / create_pipeline; the component ids and output keys
+    pipeline.py        create_components(cfg, placement) / create_pipeline; the component ids and
+                       output keys; LocalPlacement
     runner.py          the local run (LocalDagRunner, run log, preflight); process_record.py, logs.py
-    vertex.py          compiling and submitting to Vertex AI Pipelines, its jobs read back
-    parameters.py      the runtime parameters on Vertex (the RuntimeParameters step)
+    vertex.py          VertexPlacement; compiling and submitting to Vertex AI Pipelines, its jobs read back
+    parameters.py      the runtime parameters on Vertex; runtime_parameters.py: the RuntimeParameters step
     artifacts.py       where a run's outputs are (ML Metadata by component id): the read-back layer
     report.py, runs.py what a run produced / every run and its lineage, built on artifacts.py
     cli/               the `synthdetect` command (one module per command group)

@@ -11,11 +11,12 @@ config's value as default:
 TFX's KubeflowV2DagRunner supports `RuntimeParameter` only as a whole exec property, while these
 values live inside JSON exec properties (the Trainers' custom_config, the Evaluator's eval_config,
 ReleaseCheck's thresholds, ImageExampleGen's input_base + input_config). So the first step,
-`RuntimeParameters`, takes the parameters, validates the config they make (the same pydantic schema
-as `synthdetect config`), and outputs those exec properties as String values; the steps read them
-as dynamic exec properties (`channel.future()[0].value`, task output parameters on Vertex). With
-every parameter at its default it outputs exactly what compiling the config would have put there.
-Local runs do not use this: there the config file is the run's input.
+`RuntimeParameters` (pipeline/runtime_parameters.py), takes the parameters, validates the config they
+make (the same pydantic schema as `synthdetect config`), and outputs those exec properties (OUTPUTS)
+as String values; the steps read them as dynamic exec properties (`channel.future()[0].value`, task
+output parameters on Vertex: pipeline.vertex.VertexPlacement.parameter). With every parameter at its
+default it outputs exactly what compiling the config would have put there. Local runs do not use
+this: there the config file is the run's input.
 
 Scalar parameters keep their type (int, float); others (None-able or dict thresholds) are JSON text.
 """
@@ -25,20 +26,21 @@ import dataclasses
 import json
 from typing import Any
 
+from pipeline.pipeline import (BASELINE_TRAINER, CANDIDATE_TRAINER, EVALUATOR, EXAMPLE_GEN, MODEL_NAME,
+                               PRODUCTION_EVALUATOR, RELEASE_CHECK, trainer_config)
 from schemas.config import ModelConfig, PipelineConfig, ThresholdConfig
 
-COMPONENT_ID = "RuntimeParameters"
 CONFIG_KEY = "config_json"       # the compiled config (the defaults) as an exec property of the step
 MODEL_PARAMETERS = ("epochs", "batch_size", "learning_rate", "image_size")
 # output key -> the exec property it feeds: {component id: exec property}
 OUTPUTS = {
-    "input_base": {"ImageExampleGen": "input_base"},
-    "input_config": {"ImageExampleGen": "input_config"},
-    "candidate_config": {"Trainer_vgg16_finetune": "custom_config"},
-    "baseline_config": {"Trainer_baseline": "custom_config"},
-    "eval_config": {"Evaluator": "eval_config"},
-    "production_eval_config": {"ProductionEvaluator": "eval_config"},
-    "thresholds_json": {"ReleaseCheck": "thresholds_json"},
+    "input_base": {EXAMPLE_GEN: "input_base"},
+    "input_config": {EXAMPLE_GEN: "input_config"},
+    "candidate_config": {CANDIDATE_TRAINER: "custom_config"},
+    "baseline_config": {BASELINE_TRAINER: "custom_config"},
+    "eval_config": {EVALUATOR: "eval_config"},
+    "production_eval_config": {PRODUCTION_EVALUATOR: "eval_config"},
+    "thresholds_json": {RELEASE_CHECK: "thresholds_json"},
 }
 
 
@@ -117,16 +119,13 @@ def resolve(config_json: str, values: dict[str, Any]) -> dict[str, str]:
 
 
 def exec_properties_of(cfg: PipelineConfig) -> dict[str, str]:
-    """What create_vertex_components puts into the parameterised exec properties for `cfg`."""
-    from tfx import v1 as tfx
+    """The parameterised exec properties (OUTPUTS' keys) on Vertex for `cfg`."""
     from tfx.utils import proto_utils
 
     from components.evaluator.eval_config import make_eval_config, make_production_eval_config
-    from components.ingest.component import input_base_and_pattern
-    from pipeline.pipeline import MODEL_NAME, trainer_config
+    from components.ingest.component import example_gen_input
 
-    base, pattern = input_base_and_pattern(cfg.data.input)
-    input_config = tfx.proto.Input(splits=[tfx.proto.Input.Split(name="all", pattern=pattern)])
+    base, input_config = example_gen_input(cfg.data.input)
     return {
         "input_base": base,
         "input_config": proto_utils.proto_to_json(input_config),
@@ -139,7 +138,7 @@ def exec_properties_of(cfg: PipelineConfig) -> dict[str, str]:
 
 
 # ------------------------------------------------------- the Trainers' Vertex AI training settings
-# (here, not in pipeline/vertex.py, which imports this module: the step computes them in the container)
+# (here, not in pipeline/vertex.py: the RuntimeParameters step computes them in the container)
 def worker_pool_specs(cfg: PipelineConfig) -> list[dict]:
     """The Vertex AI CustomJob worker pool each Trainer runs on (one replica: run_fn trains on one host)."""
     v = cfg.vertex
@@ -175,76 +174,7 @@ def trainer_custom_config(cfg: PipelineConfig, model_config: dict) -> dict:
     return {**model_config, **training_custom_config(cfg)}
 
 
-
-# ---------------------------------------------------------------------------------------- the step
-def _component_classes():
-    """RuntimeParameters (component) and its executor; built on first use (TFX is imported then)."""
-    from tfx.dsl.components.base import base_component, base_executor, executor_spec
-    from tfx.types import standard_artifacts
-    from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
-
-    class Executor(base_executor.BaseExecutor):
-        def Do(self, input_dict, output_dict, exec_properties):
-            from absl import logging
-            values = {name: exec_properties[name] for name in BY_NAME if exec_properties.get(name) is not None}
-            values = {name: BY_NAME[name].ptype(v) for name, v in values.items()}
-            logging.info("runtime parameters: %s", json.dumps(values, sort_keys=True))
-            for key, value in resolve(exec_properties[CONFIG_KEY], values).items():
-                output_dict[key][0].value = value
-
-    spec = type("RuntimeParametersSpec", (ComponentSpec,), {
-        "PARAMETERS": {CONFIG_KEY: ExecutionParameter(type=str),
-                       **{s.name: ExecutionParameter(type=s.ptype) for s in SPECS}},
-        "INPUTS": {},
-        "OUTPUTS": {key: ChannelParameter(type=standard_artifacts.String) for key in OUTPUTS},
-    })
-
-    class RuntimeParameters(base_component.BaseComponent):
-        """Turns the pipeline's runtime parameters into the exec properties of the steps (see module doc)."""
-        SPEC_CLASS = spec
-        EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
-
-        def __init__(self, config_json: str, **parameters):
-            from tfx import types
-            outputs = {key: types.Channel(type=standard_artifacts.String) for key in OUTPUTS}
-            super().__init__(spec=spec(**{CONFIG_KEY: config_json}, **parameters, **outputs))
-
-    # importable by path (the compiled spec names pipeline.parameters.Executor): see __getattr__
-    Executor.__qualname__, RuntimeParameters.__qualname__ = "Executor", "RuntimeParameters"
-    return RuntimeParameters, Executor
-
-
-def __getattr__(name: str):
-    # `pipeline.parameters.Executor` is the executor class path in the compiled spec
-    if name in ("RuntimeParameters", "Executor"):
-        component, executor = _component_classes()
-        globals().update(RuntimeParameters=component, Executor=executor)
-        return globals()[name]
-    raise AttributeError(name)
-
-
 def config_json(cfg: PipelineConfig) -> str:
     """The config the step re-validates with the parameters applied; without the local-run paths
     (metadata_path, the local pipeline_root), which mean nothing inside a Vertex container."""
     return cfg.model_dump_json(exclude={"metadata_path", "pipeline_root"})
-
-
-def parameterise(cfg: PipelineConfig, components: list) -> list:
-    """components (create_vertex_components' list) with RuntimeParameters first and the
-    parameterised exec properties read from it."""
-    from tfx.orchestration import data_types
-
-    from pipeline.parameters import RuntimeParameters  # the module __getattr__ builds it
-
-    defaults = default_values(cfg)
-    step = RuntimeParameters(
-        config_json=config_json(cfg),
-        **{s.name: data_types.RuntimeParameter(name=s.name, ptype=s.ptype, default=defaults[s.name])
-           for s in SPECS}).with_id(COMPONENT_ID)
-    by_id = {c.id: c for c in components}
-    for key, targets in OUTPUTS.items():
-        for component_id, prop in targets.items():
-            c = by_id[component_id]
-            c.exec_properties[prop] = step.outputs[key].future()[0].value
-            c.add_upstream_node(step)
-    return [step, *components]

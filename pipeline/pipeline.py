@@ -8,6 +8,11 @@ ImageExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> Trans
 The component ids below are the names ML Metadata records every step under; `pipeline/artifacts.py`
 finds a run's outputs by them. TFX and the components are imported inside the functions, so reading
 these names (`synthdetect runs`) does not load TensorFlow.
+
+Where the steps run is a placement, chosen when the graph is built: `LocalPlacement` (here, the
+LocalDagRunner) or `pipeline.vertex.VertexPlacement` (Vertex AI Pipelines, Dataflow, Vertex AI
+training, the runtime parameters). It supplies the Trainer, the Beam args, the path mapping and the
+values of the parameterisable exec properties; the graph itself is the same.
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ PRODUCTION_MODEL = "ProductionModel"
 PRODUCTION_EVALUATOR = "ProductionEvaluator"
 RELEASE_CHECK = "ReleaseCheck"
 PUSHER = "RegistryPusher"
+RUNTIME_PARAMETERS = "RuntimeParameters"   # Vertex only, first: pipeline/runtime_parameters.py
 MODEL_NAME = "vgg16_finetune"
 # Output keys of those components that are read back after a run.
 EXAMPLES = "examples"
@@ -67,77 +73,125 @@ def trainer_config(cfg: PipelineConfig, variant: str) -> dict:
             "weights": cfg.model.weights if variant == MODEL_NAME else "none"}
 
 
-def create_components(cfg: PipelineConfig) -> list:
+class LocalPlacement:
+    """Every step here (LocalDagRunner): TFX's Trainer, the pipeline's Beam args, local paths as
+    they are, the config's values. The interface `create_components` builds the graph with
+    (`pipeline.vertex.VertexPlacement` is the other one)."""
+
+    beam_args: tuple[str, ...] = ()   # appended to each Beam component's own; here the pipeline's apply
+
+    def __init__(self, cfg: PipelineConfig):
+        self.cfg = cfg
+
+    def trainer_class(self) -> type:
+        from tfx import v1 as tfx
+        return tfx.components.Trainer
+
+    def trainer(self, custom_config, **kwargs):
+        """A Trainer (`trainer_class`) with `custom_config` (a dict, or what `parameter` gave)."""
+        return self.trainer_class()(custom_config=custom_config, **kwargs)
+
+    def beam(self, component):
+        """`component` (a Beam component) with this placement's Beam args after its own."""
+        return component.with_beam_pipeline_args(list(self.beam_args)) if self.beam_args else component
+
+    def path(self, value: str, where: str) -> str:
+        """A local path as the step reads it (`where`: component id.exec property, for errors)."""
+        return value
+
+    def parameter(self, component_id: str, prop: str, value):
+        """The value of exec property `prop` of `component_id`: `value`, the config's, here; on Vertex
+        the RuntimeParameters step's output for the exec properties it makes (pipeline/parameters.py)."""
+        return value
+
+    def components(self, components: list) -> list:
+        """The pipeline's components: `components`, plus what the placement adds."""
+        return components
+
+
+def create_components(cfg: PipelineConfig, placement: LocalPlacement | None = None) -> list:
     from tfx import v1 as tfx
 
     from components.evaluator.eval_config import make_eval_config, make_production_eval_config
     from components.evaluator.production import ProductionEvaluator
-    from components.ingest.component import make_example_gen
+    from components.ingest.component import example_gen_input, make_example_gen
     from components.ingest.plan import holdout_split
     from components.registry.component import RegistryPusher
     from components.registry.production import ProductionModel, seen_at_build
     from components.release_check.component import ReleaseCheck
 
-    example_gen = make_example_gen(cfg).with_id(EXAMPLE_GEN)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs[EXAMPLES]).with_id(STATISTICS_GEN)
+    placement = placement or LocalPlacement(cfg)
+    param, beam = placement.parameter, placement.beam
+    input_base, input_config = example_gen_input(cfg.data.input)
+    example_gen = beam(make_example_gen(
+        cfg, input_base=param(EXAMPLE_GEN, "input_base", input_base),
+        input_config=param(EXAMPLE_GEN, "input_config", input_config)).with_id(EXAMPLE_GEN))
+    statistics_gen = beam(tfx.components.StatisticsGen(examples=example_gen.outputs[EXAMPLES]).with_id(STATISTICS_GEN))
     schema_gen = tfx.components.ImportSchemaGen(
-        schema_file=os.path.join(SCHEMA_DIR, "schema.pbtxt")).with_id(SCHEMA_GEN)
+        schema_file=placement.path(os.path.join(SCHEMA_DIR, "schema.pbtxt"), f"{SCHEMA_GEN}.schema_file"),
+    ).with_id(SCHEMA_GEN)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs[STATISTICS], schema=schema_gen.outputs["schema"]).with_id(EXAMPLE_VALIDATOR)
-    transform = tfx.components.Transform(
+    transform = beam(tfx.components.Transform(
         examples=example_gen.outputs[EXAMPLES], schema=schema_gen.outputs["schema"],
-        preprocessing_fn="components.transform.preprocessing.preprocessing_fn").with_id(TRANSFORM)
+        preprocessing_fn="components.transform.preprocessing.preprocessing_fn").with_id(TRANSFORM))
 
     def trainer(variant: str, component_id: str):
-        return tfx.components.Trainer(
+        return placement.trainer(
             run_fn="components.trainer.run_fn.run_fn",
             examples=transform.outputs["transformed_examples"],
             transform_graph=transform.outputs[TRANSFORM_GRAPH],
             schema=schema_gen.outputs["schema"],
             train_args=tfx.proto.TrainArgs(splits=["train"]),
             eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-            custom_config=trainer_config(cfg, variant),
+            custom_config=param(component_id, "custom_config", trainer_config(cfg, variant)),
         ).with_id(component_id)
 
     candidate = trainer(MODEL_NAME, CANDIDATE_TRAINER)
     baseline = trainer("baseline", BASELINE_TRAINER)
     # the held-out splits too: sliced by split, gated on split=eval (eval_config.py)
     splits = ["eval"] + [holdout_split(n) for n in cfg.evaluation.holdout_names()]
-    evaluator = tfx.components.Evaluator(
+    evaluator = beam(tfx.components.Evaluator(
         examples=example_gen.outputs[EXAMPLES],
         model=candidate.outputs[MODEL],
         baseline_model=baseline.outputs[MODEL],
         example_splits=splits,
-        eval_config=make_eval_config(cfg.thresholds)).with_id(EVALUATOR)
+        eval_config=param(EVALUATOR, "eval_config", make_eval_config(cfg.thresholds))).with_id(EVALUATOR))
     # champion/challenger: the model serving now, on the same data and slices
     production = ProductionModel(registry=cfg.registry, seen_at_build=seen_at_build(cfg.registry)).with_id(
         PRODUCTION_MODEL)
-    production_evaluator = ProductionEvaluator(
+    production_evaluator = beam(ProductionEvaluator(
         examples=example_gen.outputs[EXAMPLES],
         model=candidate.outputs[MODEL],
         baseline_model=production.outputs[MODEL],
         example_splits=splits,
-        eval_config=make_production_eval_config(cfg.thresholds)).with_id(PRODUCTION_EVALUATOR)
+        eval_config=param(PRODUCTION_EVALUATOR, "eval_config", make_production_eval_config(cfg.thresholds)),
+    ).with_id(PRODUCTION_EVALUATOR))
     release_check = ReleaseCheck(
         examples=example_gen.outputs[EXAMPLES],
         model=candidate.outputs[MODEL],
         baseline_model=baseline.outputs[MODEL],
         evaluation=evaluator.outputs[EVALUATION],
         tfma_blessing=evaluator.outputs[BLESSING],
-        thresholds_json=json.dumps(cfg.thresholds.model_dump(), sort_keys=True),
+        thresholds_json=param(RELEASE_CHECK, "thresholds_json",
+                              json.dumps(cfg.thresholds.model_dump(), sort_keys=True)),
         holdout_sets_json=json.dumps(cfg.evaluation.holdout_names()),
         production_model=production.outputs[MODEL],
         production_evaluation=production_evaluator.outputs[EVALUATION],
         production_blessing=production_evaluator.outputs[BLESSING]).with_id(RELEASE_CHECK)
+    ingest = cfg.ingest.model_dump()
+    if ingest["feedback"]:   # recorded with the model; the one path among the ingest settings
+        ingest["feedback"] = placement.path(ingest["feedback"], f"{PUSHER}.ingest_json.feedback")
     pusher = RegistryPusher(
         model=candidate.outputs[MODEL],
         model_blessing=release_check.outputs[BLESSING],
         release_check=release_check.outputs[CHECK],
         examples=example_gen.outputs[EXAMPLES],
         registry=cfg.registry, model_name=MODEL_NAME, pipeline_name=cfg.pipeline_name,
-        ingest=cfg.ingest.model_dump(), promote=cfg.promote).with_id(PUSHER)
-    return [example_gen, statistics_gen, schema_gen, example_validator, transform,
-            candidate, baseline, evaluator, production, production_evaluator, release_check, pusher]
+        ingest=ingest, promote=cfg.promote).with_id(PUSHER)
+    return placement.components([example_gen, statistics_gen, schema_gen, example_validator, transform,
+                                 candidate, baseline, evaluator, production, production_evaluator, release_check,
+                                 pusher])
 
 
 def create_pipeline(cfg: PipelineConfig) -> tfx_pipeline.Pipeline:

@@ -1,13 +1,17 @@
 """The synthdetect pipeline on Google Cloud: Vertex AI Pipelines, Dataflow, Vertex AI training jobs.
 
-The graph is `pipeline.pipeline.create_components(cfg)`, unchanged; only where each step runs differs:
+The graph is `pipeline.pipeline.create_components(cfg, VertexPlacement(cfg))`: the same graph, placed
+on Google Cloud when it is built:
 
 * every component runs in the pipeline image (`vertex.images.cpu`, infra/Dockerfile), which has this
-  package installed, so `run_fn`/`preprocessing_fn` resolve by module path;
+  package installed, so `run_fn`/`preprocessing_fn` resolve by module path, and local paths inside
+  this checkout map to the same file in the image;
 * Beam components (ImageExampleGen, StatisticsGen, Transform, Evaluator) get Dataflow pipeline args
   (the same image is the Dataflow worker SDK container);
-* each Trainer runs as a Vertex AI custom job (tfx.extensions.google_cloud_ai_platform's
-  GenericExecutor) on the worker pool of `vertex.training` with `vertex.images.gpu` (or `tpu`).
+* each Trainer is `tfx.extensions.google_cloud_ai_platform.Trainer`: it runs as a Vertex AI custom job
+  on the worker pool of `vertex.training` with `vertex.images.gpu` (or `tpu`);
+* the data input, training settings and gate thresholds are runtime parameters: the first step,
+  RuntimeParameters (pipeline/runtime_parameters.py), outputs the exec properties they make.
 
 Compiling needs TFX and kfp-pipeline-spec, no credentials. Submitting/scheduling builds the request
 with the Vertex AI SDK exactly as `PipelineJob.submit` / `PipelineJobSchedule.create` would; with
@@ -20,7 +24,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pipeline.parameters import trainer_custom_config, training_custom_config, worker_pool_specs  # noqa: F401 - re-exported
+from pipeline.parameters import OUTPUTS, worker_pool_specs  # noqa: F401 - worker_pool_specs: the trainers' pool
+from pipeline.pipeline import (EXAMPLE_GEN, LocalPlacement,
+                               create_components)
 from schemas.config import PipelineConfig, is_gcs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,55 +86,46 @@ def _container_path(value: str, where: str) -> str:
     return f"{CONTAINER_SRC}/{rel.as_posix()}"
 
 
-def _map_local_paths(component) -> None:
-    for name, value in list(component.exec_properties.items()):
-        if not isinstance(value, str):
-            continue
-        if value.startswith("{"):
-            try:
-                data = json.loads(value)
-            except ValueError:
-                continue
-            if isinstance(data, dict):
-                changed = {k: _container_path(x, f"{component.id}.{name}.{k}") if isinstance(x, str) else x
-                           for k, x in data.items()}
-                if changed != data:
-                    component.exec_properties[name] = json.dumps(changed, sort_keys=True)
-            continue
-        mapped = _container_path(value, f"{component.id}.{name}")
-        if mapped != value:
-            component.exec_properties[name] = mapped
+class VertexPlacement(LocalPlacement):
+    """The steps on Google Cloud (see the module docstring); the interface is LocalPlacement's."""
 
+    def __init__(self, cfg: PipelineConfig):
+        from pipeline.runtime_parameters import make_runtime_parameters
+        super().__init__(cfg)
+        self.beam_args = tuple(dataflow_args(cfg))
+        self.step = make_runtime_parameters(cfg)
+        self._feeds = {(component_id, prop): key for key, targets in OUTPUTS.items()
+                       for component_id, prop in targets.items()}
+        self._fed: set[tuple[str, str]] = set()
 
-def create_vertex_components(cfg: PipelineConfig) -> list:
-    """create_components(cfg) placed on Google Cloud (see the module docstring).
+    def trainer_class(self) -> type:
+        from tfx import v1 as tfx
+        return tfx.extensions.google_cloud_ai_platform.Trainer
 
-    Trainers keep their ids, inputs and output channels (so the Evaluator and Pusher wiring is the
-    one create_components built); only their executor becomes the Vertex AI training launcher, which
-    is exactly what `tfx.extensions.google_cloud_ai_platform.Trainer` is (a Trainer subclass that
-    differs only in EXECUTOR_SPEC).
-    """
-    from tfx.components import Trainer
-    from tfx.dsl.components.base import base_beam_component, executor_spec
-    from tfx.extensions.google_cloud_ai_platform.trainer import component as ai_trainer
+    def trainer(self, custom_config, **kwargs):
+        if isinstance(custom_config, dict):
+            return super().trainer(custom_config, **kwargs)
+        # the RuntimeParameters step's output (a placeholder), which TFX's Trainer would JSON-encode
+        # in __init__: it becomes the exec property as it is (TrainerSpec takes placeholders)
+        trainer = self.trainer_class()(**kwargs)
+        trainer.exec_properties["custom_config"] = custom_config
+        return trainer
 
-    from pipeline.pipeline import create_components
+    def path(self, value: str, where: str) -> str:
+        return _container_path(value, where)
 
-    from pipeline.parameters import parameterise
+    def parameter(self, component_id: str, prop: str, value):
+        key = self._feeds.get((component_id, prop))
+        if key is None:
+            return value
+        self._fed.add((component_id, prop))
+        return self.step.outputs[key].future()[0].value
 
-    components = create_components(cfg)
-    beam_args = dataflow_args(cfg)
-    for c in components:
-        _map_local_paths(c)
-        if isinstance(c, Trainer):
-            c.executor_spec = ai_trainer.Trainer.EXECUTOR_SPEC.copy()
-            assert isinstance(c.executor_spec, executor_spec.ExecutorClassSpec)
-            custom = json.loads(c.exec_properties.get("custom_config") or "{}")
-            c.exec_properties["custom_config"] = json.dumps(trainer_custom_config(cfg, custom), sort_keys=True)
-        elif isinstance(c, base_beam_component.BaseBeamComponent):
-            c.with_beam_pipeline_args(beam_args)
-    # data input, training settings and gate thresholds: runtime parameters (pipeline/parameters.py)
-    return parameterise(cfg, components)
+    def components(self, components: list) -> list:
+        missing = sorted(f"{c}.{p}" for c, p in set(self._feeds) - self._fed)
+        if missing:   # parameters.OUTPUTS names an exec property create_components did not ask for
+            raise RuntimeError(f"runtime parameter outputs that no step reads: {', '.join(missing)}")
+        return [self.step, *components]
 
 
 def component_images(cfg: PipelineConfig) -> dict[str, str]:
@@ -147,7 +144,7 @@ def create_vertex_pipeline(cfg: PipelineConfig):
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.pipeline_name,
         pipeline_root=v.pipeline_root,
-        components=create_vertex_components(cfg),
+        components=create_components(cfg, VertexPlacement(cfg)),
         enable_cache=cfg.enable_cache,
         # no metadata_connection_config: Vertex ML Metadata is managed by Vertex AI Pipelines
     )
@@ -185,10 +182,12 @@ def compile_pipeline(cfg: PipelineConfig, out: str) -> dict:
 
 def use_our_example_gen_driver(job: dict) -> None:
     """ImageExampleGen's pre-cache check (the driver whose fingerprint enters Vertex's cache key)
-    becomes ours: every input file, as locally (components/ingest/vertex_driver.py)."""
+    becomes ours: every input file, as locally (components/ingest/vertex_driver.py). The one change
+    made to the compiled spec: KubeflowV2DagRunner hard-codes TFX's driver module for every
+    FileBasedExampleGen, and nothing in the component chooses it."""
     from components.ingest.vertex_driver import MODULE
     ps = job["pipelineSpec"]
-    label = ps["components"][ps["root"]["dag"]["tasks"]["ImageExampleGen"]["componentRef"]["name"]]["executorLabel"]
+    label = ps["components"][ps["root"]["dag"]["tasks"][EXAMPLE_GEN]["componentRef"]["name"]]["executorLabel"]
     hook = ps["deploymentSpec"]["executors"][label]["container"]["lifecycle"]["preCacheCheck"]
     hook["command"] = ["python", "-m", MODULE]
 
@@ -571,6 +570,7 @@ def job_summary(resource) -> dict:
     return {"name": d.get("name"), "display_name": d.get("display_name"), "state": d.get("state"),
             "start": d.get("start_time") or d.get("create_time"), "end": d.get("end_time"), "tasks": tasks,
             "blessed": verdict.blessed, "pushed_version": verdict.pushed_version, "pushed_to": verdict.pushed_to,
+            "duplicate_of": verdict.duplicate_of,
             "parameters": {k: next(iter(v.values())) if isinstance(v, dict) else v for k, v in
                            (d.get("runtime_config", {}).get("parameter_values")
                             or d.get("runtime_config", {}).get("parameters") or {}).items()},

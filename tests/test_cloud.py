@@ -293,6 +293,55 @@ def test_worker_pools_and_beam_args_follow_the_config(tmp_path):
     assert dataflow_args(direct) == direct.beam_args
 
 
+# ------------------------------------------------------------------------------------- placement
+def test_the_placement_chooses_where_each_step_runs(cfg):
+    """One graph, two placements: here (TFX's Trainer, the config's values) and on Vertex (Vertex AI
+    training, Dataflow args on every Beam component, paths in the image, the runtime parameters)."""
+    from tfx import v1 as tfx
+    from tfx.dsl.components.base.base_beam_component import BaseBeamComponent
+    from tfx.dsl.placeholder.placeholder import Placeholder
+
+    from pipeline.parameters import OUTPUTS
+    from pipeline.pipeline import RUNTIME_PARAMETERS, create_components, trainer_config
+    from pipeline.vertex import VertexPlacement, dataflow_args
+
+    local = {c.id: c for c in create_components(cfg)}
+    placed = create_components(cfg, VertexPlacement(cfg))
+    vertex = {c.id: c for c in placed}
+    assert placed[0].id == RUNTIME_PARAMETERS and set(vertex) == set(local) | {RUNTIME_PARAMETERS}
+    for task in TRAINERS:
+        assert type(local[task]) is tfx.components.Trainer
+        assert type(vertex[task]) is tfx.extensions.google_cloud_ai_platform.Trainer
+        assert json.loads(local[task].exec_properties["custom_config"]) == json.loads(
+            json.dumps(trainer_config(cfg, task.split("_", 1)[1])))
+    for targets in OUTPUTS.values():
+        for task, prop in targets.items():
+            assert isinstance(vertex[task].exec_properties[prop], Placeholder), (task, prop)
+            assert not isinstance(local[task].exec_properties[prop], Placeholder), (task, prop)
+    beam = sorted(i for i, c in vertex.items() if isinstance(c, BaseBeamComponent))
+    assert beam == sorted(BEAM_COMPONENTS)
+    for task in beam:
+        args = vertex[task].executor_spec.beam_pipeline_args
+        assert args[len(args) - len(dataflow_args(cfg)):] == dataflow_args(cfg), task
+        assert "--runner=DataflowRunner" not in local[task].executor_spec.beam_pipeline_args, task
+    assert vertex["ImportSchemaGen"].exec_properties["schema_file"] == "/synthdetect/schemas/schema.pbtxt"
+    assert local["ImportSchemaGen"].exec_properties["schema_file"] == str(REPO / "schemas" / "schema.pbtxt")
+
+
+def test_the_vertex_placement_maps_paths_and_checks_the_parameter_wiring(cfg, tmp_path):
+    from pipeline.vertex import CloudError, VertexPlacement
+    placement = VertexPlacement(cfg)
+    assert placement.path("gs://b/x", "A.p") == "gs://b/x" and placement.path("relative", "A.p") == "relative"
+    assert placement.path(str(REPO / "configs" / "vertex.yaml"), "A.p") == "/synthdetect/configs/vertex.yaml"
+    with pytest.raises(CloudError, match=r"^A\.p: local path '/elsewhere/f' does not exist on Vertex; use a gs://"):
+        placement.path("/elsewhere/f", "A.p")
+    with pytest.raises(CloudError, match=r"is not part of the image"):
+        placement.path(str(REPO / "data" / "sample"), "A.p")
+    # a parameterised exec property that no step asked for is a bug in the graph, found when building it
+    with pytest.raises(RuntimeError, match="runtime parameter outputs that no step reads: Evaluator.eval_config, "):
+        placement.components([])
+
+
 # ------------------------------------------------------------------------------ runtime parameters
 def _threshold_names() -> set[str]:
     from schemas.config import ThresholdConfig
@@ -322,7 +371,7 @@ def test_the_spec_declares_runtime_parameters_with_the_config_as_defaults(compil
             assert tasks[task]["inputs"]["parameters"][prop] == {
                 "taskOutputParameter": {"outputParameterKey": key, "producerTask": "RuntimeParameters_task"}}, task
             assert "RuntimeParameters" in tasks[task]["dependentTasks"]
-    assert _executor(job, "RuntimeParameters")["args"][1] == "pipeline.parameters.Executor"
+    assert _executor(job, "RuntimeParameters")["args"][1] == "pipeline.runtime_parameters.Executor"
 
 
 def test_the_parameters_step_outputs_what_compiling_the_config_would_have(cfg, tmp_path):
@@ -331,7 +380,8 @@ def test_the_parameters_step_outputs_what_compiling_the_config_would_have(cfg, t
     from tfx.types import standard_artifacts
 
     from pipeline import parameters
-    from pipeline.parameters import OUTPUTS, Executor, default_values, exec_properties_of
+    from pipeline.parameters import OUTPUTS, default_values, exec_properties_of
+    from pipeline.runtime_parameters import Executor
 
     def run(values: dict) -> dict:
         out = {}
@@ -426,6 +476,32 @@ def test_example_gen_on_vertex_runs_our_fingerprint_driver(compiled):
     assert hook["args"][:2] == ["--json_serialized_invocation_args", "{{$}}"]
     # no other step has a pre-cache hook; TFX's stock driver is named nowhere
     assert "file_based_example_gen.driver" not in json.dumps(job)
+
+
+def test_the_pre_cache_patch_changes_only_the_example_gen_hook():
+    """use_our_example_gen_driver, the one change made to the compiled spec: the command of
+    ImageExampleGen's pre-cache check (found through its task, whatever its executor label)."""
+    from pipeline.vertex import use_our_example_gen_driver
+
+    def executor(hook: bool) -> dict:
+        container = {"image": "i", "command": ["python", "-m", "tfx.run"], "args": ["--x"]}
+        if hook:
+            container["lifecycle"] = {"preCacheCheck": {"command": ["python", "-m", "tfx.driver"], "args": ["{{$}}"]}}
+        return {"container": container}
+    job = {"pipelineSpec": {
+        "root": {"dag": {"tasks": {"ImageExampleGen": {"componentRef": {"name": "gen"}},
+                                   "Other": {"componentRef": {"name": "other"}}}}},
+        "components": {"gen": {"executorLabel": "gen_exec"}, "other": {"executorLabel": "other_exec"}},
+        "deploymentSpec": {"executors": {"gen_exec": executor(True), "other_exec": executor(True)}}}}
+    before = json.loads(json.dumps(job))
+    use_our_example_gen_driver(job)
+    hook = job["pipelineSpec"]["deploymentSpec"]["executors"]["gen_exec"]["container"]["lifecycle"]["preCacheCheck"]
+    assert hook == {"command": ["python", "-m", "components.ingest.vertex_driver"], "args": ["{{$}}"]}
+    hook["command"] = ["python", "-m", "tfx.driver"]
+    assert job == before   # nothing else changed
+    del job["pipelineSpec"]["deploymentSpec"]["executors"]["gen_exec"]["container"]["lifecycle"]
+    with pytest.raises(KeyError):   # TFX stopped giving ImageExampleGen a pre-cache check: compiling fails
+        use_our_example_gen_driver(job)
 
 
 def _driver_input(tmp_path, data, name: str):

@@ -24,7 +24,7 @@ NAME = "projects/my-project/locations/us-central1/pipelineJobs/synthdetect-20261
 
 
 def recorded_job(state: str, tasks: dict[str, str], blessed: bool | None = None, pushed: str | None = None,
-                 error: str | None = None):
+                 error: str | None = None, duplicate_of: str | None = None):
     """A FAKE Vertex AI PipelineJob resource (aiplatform_v1 types), as the API returns one."""
     from google.cloud.aiplatform_v1 import types as t
     from google.rpc import status_pb2
@@ -36,7 +36,7 @@ def recorded_job(state: str, tasks: dict[str, str], blessed: bool | None = None,
                 t.Artifact(uri="gs://b/root/ReleaseCheck/blessing", metadata={"blessed": int(blessed)})])
         if name == "RegistryPusher" and st == "SUCCEEDED":
             meta = {"pushed": 1, "pushed_version": pushed, "pushed_destination": f"gs://b/registry/{pushed}"} \
-                if pushed else {"pushed": 0}
+                if pushed else {"pushed": 0, **({"duplicate_of": duplicate_of} if duplicate_of else {})}
             d.outputs["pushed_model"] = t.PipelineTaskDetail.ArtifactList(artifacts=[
                 t.Artifact(uri="gs://b/root/RegistryPusher/pushed_model", metadata=meta)])
         details.append(d)
@@ -74,6 +74,9 @@ def test_wait_polls_until_the_job_ends_and_reports_each_task_state_change():
 @pytest.mark.parametrize("job, allow, code, message", [
     (recorded_job("PIPELINE_STATE_SUCCEEDED", _all("SUCCEEDED"), blessed=True, pushed="v3"), False, None, None),
     (recorded_job("PIPELINE_STATE_SUCCEEDED", _all("SUCCEEDED"), blessed=False), False, 3, None),
+    # an identical rerun: blessed, the registry already holds the same model (as a local run: exit 0)
+    (recorded_job("PIPELINE_STATE_SUCCEEDED", _all("SUCCEEDED"), blessed=True, duplicate_of="v2"), False, None,
+     None),
     (recorded_job("PIPELINE_STATE_SUCCEEDED", _all("SUCCEEDED"), blessed=False), True, 0, None),
     (recorded_job("PIPELINE_STATE_FAILED", {**_all("SUCCEEDED"), "Evaluator": "FAILED"},
                   error="The DAG failed because some tasks failed: Evaluator"), False, 1,

@@ -110,8 +110,10 @@ def finish_job(job: dict, allow_unblessed: bool) -> None:
     console.print(f"pipeline job {job['name']} succeeded: "
                   + ("not evaluated" if job["blessed"] is None else "BLESSED" if job["blessed"] else "NOT BLESSED")
                   + (f", pushed {job['pushed_version']} ({job['pushed_to']})" if job["pushed_version"]
-                     else ", not pushed"))
-    exit_with_decision(job["blessed"], job["pushed_version"], allow_unblessed)
+                     else f", not pushed: {job['duplicate_of']} in the registry is the same model"
+                     if job.get("duplicate_of") else ", not pushed"))
+    # a blessed model the registry already holds (an identical rerun) ends as a local run does: exit 0
+    exit_with_decision(job["blessed"], job["pushed_version"], allow_unblessed, job.get("duplicate_of"))
 
 
 @click.group(invoke_without_command=True)
