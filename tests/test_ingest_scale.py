@@ -12,10 +12,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pipeline import PipelineVisitor
 
 from components.ingest import dedup
-from components.ingest.images import IngestOptions
 from components.ingest.job import build_ingest
 from components.ingest.outputs import read_members, read_summary
 from components.ingest.plan import ScanRow, make_plan
+from schemas.config import IngestConfig
 from tests.test_ingest_beam import SPLITS, dup_tree, run_ingest  # noqa: F401 - fixture
 
 MAX_BYTES_LEAF = 256  # the longest bytes value allowed in a shuffled element (hashes are hex strings)
@@ -71,7 +71,7 @@ def test_no_image_payload_reaches_a_shuffle_or_side_input(dup_tree, tmp_path):
     root, n = dup_tree
     log = str(tmp_path / "probe.jsonl")
     p = beam.Pipeline(options=PipelineOptions(["--direct_running_mode=in_memory"]))
-    build_ingest(p, str(root), str(tmp_path / "out"), IngestOptions(), SPLITS)
+    build_ingest(p, str(root), str(tmp_path / "out"), IngestConfig(), SPLITS)
     steps = watch_shuffles(p, log)
     p.run().wait_until_finish()
     assert any("Distribute" in s for s in steps) and any("side input" in s for s in steps), steps
@@ -84,7 +84,7 @@ def test_no_image_payload_reaches_a_shuffle_or_side_input(dup_tree, tmp_path):
 
 def test_multi_process_output_is_byte_identical_to_in_process(dup_tree, tmp_path):
     root, _ = dup_tree
-    opts = IngestOptions()
+    opts = IngestConfig()
     for name, args in (("one", ["--direct_running_mode=in_memory"]),
                        ("two", ["--direct_running_mode=multi_processing", "--direct_num_workers=2"])):
         with beam.Pipeline(options=PipelineOptions(args)) as p:
@@ -115,7 +115,7 @@ def _rows(n_distinct=300, seed=0):
 
 def test_plan_depends_on_row_contents_not_on_their_order_or_bundles():
     rows = _rows()
-    opts = IngestOptions()
+    opts = IngestConfig()
     a = make_plan(rows, [], opts, SPLITS, len(rows))
     shuffled = list(rows)
     random.Random(1).shuffle(shuffled)

@@ -157,7 +157,7 @@ def predict(model_ref, paths, registry_location, config, sets, batch_size, thres
     unreachable, model_error, …) and `error_detail` the message.
 
     Exits 0 when every input was scored, {unscored} when any could not be (all lines are still written)."""
-    from components.ingest.images import IngestOptions
+    from schemas.config import IngestConfig
     from components.scoring.models import ModelError, resolve_model
     location = location_of(registry_location, config, sets) if model_ref.startswith("registry:") else None
     with user_errors(ModelError):
@@ -169,7 +169,7 @@ def predict(model_ref, paths, registry_location, config, sets, batch_size, thres
         except UserError:
             ingest = {}
     try:
-        opts = IngestOptions.from_dict(ingest)
+        opts = IngestConfig.from_dict(ingest)
     except (TypeError, ValueError) as e:
         from pydantic import ValidationError
 
