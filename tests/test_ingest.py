@@ -7,6 +7,7 @@ from PIL import Image
 
 from components.ingest.images import decode_file
 from components.ingest.listing import ImageInput, InputError, apply_feedback, list_inputs, read_feedback
+from schemas.config import IngestConfig
 from tests.conftest import image_bytes
 
 

@@ -18,6 +18,7 @@ from components.ingest.job import run_ingest
 from components.ingest.listing import ImageInput, list_inputs
 from components.ingest.outputs import OutputError, OutputLock, read_members, read_summary
 from components.ingest.records import read_gzip_tfrecords
+from schemas.config import IngestConfig
 from tests.test_ingest_beam import SPLITS, encode, scene
 
 CLI = str(Path(sys.executable).parent / "synthdetect")

@@ -22,13 +22,17 @@ import enum
 import itertools
 import json
 from collections import defaultdict
-from typing import Iterable, Iterator, NamedTuple, Sequence, Union
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from components.ingest import dedup
-from components.ingest.listing import LABELS
+from components.ingest.listing import LABELS, ImageInput
 from schemas.config import IngestConfig
+
+if TYPE_CHECKING:
+    from components.ingest.images import Decoded
 
 STATUSES = ("written", "exact_duplicate", "near_duplicate", "quarantined", "skipped", "leaked_into_training")
 WRITTEN, EXACT, NEAR, QUARANTINED, SKIPPED, LEAKED = range(len(STATUSES))    # a status as an index into STATUSES
@@ -64,8 +68,8 @@ class ScanRow(NamedTuple):
     holdout: str = ""    # the held-out set it belongs to ("": the training input)
 
     @classmethod
-    def of(cls, item, decoded, sha256: str, spill: str, offset: int, length: int) -> "ScanRow":
-        """The row of an input (listing.ImageInput) decoded as `decoded` (images.Decoded)."""
+    def of(cls, item: ImageInput, decoded: Decoded, sha256: str, spill: str, offset: int, length: int) -> ScanRow:
+        """The row of an input decoded as `decoded`."""
         return cls(item.path, item.label, item.source, item.generator, item.content, sha256, decoded.pixel_sha,
                    int(decoded.phash), int(decoded.pixels), int(decoded.min_side), spill, int(offset), int(length),
                    decoded.thumb.hex(), item.holdout)
@@ -83,13 +87,13 @@ class QuarantineRow(NamedTuple):
     holdout: str = ""
 
     @classmethod
-    def of(cls, item, reason: str, detail: str = "") -> "QuarantineRow":
-        """The row of an input (listing.ImageInput) quarantined for `reason`."""
+    def of(cls, item: ImageInput, reason: str, detail: str = "") -> QuarantineRow:
+        """The row of an input quarantined for `reason`."""
         return cls(item.path, item.label, item.source, item.generator, item.content, reason, detail[:300],
                    item.holdout)
 
 
-Row = Union[ScanRow, QuarantineRow]
+Row = ScanRow | QuarantineRow
 _TAGS = {ScanRow: "ok", QuarantineRow: "q"}
 
 
@@ -281,7 +285,10 @@ def _columns(rows: Iterable[Row]) -> tuple[_Columns, list[QuarantineRow]]:
     cols = _Columns()
     bad: list[QuarantineRow] = []
     for r in rows:
-        (cols.add if isinstance(r, ScanRow) else bad.append)(r)
+        if isinstance(r, ScanRow):
+            cols.add(r)
+        else:
+            bad.append(r)
     return cols, bad
 
 
@@ -322,7 +329,8 @@ def _near_roots(cols: _Columns, reps: list[int], opts: IngestConfig) -> np.ndarr
     hashes = np.array([cols.phash[reps[k]] for k in elig_idx], dtype=np.uint64)
     pairs = dedup.near_duplicate_pairs(hashes, opts.near_duplicate_max_distance, opts.lsh_tables, opts.lsh_bits)
     pairs = elig_idx[pairs] if len(pairs) else np.zeros((0, 2), dtype=np.int64)
-    thumbs = np.frombuffer(b"".join(cols.thumb[i] for i in reps), dtype=np.uint8).reshape(len(reps), 3 * dedup.THUMB_SIDE ** 2)
+    thumbs = np.frombuffer(b"".join(cols.thumb[i] for i in reps), dtype=np.uint8)
+    thumbs = thumbs.reshape(len(reps), 3 * dedup.THUMB_SIDE ** 2)
     pairs = dedup.color_close(thumbs, pairs, opts.near_duplicate_max_color_diff)
     cols.thumb.clear()                                   # no longer needed
     return dedup.cluster_roots(len(reps), pairs)
