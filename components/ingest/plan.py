@@ -241,18 +241,12 @@ class Plan:
                     "content": content, "sha256": cols.sha256[k].hex(), "cluster_id": fates.cluster[k],
                     "representative": bool(fates.representative[k]), "status": STATUSES[fates.status[k]],
                     "reason": why, "detail": detail, "split": split, "holdout": cols.holdout[k]}
-        if kind == Kind.UNDECODED:
-            q = self._bad[k]
-            path, label, source, generator, content, st, why, detail, holdout = (
-                q.path, q.label, q.source, q.generator, q.content, "quarantined", q.reason, q.detail, q.holdout)
-        else:
-            r = self._rejected[k]
-            path, label, source, generator, content, st, why, detail, holdout = (
-                r["path"], r["label"], r["source"], r.get("generator", ""), r.get("content", ""), r["status"],
-                r["reason"], r.get("detail", ""), r.get("holdout", ""))
-        return {"path": path, "label": label, "source": source, "generator": generator, "content": content,
-                "sha256": "", "cluster_id": "", "representative": False, "status": st, "reason": why,
-                "detail": detail, "split": "", "holdout": holdout}
+        # a QuarantineRow has the fields of a listing-time record (listing.rejected_record) but its status
+        r = {**self._bad[k]._asdict(), "status": "quarantined"} if kind == Kind.UNDECODED else self._rejected[k]
+        return {"path": r["path"], "label": r["label"], "source": r["source"], "generator": r.get("generator", ""),
+                "content": r.get("content", ""), "sha256": "", "cluster_id": "", "representative": False,
+                "status": r["status"], "reason": r["reason"], "detail": r.get("detail", ""), "split": "",
+                "holdout": r.get("holdout", "")}
 
 
 def _line(d: dict) -> str:
