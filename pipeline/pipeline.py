@@ -47,6 +47,20 @@ CHECK = "check"
 PUSHED_MODEL = "pushed_model"
 
 
+# Steps that read or change the registry: never reused from an earlier run, even with enable_cache
+# (a cached RegistryPusher would report a push it did not make; a cached ProductionModel would compare
+# with a production model that has moved). A fresh ProductionModel output also makes the steps after
+# it (ProductionEvaluator, ReleaseCheck) run again; everything before them stays cached.
+NEVER_CACHED = (PRODUCTION_MODEL, PUSHER)
+
+
+def never_cache_registry_steps(ir) -> None:
+    """Turns caching off, in a compiled pipeline IR (pipeline_pb2.Pipeline), for NEVER_CACHED."""
+    for node in ir.nodes:
+        if node.pipeline_node.node_info.id in NEVER_CACHED:
+            node.pipeline_node.execution_options.caching_options.enable_cache = False
+
+
 def trainer_config(cfg: PipelineConfig, variant: str) -> dict:
     """Every model setting goes to run_fn; the baseline differs only in starting from scratch."""
     return {**cfg.model.model_dump(), "variant": variant,

@@ -65,6 +65,21 @@ def start(metadata_path: str, run_id: str, pipeline: str | None = None) -> dict:
     return record
 
 
+def expect(metadata_path: str, run_id: str, components: list[str]) -> None:
+    """Records the ids of the components the run will execute (so `runs` can say "3/12 components"
+    while it runs, before ML Metadata has heard of the later ones)."""
+    record = read(metadata_path, run_id) or {"run_id": run_id}
+    record.update(components=list(components))
+    _write(record_path(metadata_path, run_id), record)
+
+
+def components(metadata_path: str | None, run_id: str) -> list[str]:
+    """The components the run's record says it would execute ([] when not recorded or unreadable)."""
+    record = read(metadata_path, run_id) if metadata_path else None
+    ids = (record or {}).get("components")
+    return [str(i) for i in ids] if isinstance(ids, list) else []
+
+
 def finish(metadata_path: str, run_id: str, outcome: str) -> None:
     record = read(metadata_path, run_id) or {"run_id": run_id}
     record.update(outcome=outcome, ended_at=_now())

@@ -93,9 +93,9 @@ def check_writable_folder(key: str, path: str) -> None:
                             f"{e.strerror or e}") from None
 
 
-def preflight(cfg: PipelineConfig) -> int:
+def preflight(cfg: PipelineConfig):
     """Checks that need no pipeline: pipeline_root, registry and the metadata database writable,
-    inputs listable, weights loadable. Returns the input count."""
+    inputs listable, weights loadable. Returns the run's Listing (input count, curator feedback)."""
     from components.ingest.component import input_base_and_pattern
     from components.ingest.listing import resolve_run_inputs
     from components.trainer.model import fetch_imagenet_weights
@@ -105,12 +105,12 @@ def preflight(cfg: PipelineConfig) -> int:
     check_metadata_path(cfg.metadata_path)
     base, pattern = input_base_and_pattern(cfg.data.input)
     ev = cfg.evaluation
-    n = resolve_run_inputs(base if pattern == "*" else os.path.join(base, pattern), cfg.ingest,
-                           [(h.name, h.input) for h in ev.holdout_sets],
-                           ev.leave_out.model_dump() if ev.leave_out else None).n_inputs
+    listing = resolve_run_inputs(base if pattern == "*" else os.path.join(base, pattern), cfg.ingest,
+                                 [(h.name, h.input) for h in ev.holdout_sets],
+                                 ev.leave_out.model_dump() if ev.leave_out else None)
     if cfg.model.weights == "imagenet":
         fetch_imagenet_weights()
-    return n
+    return listing
 
 
 class _ProgressHandler(logging.Handler):
@@ -146,7 +146,7 @@ def run_local(cfg: PipelineConfig, log_path: str, run_id: str | None = None, on_
     from tfx.orchestration.portable import runtime_parameter_utils
     from tfx.dsl.compiler import constants
 
-    from pipeline.pipeline import create_pipeline
+    from pipeline.pipeline import create_pipeline, never_cache_registry_steps
 
     run_id = run_id or new_run_id()
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
@@ -158,7 +158,10 @@ def run_local(cfg: PipelineConfig, log_path: str, run_id: str | None = None, on_
     process_record.start(cfg.metadata_path, run_id, cfg.pipeline_name)  # so `runs` can tell a killed run from a running one
     outcome = "interrupted"  # KeyboardInterrupt, SystemExit; a SIGKILL records nothing (the pid is gone)
     try:
-        ir = compiler.Compiler().compile(create_pipeline(cfg))
+        pipeline = create_pipeline(cfg)
+        process_record.expect(cfg.metadata_path, run_id, [c.id for c in pipeline.components])
+        ir = compiler.Compiler().compile(pipeline)
+        never_cache_registry_steps(ir)
         runtime_parameter_utils.substitute_runtime_parameter(
             ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
         tfx.orchestration.LocalDagRunner().run_with_ir(ir)

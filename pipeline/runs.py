@@ -114,7 +114,8 @@ def summarize(run: RunRecord, all_nodes: list[str] = (), metadata_path: str | No
     """One run's summary line (`all_nodes`: the components to list as "not run" when it has none)."""
     process = _process(metadata_path, run.run_id)
     status, interrupted = _status(run, process)
-    components = {n: NOT_RUN for n in all_nodes}
+    # what the run set out to execute (its process record), else every component this pipeline ever ran
+    components = {n: NOT_RUN for n in process_record.components(metadata_path, run.run_id) or all_nodes}
     for e in run.executions:
         components[run.node(e.id)] = _execution_state(run, e, interrupted)
     pushed = run.outputs_of_type("PushedModel")

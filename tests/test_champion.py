@@ -11,6 +11,7 @@ import tensorflow as tf
 from components.evaluator.eval_config import make_production_eval_config
 from components.evaluator.production import COMPARED, NOT_COMPARED_FILE, PRODUCTION_VERSION, ProductionEvaluator
 from components.registry.production import ProductionModel
+from pipeline.pipeline import never_cache_registry_steps
 from components.registry.store import LocalRegistry
 from schemas.config import ThresholdConfig
 from tests.test_registry import _Tiny, tiny_model
@@ -127,7 +128,7 @@ class _Resized(_Tiny):
 
 
 def _release(tmp_path: Path, examples: Path, candidate: Path, registry: Path, promote: str = "auto",
-             thresholds: ThresholdConfig = ThresholdConfig()) -> dict:
+             thresholds: ThresholdConfig = ThresholdConfig(), enable_cache: bool = False) -> dict:
     """Evaluator (vs the constant baseline), ProductionModel, ProductionEvaluator, ReleaseCheck and
     RegistryPusher as pipeline/pipeline.py wires them; returns release_check.json."""
     from tfx import v1 as tfx
@@ -158,12 +159,17 @@ def _release(tmp_path: Path, examples: Path, candidate: Path, registry: Path, pr
                             registry=str(registry), model_name="vgg16_finetune", pipeline_name="champion-test",
                             ingest={}, promote=promote)
     root = tmp_path / "root"
-    tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
+    from tfx.dsl.compiler import compiler
+    ir = compiler.Compiler().compile(tfx.dsl.Pipeline(
         pipeline_name="champion-test", pipeline_root=str(root), components=[ex, cm, bm, ev, prod, pev, check, pusher],
+        enable_cache=enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             str(tmp_path / "mlmd.sqlite")),
         beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"]))
-    [path] = root.glob("ReleaseCheck/check/*/release_check.json")
+    never_cache_registry_steps(ir)   # as `synthdetect run` compiles it
+    tfx.orchestration.LocalDagRunner().run_with_ir(ir)
+    # this run's (the newest: output folders are named by execution id)
+    path = max(root.glob("ReleaseCheck/check/*/release_check.json"), key=lambda p: int(p.parent.name))
     return json.loads(path.read_text())
 
 
@@ -263,3 +269,18 @@ def test_an_identical_rerun_is_not_pushed_again(tmp_path, examples, models):
     (other / "ingest_summary.json").write_text(json.dumps({**summary, "note": "another ingestion"}))
     third = _release(tmp_path / "third", other, models["good"], reg.root)
     assert third["blessed"] is True and reg.versions() == ["v1", "v2"]
+
+
+def test_the_registry_steps_are_never_cached(tmp_path, examples, models):
+    """Issue 27.7: with enable_cache every step was reused, RegistryPusher too: a rerun after the
+    registry changed reported the earlier push and pushed nothing. ProductionModel and RegistryPusher
+    always run; the steps after ProductionModel run again; the Evaluator before them is reused."""
+    reg = LocalRegistry(tmp_path / "registry")
+    first = _release(tmp_path, examples, models["good"], reg.root, enable_cache=True)
+    assert first["blessed"] is True and reg.versions() == ["v1"]
+    shutil.rmtree(reg.root)          # the registry was emptied (or moved) since
+    again = _release(tmp_path, examples, models["good"], reg.root, enable_cache=True)
+    assert again["blessed"] is True and LocalRegistry(reg.root).versions() == ["v1"]   # pushed again
+    assert len(list((tmp_path / "root").glob("RegistryPusher/pushed_model/*"))) == 2
+    assert len(list((tmp_path / "root").glob("ProductionModel/model/*"))) == 2
+    assert len(list((tmp_path / "root").glob("Evaluator/evaluation/*"))) == 1      # cached

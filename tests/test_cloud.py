@@ -225,6 +225,8 @@ def test_compile_without_a_vertex_section_is_one_line():
 def test_run_has_a_runner_option_and_vertex_points_to_compile():
     r = _cli("run", "--help")
     assert "--runner [local|vertex]" in r.stdout
+    # the help says what happens (issue 27.7: it said "vertex runs through compile + submit")
+    assert "vertex is not run from this command" in " ".join(r.stdout.split())
     r = _cli("run", "--runner", "vertex", "--config", VERTEX)
     assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1
     assert "synthdetect compile" in r.stderr and "synthdetect submit" in r.stderr

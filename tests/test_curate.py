@@ -282,7 +282,9 @@ def test_mistakenness_of_the_planted_label_error_and_feedback_from_the_view(run,
         fb = run["tmp"] / "feedback-mistakes.jsonl"
         _cli("curate", "--config", str(run["cfg"]), "export-feedback", "--name", run["name"], "--out", str(fb),
              cwd=run["tmp"])
-        assert {"path": planted, "action": "relabel", "label": "real"} in map(json.loads, fb.read_text().splitlines())
+        rows = [json.loads(line) for line in fb.read_text().splitlines()]
+        assert {"path": planted, "action": "relabel", "label": "real"} in [
+            {k: r[k] for k in ("path", "action", "label") if k in r} for r in rows]
     finally:
         ds.untag_samples("relabel:real")
 
@@ -419,8 +421,16 @@ def test_feedback_loop_exclude_and_relabel_reach_the_next_ingestion(run, ds):
     out = _cli("curate", "--config", str(run["cfg"]), "export-feedback", "--name", run["name"], "--out", str(fb),
                cwd=run["tmp"]).stdout
     assert "1 exclude, 1 relabel" in out
+    again = _cli("curate", "--config", str(run["cfg"]), "export-feedback", "--name", run["name"], "--out", str(fb),
+                 "--json", cwd=run["tmp"])
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads(again.stdout) == {"path": str(fb), "decisions": 2, "excluded": 1, "relabeled": 1, "both": 0}
+    # each decision names the file by content, its path a hint (issue 27.2)
+    sha = {m["path"]: m["sha256"] for m in run["members"]}
     assert [json.loads(line) for line in fb.read_text().splitlines()] == sorted(
-        [{"path": excluded, "action": "exclude"}, {"path": relabeled, "action": "relabel", "label": "synthesized"}],
+        [{"path": excluded, "action": "exclude", "sha256": sha[excluded], "size": os.path.getsize(excluded)},
+         {"path": relabeled, "action": "relabel", "label": "synthesized", "sha256": sha[relabeled],
+          "size": os.path.getsize(relabeled)}],
         key=lambda r: r["path"])
     # the next ingestion honours it
     out_dir = run["tmp"] / "ingest2"
@@ -443,3 +453,20 @@ def test_feedback_loop_exclude_and_relabel_reach_the_next_ingestion(run, ds):
     r = ds.match({"path": relabeled}).first()
     assert r.ground_truth.label == "synthesized" and "relabel:synthesized" in r.tags
     assert len(ds) == summary["inputs"]
+    assert summary["feedback"]["by_path"] == 2 and summary["feedback"]["unmatched"] == 0
+
+    # the same images at another path (a clone, a moved folder): the decisions follow them by content
+    moved = run["tmp"] / "moved-data"
+    shutil.copytree(run["data"], moved)
+    out_dir = run["tmp"] / "ingest-moved"
+    proc = _cli("ingest", "--input", str(moved), "--output", str(out_dir), "--config", str(run["cfg"]),
+                "--set", f"ingest.feedback={fb}", "--beam-arg=--direct_running_mode=in_memory",
+                "--beam-arg=--direct_num_workers=1", cwd=run["tmp"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "curator feedback: 2 decisions -> 1 excluded, 1 relabeled; matched 0 by path, 2 by content" in proc.stderr
+    summary = json.loads((out_dir / "ingest_summary.json").read_text())
+    assert summary["quarantine_reasons"].get("curator_excluded") == 1 and summary["feedback"]["by_content"] == 2
+    members = {m["path"]: m for m in map(json.loads, (out_dir / "members.jsonl").read_text().splitlines())}
+    as_moved = {p: str(moved / os.path.relpath(p, run["data"])) for p in (excluded, relabeled)}
+    assert members[as_moved[excluded]]["reason"] == "curator_excluded"
+    assert members[as_moved[relabeled]]["label"] == "synthesized"

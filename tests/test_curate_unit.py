@@ -329,3 +329,44 @@ def test_a_port_in_use_by_another_program_is_one_line(tiny_dataset):
     assert app.returncode == 1 and "Traceback" not in err
     assert err.strip().splitlines() == [f"error: port {port} on 127.0.0.1 is in use by another program; "
                                         "choose another --port"], err
+
+
+def test_the_label_error_queue_ranks_planted_label_errors_first_on_data_the_model_did_not_train_on(tiny_dataset):
+    """Issue 27.1: the queue was every misclassified sample, training split included (a queue of model
+    errors). Here a model with real errors of its own (overlapping classes: about 7 % of samples on the
+    wrong side, at moderate confidence) and 5 % planted label errors: the queue holds only samples the
+    model did not train on, the planted errors fill its top, and `reviewed` takes a sample out."""
+    import fiftyone as fo
+    import numpy as np
+
+    from components.curation import brain, dataset
+    ds, _ = tiny_dataset
+    ds.delete_samples(ds)
+    rng = np.random.default_rng(3)
+    n = 800
+    truth = rng.integers(0, 2, n)                                   # 1: synthesized
+    score = 1 / (1 + np.exp(-2 * rng.normal(np.where(truth == 1, 1.5, -1.5), 1.0)))   # the model's p(synthesized)
+    split = np.where(rng.random(n) < 0.3, "eval", "train")
+    planted = set(rng.choice(n, size=n // 20, replace=False).tolist())   # 5 % of the labels are wrong
+    names = ("real", "synthesized")
+    ds.add_samples([fo.Sample(
+        filepath=f"/nonexistent/s{i}.jpg", path=f"/nonexistent/s{i}.jpg", split=str(split[i]),
+        ground_truth=fo.Classification(label=names[int(truth[i]) ^ (i in planted)]),
+        prediction=fo.Classification(label=names[int(score[i] >= 0.5)], confidence=float(max(score[i], 1 - score[i]))))
+        for i in range(n)], progress=False)
+    brain.compute_mistakenness(ds)
+    dataset.save_views(ds, 0.5, 0.1)
+    queue = ds.load_saved_view("likely_label_errors")
+    index = [int(p.rsplit("s", 1)[1].split(".")[0]) for p in queue.values("path")]
+    assert index and all(split[i] == "eval" for i in index)          # never a sample the model trained on
+    planted_eval = {i for i in planted if split[i] == "eval"}
+    top = index[:len(planted_eval)]
+    misclassified = sum((score[i] >= 0.5) != truth[i] for i in range(n) if split[i] == "eval")
+    assert misclassified > len(planted_eval)      # the model's own errors outnumber the planted ones ...
+    assert len(planted_eval & set(top)) >= 0.8 * len(planted_eval), (sorted(planted_eval), top)   # ... yet rank below
+    assert "did not train on" in ds.get_saved_view_info("likely_label_errors")["description"]
+    # a reviewed sample leaves the queue (the tag survives rebuilds: it is not a managed tag)
+    before = queue.values("path")
+    ds.select(queue.first().id).tag_samples(dataset.REVIEWED_TAG)
+    assert dataset.REVIEWED_TAG not in dataset.MANAGED_TAGS
+    assert ds.load_saved_view("likely_label_errors").values("path") == before[1:]

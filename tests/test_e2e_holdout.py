@@ -17,7 +17,9 @@ import pytest
 import yaml
 from PIL import Image
 
+from components.registry.store import LocalRegistry
 from tests.conftest import REPO
+from tests.helpers import cli
 
 pytestmark = pytest.mark.e2e
 CLI = str(Path(sys.executable).parent / "synthdetect")
@@ -80,6 +82,18 @@ def test_candidate_at_chance_on_a_held_out_generator_is_refused(tmp_path):
     held_failures = [f for f in rep["validation_failures"] if f.startswith("held-out set gen_b:")]
     assert any("auc" in f and "< 0.7" in f for f in held_failures), rep["validation_failures"]
     assert any("generalisation gap" in f for f in held_failures)
+    # a refusal through the whole CLI (formerly test_e2e's unearned run): the one decision line, an
+    # empty registry, and the decision with its reasons kept by report --json and runs --json
+    assert "NOT BLESSED: nothing pushed (exit 3; --allow-unblessed exits 0)" in out.stderr
+    assert not (tmp_path / "registry").exists() or not any((tmp_path / "registry").rglob("saved_model.pb"))
+    assert LocalRegistry(tmp_path / "registry").versions() == []
+    for args in (["report", "--json"], ["runs", "--json"]):
+        got = cli(*args, "--config", path, cwd=tmp_path, timeout=300)
+        assert got.returncode == 0, got.stderr[-3000:]   # they only read
+        got = json.loads(got.stdout)
+        got = got[0] if isinstance(got, list) else got
+        assert got["blessed"] is False and got["run_id"] == rep["run_id"]
+        assert any(f.startswith("held-out set gen_b:") for f in got.get("validation_failures", got.get("reasons", [])))
     # model.json is not written (nothing pushed); `report` shows the held-out set
     shown = subprocess.run([CLI, "report", "--config", str(path), "--out", str(tmp_path / "report")],
                            capture_output=True, text=True, timeout=900, cwd=tmp_path)

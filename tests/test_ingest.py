@@ -111,6 +111,44 @@ def test_feedback_excludes_and_relabels(tmp_path, make_tree):
         read_feedback(str(fb))
 
 
+def test_feedback_follows_the_images_by_content_after_a_move(tmp_path, make_tree):
+    """Issue 27.2: feedback exported at one path matched nothing at another (a clone, a moved
+    bucket): 0 excluded, no warning. Decisions name the content (sha256; size as the hint for where
+    to look) and follow the files; what matches nothing is counted."""
+    import hashlib
+    files = {"real/a.jpg": image_bytes(seed=1), "real/b.jpg": image_bytes(seed=2),
+             "synthesized/c.png": image_bytes("PNG", seed=3), "synthesized/d.png": image_bytes("PNG", seed=4)}
+    root = make_tree(files)                    # the images now; the curator tagged them under /old/place
+
+    def decision(rel: str, action: str, **extra) -> dict:
+        data = files[rel]
+        return {"path": f"/old/place/{rel}", "action": action, "sha256": hashlib.sha256(data).hexdigest(),
+                "size": len(data), **extra}
+    moved_renamed = decision("synthesized/c.png", "exclude")
+    moved_renamed["path"] = "/old/place/synthesized/renamed.png"            # found by size + content
+    no_size = decision("real/b.jpg", "relabel", label="synthesized")
+    del no_size["size"]                                                     # found by file name + content
+    gone = {**decision("real/a.jpg", "exclude"), "sha256": "0" * 64}        # no input has that content
+    changed = {"path": str(root / "synthesized/d.png"), "action": "exclude",  # at its path, other content
+               "sha256": "1" * 64}
+    fb = tmp_path / "feedback.jsonl"
+    fb.write_text("".join(json.dumps(r) + "\n" for r in (moved_renamed, no_size, gone, changed)))
+    listing = apply_feedback(list_inputs(str(root)), read_feedback(str(fb)))
+    labels = {i.path.rsplit("/", 1)[1]: i.label for i in listing.items}
+    assert labels == {"a.jpg": "real", "b.jpg": "synthesized", "d.png": "synthesized"}
+    assert [(e["path"].rsplit("/", 1)[1], e["reason"]) for e in listing.rejected] == [("c.png", "curator_excluded")]
+    fbs = listing.feedback
+    assert (fbs["entries"], fbs["by_path"], fbs["by_content"], fbs["excluded"], fbs["relabeled"]) == (4, 0, 2, 1, 1)
+    assert fbs["unmatched"] == 2 and fbs["unmatched_paths"] == sorted([gone["path"], changed["path"]])
+    # a decision at its own path with its own content applies by path
+    fb.write_text(json.dumps({**decision("real/a.jpg", "exclude"), "path": str(root / "real/a.jpg")}) + "\n")
+    listing = apply_feedback(list_inputs(str(root)), read_feedback(str(fb)))
+    assert listing.feedback["by_path"] == 1 and listing.feedback["unmatched"] == 0
+    fb.write_text('{"path": "x", "action": "exclude", "sha256": "XYZ"}\n')
+    with pytest.raises(InputError, match="sha256 must be 64 lowercase hex digits"):
+        read_feedback(str(fb))
+
+
 @pytest.mark.parametrize("fmt, mode, save", [("JPEG", "CMYK", {}), ("PNG", "I;16", {}), ("PNG", "L", {}),
                                              ("PNG", "LA", {}), ("PNG", "P", {}), ("GIF", "P", {}),
                                              ("WEBP", "RGB", {})])

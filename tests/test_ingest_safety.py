@@ -102,6 +102,12 @@ def test_accepted_outputs_replace_only_their_own_files(tmp_path):
         strip = lambda d: {k: v for k, v in d.items() if k not in ("new", out)}  # noqa: E731
         assert strip(after) == strip(before)
         assert not [p for p in (w / out).parent.iterdir() if p.name.startswith(f".{Path(out).name}.")]
+    # --json: the summary on stdout, as ingest_summary.json has it, with where it went (issue 27.10)
+    r = run_ingest(["--input", str(w / "in"), "--output", str(w / "empty"), "--json"], cwd=w, home=home)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got.pop("output") == str(w / "empty") and got.pop("seconds") >= 0
+    assert got == json.loads((w / "empty" / "ingest_summary.json").read_text())
 
 
 def test_an_earlier_output_with_a_file_added_is_not_replaced(tmp_path):

@@ -84,6 +84,10 @@ def test_runs_show_latest_and_without_a_run_is_the_newest_run(local_run):
         out = _cli("runs", "--config", path, *args, cwd=tmp)
         assert out.returncode == 0, out.stderr[-2000:]
         assert json.loads(out.stdout)["run_id"] == rep["run_id"]
+    # the options also after `show` (issue 27.7: this was exit 2, "no such option")
+    out = _cli("runs", "show", "latest", "--config", path, "--json", cwd=tmp)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout)["run_id"] == rep["run_id"]
 
 
 def test_unknown_run_and_missing_database_are_one_line(local_run, tmp_path):

@@ -111,12 +111,14 @@ def test_a_killed_run_is_interrupted_and_the_next_run_cleans_up_and_resumes_the_
     assert run["status"] == "interrupted"
     assert run["components"][trainer] == "interrupted"
     assert run["components"]["ImageExampleGen"] == "complete"
+    # every component the run set out to execute, the ones it never reached too (issue 27.7: "6/7")
+    assert len(run["components"]) == 12 and run["components"]["RegistryPusher"] == "not run"
     assert run["process"]["pid"] == proc.pid and run["process"]["state"] == "gone"
     assert run["process"]["outcome"] is None  # SIGKILL: the run could record nothing
     assert run["end"]
     out = _cli("runs", "--config", config, cwd=tmp_path)
     line = next(li for li in out.stdout.splitlines() if li.startswith(run_id))
-    assert " interrupted " in line and "running" not in line
+    assert " interrupted " in line and "running" not in line and re.search(r" \d+/12 components ", line), line
     assert f"{trainer}: interrupted" in out.stdout and f"process {proc.pid} on" in out.stdout
 
     out = _cli("runs", "--config", config, "show", run_id, "--json", cwd=tmp_path)

@@ -24,6 +24,15 @@ MANAGED_TAGS = ("quarantined", "false_positive", "false_negative", "holdout")
 SAVED_VIEWS = ("false_positives", "false_negatives", "uncertain", "likely_label_errors", "duplicates", "quarantined",
                "by_source", "holdout")
 DEFAULT_UNCERTAIN_MARGIN = 0.1
+# a curator's tag: "I looked at this one" (the label-error queue leaves it out; kept across rebuilds)
+REVIEWED_TAG = "reviewed"
+TRAIN_SPLIT = "train"       # the split the Trainers fit (TrainArgs splits=["train"])
+VIEW_DESCRIPTIONS = {
+    "likely_label_errors": "Samples the model did not train on (eval split and held-out sets) whose label it "
+                           "contradicts, most confident first (mistakenness > 0.5). Training-split samples are "
+                           "left out: the model has fit their labels, right or wrong. Tag a sample 'reviewed' to "
+                           "take it out of this queue.",
+}
 DEFAULT_THRESHOLD = 0.5
 # Plain sample fields written from the members (name -> members key).
 FIELDS = {"path": "path", "source": "source", "generator": "generator", "content": "content",
@@ -245,8 +254,11 @@ def saved_view_definitions(ds, threshold: float | None, margin: float) -> dict:
         "false_positives": (ds.match(F(EVAL_KEY) == "FP").sort_by("p_synthesized", reverse=True),) * 2,
         "false_negatives": (ds.match(F(EVAL_KEY) == "FN").sort_by("p_synthesized"),) * 2,
         "uncertain": (ds.match((F("p_synthesized") != None) & (distance < margin)).sort_by(distance),) * 2,  # noqa: E711
-        # the model disagrees with ground_truth, most confident first (brain.compute_mistakenness)
-        "likely_label_errors": (ds.match(F(brain.MISTAKENNESS_FIELD) > 0.5)
+        # the model disagrees with ground_truth, most confident first (brain.compute_mistakenness), on
+        # samples it did not train on (a model reproduces the labels it was fit to, wrong ones too),
+        # without those a curator has reviewed
+        "likely_label_errors": (ds.match((F("split") != TRAIN_SPLIT) & (F(brain.MISTAKENNESS_FIELD) > 0.5)
+                                         & ~F("tags").contains(REVIEWED_TAG))
                                 .sort_by(brain.MISTAKENNESS_FIELD, reverse=True),) * 2,
         "duplicates": (duplicates.group_by("cluster_id", order_by="representative", reverse=True), duplicates),
         "quarantined": (ds.match(F("status") == "quarantined").sort_by("quarantine_reason"),) * 2,
@@ -260,6 +272,6 @@ def save_views(ds, threshold: float | None, margin: float) -> dict:
     """Saves (overwriting) every curator view; returns view -> number of samples in it."""
     counts = {}
     for name, (view, flat) in saved_view_definitions(ds, threshold, margin).items():
-        ds.save_view(name, view, overwrite=True)
+        ds.save_view(name, view, description=VIEW_DESCRIPTIONS.get(name), overwrite=True)
         counts[name] = len(flat)
     return counts

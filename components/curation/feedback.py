@@ -2,9 +2,11 @@
 
 Tags set in the App: `exclude` (drop the file: ingestion quarantines it with reason
 `curator_excluded`) and `relabel:<label>` (`relabel:real`, `relabel:synthesized`). The file is JSONL,
-one decision per input path, sorted by path:
-  {"path": "...", "action": "exclude"}
-  {"path": "...", "action": "relabel", "label": "real"}
+one decision per input, sorted by path, naming the file by content (sha256, and size for a local
+file) with its path as a hint, so that the decisions still apply to the same images at another path
+(a clone, a moved bucket; components/ingest/listing.py:match_feedback):
+  {"path": "...", "action": "exclude", "sha256": "...", "size": 1234}
+  {"path": "...", "action": "relabel", "label": "real", "sha256": "...", "size": 1234}
 `exclude` wins over a relabel of the same sample.
 """
 from __future__ import annotations
@@ -35,6 +37,7 @@ def decisions(ds) -> list[dict]:
         (F() == EXCLUDE_TAG) | F().starts_with(RELABEL_PREFIX)).length() > 0)
     out: dict[str, dict] = {}
     bad = []
+    shas = dict(zip(*tagged.values(["path", "sha256"]))) if ds.has_sample_field("sha256") else {}
     for path, tags in zip(*tagged.values(["path", "tags"])):
         relabels = sorted({t[len(RELABEL_PREFIX):].strip().lower() for t in tags if t.startswith(RELABEL_PREFIX)})
         invalid = [r for r in relabels if r not in LABELS]
@@ -42,13 +45,22 @@ def decisions(ds) -> list[dict]:
             bad.append(f"{path} ({', '.join(RELABEL_PREFIX + r for r in relabels)})")
             continue
         if EXCLUDE_TAG in tags:
-            out[path] = {"path": path, "action": "exclude"}
+            out[path] = {"path": path, "action": "exclude", **_content(path, shas.get(path))}
         elif relabels:
-            out[path] = {"path": path, "action": "relabel", "label": relabels[0]}
+            out[path] = {"path": path, "action": "relabel", "label": relabels[0], **_content(path, shas.get(path))}
     if bad:
         raise CurationError(f"{len(bad)} samples have an invalid or conflicting relabel tag (use "
                             f"{' or '.join(RELABEL_PREFIX + label for label in LABELS)}): {'; '.join(bad[:5])}")
     return [out[p] for p in sorted(out)]
+
+
+def _content(path: str, sha256: str | None) -> dict:
+    """What identifies the file whatever its path: its sha256 (as ingestion recorded it) and, for a
+    local file, its size (ingestion then reads only inputs of that size to find it after a move)."""
+    out: dict = {"sha256": sha256} if sha256 else {}
+    if sha256 and os.path.isfile(path):
+        out["size"] = os.path.getsize(path)
+    return out
 
 
 def export_feedback(ds, out_path: str) -> FeedbackResult:

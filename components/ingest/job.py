@@ -211,10 +211,16 @@ class _WriteShard(beam.DoFn):
         self._progress.close()
 
 
-def _finish(summary: dict, written: list, out_dir: str, work_dir: str) -> None:
+def _finish(summary: dict, written: list, out_dir: str, work_dir: str, feedback: dict | None = None) -> None:
     n = sum(c for _, _, c in written)
     if n != summary["written"]:
         raise RuntimeError(f"ingestion wrote {n} examples but planned {summary['written']}")
+    if feedback:   # how curator feedback applied (listing.match_feedback); unmatched decisions warned about
+        summary = {**summary, "feedback": feedback}
+        if feedback["unmatched"]:
+            summary["warnings"] = [*summary["warnings"], f"{feedback['unmatched']} curator feedback decisions "
+                                   "match no input (moved elsewhere, or the content changed): "
+                                   + ", ".join(feedback["unmatched_paths"][:5])]
     outputs.write_summary(out_dir, summary)   # last: its presence means the output is complete
     outputs.remove_tree(work_dir)
 
@@ -267,7 +273,7 @@ def build_ingest(pipeline, data_input: str | Listing, out_dir: str, opts, split_
                | "DistributeShards" >> beam.Reshuffle()
                | "WriteShards" >> beam.ParDo(_WriteShard(out_dir, work_dir, progress_dir)))
     (planned.summary
-     | "WriteSummary" >> beam.Map(_finish, beam.pvalue.AsList(written), out_dir, work_dir))
+     | "WriteSummary" >> beam.Map(_finish, beam.pvalue.AsList(written), out_dir, work_dir, listing.feedback))
     return n_inputs
 
 

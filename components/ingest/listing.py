@@ -84,6 +84,7 @@ class Listing:
     items: list[ImageInput]
     rejected: list[dict]      # member-like records: path, label, source, status, reason, detail[, holdout]
     holdout_names: tuple[str, ...] = ()
+    feedback: dict | None = None   # how curator feedback was applied (apply_feedback), None without any
 
     @property
     def n_inputs(self) -> int:
@@ -565,7 +566,8 @@ def list_inputs(input_base: str, max_file_bytes: int = 2 ** 62, allowed_roots: t
 # --------------------------------------------------------------------------------------- feedback
 def read_feedback(path: str) -> dict[str, dict]:
     """Curator decisions (`synthdetect curate export-feedback`): path -> {"action": "exclude"} or
-    {"action": "relabel", "label": ...}."""
+    {"action": "relabel", "label": ...}, each with the file's `sha256` and `size` where known (the
+    content the decision is about; see match_feedback)."""
     out = {}
     for n, line in enumerate(read_text(path).splitlines(), 1):
         if not line.strip():
@@ -579,23 +581,114 @@ def read_feedback(path: str) -> dict[str, dict]:
                 action == "relabel" and rec.get("label") not in LABELS):
             raise InputError(f"feedback file {path}: line {n} needs path and action exclude|relabel "
                              f"(relabel with label {'|'.join(LABELS)})")
+        sha = rec.get("sha256")
+        if sha is not None and not (isinstance(sha, str) and len(sha) == 64
+                                    and all(c in "0123456789abcdef" for c in sha)):
+            raise InputError(f"feedback file {path}: line {n}: sha256 must be 64 lowercase hex digits")
+        if rec.get("size") is not None and (not isinstance(rec["size"], int) or rec["size"] < 0):
+            raise InputError(f"feedback file {path}: line {n}: size must be a number of bytes")
         out[rec["path"]] = rec
     return out
 
 
-def apply_feedback(listing: Listing, feedback: dict[str, dict]) -> Listing:
-    """Excluded files become quarantined `curator_excluded`; relabels are applied."""
-    kept, excluded = [], []
+def _item_sha256(it: ImageInput, max_bytes: int) -> str | None:
+    """sha256 of an input's bytes (a file, local or gs://, or an archive member); None if unreadable."""
+    from apache_beam.io.filesystems import FileSystems
+
+    from components.ingest.archives import entry_from_list, read_member
+    try:
+        if it.archive:
+            data = read_member(it.archive, it.archive_version, entry_from_list(it.entry), max_bytes)
+        else:
+            with FileSystems.open(it.path, compression_type="uncompressed") as f:
+                data = f.read()
+    except Exception:  # noqa: BLE001 - an unreadable candidate is only not a match; the scan reports it
+        return None
+    return hashlib.sha256(data).hexdigest()
+
+
+def match_feedback(items: Sequence[ImageInput], feedback: dict[str, dict], max_bytes: int = 1 << 62
+                   ) -> tuple[dict[str, dict], dict]:
+    """Which input each curator decision is about: {input path: decision}, and the counts.
+
+    A decision names the file by content (`sha256`, from the dataset the curator tagged) with its path
+    then as a hint: the input at that path if its bytes still have that sha256; else (the images were
+    moved, cloned or renamed) an input of the same size (`size`) or, without one, the same file name,
+    whose bytes have it. Decisions without a sha256 (files written before it was recorded) match by
+    path alone. Only the few candidate files are read. Decisions that match no input are counted
+    (`unmatched`, their paths in `unmatched_paths`): the caller warns."""
+    by_path = {it.path: it for it in items}
+    matched: dict[str, dict] = {}
+    stats = {"entries": len(feedback), "by_path": 0, "by_content": 0, "unmatched": 0, "unmatched_paths": []}
+    hashes: dict[str, str | None] = {}
+
+    def sha(it: ImageInput) -> str | None:
+        if it.path not in hashes:
+            hashes[it.path] = _item_sha256(it, max_bytes)
+        return hashes[it.path]
+
+    pending = []
+    for path, rec in sorted(feedback.items()):
+        it = by_path.get(path)
+        if it is not None and (not rec.get("sha256") or sha(it) == rec["sha256"]):
+            matched[path] = rec
+            stats["by_path"] += 1
+        elif rec.get("sha256"):
+            pending.append(rec)
+        else:
+            stats["unmatched_paths"].append(path)
+    if pending:
+        by_size: dict[int, list[dict]] = {}
+        by_name: dict[str, list[dict]] = {}
+        for rec in pending:
+            if isinstance(rec.get("size"), int):
+                by_size.setdefault(rec["size"], []).append(rec)
+            else:
+                by_name.setdefault(posixpath.basename(rec["path"]), []).append(rec)
+        found: set[str] = set()
+        for it in items:
+            if it.path in matched:
+                continue
+            candidates = by_size.get(it.size, []) + by_name.get(posixpath.basename(it.path), [])
+            for rec in candidates:
+                if rec["path"] not in found and sha(it) == rec["sha256"]:
+                    matched[it.path] = rec
+                    found.add(rec["path"])
+                    stats["by_content"] += 1
+                    break
+        stats["unmatched_paths"] += sorted(rec["path"] for rec in pending if rec["path"] not in found)
+    stats["unmatched"] = len(stats["unmatched_paths"])
+    return matched, stats
+
+
+def apply_feedback(listing: Listing, feedback: dict[str, dict], max_bytes: int = 1 << 62) -> Listing:
+    """Excluded inputs become quarantined `curator_excluded`; relabels are applied. Decisions are
+    matched to inputs by content (match_feedback); the counts are in the returned Listing's
+    `feedback` (excluded, relabeled, matched by path / by content, unmatched)."""
+    matched, stats = match_feedback(listing.items, feedback, max_bytes)
+    kept, excluded, relabeled = [], [], 0
     for it in listing.items:
-        rec = feedback.get(it.path)
+        rec = matched.get(it.path)
         if rec is None:
             kept.append(it)
         elif rec["action"] == "exclude":
             excluded.append(rejected_record(it.path, it.label, it.source, "quarantined", "curator_excluded",
                                             rec.get("note", ""), it.generator, it.content))
         else:
+            relabeled += 1
             kept.append(dataclasses.replace(it, label=rec["label"]))
-    return Listing(listing.data_input, kept, listing.rejected + excluded)
+    stats.update(excluded=len(excluded), relabeled=relabeled)
+    return Listing(listing.data_input, kept, listing.rejected + excluded, listing.holdout_names, stats)
+
+
+def feedback_line(stats: dict) -> str:
+    """One line about how a feedback file was applied (the ingest and run output print it)."""
+    line = (f"curator feedback: {stats['entries']} decisions -> {stats['excluded']} excluded, {stats['relabeled']} "
+            f"relabeled; matched {stats['by_path']} by path, {stats['by_content']} by content (moved or renamed)")
+    if stats["unmatched"]:
+        shown = ", ".join(stats["unmatched_paths"][:3]) + (", …" if stats["unmatched"] > 3 else "")
+        line += f"; {stats['unmatched']} match no input ({shown})"
+    return line
 
 
 # --------------------------------------------------------------------------------------- one listing per run
@@ -621,7 +714,7 @@ def resolve_inputs(data_input: str, opts) -> Listing:
         return _SESSION[key]
     listing = list_inputs(data_input, opts.max_file_bytes, tuple(opts.allowed_roots))
     if opts.feedback:
-        listing = apply_feedback(listing, read_feedback(opts.feedback))
+        listing = apply_feedback(listing, read_feedback(opts.feedback), opts.max_file_bytes)
     if _SESSION is not None:
         _SESSION[key] = listing
     return listing
@@ -647,7 +740,7 @@ def resolve_run_inputs(data_input: str, opts, holdout_sets: Sequence[tuple[str, 
         held = resolve_inputs(inp, opts)
         items += [dataclasses.replace(it, holdout=name) for it in held.items]
         rejected += [{**r, "holdout": name} for r in held.rejected]
-    return Listing(data_input, items, rejected, tuple(names))
+    return Listing(data_input, items, rejected, tuple(names), main.feedback)
 
 
 def inputs_fingerprint(data_input: str, opts, holdout_sets: Sequence[tuple[str, str]] = (),

@@ -36,19 +36,20 @@ Exit codes:
   {EXIT_USAGE}  usage error (unknown option, missing argument)
   {EXIT_NOT_BLESSED}  run, submit --wait: NOT BLESSED, nothing pushed (0 with --allow-unblessed)
   {EXIT_UNSCORED}  predict: some inputs could not be scored (their lines carry an `error`)"""
-def _result_console() -> Console:
-    """Results on stdout. Piped or redirected (`| cat`, `| tee`, a CI log), tables and lines are
-    printed at their full width, plain: rich would otherwise lay them out for 80 columns, cutting
-    or wrapping cells (a path split over two lines, an aliases column dropped)."""
+def _console(stderr: bool = False) -> Console:
+    """Results on stdout (progress and decisions on stderr). Piped or redirected (`| cat`, `| tee`, a
+    CI log), tables and lines are printed at their full width, plain: rich would otherwise lay them
+    out for 80 columns, cutting or wrapping cells (a path split over two lines, an aliases column
+    dropped, the BLESSED line of `make run | tee` broken in two)."""
     import sys
-    if sys.stdout.isatty():
-        return Console(highlight=False)
-    return Console(highlight=False, width=int(os.environ.get("SYNTHDETECT_PIPE_WIDTH", "4000")), soft_wrap=True,
-                   no_color=True)
+    if (sys.stderr if stderr else sys.stdout).isatty():
+        return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, width=int(os.environ.get("SYNTHDETECT_PIPE_WIDTH", "4000")),
+                   soft_wrap=True, no_color=True)
 
 
-console = _result_console()
-progress_console = Console(stderr=True, highlight=False)  # progress, so stdout stays parseable
+console = _console()
+progress_console = _console(stderr=True)  # progress, so stdout stays parseable
 
 
 class UserError(click.ClickException):
@@ -146,3 +147,14 @@ def holdout_line(f: dict) -> str:
     return (f"AUC {num(f.get('auc'))} ({f.get('basis')}), gap {num(f.get('gap'), '+.3f')}, "
             f"TPR {num(f.get('tpr_at_target_fpr'))} at FPR <= target, accuracy {num(f.get('accuracy'))}, "
             f"n={f.get('n_examples')}")
+
+
+def feedback_lines(stats: dict) -> None:
+    """How the curator feedback file applied to the input (`ingest`, `run`): one line, a warning
+    when some decisions match no input (moved elsewhere, or the content changed)."""
+    from rich.markup import escape
+
+    from components.ingest.listing import feedback_line
+    line = escape(feedback_line(stats))
+    progress_console.print(f"[yellow]warning:[/] {line}" if stats["unmatched"] else line, soft_wrap=True,
+                           highlight=False)

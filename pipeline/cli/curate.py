@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ import sys
 
 import click
 
-from pipeline.cli.common import UserError, config_option, load, set_option, user_errors
+from pipeline.cli.common import UserError, config_option, json_option, load, set_option, user_errors
 
 
 def _run_outputs(cfg, run: str | None):
@@ -164,8 +165,9 @@ def _serve(name: str, address: str, port: int, view: str | None, start_timeout: 
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
               help="feedback file to write (JSONL); pass it to the next run as ingest.feedback")
 @click.option("--name", default=None, help="FiftyOne dataset name (default: the pipeline name)")
+@json_option
 @click.pass_context
-def export_feedback_cmd(ctx, out: str, name: str | None) -> None:
+def export_feedback_cmd(ctx, out: str, name: str | None, as_json: bool) -> None:
     """Write curator decisions (tags `exclude`, `relabel:<label>`) as the feedback file ingestion honours."""
     from components.curation.feedback import export_feedback
     from components.curation.members import CurationError
@@ -179,6 +181,10 @@ def export_feedback_cmd(ctx, out: str, name: str | None) -> None:
         res = export_feedback(fo.load_dataset(name), out)
     except CurationError as e:
         raise UserError(str(e)) from None
+    if as_json:
+        click.echo(json.dumps({**dataclasses.asdict(res), "path": os.path.abspath(out),
+                               "decisions": res.excluded + res.relabeled}, indent=2, sort_keys=True))
+        return
     click.echo(f"wrote {res.excluded + res.relabeled} decisions ({res.excluded} exclude, {res.relabeled} relabel"
                + (f"; {res.both} tagged both, exported as exclude" if res.both else "")
                + f") to {out}; the next run honours them with --set ingest.feedback={os.path.abspath(out)}")

@@ -14,7 +14,8 @@ import traceback
 
 import click
 
-from pipeline.cli.common import UserError, config_option, console, load, progress_console, set_option
+from pipeline.cli.common import (UserError, config_option, console, feedback_lines, load, progress_console,
+                                 set_option)
 
 
 def _no_space(e: BaseException) -> bool:
@@ -131,8 +132,10 @@ def _load_for_ingest(config: str, sets: tuple[str, ...], data_input: str):
 @click.option("--progress/--no-progress", default=True, show_default=True, help="show progress bars (local runs)")
 @click.option("--dry-run", is_flag=True, help="check the Beam options (Dataflow: --project, --region, --temp_location) "
                                               "and print the ones the job would use as JSON; read and write nothing")
+@click.option("--json", "as_json", is_flag=True,
+              help="print the ingest summary as JSON on stdout (with `output`: where it was written)")
 def ingest(data_input: str, out_dir: str, config: str, sets: tuple[str, ...], beam_args: tuple[str, ...],
-           progress: bool, dry_run: bool) -> None:
+           progress: bool, dry_run: bool, as_json: bool) -> None:
     """Validate, quarantine, deduplicate and split images into TFRecords (+ ingest_summary.json,
     members.jsonl, quarantine.jsonl).
 
@@ -182,6 +185,8 @@ def ingest(data_input: str, out_dir: str, config: str, sets: tuple[str, ...], be
             n_read = len(listing.items)
             progress_console.print(f"{listing.n_inputs} inputs from {cfg.data.input} ({n_read} to read, "
                                    f"{listing.n_inputs - n_read} decided at listing)", soft_wrap=True)
+            if listing.feedback:
+                feedback_lines(listing.feedback)
             if is_local_runner(args):
                 progress_dir = tempfile.mkdtemp(prefix="synthdetect-progress-")
             watcher = threading.Thread(target=_watch, args=(progress_dir, n_read, stop, progress, times),
@@ -220,6 +225,11 @@ def ingest(data_input: str, out_dir: str, config: str, sets: tuple[str, ...], be
         if progress_dir:
             shutil.rmtree(progress_dir, ignore_errors=True)
     dt = time.time() - t0
+    if as_json:
+        click.echo(json.dumps({**s, "output": out_dir, "seconds": round(dt, 1)}, indent=2, sort_keys=True))
+        if not s["accounted_for"]:
+            raise UserError("ingest summary does not account for every input (see ingest_summary.json)")
+        return
     console.print(f"{s['inputs']} inputs -> {s['written']} written, {s['exact_duplicates']} exact duplicates, "
                   f"{s['near_duplicates']} near duplicates, {s['quarantined']} quarantined "
                   f"{s['quarantine_reasons'] or ''}, {s['skipped']} skipped {s['skip_reasons'] or ''} "

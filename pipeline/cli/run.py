@@ -7,7 +7,7 @@ import time
 import click
 
 from pipeline.cli.common import (EXIT_NOT_BLESSED, UserError, allow_unblessed_option, config_option, exit_with_decision,
-                                 load, progress_console, set_option, short)
+                                 feedback_lines, load, progress_console, set_option, short)
 from pipeline.cli.report import print_report
 
 RUNNERS = ("local", "vertex")
@@ -22,8 +22,8 @@ def _vertex_hint(config: str) -> UserError:
 @config_option
 @set_option
 @click.option("--runner", type=click.Choice(RUNNERS), default=None,
-              help="where to run (default: the config's runner, local in configs/local.yaml); vertex runs "
-                   "through compile + submit")
+              help="where to run (default: the config's runner, local in configs/local.yaml); vertex is not "
+                   "run from this command: it prints the compile + submit commands that run it on Vertex AI")
 @click.option("--json", "as_json", is_flag=True, help="print the run report as JSON")
 @allow_unblessed_option
 def run(config: str, sets: tuple[str, ...], runner: str | None, as_json: bool, allow_unblessed: bool) -> None:
@@ -48,9 +48,12 @@ def run(config: str, sets: tuple[str, ...], runner: str | None, as_json: bool, a
     # one listing of the input for the preflight, the ExampleGen fingerprint and ingestion
     click.get_current_context().with_resource(listing_session())
     try:
-        n_inputs = preflight(cfg)
+        listing = preflight(cfg)
     except (InputError, WeightsError, LocationError) as e:
         raise UserError(str(e)) from None
+    n_inputs = listing.n_inputs
+    if listing.feedback:
+        feedback_lines(listing.feedback)
     _remove_partial_outputs(cfg)
     run_id = new_run_id()
     log_path = process_record.log_path(cfg.metadata_path, run_id)

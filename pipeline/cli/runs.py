@@ -94,12 +94,16 @@ def _blessed_word(blessed: bool | None) -> str:
 
 @runs.command("show")
 @click.argument("run_id", default="latest", metavar="[RUN|latest]")
+# also after `show` (`runs show latest --config X`): these take precedence over the ones given to `runs`
+@click.option("--config", "-c", "show_config", default=None, help="pipeline config (YAML); as `runs --config`")
+@click.option("--set", "show_sets", multiple=True, metavar="KEY=VALUE", help="as `runs --set` (repeatable)")
 @json_option
 @click.pass_context
-def runs_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
+def runs_show(ctx: click.Context, run_id: str, show_config: str | None, show_sets: tuple[str, ...],
+              as_json: bool) -> None:
     """Lineage of one run (default: the latest): ingest summary, models, evaluation, blessing, registry version."""
     o = ctx.obj
-    cfg = load(o["config"], o["sets"])
+    cfg = load(show_config or o["config"], (*o["sets"], *show_sets))
     if cfg.runner == "vertex":
         from pipeline import vertex
         with user_errors(vertex.CloudError):
