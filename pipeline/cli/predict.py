@@ -110,7 +110,8 @@ def _prepare(path: str, reader, opts) -> tuple[bytes | None, Error | None]:
     """The bytes the model sees (decoded and re-encoded exactly as ingestion does), or an error
     (code, detail): the codes are ingestion's quarantine reasons (not_an_image, truncated_jpeg, …)
     plus not_found, unreachable, unreadable_path and model_error."""
-    from components.ingest.images import ImageInput, decode_file
+    from components.ingest.images import decode_file
+    from components.ingest.listing import ImageInput
     if reader is None:
         return None, ("not_found", "")
     if isinstance(reader, _Unreachable):
