@@ -1,4 +1,4 @@
-# The two commands: `make run` (whole pipeline on the bundled sample) and `make test`.
+# The two commands: `make run` (whole pipeline on the bundled sample) and `make test` (`make lint`: the linters).
 # Both bootstrap .venv from requirements.lock + requirements-dev.lock first.
 SHELL := /bin/bash
 export TF_USE_LEGACY_KERAS := 1
@@ -6,7 +6,7 @@ export PYTHONWARNINGS := ignore::FutureWarning
 VENV := .venv/bin
 CONFIG ?= configs/local.yaml
 
-.PHONY: bootstrap run test test-all test-fast lock pin-images chromium clean docs
+.PHONY: bootstrap run test test-all test-fast lint lock pin-images chromium clean docs
 
 bootstrap:
 	@infra/bootstrap.sh
@@ -28,6 +28,10 @@ test: bootstrap chromium
 # Everything, including slow tests over ../shared/data/eval-v1.
 test-all: bootstrap chromium
 	$(VENV)/python -m pytest $(XDIST) $(PYTEST_ARGS)
+
+# ruff and mypy, configured in pyproject.toml (CI runs this before the tests).
+lint: bootstrap
+	$(VENV)/ruff check . && $(VENV)/mypy
 
 # Unit tests only (no pipeline run).
 test-fast: bootstrap

@@ -22,12 +22,12 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from components.evaluator import calibration as cal  # noqa: E402
-from pipeline.artifacts import RunRecord  # noqa: E402
-from pipeline.cli.common import parse_sets  # noqa: E402
-from schemas.config import load_config  # noqa: E402
+from components.evaluator import calibration as cal
+from pipeline.artifacts import RunRecord
+from pipeline.cli.common import parse_sets
+from schemas.config import load_config
 
 
 def per_source(scores: dict, model: str) -> dict:

@@ -254,7 +254,7 @@ def planted_recall(index: list, members: dict[str, dict], root: Path) -> dict:
         if a and b and a["cluster_id"] and a["cluster_id"] == b["cluster_id"]:
             found[kind][0] += 1
     by_cluster: dict[str, set[int]] = {}
-    for i, kind, rel, j in index:
+    for i, _kind, rel, _j in index:
         m = members.get(str(root / rel))
         if m and m["cluster_id"]:
             by_cluster.setdefault(m["cluster_id"], set()).add(related.get(i, i))
@@ -283,7 +283,9 @@ def bench_size(sub: Path, procs: int, raw: bool, work: Path, in_memory: bool) ->
     t_naive, rss_naive, _ = timed([PY, str(script), "naive", str(flist), str(work / "naive.tfrecord.gz")])
     row.update(decode_only_files_per_s=round(n / t_dec, 1), naive_files_per_s=round(n / t_naive, 1),
                naive_peak_rss_mb=round(rss_naive / 2 ** 20))
-    modes = [("neutralised", [], procs)] + ([("raw", ["--set", "ingest.neutralize_format=false"], procs)] if raw else [])
+    modes = [("neutralised", [], procs)]
+    if raw:
+        modes.append(("raw", ["--set", "ingest.neutralize_format=false"], procs))
     if in_memory:
         modes.append(("neutralised, 1 process", ["--set", "ingest.workers=1"], 1))
     row["ours"] = {}
@@ -363,7 +365,8 @@ def archive(path):
     return n
 
 with mp.get_context("fork").Pool(procs) as pool:
-    total = sum(pool.imap_unordered(loose if kind == "loose" else archive, items, chunksize=1 if kind != "loose" else 64))
+    total = sum(pool.imap_unordered(loose if kind == "loose" else archive, items,
+                                    chunksize=1 if kind != "loose" else 64))
 print(total)
 '''
 
@@ -421,11 +424,12 @@ def bench_archive_inputs(name: str, inputs: dict[str, tuple[Path, list[str], str
         t_dec, _, out = timed([PY, str(script), kind, str(lst), str(procs)])
         print(f"[{name}] {form}: synthdetect ingest ...", flush=True)
         t, rss, summary = _ours(root, work / f"out-{form}", procs)
-        row["forms"][form] = {"files_per_s": round(n / t, 1), "wall_s": round(t, 1), "peak_rss_mb": round(rss / 2 ** 20),
-                              "decode_only_files_per_s": round(n / t_dec, 1), "vs_decode_ceiling": round(t_dec / t, 2),
+        row["forms"][form] = {"files_per_s": round(n / t, 1), "wall_s": round(t, 1),
+                              "peak_rss_mb": round(rss / 2 ** 20), "decode_only_files_per_s": round(n / t_dec, 1),
+                              "vs_decode_ceiling": round(t_dec / t, 2),
                               "decoded_by_ceiling": int(out.strip() or 0), "summary": summary}
     loose = row["forms"].get("loose")
-    for form, r in row["forms"].items():
+    for r in row["forms"].values():
         r["vs_loose"] = round(r["files_per_s"] / loose["files_per_s"], 2) if loose else None
     return row
 
@@ -456,7 +460,8 @@ def bench_archives(args, sizes: list[int]) -> None:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir()
         parts = sorted(str(p) for p in CIFAKE.glob("*/*.zip"))
-        results["sets"].append(bench_archive_inputs("CIFAKE parts", {"zip": (CIFAKE / "manifest.csv", parts, "archive")},
+        results["sets"].append(bench_archive_inputs("CIFAKE parts",
+                                                    {"zip": (CIFAKE / "manifest.csv", parts, "archive")},
                                                     15000, args.procs, work))
         shutil.rmtree(work, ignore_errors=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
@@ -469,10 +474,12 @@ def print_archive_table(r: dict) -> None:
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for s in r["sets"]:
         for form, o in s["forms"].items():
-            print(f"| {s['set']} | {form} | {o['files_per_s']} | {o['decode_only_files_per_s']} | {o['vs_decode_ceiling']} "
+            print(f"| {s['set']} | {form} | {o['files_per_s']} | {o['decode_only_files_per_s']} "
+                  f"| {o['vs_decode_ceiling']} "
                   f"| {o['vs_loose'] if o['vs_loose'] is not None else ''} | {o['peak_rss_mb']} | "
                   f"{o['summary']['inputs']} = {o['summary']['accounted_for']} |")
-    print(f"\n{r['machine']['cpus']} CPUs, {r['machine']['procs']} worker processes; command: {r['machine']['command']}")
+    m = r["machine"]
+    print(f"\n{m['cpus']} CPUs, {m['procs']} worker processes; command: {m['command']}")
 
 
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "ingest-scale.json"
@@ -537,7 +544,8 @@ def print_table(r: dict) -> None:
     for s in r["near_dup_search"]:
         print(f"\nnear-duplicate search alone: {s['hashes']:,} hashes in {s['wall_s']} s, recall {s['recall']} "
               f"({s['planted_pairs']} planted pairs)")
-    print(f"\n{r['machine']['cpus']} CPUs, {r['machine']['procs']} worker processes; command: {r['machine']['command']}")
+    m = r["machine"]
+    print(f"\n{m['cpus']} CPUs, {m['procs']} worker processes; command: {m['command']}")
 
 
 if __name__ == "__main__":

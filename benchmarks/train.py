@@ -27,8 +27,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("PYTHONWARNINGS", "ignore")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL_V2 = REPO.parent / "shared" / "data" / "eval-v2"
@@ -135,9 +135,11 @@ def main() -> None:
     for r in res["input_pipeline_224"]:
         print(f"| {r['input_mode']} | {r['stored']} | {'on' if r['augmentation'] else 'off'} | "
               f"{r['images_per_s_1_core']} | {r['images_per_s_all_cores']} |")
-    print("\n| training (resize mode, stored at 256) | ours img/s | bare model.fit img/s | overhead |\n| --- | ---: | ---: | ---: |")
+    print("\n| training (resize mode, stored at 256) | ours img/s | bare model.fit img/s | overhead |\n"
+          "| --- | ---: | ---: | ---: |")
     for r in res["rows"]:
-        print(f"| {r['image_size']} px | {r['ours_images_per_s']} | {r['bare_fit_images_per_s']} | {r['overhead_pct']} % |")
+        print(f"| {r['image_size']} px | {r['ours_images_per_s']} | {r['bare_fit_images_per_s']} "
+              f"| {r['overhead_pct']} % |")
 
 
 if __name__ == "__main__":

@@ -29,8 +29,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
+import tensorflow as tf
+import tf_keras as keras
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = {"image_raw": tf.io.FixedLenFeature([], tf.string), "label_id": tf.io.FixedLenFeature([], tf.int64)}

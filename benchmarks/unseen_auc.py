@@ -27,12 +27,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("PYTHONWARNINGS", "ignore")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
+import numpy as np
+from sklearn.metrics import roc_auc_score
 
-from components.trainer.artifact import serving_model_dir  # noqa: E402
-from pipeline.artifacts import TRAINERS, output_name  # noqa: E402
-from pipeline.pipeline import EXAMPLE_GEN, EXAMPLES, MODEL  # noqa: E402
+from components.trainer.artifact import serving_model_dir
+from pipeline.artifacts import TRAINERS, output_name
+from pipeline.pipeline import EXAMPLE_GEN, EXAMPLES, MODEL
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).parent / "synthdetect")
@@ -116,7 +116,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2) + "\n")
     print(f"run {res['run_id']} ({args.config} {' '.join(args.sets)})\n")
-    print("| model | eval accuracy | eval AUC | calibrated threshold: TPR / FPR | unseen AUC | per synthesized source |")
+    print("| model | eval accuracy | eval AUC | calibrated threshold: TPR / FPR | unseen AUC "
+          "| per synthesized source |")
     print("| --- | ---: | ---: | ---: | ---: | --- |")
     for m in MODELS:
         e, u = res["eval_split"][m], res["unseen_set"][m]

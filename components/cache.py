@@ -39,6 +39,7 @@ def usable_cache_dir(*parts: str) -> Path:
         if not os.access(path, os.W_OK | os.X_OK):
             raise PermissionError(13, "not writable")
     except OSError as e:
+        now = os.environ.get(CACHE_ENV) or "unset: ~/.cache/synthdetect"
         raise CacheError(f"the cache folder {str(path)!r} cannot be used ({e.strerror or e}); set {CACHE_ENV} to a "
-                         f"writable folder (now {os.environ.get(CACHE_ENV) or 'unset: ~/.cache/synthdetect'})") from None
+                         f"writable folder (now {now})") from None
     return path

@@ -85,7 +85,7 @@ def credentials(scopes=SCOPES):
 
 def storage_client():
     """A google-cloud-storage client: anonymous on the emulator, else with these credentials."""
-    from google.cloud import storage
+    import google.cloud.storage as storage   # (mypy: `from google.cloud import storage` misses it)
     if emulated():
         from google.auth.credentials import AnonymousCredentials
         return storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "test-project"),

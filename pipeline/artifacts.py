@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from typing import Any
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -84,7 +85,7 @@ def node_of_execution(store, pipeline_name: str) -> tuple[dict[int, str], list[s
         for e in store.get_executions_by_context(node.id):
             node_of[e.id] = node_id
             first_seen[node_id] = min(first_seen.get(node_id, e.id), e.id)
-    return node_of, sorted(first_seen, key=first_seen.get)
+    return node_of, sorted(first_seen, key=lambda n: first_seen[n])
 
 
 def custom_int(artifact, name: str) -> int | None:
@@ -97,7 +98,7 @@ def custom_str(artifact, name: str) -> str | None:
     return p.string_value if p is not None and p.string_value else None
 
 
-def pushed_to(artifact) -> tuple[str, str | None] | None:
+def pushed_to(artifact) -> tuple[str | None, str | None] | None:
     """(version, destination) of a PushedModel artifact that was pushed, else None."""
     if custom_int(artifact, "pushed") != 1:
         return None
@@ -121,7 +122,7 @@ class RunRecord:
         self.type_name = {t.id: t.name for t in store.get_artifact_types()}
 
     @classmethod
-    def load(cls, metadata_path: str, pipeline_name: str, run_id: str | None = None) -> "RunRecord":
+    def load(cls, metadata_path: str, pipeline_name: str, run_id: str | None = None) -> RunRecord:
         store = open_store(metadata_path)
         ctx = find_run(store, metadata_path, pipeline_name, run_id)
         return cls(store, ctx, node_of_execution(store, pipeline_name)[0])
@@ -147,9 +148,10 @@ class RunRecord:
             if a is not None and ev.type in _OUTPUT_EVENTS:
                 yield ev, a
 
-    def outputs_of_type(self, type_name: str) -> list[tuple[str, object]]:
+    def outputs_of_type(self, type_name: str) -> list[tuple[str, Any]]:
         """(component id, artifact) for artifacts of an MLMD type produced (or reused) in this run."""
-        return [(self.node(ev.execution_id), a) for ev, a in self._produced() if self.type_name.get(a.type_id) == type_name]
+        return [(self.node(ev.execution_id), a) for ev, a in self._produced()
+                if self.type_name.get(a.type_id) == type_name]
 
     def output(self, component: str, key: str):
         """The live artifact `component` wrote (or reused) under `key` in this run, or None."""
@@ -169,11 +171,11 @@ class RunRecord:
                 if ev.execution_id == execution_id and ev.type == metadata_store_pb2.Event.INPUT
                 and (key is None or self.key(ev) == key) and ev.artifact_id in self.artifacts]
 
-    def outputs_of(self, execution_id: int) -> list[tuple[str, object]]:
+    def outputs_of(self, execution_id: int) -> list[tuple[str, Any]]:
         return [(self.key(ev), a) for ev, a in self._produced()
                 if ev.execution_id == execution_id and ev.type == metadata_store_pb2.Event.OUTPUT]
 
-    def outputs(self) -> "RunOutputs":
+    def outputs(self) -> RunOutputs:
         uris = {output_name(self.node(ev.execution_id), self.key(ev)): a.uri for ev, a in self._produced()
                 if a.state == metadata_store_pb2.Artifact.LIVE}
         pushed = self.output(PUSHER, PUSHED_MODEL)
@@ -212,11 +214,11 @@ class RunOutputs:
     URIs (tests, `curate --examples`)."""
     run_id: str
     uris: dict[str, str]
-    pushed: tuple[str, str | None] | None = None   # (version, destination) when the pusher pushed
+    pushed: tuple[str | None, str | None] | None = None   # (version, destination) when the pusher pushed
     duplicate_of: str | None = None                # the registry version an identical rerun was not pushed over
 
     @classmethod
-    def of_examples(cls, examples_uri: str) -> "RunOutputs":
+    def of_examples(cls, examples_uri: str) -> RunOutputs:
         """An ingestion output folder on its own (`synthdetect ingest --output`)."""
         return cls(f"ingest:{examples_uri}", {output_name(EXAMPLE_GEN, EXAMPLES): examples_uri})
 

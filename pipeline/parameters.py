@@ -145,7 +145,7 @@ def worker_pool_specs(cfg: PipelineConfig) -> list[dict]:
     v = cfg.vertex
     assert v is not None
     t = v.training
-    machine = {"machine_type": t.machine_type}
+    machine: dict[str, Any] = {"machine_type": t.machine_type}
     if t.accelerator_type:
         machine.update(accelerator_type=t.accelerator_type, accelerator_count=t.accelerator_count)
     return [{"machine_spec": machine, "replica_count": 1,
@@ -234,7 +234,7 @@ def parameterise(cfg: PipelineConfig, components: list) -> list:
     parameterised exec properties read from it."""
     from tfx.orchestration import data_types
 
-    from pipeline.parameters import RuntimeParameters  # noqa: PLW0406 - module __getattr__
+    from pipeline.parameters import RuntimeParameters  # the module __getattr__ builds it
 
     defaults = default_values(cfg)
     step = RuntimeParameters(

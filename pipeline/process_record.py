@@ -59,8 +59,8 @@ def _write(path: str, record: dict) -> None:
 def start(metadata_path: str, run_id: str, pipeline: str | None = None) -> dict:
     """Records this process as the one running `run_id` (of pipeline `pipeline`)."""
     me = psutil.Process()
-    record = {"run_id": run_id, "pipeline": pipeline, "pid": me.pid, "host": socket.gethostname(), "process_start": me.create_time(),
-              "started_at": _now(), "outcome": None, "ended_at": None}
+    record = {"run_id": run_id, "pipeline": pipeline, "pid": me.pid, "host": socket.gethostname(),
+              "process_start": me.create_time(), "started_at": _now(), "outcome": None, "ended_at": None}
     _write(record_path(metadata_path, run_id), record)
     return record
 
@@ -124,8 +124,9 @@ def problem(metadata_path: str, run_id: str) -> str | None:
     if not isinstance(record, dict):
         return f"{path}: must hold a JSON object, found {type(record).__name__}"
     for key, kinds in (("pid", int), ("process_start", (int, float))):
-        if record.get("outcome") is None and (isinstance(record.get(key), bool) or not isinstance(record.get(key), kinds)):
-            return f"{path}: {key!r} must be a number, found {record.get(key)!r}"
+        value = record.get(key)
+        if record.get("outcome") is None and (isinstance(value, bool) or not isinstance(value, kinds)):
+            return f"{path}: {key!r} must be a number, found {value!r}"
     return None
 
 

@@ -78,7 +78,7 @@ class Reaper:
         self._w: int | None = None
         self._old: str | None = None
 
-    def __enter__(self) -> "Reaper":
+    def __enter__(self) -> Reaper:
         if not os.path.isdir("/proc"):   # the sweep reads /proc: elsewhere, no watcher
             return self
         r, w = os.pipe()                 # both ends non-inheritable: Beam's workers never hold `w`

@@ -99,7 +99,7 @@ def _plots(check: dict, histories: dict, out: str) -> dict[str, str]:
 
     # Table 1 as images: confusion matrices at 0.5
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
-    for ax, m in zip(axes, models):
+    for ax, m in zip(axes, models, strict=True):
         c = check["classification"][m]["at_0.5"]["confusion"]
         mat = np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
         ax.imshow(mat, cmap="Blues")
@@ -112,7 +112,7 @@ def _plots(check: dict, histories: dict, out: str) -> dict[str, str]:
 
     # Fig. 2: ROC curves, with the calibrated operating point
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.8))
-    for ax, m in zip(axes, models):
+    for ax, m in zip(axes, models, strict=True):
         roc, cal = check["roc"][m], check["calibration"][m]
         ax.plot(roc["fpr"], roc["tpr"], lw=2, label=f"AUC = {_fmt(roc['auc'])}")
         ax.plot([0, 1], [0, 1], "k--", lw=0.8)
@@ -146,10 +146,10 @@ def _plots(check: dict, histories: dict, out: str) -> dict[str, str]:
     fig, ax = plt.subplots(figsize=(4.5, 4.2))
     for m in models:
         r = check["reliability"][m]
-        pts = [(x, y) for x, y, n in zip(r["mean_score"], r["fraction_synthesized"], r["count"])
+        pts = [(x, y) for x, y, n in zip(r["mean_score"], r["fraction_synthesized"], r["count"], strict=True)
                if n and x is not None]
         if pts:
-            ax.plot(*zip(*pts), marker="o", label=MODEL_TITLES[m])
+            ax.plot(*zip(*pts, strict=True), marker="o", label=MODEL_TITLES[m])
     ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfectly calibrated")
     ax.set_xlabel("mean predicted p_synthesized (bin)")
     ax.set_ylabel("fraction synthesized")
@@ -176,7 +176,7 @@ def _one_class_slices(scores: dict | None) -> set[str]:
     """Slice names ("source=x") whose eval examples are all of one label (from scores.json)."""
     from components.evaluator.eval_config import SLICE_FEATURES
     classes: dict[str, set[int]] = {}
-    for meta, label in zip(*((scores["examples"], scores["labels"]) if scores else ((), ()))):
+    for meta, label in zip(*((scores["examples"], scores["labels"]) if scores else ((), ())), strict=True):
         for key in SLICE_FEATURES:
             if key in meta:
                 classes.setdefault(f"{key}={meta[key]}", set()).add(label)
@@ -225,7 +225,8 @@ def _holdout_section(check: dict, out_dir: str) -> list[str]:
         for m, f in models.items():
             at = f.get("at_threshold") or {}
             md.append(f"| {name} | {MODEL_TITLES.get(m, m)} | {f['n_examples']} ({f['n_real']} / {f['n_synthesized']}) "
-                      f"| {f['basis']} | {_fmt(f.get('auc'))} | {_fmt(f.get('gap'))} | {_fmt(f.get('tpr_at_target_fpr'))} "
+                      f"| {f['basis']} | {_fmt(f.get('auc'))} | {_fmt(f.get('gap'))} "
+                      f"| {_fmt(f.get('tpr_at_target_fpr'))} "
                       f"| {_fmt(f.get('accuracy'))} | {_fmt(at.get('tpr'))} / {_fmt(at.get('fpr'))} |")
     tfma = (check.get("tfma") or {}).get("holdout") or {}
     if tfma:
@@ -318,8 +319,9 @@ def write_markdown_report(rep: RunReport, out_dir: str) -> str:
            "| | candidate: predicted real | candidate: predicted synthesized | baseline: predicted real | "
            "baseline: predicted synthesized |", "|---|---|---|---|---|"]
     cm = {m: check["classification"][m]["at_0.5"]["confusion"] for m in models}
-    md.append(f"| real | {cm['candidate']['tn']} | {cm['candidate']['fp']} | {cm['baseline']['tn']} | {cm['baseline']['fp']} |")
-    md.append(f"| synthesized | {cm['candidate']['fn']} | {cm['candidate']['tp']} | {cm['baseline']['fn']} | {cm['baseline']['tp']} |")
+    cand, base = cm["candidate"], cm["baseline"]
+    md.append(f"| real | {cand['tn']} | {cand['fp']} | {base['tn']} | {base['fp']} |")
+    md.append(f"| synthesized | {cand['fn']} | {cand['tp']} | {base['fn']} | {base['tp']} |")
     md += ["", f"![confusion matrices]({files['confusion_matrices']})", "",
            "## Table 2: classification reports (threshold 0.5)", "",
            "| | candidate: synthesized | candidate: real | baseline: synthesized | baseline: real |",
@@ -345,24 +347,27 @@ def write_markdown_report(rep: RunReport, out_dir: str) -> str:
                   f"{_fmt(c['accuracy'])} | {rate(c['fpr_at_0.5'], 'fpr')} | {rate(c['tpr_at_0.5'], 'tpr')} | "
                   f"{c['n_real']} |")
     md += ["", f"![calibration plot]({files['calibration']})", "",
-           "## Slices (TFMA)", "", "| slice | n | candidate accuracy | candidate AUC | baseline accuracy | baseline AUC |",
+           "## Slices (TFMA)", "",
+           "| slice | n | candidate accuracy | candidate AUC | baseline accuracy | baseline AUC |",
            "|---|---|---|---|---|---|"]
     base_rows = {r["slice"]: r for r in check["tfma"]["slices"].get("baseline", [])}
     one_class = _one_class_slices(run.release_scores())
     for r in check["tfma"]["slices"].get("candidate", []):
         b = base_rows.get(r["slice"], {})
 
-        def auc(row: dict) -> str:  # TFMA reports 0 for a slice holding one class: undefined, not 0
+        def auc(row: dict, r: dict = r) -> str:  # TFMA reports 0 for a slice holding one class: undefined, not 0
             return "n/a (one class)" if r["slice"] in one_class else _fmt(row.get("auc"))
         name = r["slice"] + ("(none)" if r["slice"].endswith("=") else "")
         md.append(f"| {name} | {_fmt(r.get('example_count'), 0)} | {_fmt(r.get('binary_accuracy'))} | "
                   f"{auc(r)} | {_fmt(b.get('binary_accuracy'))} | {auc(b)} |")
     rob = check["robustness"]
     md += ["", "## Robustness (candidate)", "",
-           "| perturbation | accuracy | drop | accuracy at threshold | TPR at threshold | FPR at threshold | AUC | gate |",
+           "| perturbation | accuracy | drop | accuracy at threshold | TPR at threshold | FPR at threshold | AUC "
+           "| gate |",
            "|---|---|---|---|---|---|---|---|",
            f"| clean | {_fmt(rob['clean']['accuracy'])} | | {_fmt(rob['clean']['accuracy_at_threshold'])} | "
-           f"{_fmt(rob['clean']['tpr_at_threshold'])} | {_fmt(rob['clean']['fpr_at_threshold'])} | {_fmt(rob['clean']['auc'])} | |"]
+           f"{_fmt(rob['clean']['tpr_at_threshold'])} | {_fmt(rob['clean']['fpr_at_threshold'])} | "
+           f"{_fmt(rob['clean']['auc'])} | |"]
     for n, r in rob["perturbations"].items():
         md.append(f"| {n} | {_fmt(r['accuracy'])} | {r['accuracy_drop']:+.3f} | {_fmt(r['accuracy_at_threshold'])} | "
                   f"{_fmt(r['tpr_at_threshold'])} | {_fmt(r['fpr_at_threshold'])} | {_fmt(r['auc'])} | "

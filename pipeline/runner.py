@@ -155,7 +155,8 @@ def run_local(cfg: PipelineConfig, log_path: str, run_id: str | None = None, on_
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     progress = _ProgressHandler(on_event or (lambda node, state, detail=None: None))
     saved = route_library_logs([file_handler, progress])
-    process_record.start(cfg.metadata_path, run_id, cfg.pipeline_name)  # so `runs` can tell a killed run from a running one
+    # so `runs` can tell a killed run from a running one
+    process_record.start(cfg.metadata_path, run_id, cfg.pipeline_name)
     outcome = "interrupted"  # KeyboardInterrupt, SystemExit; a SIGKILL records nothing (the pid is gone)
     try:
         pipeline = create_pipeline(cfg)
@@ -166,7 +167,7 @@ def run_local(cfg: PipelineConfig, log_path: str, run_id: str | None = None, on_
             ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
         tfx.orchestration.LocalDagRunner().run_with_ir(ir)
         outcome = "complete"
-    except Exception as e:  # noqa: BLE001 - re-raised with the failing component and the log path
+    except Exception as e:  # re-raised with the failing component and the log path
         outcome = "failed"
         logging.getLogger("synthdetect").exception("pipeline run %s failed", run_id)
         raise PipelineFailed(progress.current, e, log_path) from e

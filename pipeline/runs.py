@@ -12,6 +12,7 @@ import datetime
 import json
 import os
 import shutil
+from collections.abc import Sequence
 
 from components.ingest.outputs import SUMMARY_FILE
 from pipeline import process_record
@@ -27,14 +28,15 @@ class RunSummary:
     run_id: str
     start: str | None                  # ISO time of the first component's start
     end: str | None                    # ISO time of the last component's last update (None while running)
-    status: str                        # complete | failed | running | interrupted | incomplete (stopped before the pusher)
+    status: str    # complete | failed | running | interrupted | incomplete (stopped before the pusher)
     components: dict[str, str]         # component id -> complete | cached | failed | running | interrupted | not run
     data_fingerprint: str | None       # "sha256:<hex>" of ImageExampleGen's ingest_summary.json
     blessed: bool | None               # the blessing the pusher acted on (None: not evaluated)
     pushed_version: str | None         # None: not pushed
     pushed_to: str | None = None
     process: dict | None = None        # pid, host, state (alive | gone | unknown), outcome; None: not recorded
-    reasons: list[str] = dataclasses.field(default_factory=list)  # the release check's reasons (BLESSED/NOT_BLESSED file)
+    # the release check's reasons (BLESSED/NOT_BLESSED file)
+    reasons: list[str] = dataclasses.field(default_factory=list)
 
 
 def _iso(ms: int | None) -> str | None:
@@ -110,7 +112,7 @@ def _execution_state(run: RunRecord, e, interrupted: bool) -> str:
     return "interrupted" if interrupted and state in ("running", "new") else state
 
 
-def summarize(run: RunRecord, all_nodes: list[str] = (), metadata_path: str | None = None) -> RunSummary:
+def summarize(run: RunRecord, all_nodes: Sequence[str] = (), metadata_path: str | None = None) -> RunSummary:
     """One run's summary line (`all_nodes`: the components to list as "not run" when it has none)."""
     process = _process(metadata_path, run.run_id)
     status, interrupted = _status(run, process)
@@ -272,8 +274,8 @@ def _unstarted_lineage(metadata_path: str, pipeline_name: str, run_id: str | Non
 
 
 def to_json(obj) -> str:
-    if dataclasses.is_dataclass(obj):
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         obj = dataclasses.asdict(obj)
     elif isinstance(obj, list):
-        obj = [dataclasses.asdict(o) if dataclasses.is_dataclass(o) else o for o in obj]
+        obj = [dataclasses.asdict(o) if dataclasses.is_dataclass(o) and not isinstance(o, type) else o for o in obj]
     return json.dumps(obj, indent=2, sort_keys=True)

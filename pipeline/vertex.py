@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
-from pipeline.parameters import trainer_custom_config, training_custom_config, worker_pool_specs  # noqa: F401
-from schemas.config import GPU_TYPES, TPU_TYPES, PipelineConfig, is_gcs
+from pipeline.parameters import trainer_custom_config, training_custom_config, worker_pool_specs  # noqa: F401 - re-exported
+from schemas.config import PipelineConfig, is_gcs
 
 REPO = Path(__file__).resolve().parents[1]
 # Where infra/Dockerfile and infra/Dockerfile.gpu put this source tree (and install it from).
@@ -249,8 +250,8 @@ def parse_parameters(items: tuple[str, ...], job: dict, cfg: PipelineConfig) -> 
         if not sep or not key:
             raise CloudError(f"--param expects KEY=VALUE (e.g. epochs=1), got {item!r}")
         if key not in declared:
-            known = ", ".join(sorted(declared)) or "none (compile again)"
-            raise CloudError(f"--param {key}: the compiled pipeline has no parameter {key!r} (parameters: {known})")
+            names = ", ".join(sorted(declared)) or "none (compile again)"
+            raise CloudError(f"--param {key}: the compiled pipeline has no parameter {key!r} (parameters: {names})")
         kind = declared[key]
         try:
             value = yaml.safe_load(raw) if kind != "STRING" else raw
@@ -339,24 +340,24 @@ def submit(cfg: PipelineConfig, spec: str, dry_run: bool = False, job_id: str | 
     if dry_run:
         # What PipelineJob.submit(service_account=..., network=...) sets before it calls
         # JobServiceClient.create_pipeline_job(parent, pipeline_job, pipeline_job_id).
-        job._gca_resource.service_account = v.service_account
+        job._gca_resource.service_account = v.service_account  # noqa: SLF001 - dry run: the request PipelineJob.submit would send
         if v.network:
-            job._gca_resource.network = v.network
+            job._gca_resource.network = v.network  # noqa: SLF001 - as above
         return {"method": "google.cloud.aiplatform.v1.PipelineService.CreatePipelineJob",
                 "spec": str(Path(spec).resolve()), "config_parameters": config_parameters(cfg),
                 "parameters": job_parameters(compiled, values),
-                "request": {"parent": job._parent, "pipelineJobId": job.job_id,
-                            "pipelineJob": _request_dict(job._gca_resource)}}
+                "request": {"parent": job._parent, "pipelineJobId": job.job_id,  # noqa: SLF001 - as above
+                            "pipelineJob": _request_dict(job._gca_resource)}}  # noqa: SLF001 - as above
     try:
         job.submit(service_account=v.service_account, network=v.network)
     except Exception as e:  # noqa: BLE001 - API errors become one line
         raise CloudError(f"submitting to Vertex AI failed: {_first_line(e)}") from None
-    result = {"name": job.resource_name, "console": job._dashboard_uri()}
+    result = {"name": job.resource_name, "console": job._dashboard_uri()}  # noqa: SLF001 - the SDK's console link (no public accessor)
     if wait:
         import time
 
         def fetch():
-            job._sync_gca_resource()
+            job._sync_gca_resource()  # noqa: SLF001 - the SDK's refresh (no public method)
             return job.gca_resource
         try:
             result["job"] = wait_for_job(fetch, on_task or (lambda task, state: None), time.sleep, poll)
@@ -415,8 +416,8 @@ def find_schedule(resources, key: str):
     if not hits:
         raise CloudError(f"no schedule {key!r} (schedules: {_ids(resources) or 'none'})")
     if len(hits) > 1:
-        raise CloudError(f"{len(hits)} schedules are named {key!r} ({', '.join(r.name.rsplit('/', 1)[-1] for r in hits)}): "
-                         "give the id")
+        ids = ", ".join(r.name.rsplit("/", 1)[-1] for r in hits)
+        raise CloudError(f"{len(hits)} schedules are named {key!r} ({ids}): give the id")
     return hits[0]
 
 
@@ -461,17 +462,17 @@ def schedule(cfg: PipelineConfig, spec: str, cron: str | None = None, max_concur
     display_name = s.display_name or f"{cfg.pipeline_name}-schedule"
     sched = aiplatform.PipelineJobSchedule(
         pipeline_job=job, display_name=display_name, credentials=creds, project=v.project, location=v.region)
-    kwargs = dict(cron=cron, max_concurrent_run_count=max_concurrent or s.max_concurrent_runs,
+    kwargs: dict[str, Any] = dict(cron=cron, max_concurrent_run_count=max_concurrent or s.max_concurrent_runs,
                   max_run_count=s.max_runs, service_account=v.service_account, network=v.network)
     client = None if dry_run else sched.api_client
     # PipelineJobSchedule._create builds the Schedule exactly as create() does, then hands it to the
     # client: the recorder keeps it, and it is sent below (create or update)
     recorder = _Recorder()
-    sched.api_client = recorder
+    sched.api_client = recorder  # type: ignore[assignment]  # a duck-typed stand-in for the client
     import logging
     logging.disable(logging.WARNING)  # the SDK would log "created" and a console link (to stdout)
     try:
-        sched._create(**kwargs)
+        sched._create(**kwargs)  # noqa: SLF001 - dry run: the SDK builds the request, a recorder takes it
     finally:
         logging.disable(logging.NOTSET)
     if dry_run:
@@ -482,6 +483,7 @@ def schedule(cfg: PipelineConfig, spec: str, cron: str | None = None, max_concur
                               "method": "google.cloud.aiplatform.v1.ScheduleService.UpdateSchedule",
                               "update_mask": list(SCHEDULE_UPDATE_MASK)},
                 "request": {"parent": recorder.parent, "schedule": recorder.schedule}}
+    assert client is not None   # not a dry run
     existing = existing_schedule(_list_schedule_resources(cfg, creds), display_name)
     built = recorder.message
     try:
@@ -492,7 +494,7 @@ def schedule(cfg: PipelineConfig, spec: str, cron: str | None = None, max_concur
         built.name = existing.name
         client.update_schedule(schedule=built, update_mask=field_mask_pb2.FieldMask(paths=list(SCHEDULE_UPDATE_MASK)))
         return {"name": existing.name, "cron": cron, "action": "updated"}
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - API errors become one line
         verb = "creating" if existing is None else "updating"
         raise CloudError(f"{verb} the Vertex AI schedule failed: {_first_line(e)}") from None
 
@@ -514,7 +516,7 @@ def change_schedule(cfg: PipelineConfig, key: str, action: str) -> dict:
         sched = aiplatform.PipelineJobSchedule.get(target.name, project=v.project, location=v.region,
                                                     credentials=creds)
         getattr(sched, action)()
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - API errors become one line
         raise CloudError(f"{action} {target.name} failed: {_first_line(e)}") from None
     return schedule_summary(target)
 
@@ -526,7 +528,7 @@ class _Recorder:
     def create_schedule(self, parent, schedule, timeout=None):
         self.parent, self.schedule, self.message = parent, _request_dict(schedule), schedule
         created = type(schedule)()
-        created._pb.CopyFrom(schedule._pb)
+        created._pb.CopyFrom(schedule._pb)  # noqa: SLF001 - proto-plus: the wrapped protobuf message
         created.name = f"{parent}/schedules/dry-run"   # the SDK logs the new schedule's console link
         return created
 
@@ -612,6 +614,6 @@ def get_job(cfg: PipelineConfig, name: str) -> dict:
     creds = _credentials(False)
     try:
         job = aiplatform.PipelineJob.get(name, project=v.project, location=v.region, credentials=creds)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - API errors become one line
         raise CloudError(f"pipeline job {name!r}: {_first_line(e)}") from None
     return job_summary(job.gca_resource)

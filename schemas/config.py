@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast, overload
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
@@ -97,7 +97,7 @@ class IngestConfig(_Strict):
         return tuple(r.rstrip("/") if is_gcs(r) else str(Path(r).resolve()) for r in v)
 
     @model_validator(mode="after")
-    def _native_needs_neutralisation(self) -> "IngestConfig":
+    def _native_needs_neutralisation(self) -> IngestConfig:
         # raw mode keeps the published bytes at their native size already; there max_side only
         # bounds the decode for the duplicate hashes (JPEG draft scaling), which needs a size
         if self.max_side == 0 and not self.neutralize_format:
@@ -115,7 +115,7 @@ class IngestConfig(_Strict):
         return str(Path(v).resolve())
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "IngestConfig":
+    def from_dict(cls, d: dict | None) -> IngestConfig:
         """Options recorded by an earlier ingestion (summary, model.json): unknown keys are ignored
         and files named in them are not required to exist any more."""
         known = {k: v for k, v in (d or {}).items() if k in cls.model_fields and v is not None}
@@ -152,7 +152,8 @@ class ModelConfig(_Strict):
     # options beyond the paper (off by default)
     l2: float = Field(0.0, ge=0, description="L2 penalty on the head's Dense kernels")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5)
-    early_stopping_patience: StrictInt = Field(0, ge=0, description="stop when eval AUC stalls this many epochs (0: off)")
+    early_stopping_patience: StrictInt = Field(0, ge=0,
+                                               description="stop when eval AUC stalls this many epochs (0: off)")
     lr_schedule: Literal["constant", "cosine"] = "constant"
     # hardware
     strategy: Literal["default", "mirrored", "tpu"] = Field("default", description="tf.distribute strategy")
@@ -161,7 +162,7 @@ class ModelConfig(_Strict):
     xla: bool = Field(False, description="jit_compile the training step")
 
     @model_validator(mode="after")
-    def _crops(self) -> "ModelConfig":
+    def _crops(self) -> ModelConfig:
         if self.eval_crops != 1 and self.input_mode != "crop":
             raise ValueError(f"eval_crops: {self.eval_crops} needs input_mode: crop")
         return self
@@ -196,7 +197,7 @@ class EvaluationConfig(_Strict):
                                        "into a held-out set of its own (train on the others, test on it)")
 
     @model_validator(mode="after")
-    def _unique(self) -> "EvaluationConfig":
+    def _unique(self) -> EvaluationConfig:
         names = self.holdout_names()
         if len(set(names)) != len(names):
             raise ValueError(f"held-out set names must be unique, got {names}")
@@ -256,6 +257,10 @@ def _no_secrets(args: list[str]) -> list[str]:
     return args
 
 
+@overload
+def _gcs(v: str) -> str: ...
+@overload
+def _gcs(v: None) -> None: ...
 def _gcs(v: str | None) -> str | None:
     if v is not None and not is_gcs(v):
         raise ValueError(f"must be a gs:// path, got {v!r}")
@@ -274,12 +279,13 @@ class VertexImages(_Strict):
 class VertexTrainingConfig(_Strict):
     """The worker pool of the Vertex AI custom job each Trainer runs as (both trainers alike)."""
     machine_type: str = Field("n1-standard-8", pattern=r"^[a-z0-9][a-z0-9-]*$")
+    # Literal of the tuples above, spelled out at run time (pydantic validates it; mypy cannot evaluate it)
     accelerator_type: Literal[GPU_TYPES + TPU_TYPES] | None = "NVIDIA_TESLA_T4"  # type: ignore[valid-type]
     accelerator_count: int = Field(1, ge=0, le=16)
     boot_disk_size_gb: int = Field(100, ge=10)
 
     @model_validator(mode="after")
-    def _accelerator(self) -> "VertexTrainingConfig":
+    def _accelerator(self) -> VertexTrainingConfig:
         if self.accelerator_type and self.accelerator_count < 1:
             raise ValueError("accelerator_count must be >= 1 when accelerator_type is set")
         if not self.accelerator_type and self.accelerator_count:
@@ -409,7 +415,7 @@ class VertexConfig(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _images(self) -> "VertexConfig":
+    def _images(self) -> VertexConfig:
         t = self.training.accelerator_type
         if t in TPU_TYPES and not self.images.tpu:
             raise ValueError(f"images.tpu is required with training.accelerator_type {t}")
@@ -418,7 +424,7 @@ class VertexConfig(_Strict):
     def trainer_image(self) -> str:
         t = self.training.accelerator_type
         if t in TPU_TYPES:
-            return self.images.tpu  # type: ignore[return-value]
+            return cast(str, self.images.tpu)   # set: _images requires it with a TPU accelerator
         if t in GPU_TYPES:
             return self.images.gpu or self.images.cpu
         return self.images.cpu
@@ -470,7 +476,7 @@ class PipelineConfig(_Strict):
         return _no_secrets(v)
 
     @model_validator(mode="after")
-    def _check_crop_size(self) -> "PipelineConfig":
+    def _check_crop_size(self) -> PipelineConfig:
         """Crop mode trains on native pixels: ingestion must not shrink images below the crop."""
         side, size = self.ingest.max_side, self.model.image_size
         if self.model.input_mode == "crop" and self.ingest.neutralize_format and 0 < side < size:
@@ -479,7 +485,7 @@ class PipelineConfig(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _check_data(self) -> "PipelineConfig":
+    def _check_data(self) -> PipelineConfig:
         if self.runner == "vertex":
             return self._check_vertex()
         if not is_gcs(self.data.input) and not Path(self.data.input).exists():
@@ -489,7 +495,7 @@ class PipelineConfig(_Strict):
                 raise ValueError(f"evaluation.holdout_sets: {h.name}: input {h.input!r} does not exist")
         return self._check_holdout_thresholds()
 
-    def _check_holdout_thresholds(self) -> "PipelineConfig":
+    def _check_holdout_thresholds(self) -> PipelineConfig:
         per_set = self.thresholds.min_holdout_auc
         if isinstance(per_set, dict):
             unknown = sorted(set(per_set) - set(self.evaluation.holdout_names()))
@@ -498,7 +504,7 @@ class PipelineConfig(_Strict):
                                  f"(evaluation: {self.evaluation.holdout_names() or 'none'})")
         return self
 
-    def _check_vertex(self) -> "PipelineConfig":
+    def _check_vertex(self) -> PipelineConfig:
         """On Vertex every path is read inside a container: data, registry and weights must be on GCS."""
         if self.vertex is None:
             raise ValueError("runner vertex needs a vertex: section (see configs/vertex.yaml)")
@@ -515,7 +521,7 @@ class PipelineConfig(_Strict):
                              f"got {self.model.weights!r}")
         return self
 
-    def resolved(self) -> "PipelineConfig":
+    def resolved(self) -> PipelineConfig:
         """Absolute local paths (TFX components run with other working directories)."""
         def fix(p: str) -> str:
             return p if is_gcs(p) or p.startswith("vertex://") else str(Path(p).resolve())
@@ -544,15 +550,17 @@ def load_config(path: str | os.PathLike, overrides: dict | None = None) -> Pipel
     """Read and validate a YAML config. `overrides` is a nested dict merged over the file."""
     p = Path(path)
     if not p.is_file():
-        where = str(p.resolve()) if p.is_absolute() else f"{p.resolve()}: relative to the working directory {os.getcwd()}"
+        where = (str(p.resolve()) if p.is_absolute()
+                 else f"{p.resolve()}: relative to the working directory {os.getcwd()}")
         what = ("is a directory, not a file" if p.is_dir() else
                 "is not a regular file (a FIFO, socket or device)" if p.exists() else "not found")
         raise ConfigError(f"config file {str(p)!r} {what} (looked for {where}); pass --config PATH")
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError as e:
-        raise ConfigError(f"config file {str(p)!r} is not UTF-8 text (byte {e.start}: {e.object[e.start:e.start + 1]!r});"
-                          " save it as UTF-8") from None
+        byte = e.object[e.start:e.start + 1]
+        raise ConfigError(f"config file {str(p)!r} is not UTF-8 text (byte {e.start}: {byte!r}); "
+                          "save it as UTF-8") from None
     except OSError as e:
         raise ConfigError(f"config file {str(p)!r} cannot be read ({e.strerror or e})") from None
     except yaml.YAMLError as e:

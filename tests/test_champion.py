@@ -50,9 +50,10 @@ def synthesized_brightness(examples: Path) -> list[float]:
 
 
 def _compare(tmp_path: Path, examples: Path, candidate: Path, registry: Path,
-             thresholds: ThresholdConfig = ThresholdConfig()):
+             thresholds: ThresholdConfig | None = None):
     """ProductionModel + ProductionEvaluator on LocalDagRunner; returns the blessing artifact's folder
     and properties."""
+    thresholds = thresholds or ThresholdConfig()
     from tfx import v1 as tfx
     from tfx.types import standard_artifacts
     ex = tfx.dsl.Importer(source_uri=str(examples), artifact_type=standard_artifacts.Examples,
@@ -74,7 +75,8 @@ def _compare(tmp_path: Path, examples: Path, candidate: Path, registry: Path,
     cfg.sqlite.filename_uri = str(tmp_path / "mlmd.sqlite")
     store = metadata_store.MetadataStore(cfg)
     [blessing] = store.get_artifacts_by_type("ModelBlessing")
-    props = {k: (v.int_value if v.HasField("int_value") else v.string_value) for k, v in blessing.custom_properties.items()}
+    props = {k: (v.int_value if v.HasField("int_value") else v.string_value)
+             for k, v in blessing.custom_properties.items()}
     return Path(blessing.uri), props
 
 
@@ -105,7 +107,8 @@ def test_the_candidate_is_measured_against_production_with_tfma(tmp_path, exampl
     assert props[COMPARED] == 1 and props[PRODUCTION_VERSION] == "v1"
     assert props["blessed"] == blessed
     import tensorflow_model_analysis as tfma
-    result = tfma.load_validation_result(str(next((tmp_path / "root" / "ProductionEvaluator" / "evaluation").glob("*"))))
+    evaluation = tmp_path / "root" / "ProductionEvaluator" / "evaluation"
+    result = tfma.load_validation_result(str(next(evaluation.glob("*"))))
     assert result.validation_ok == bool(blessed)
     if not blessed:   # the worse model calls the darkest synthesized image real: accuracy 0.95 < 1.0
         failed = {f.metric_key.name for s in result.metric_validations_per_slice for f in s.failures}
@@ -128,9 +131,10 @@ class _Resized(_Tiny):
 
 
 def _release(tmp_path: Path, examples: Path, candidate: Path, registry: Path, promote: str = "auto",
-             thresholds: ThresholdConfig = ThresholdConfig(), enable_cache: bool = False) -> dict:
+             thresholds: ThresholdConfig | None = None, enable_cache: bool = False) -> dict:
     """Evaluator (vs the constant baseline), ProductionModel, ProductionEvaluator, ReleaseCheck and
     RegistryPusher as pipeline/pipeline.py wires them; returns release_check.json."""
+    thresholds = thresholds or ThresholdConfig()
     from tfx import v1 as tfx
     from tfx.types import standard_artifacts
 

@@ -1,7 +1,6 @@
 """User mistakes end as one `error:` line and exit 1, never a traceback (issue 16, case 12): bad YAML
 in a --set override, an unusable metadata_path, a corrupt registry aliases.json, a bad model.json next
 to a --model SavedModel, and model settings that are not real integers."""
-import json
 import shutil
 import subprocess
 import sys

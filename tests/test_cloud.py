@@ -277,13 +277,14 @@ def test_worker_pools_and_beam_args_follow_the_config(tmp_path):
     (pool,) = worker_pool_specs(cpu)
     assert pool["machine_spec"] == {"machine_type": "n2-standard-16"}
     assert pool["container_spec"]["image_uri"] == cpu.vertex.images.cpu
-    tpu = load_config(_vertex_yaml(tmp_path, vertex__training={"machine_type": "cloud-tpu", "accelerator_type": "TPU_V3",
-                                                               "accelerator_count": 8},
+    tpu = load_config(_vertex_yaml(tmp_path, vertex__training={"machine_type": "cloud-tpu",
+                                                               "accelerator_type": "TPU_V3", "accelerator_count": 8},
                                    vertex__images={"cpu": "eu.gcr.io/p/cpu:1", "tpu": "eu.gcr.io/p/tpu:1"}))
     assert worker_pool_specs(tpu)[0]["container_spec"]["image_uri"] == "eu.gcr.io/p/tpu:1"
     assert worker_pool_specs(tpu)[0]["machine_spec"]["accelerator_count"] == 8
     private = load_config(_vertex_yaml(tmp_path, vertex__dataflow={"subnetwork": "regions/us-central1/subnetworks/s",
-                                                                   "use_public_ips": False, "extra_args": ["--num_workers=2"]}))
+                                                                   "use_public_ips": False,
+                                                                   "extra_args": ["--num_workers=2"]}))
     args = dataflow_args(private)
     assert "--no_use_public_ips" in args and "--subnetwork=regions/us-central1/subnetworks/s" in args
     assert args[-1] == "--num_workers=2"
@@ -350,7 +351,8 @@ def test_the_parameters_step_outputs_what_compiling_the_config_would_have(cfg, t
     assert json.loads(changed["thresholds_json"]) == {**cfg.thresholds.model_dump(), "min_auc": 0.5,
                                                       "min_holdout_auc": 0.7}
     bounds = {json.dumps(t["threshold"]["value_threshold"]["lower_bound"]) for m in
-              json.loads(changed["eval_config"])["metrics_specs"][0]["metrics"] for t in m.get("per_slice_thresholds", [])}
+              json.loads(changed["eval_config"])["metrics_specs"][0]["metrics"]
+              for t in m.get("per_slice_thresholds", [])}
     assert bounds == {"0.5", json.dumps(cfg.thresholds.min_accuracy)}   # the TFMA gate too: AUC >= 0.5 now
     assert changed["input_base"] == "gs://other-bucket/images" and '"*"' in changed["input_config"]
     # a value the config schema refuses fails the step with one line naming it
@@ -370,7 +372,7 @@ def test_the_aiplatform_sdk_accepts_the_spec_with_parameter_values(compiled, cfg
                                       project=cfg.vertex.project, location=cfg.vertex.region,
                                       credentials=ga_credentials.AnonymousCredentials())
     j = job({"epochs": 1, "min_auc": 0.8, "data_input": "gs://b/images"})
-    params = j._gca_resource.runtime_config.parameters
+    params = j._gca_resource.runtime_config.parameters  # noqa: SLF001 - the job's request (as the dry run)
     assert params["epochs"].int_value == 1 and params["min_auc"].double_value == 0.8
     assert params["data_input"].string_value == "gs://b/images"
     assert params["batch_size"].int_value == cfg.model.batch_size   # the compiled default
@@ -477,7 +479,7 @@ def test_the_vertex_driver_fingerprints_every_input_file(tmp_path):
 
     def stock(name):
         ei = _driver_input(tmp_path, data, name)
-        tfx_driver._run_driver(ei)
+        tfx_driver._run_driver(ei)  # noqa: SLF001 - TFX's stock driver body
         out = json_format.Parse(Path(ei.outputs.output_file).read_text(), pipeline_spec_pb2.ExecutorOutput())
         return out.parameter_values["input_fingerprint"].string_value
 

@@ -28,7 +28,8 @@ def test_local_config_is_valid_and_paths_are_absolute(monkeypatch):
 def test_paper_defaults_when_keys_are_omitted(tmp_path):
     cfg = load_config(write(tmp_path, f"data: {{input: {tmp_path}}}\n"))
     m = cfg.model
-    assert (m.image_size, m.epochs, m.batch_size, m.dense_units, m.dropout, m.weights) == (224, 10, 32, 16, 0.1, "imagenet")
+    assert (m.image_size, m.epochs, m.batch_size, m.dense_units, m.dropout, m.weights) == \
+        (224, 10, 32, 16, 0.1, "imagenet")
     assert (cfg.thresholds.min_accuracy, cfg.thresholds.min_auc) == (0.90, 0.95)
 
 
@@ -65,7 +66,8 @@ def test_crop_mode_refuses_max_side_below_the_crop(tmp_path):
                "ingest: {max_side: 100, neutralize_format: false}\n"):  # raw bytes are never downscaled
         assert load_config(write(tmp_path, base + ok)).model.input_mode == "crop"
     # resize mode (the default) resizes anyway: a small max_side is allowed
-    assert load_config(write(tmp_path, f"data: {{input: {tmp_path}}}\ningest: {{max_side: 64}}\n")).ingest.max_side == 64
+    cfg = load_config(write(tmp_path, f"data: {{input: {tmp_path}}}\ningest: {{max_side: 64}}\n"))
+    assert cfg.ingest.max_side == 64
 
 
 def test_cli_crop_size_mistake_is_one_line():

@@ -134,14 +134,15 @@ def test_one_sample_per_input_and_counts_equal_the_ingest_summary(run, ds):
         "written": s["written"], "exact_duplicate": s["exact_duplicates"],
         "near_duplicate": s["near_duplicates"], "quarantined": s["quarantined"]}.items() if v}
     assert ds.count_sample_tags().get("quarantined", 0) == s["quarantined"]
-    reasons = Counter(r for r, st in zip(*ds.values(["quarantine_reason", "status"])) if st == "quarantined")
+    reasons = Counter(r for r, st in zip(*ds.values(["quarantine_reason", "status"]), strict=True)
+                      if st == "quarantined")
     assert dict(reasons) == s["quarantine_reasons"]
     assert set(ds.values("path")) == {m["path"] for m in members}
     # per-field counts equal members.jsonl (the ingestion's own per-file record)
     for field, key in (("source", "source"), ("split", "split"), ("cluster_id", "cluster_id"),
                        ("representative", "representative"), ("sha256", "sha256"), ("ground_truth.label", "label")):
         assert Counter(ds.values(field)) == Counter(m[key] for m in members), field
-    written_by_split = Counter(sp for sp, st in zip(*ds.values(["split", "status"])) if st == "written")
+    written_by_split = Counter(sp for sp, st in zip(*ds.values(["split", "status"]), strict=True) if st == "written")
     assert written_by_split == Counter({k: sum(v.values()) for k, v in s["written_by_split"].items()})
     # original format/size of every readable file; the duplicates point at their cluster's representative
     readable = ds.match({"status": {"$ne": "quarantined"}})
@@ -169,7 +170,7 @@ def test_predictions_evaluation_hardness_uniqueness(run, ds):
     assert len(ds.match({"status": "quarantined"}).exists("prediction")) == 0
     ps, labels, confs, gts, evals = scored.values(["p_synthesized", "prediction.label", "prediction.confidence",
                                                     "ground_truth.label", "eval"])
-    for p, label, conf, gt, ev in zip(ps, labels, confs, gts, evals):
+    for p, label, conf, gt, ev in zip(ps, labels, confs, gts, evals, strict=True):
         assert 0.0 <= p <= 1.0
         assert label == ("synthesized" if p >= thr else "real")
         assert conf == pytest.approx(p if label == "synthesized" else 1 - p)
@@ -190,7 +191,7 @@ def test_predictions_evaluation_hardness_uniqueness(run, ds):
     serve = tf.saved_model.load(model_dir).signatures["serving_images"]
     rows = list(iter_written(run["examples"], with_image=True))[:3]
     p = serve(images=tf.constant([r["image_raw"] for r in rows]))["p_synthesized"].numpy().ravel()
-    stored = dict(zip(*ds.values(["path", "p_synthesized"])))
+    stored = dict(zip(*ds.values(["path", "p_synthesized"]), strict=True))
     assert [stored[r["path"]] for r in rows] == pytest.approx(p.tolist(), abs=1e-5)
 
 
@@ -229,7 +230,8 @@ def test_saved_views(run, ds):
     clusters = Counter(m["cluster_id"] for m in run["members"] if m["cluster_id"])
     assert views["duplicates"] == sum(n for n in clusters.values() if n > 1) >= n_dups + 1 > 1
     grouped = ds.load_saved_view("duplicates")
-    assert grouped._is_dynamic_groups and len(grouped) == sum(1 for n in clusters.values() if n > 1)
+    dynamic = grouped._is_dynamic_groups  # noqa: SLF001 - FiftyOne's own check (no public one)
+    assert dynamic and len(grouped) == sum(1 for n in clusters.values() if n > 1)
     assert views["by_source"] == len(ds)
     assert len(ds.load_saved_view("by_source")) == len(set(ds.values("source")))
     assert len(ds.match(F("cluster_size") > 1).match(F("representative"))) == len(grouped)
@@ -255,7 +257,7 @@ def test_brain_runs_embeddings_and_similarity(run, ds):
     assert run["built"]["map_png"] and Path(run["built"]["map_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     tench = ds.match({"path": str(run["data"] / TENCH)}).first()
     ranked = ds.sort_by_similarity(tench.id, k=5, brain_key="similarity")
-    others = [p for p, sha in zip(*ranked.values(["path", "sha256"])) if sha != tench.sha256]
+    others = [p for p, sha in zip(*ranked.values(["path", "sha256"]), strict=True) if sha != tench.sha256]
     assert others[0] == str(run["data"] / "real" / "extra" / "tench_smaller.jpg"), others
 
 
@@ -271,7 +273,7 @@ def test_mistakenness_of_the_planted_label_error_and_feedback_from_the_view(run,
     sample = ds.match({"path": planted}).first()
     assert sample.ground_truth.label == "synthesized" and sample.split == "eval" and sample.status == "written"
     for gt, pred, conf, m in zip(*scored.values(["ground_truth.label", "prediction.label", "prediction.confidence",
-                                                 "mistakenness"])):
+                                                 "mistakenness"]), strict=True):
         assert m == pytest.approx((1 + conf) / 2 if pred != gt else (1 - conf) / 2)
     errors = set(ds.load_saved_view("likely_label_errors").values("path"))
     assert (planted in errors) == (sample.prediction.label == "real")

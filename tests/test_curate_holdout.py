@@ -5,7 +5,6 @@ import os
 import uuid
 from pathlib import Path
 
-import pytest
 
 from components.ingest.job import run_ingest
 from components.ingest.listing import resolve_run_inputs

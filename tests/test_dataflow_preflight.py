@@ -4,7 +4,6 @@ would be used. Nothing here talks to Google Cloud."""
 import json
 import time
 
-import pytest
 from click.testing import CliRunner
 
 from components.ingest.job import dataflow_preflight

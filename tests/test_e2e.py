@@ -28,8 +28,8 @@ def run_pipeline(tmp_path: Path, thresholds: dict, expect_exit: int = 0, *args: 
 def test_pipeline_runs_end_to_end_and_pushes_a_working_model(blessed_run, tmp_path):
     rep, run_dir = blessed_run["report"], blessed_run["tmp"]
     # piped stderr (a CI log, `make run | tee`): each progress line whole, never wrapped at 80 columns
-    assert re.search(rf"^run {rep['run_id']}: 80 input files from {re.escape(str(SAMPLE))}; 12 components; log: \S+\.log$",
-                     blessed_run["stderr"], re.M), blessed_run["stderr"][:2000]
+    line = rf"^run {rep['run_id']}: 80 input files from {re.escape(str(SAMPLE))}; 12 components; log: \S+\.log$"
+    assert re.search(line, blessed_run["stderr"], re.M), blessed_run["stderr"][:2000]
     # ingestion: every sample file accounted for, TFRecords in both splits
     ingest = rep["ingest"]
     n_files = sum(1 for p in SAMPLE.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
@@ -72,12 +72,14 @@ def test_pipeline_runs_end_to_end_and_pushes_a_working_model(blessed_run, tmp_pa
     assert reg.aliases() == {"latest": "v1", "production": "v1"}
     meta = reg.model_json("production")
     assert meta["pipeline"]["run_id"] == rep["run_id"] and meta["blessing"]["blessed"] is True
-    assert meta["metrics"]["candidate"]["binary_accuracy"] == pytest.approx(rep["metrics"]["candidate"]["binary_accuracy"])
+    assert meta["metrics"]["candidate"]["binary_accuracy"] == \
+        pytest.approx(rep["metrics"]["candidate"]["binary_accuracy"])
     assert meta["metrics"]["baseline"]["auc"] == pytest.approx(rep["metrics"]["baseline"]["auc"])
     summary = Path(examples, "ingest_summary.json").read_bytes()
     assert meta["data"]["fingerprint"] == "sha256:" + hashlib.sha256(summary).hexdigest()
     assert meta["threshold"] == meta["calibration"]["threshold"] == rep["calibration"]["candidate"]["threshold"]
-    assert meta["calibration"]["fpr"] <= 0.05 and set(rep["robustness"]["perturbations"]) == set(meta["robustness"]["perturbations"])
+    assert meta["calibration"]["fpr"] <= 0.05
+    assert set(rep["robustness"]["perturbations"]) == set(meta["robustness"]["perturbations"])
     # the report: Markdown referencing non-trivial PNGs
     out = cli("report", "--config", blessed_run["config"], "--out", tmp_path / "report", cwd=run_dir, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -54,4 +54,5 @@ def test_an_emptied_set_has_no_figures_and_fails_a_gate_that_applies():
     assert f["basis"] == "empty" and f["auc"] is None and f["n_examples"] == 0
     failures, _ = holdout_gate({"gone": {"candidate": f}}, {"min_holdout_auc": 0.5, "max_generalisation_gap": None})
     assert failures and failures[0].startswith("held-out set gone: no AUC (0 examples")
-    assert holdout_gate({"gone": {"candidate": f}}, {"min_holdout_auc": None, "max_generalisation_gap": None}) == ([], [])
+    no_limits = {"min_holdout_auc": None, "max_generalisation_gap": None}
+    assert holdout_gate({"gone": {"candidate": f}}, no_limits) == ([], [])

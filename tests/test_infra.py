@@ -140,7 +140,8 @@ def test_the_build_context_leaves_out_venv_outputs_and_data():
 def test_infra_readme_cites_only_files_that_exist():
     text = (INFRA / "README.md").read_text()
     if "builds submit" in text:
-        assert list(REPO.glob("cloudbuild*.yaml")) + list(INFRA.glob("cloudbuild*.yaml")), "infra/README cites a Cloud Build config that does not exist"
+        assert list(REPO.glob("cloudbuild*.yaml")) + list(INFRA.glob("cloudbuild*.yaml")), \
+            "infra/README cites a Cloud Build config that does not exist"
 
 
 def test_pin_images_writes_a_digest_for_every_image_arg():
@@ -375,7 +376,8 @@ def test_old_pipe_logic_skipped_the_install_and_the_script_does_not(tmp_path):
     pipe holds) ldd fails with EPIPE/SIGPIPE, the pipeline fails, and the old script took that as
     "nothing missing" and exited 0 without installing."""
     binary, _, _ = _build_with_missing_libs(tmp_path, n_libs=2000, name_pad=180)
-    old_logic = f"set -euo pipefail\nif ! ldd {binary} | grep -q 'not found'; then echo skipped; exit 0; fi\necho install\n"
+    old_logic = (f"set -euo pipefail\nif ! ldd {binary} | grep -q 'not found'; then echo skipped; exit 0; fi\n"
+                 "echo install\n")
     assert subprocess.run(["bash", "-c", old_logic], capture_output=True, text=True).stdout == "skipped\n"
     installer, calls = _installer(tmp_path, "exit 0")
     r = _ensure_mongod(binary, installer)

@@ -16,8 +16,8 @@ def feat(ex, name):
     return f.bytes_list.value[0].decode() if f.HasField("bytes_list") else f.int64_list.value[0]
 
 
-def decode(data: bytes, name="x.jpg", opts=IngestConfig()):
-    kind, payload = decode_file(ImageInput(path=name, label="real"), opts, data=data)
+def decode(data: bytes, name="x.jpg", opts=None):
+    kind, payload = decode_file(ImageInput(path=name, label="real"), opts or IngestConfig(), data=data)
     return kind, (payload.example if kind == "ok" else payload)
 
 

@@ -3,7 +3,6 @@ rows through archives, every bad member accounted for, the CIFAKE parts."""
 import hashlib
 import io
 import json
-import os
 import tarfile
 import zipfile
 from collections import Counter
@@ -23,7 +22,8 @@ SPLITS = [("train", 7), ("eval", 3)]
 CIFAKE = REPO.parent / "shared" / "data" / "cifake"
 
 
-def run_ingest(data_input, out_dir, opts=IngestConfig(), multi=False) -> dict:
+def run_ingest(data_input, out_dir, opts=None, multi=False) -> dict:
+    opts = opts or IngestConfig()
     args = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"] if multi else \
         ["--direct_running_mode=in_memory"]
     with beam.Pipeline(options=PipelineOptions(args)) as p:
@@ -68,7 +68,8 @@ def parts_tree(root: Path) -> dict[str, dict[str, bytes]]:
         "synthesized/sd/part-001.zip": {f"s{i:02d}.png": image_bytes("PNG", seed=i) for i in range(30, 34)},
     }
     parts["real/photos/part-000.zip"]["dup-b.png"] = dup
-    parts["synthesized/sd/part-002.tar"] = {f"t/s{i:02d}.jpg": image_bytes(seed=i, size=(40, 56)) for i in range(40, 46)}
+    parts["synthesized/sd/part-002.tar"] = {f"t/s{i:02d}.jpg": image_bytes(seed=i, size=(40, 56))
+                                            for i in range(40, 46)}
     parts["real/photos/part-003.tgz"] = {f"r{i:02d}.png": image_bytes("PNG", seed=i) for i in range(50, 55)}
     parts["real/photos/part-004.tar.gz"] = {f"r{i:02d}.jpg": image_bytes(seed=i) for i in range(60, 63)}
     for rel, files in parts.items():
@@ -201,10 +202,10 @@ def test_example_gen_reads_zip_parts_and_its_cache_follows_the_archives(tmp_path
     cfg = PipelineConfig.model_validate({
         "pipeline_root": str(tmp_path / "root"), "metadata_path": str(tmp_path / "md.sqlite"),
         "data": {"input": str(root)}}).resolved()
-    E = metadata_store_pb2.Execution
+    execution = metadata_store_pb2.Execution
     _run(cfg)
     _run(cfg)
-    assert _states(cfg.metadata_path) == [E.COMPLETE, E.CACHED]
+    assert _states(cfg.metadata_path) == [execution.COMPLETE, execution.CACHED]
     outs = sorted((tmp_path / "root").glob("**/ingest_summary.json"))
     assert json.loads(outs[0].read_text())["inputs"] == n
     # the same member names, one image changed inside one archive, the archive's size unchanged
@@ -214,7 +215,7 @@ def test_example_gen_reads_zip_parts_and_its_cache_follows_the_archives(tmp_path
               stored={f"s{i:02d}.png" for i in range(30, 34)})
     assert part.stat().st_size == size
     _run(cfg)
-    assert _states(cfg.metadata_path) == [E.COMPLETE, E.CACHED, E.COMPLETE]
+    assert _states(cfg.metadata_path) == [execution.COMPLETE, execution.CACHED, execution.COMPLETE]
 
 
 # ------------------------------------------------------------------------------------ bad archives and members

@@ -31,14 +31,15 @@ def encode(img: Image.Image, fmt="JPEG", **kw) -> bytes:
     return buf.getvalue()
 
 
-def run_ingest(data_input, out_dir, opts=IngestConfig()) -> dict:
+def run_ingest(data_input, out_dir, opts=None) -> dict:
+    opts = opts or IngestConfig()
     with beam.Pipeline(options=PipelineOptions(["--direct_running_mode=in_memory"])) as p:
         build_ingest(p, str(data_input), str(out_dir), opts, SPLITS)
     return read_summary(str(out_dir))
 
 
 def members(out_dir) -> list[dict]:
-    return [json.loads(l) for l in (Path(out_dir) / "members.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (Path(out_dir) / "members.jsonl").read_text().splitlines()]
 
 
 def records(out_dir) -> dict[str, list[tf.train.Example]]:
@@ -77,7 +78,8 @@ def test_invariant_dedup_and_conflicts(dup_tree, tmp_path):
     assert (s["exact_duplicates"], s["near_duplicates"]) == (1, 3)
     assert s["quarantine_reasons"] == {"label_conflict": 2, "not_an_image": 1}
     assert s["written"] == 24 + 1
-    m = {Path(x["path"]).name if "clash" not in x["path"] else x["path"].split("/data/")[1]: x for x in members(tmp_path / "out")}
+    m = {Path(x["path"]).name if "clash" not in x["path"] else x["path"].split("/data/")[1]: x
+         for x in members(tmp_path / "out")}
     base_cluster = {m[k]["cluster_id"] for k in ("base.png", "base_copy.png", "base_q100.jpg",
                                                    "base_small.jpg", "base_q70.jpg")}
     assert len(base_cluster) == 1 and base_cluster != {""}

@@ -67,7 +67,8 @@ def test_ingest_eval_v1_plus_bad_inputs(eval_v1, tmp_path):
     assert s["inputs"] == len(rows) == 842 + len(cases)
     assert s["inputs"] == s["written"] + s["exact_duplicates"] + s["near_duplicates"] + s["quarantined"] + s["skipped"]
     members = {m["path"]: m for m in map(json.loads, (tmp_path / "out" / "members.jsonl").read_text().splitlines())}
-    quarantine = {q["path"]: q for q in map(json.loads, (tmp_path / "out" / "quarantine.jsonl").read_text().splitlines())}
+    quarantine = {q["path"]: q
+                  for q in map(json.loads, (tmp_path / "out" / "quarantine.jsonl").read_text().splitlines())}
     for name, (_, expected) in cases.items():
         m = members[str(bad_dir / name)]
         if expected == "written":

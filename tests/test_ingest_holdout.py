@@ -6,7 +6,7 @@ from pathlib import Path
 
 from components.ingest.job import run_ingest
 from components.ingest.listing import resolve_run_inputs
-from components.ingest.outputs import read_members, read_summary
+from components.ingest.outputs import read_members
 from components.ingest.records import parse_example, read_gzip_tfrecords
 from schemas.config import IngestConfig
 from tests.test_ingest_beam import SPLITS, encode, scene

@@ -1,5 +1,4 @@
 """ImageExampleGen inside TFX: the cached execution is reused exactly when no input changed."""
-import pytest
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
@@ -27,11 +26,11 @@ def test_example_gen_is_cached_until_an_input_changes(make_tree, tmp_path):
     cfg = PipelineConfig.model_validate({
         "pipeline_root": str(tmp_path / "root"), "metadata_path": str(tmp_path / "md.sqlite"),
         "data": {"input": str(root)}}).resolved()
-    E = metadata_store_pb2.Execution
+    execution = metadata_store_pb2.Execution
     _run(cfg)
     _run(cfg)
-    assert _states(cfg.metadata_path) == [E.COMPLETE, E.CACHED]
+    assert _states(cfg.metadata_path) == [execution.COMPLETE, execution.CACHED]
     # a new file deep in a source folder changes the fingerprint (TFX's own glob would miss it)
     (root / "synthesized" / "sd" / "s9.png").write_bytes(encode(scene(99), "PNG"))
     _run(cfg)
-    assert _states(cfg.metadata_path) == [E.COMPLETE, E.CACHED, E.COMPLETE]
+    assert _states(cfg.metadata_path) == [execution.COMPLETE, execution.CACHED, execution.COMPLETE]

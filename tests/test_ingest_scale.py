@@ -7,13 +7,12 @@ from pathlib import Path
 
 import apache_beam as beam
 import numpy as np
-import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pipeline import PipelineVisitor
 
 from components.ingest import dedup
 from components.ingest.job import build_ingest
-from components.ingest.outputs import read_members, read_summary
+from components.ingest.outputs import read_summary
 from components.ingest.plan import ScanRow, make_plan
 from schemas.config import IngestConfig
 from tests.test_ingest_beam import SPLITS, dup_tree, run_ingest  # noqa: F401 - fixture
@@ -40,7 +39,8 @@ def _leaves(x, depth=0):
 
 
 def _probe(element, label: str, log: str):
-    big = [len(v) for v in _leaves(element) if isinstance(v, (bytes, bytearray, memoryview)) and len(v) > MAX_BYTES_LEAF]
+    big = [len(v) for v in _leaves(element)
+           if isinstance(v, (bytes, bytearray, memoryview)) and len(v) > MAX_BYTES_LEAF]
     images = [v for v in _leaves(element) if isinstance(v, (bytes, bytearray))
               and (bytes(v[:3]) == b"\xff\xd8\xff" or bytes(v[:4]) == b"\x89PNG")]
     with open(log, "a") as f:
@@ -67,7 +67,7 @@ def watch_shuffles(p: beam.Pipeline, log: str) -> list[str]:
     return [label for label, _ in watched]
 
 
-def test_no_image_payload_reaches_a_shuffle_or_side_input(dup_tree, tmp_path):
+def test_no_image_payload_reaches_a_shuffle_or_side_input(dup_tree, tmp_path):  # noqa: F811 - the imported fixture
     root, n = dup_tree
     log = str(tmp_path / "probe.jsonl")
     p = beam.Pipeline(options=PipelineOptions(["--direct_running_mode=in_memory"]))
@@ -82,7 +82,7 @@ def test_no_image_payload_reaches_a_shuffle_or_side_input(dup_tree, tmp_path):
     assert read_summary(str(tmp_path / "out"))["written"] == 25   # and the job did its work
 
 
-def test_multi_process_output_is_byte_identical_to_in_process(dup_tree, tmp_path):
+def test_multi_process_output_is_byte_identical_to_in_process(dup_tree, tmp_path):  # noqa: F811 - the imported fixture
     root, _ = dup_tree
     opts = IngestConfig()
     for name, args in (("one", ["--direct_running_mode=in_memory"]),
@@ -106,7 +106,8 @@ def _rows(n_distinct=300, seed=0):
             h = rng.getrandbits(64)
         label = "real" if i % 2 else "synthesized"
         rows.append(ScanRow(f"/d/{label}/{i:05d}.jpg", label, "s", "", "c", f"{rng.getrandbits(256):064x}",
-                            f"{rng.getrandbits(256):064x}", h, 100 + i, 50 + i, f"spill-{i % 3}", i * 10, 10, "80" * 48))
+                            f"{rng.getrandbits(256):064x}", h, 100 + i, 50 + i, f"spill-{i % 3}", i * 10, 10,
+                            "80" * 48))
     # a planted near duplicate (3 bits flipped) and an exact duplicate of row 0
     near = rows[0]._replace(path="/d/x/near.jpg", sha256="aa" * 32, pixel_sha="bb" * 32, phash=rows[0].phash ^ 0b10101)
     exact = rows[0]._replace(path="/d/x/exact.jpg", sha256="cc" * 32)
@@ -149,7 +150,8 @@ def test_vectorised_lsh_finds_planted_pairs_and_only_true_ones():
     # brute force on a slice: LSH misses at most a few true pairs and invents none
     sub = allh[:3000]
     x = sub[:, None] ^ sub[None, :]
-    true = {(i, j) for i, j in zip(*np.nonzero(np.triu(dedup.popcount(x.ravel()).reshape(x.shape) <= 6, 1)))}
+    true = {(i, j) for i, j in zip(*np.nonzero(np.triu(dedup.popcount(x.ravel()).reshape(x.shape) <= 6, 1)),
+                                   strict=True)}
     got = {tuple(p) for p in dedup.near_duplicate_pairs(sub, 6, 32, 16)}
     assert got <= true
 
@@ -166,7 +168,7 @@ def test_a_large_bucket_of_similar_hashes_is_searched_completely():
     pairs = dedup.near_duplicate_pairs(hashes, 4, 4, 8)
     n = len(hashes)
     x = hashes[:, None] ^ hashes[None, :]
-    true = {(i, j) for i, j in zip(*np.nonzero(np.triu(dedup.popcount(x.ravel()).reshape(n, n) <= 4, 1)))
-}
+    true = {(i, j) for i, j in zip(*np.nonzero(np.triu(dedup.popcount(x.ravel()).reshape(n, n) <= 4, 1)),
+                                   strict=True)}
     assert len(true) > 100
     assert {tuple(p) for p in pairs.tolist()} == true

@@ -5,7 +5,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from components.trainer import model as model_lib
-from components.trainer.model import WeightsError, build_model, load_vgg16_weights
+from components.trainer.model import WeightsError, build_model
 from components.transform.preprocessing import decode_images, preprocessing_fn, vgg_normalise
 from tests.conftest import image_bytes
 
@@ -14,11 +14,11 @@ SIZE = 32
 
 def test_paper_architecture_all_layers_trainable():
     m = build_model(SIZE, weights="none")
-    names = [l.name for l in m.layers]
+    names = [layer.name for layer in m.layers]
     assert names[-4:] == ["flatten", "dense_relu", "dropout", "p_synthesized"]
-    assert sum(isinstance(l, keras.layers.Conv2D) for l in m.layers) == 13
-    assert sum(isinstance(l, keras.layers.MaxPooling2D) for l in m.layers) == 5
-    assert all(l.trainable for l in m.layers)
+    assert sum(isinstance(layer, keras.layers.Conv2D) for layer in m.layers) == 13
+    assert sum(isinstance(layer, keras.layers.MaxPooling2D) for layer in m.layers) == 5
+    assert all(layer.trainable for layer in m.layers)
     assert len(m.trainable_weights) == len(m.weights)
     assert m.get_layer("dense_relu").units == 16 and m.get_layer("dense_relu").activation.__name__ == "relu"
     assert m.get_layer("dropout").rate == pytest.approx(0.1)
@@ -46,7 +46,7 @@ def test_mixed_precision_keeps_float32_output():
 
 
 def _conv_weights(m):
-    return [l.get_weights() for l in m.layers if isinstance(l, keras.layers.Conv2D)]
+    return [layer.get_weights() for layer in m.layers if isinstance(layer, keras.layers.Conv2D)]
 
 
 def test_loads_keras2_h5_weights(tmp_path):
@@ -54,7 +54,7 @@ def test_loads_keras2_h5_weights(tmp_path):
     path = str(tmp_path / "vgg16_notop.h5")
     src.save_weights(path)
     m = build_model(SIZE, weights=path)
-    for (k1, b1), (k2, b2) in zip(_conv_weights(src), _conv_weights(m)):
+    for (k1, b1), (k2, b2) in zip(_conv_weights(src), _conv_weights(m), strict=True):
         np.testing.assert_array_equal(k1, k2)
         np.testing.assert_array_equal(b1, b2)
 
@@ -76,7 +76,7 @@ def test_loads_keras3_weights_h5_layout_with_other_layer_names(tmp_path):
         f.create_group("dsn1/vars")["0"] = np.zeros((1, 1, 64, 1))  # side outputs are ignored
         f["dsn1/vars"]["1"] = np.zeros((1,))
     m = build_model(SIZE, weights=path)
-    for (k1, _), (k2, _) in zip(_conv_weights(src), _conv_weights(m)):
+    for (k1, _), (k2, _) in zip(_conv_weights(src), _conv_weights(m), strict=True):
         np.testing.assert_array_equal(k1, k2)
 
 

@@ -9,7 +9,7 @@ import tensorflow as tf
 from tfx.types import standard_artifacts
 from tfx.utils import path_utils
 
-from components.registry.production import (FOUND, PRODUCTION_JSON, VERSION, ProductionModelExecutor,
+from components.registry.production import (FOUND, VERSION, ProductionModelExecutor,
                                             read_production, seen_at_build)
 from components.registry.store import ALIASES_JSON, LocalRegistry, RegistryError
 from schemas.config import PipelineConfig

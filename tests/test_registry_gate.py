@@ -4,7 +4,6 @@ hand-written SavedModels as candidate and baseline.
 
 A sabotaged (constant-output) candidate and a fragile one (right only on clean images) are not
 blessed and add no version; a good candidate is pushed with model.json filled in."""
-import gzip
 import hashlib
 import io
 import json
@@ -157,7 +156,8 @@ def test_good_candidate_is_blessed_and_pushed_with_model_json(tmp_path, examples
     assert cal["n_real"] == N_PER_CLASS and "tpr_at_0.5" in cal
     assert set(meta["robustness"]["perturbations"]) == {"jpeg_q95", "jpeg_q75", "jpeg_q50", "downscale_0.5",
                                                          "blur_sigma1"}
-    assert meta["blessing"]["blessed"] and any("binary_accuracy = 1.000 >= 0.9" in r for r in meta["blessing"]["reasons"])
+    assert meta["blessing"]["blessed"]
+    assert any("binary_accuracy = 1.000 >= 0.9" in r for r in meta["blessing"]["reasons"])
     calib_asset = json.loads((reg.local_dir("v1") / "assets.extra" / "calibration.json").read_text())
     assert calib_asset["threshold"] == meta["threshold"]
 
@@ -198,7 +198,8 @@ def test_candidate_at_chance_on_a_held_out_set_is_refused_naming_the_set(tmp_pat
     assert check["tfma"]["holdout"]["holdout_same_gen"]["candidate"]["metrics"]["example_count"] == 12
     same, unseen = check["holdout"]["same_gen"]["candidate"], check["holdout"]["unseen_gen"]["candidate"]
     assert same["basis"] == "held-out set" and same["auc"] == pytest.approx(1.0) and same["gap"] == pytest.approx(0.0)
-    assert unseen["basis"] == "held-out synthesized vs eval real" and (unseen["n_synthesized"], unseen["n_real"]) == (8, 0)
+    assert unseen["basis"] == "held-out synthesized vs eval real"
+    assert (unseen["n_synthesized"], unseen["n_real"]) == (8, 0)
     assert unseen["auc"] < 0.8 and unseen["gap"] > 0.1 and unseen["tpr_at_target_fpr"] < 0.5
     assert check["blessed"] is False
     failures = [r for r in check["reasons"] if r.startswith("held-out set")]

@@ -35,7 +35,8 @@ def test_report_renders_tables_and_figures(tmp_path):
     # Table 1: the good candidate separates the classes perfectly at 0.5
     assert f"| real | {N_PER_CLASS} | 0 |" in md and f"| synthesized | 0 | {N_PER_CLASS} |" in md
     assert "## Table 2: classification reports" in md and "| blur_sigma1 |" in md
-    assert json.loads((check_dir / "release_check.json").read_text())["calibration"]["candidate"]["n_real"] == N_PER_CLASS
+    check = json.loads((check_dir / "release_check.json").read_text())
+    assert check["calibration"]["candidate"]["n_real"] == N_PER_CLASS
 
 
 def test_an_eval_split_without_synthesized_images_is_refused_and_reported_as_na(tmp_path, capsys):

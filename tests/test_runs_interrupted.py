@@ -45,7 +45,8 @@ def test_a_dead_or_reused_pid_is_gone_and_another_host_is_unknown():
     base = {"host": socket.gethostname(), "outcome": None}
     assert process_record.state({**base, "pid": child.pid, "process_start": time.time()}) == process_record.GONE
     # this pid is alive, but it is not the process that started the run (pid reused)
-    assert process_record.state({**base, "pid": me.pid, "process_start": me.create_time() - 3600}) == process_record.GONE
+    reused_pid = {**base, "pid": me.pid, "process_start": me.create_time() - 3600}
+    assert process_record.state(reused_pid) == process_record.GONE
     assert process_record.state({**base, "pid": me.pid, "process_start": me.create_time()}) == process_record.ALIVE
     assert process_record.state({**base, "host": "elsewhere", "pid": me.pid,
                                  "process_start": me.create_time()}) == process_record.UNKNOWN
@@ -208,7 +209,7 @@ def _mlmd_with_runs(path: Path, runs: list[str]) -> None:
     etype = store.put_execution_type(pb.ExecutionType(name="ImageExampleGen"))
     [pipeline, node] = store.put_contexts([pb.Context(type_id=ptype, name="synthdetect"),
                                           pb.Context(type_id=ntype, name="synthdetect.ImageExampleGen")])
-    for i, run in enumerate(runs):
+    for run in runs:
         [ctx] = store.put_contexts([pb.Context(type_id=rtype, name=run)])
         [e] = store.put_executions([pb.Execution(type_id=etype, last_known_state=pb.Execution.COMPLETE)])
         store.put_attributions_and_associations(

@@ -2,7 +2,6 @@
 augmentation policy, crop mode's random training crops and deterministic evaluation/serving."""
 import json
 import types
-from pathlib import Path
 
 import apache_beam as beam
 import numpy as np
@@ -151,7 +150,7 @@ def test_crop_mode_training_crops_are_native_windows_that_change_every_epoch(tra
                          input_mode="crop")
     np.testing.assert_array_equal(e1.numpy(), next(iter(again))[0].numpy())  # reproducible from the seed
     # every training crop is an unresampled SIZE x SIZE window of the decoded image
-    for crop, raw in list(zip(e1.numpy(), _raw_images()))[:3]:
+    for crop, raw in list(zip(e1.numpy(), _raw_images(), strict=False))[:3]:
         img = tf.io.decode_image(raw, channels=3).numpy().astype(np.float32)[..., ::-1] - [103.939, 116.779, 123.68]
         wins = np.lib.stride_tricks.sliding_window_view(img, (SIZE, SIZE, 3))[..., 0, :, :, :]
         assert (np.abs(wins - crop).max(axis=(-3, -2, -1)) < 1e-3).any()

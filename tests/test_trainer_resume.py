@@ -31,7 +31,8 @@ SCRIPT = textwrap.dedent('''
     cfg = PipelineConfig.model_validate({"data": {"input": "."}, "model": {
         "image_size": 32, "batch_size": 4, "weights": "none", "deterministic": True, **model}})
     serving = os.path.join(tmp, "root", "Trainer_baseline", "model", "7", "Format-Serving")
-    rf.run_fn(types.SimpleNamespace(train_files=[os.path.join(tmp, "data.gz")], eval_files=[os.path.join(tmp, "data.gz")],
+    data = os.path.join(tmp, "data.gz")
+    rf.run_fn(types.SimpleNamespace(train_files=[data], eval_files=[data],
               transform_output=os.path.join(tmp, "transform"), serving_model_dir=serving,
               model_run_dir=os.path.join(tmp, "run"), custom_config=trainer_config(cfg, "baseline")))
 ''')
@@ -53,7 +54,7 @@ def history(tmp: Path) -> dict:
 
 
 @pytest.fixture
-def data(transformed, tmp_path):  # noqa: F811
+def data(transformed, tmp_path):  # noqa: F811 - the imported fixture, used by name
     """The transformed sample in a folder of this test's own (the checkpoint key reads the files)."""
     _, _, src = transformed
     os.symlink(src / "transform", tmp_path / "transform")

@@ -43,7 +43,7 @@ def recorded_job(state: str, tasks: dict[str, str], blessed: bool | None = None,
     job = t.PipelineJob(name=NAME, display_name="synthdetect", state=state,
                         job_detail=t.PipelineJobDetail(task_details=details))
     if error:
-        job._pb.error.CopyFrom(status_pb2.Status(code=9, message=error))
+        job._pb.error.CopyFrom(status_pb2.Status(code=9, message=error))  # noqa: SLF001 - proto-plus: the wrapped protobuf message
     return job
 
 
@@ -111,7 +111,8 @@ def test_vertex_runs_and_wait_without_credentials_are_one_line(tmp_path, args):
                            text=True, timeout=600)
         assert r.returncode == 0, r.stderr[-2000:]
     cmd = [CLI, args[0], "--config", str(VERTEX), *args[1:], *extra]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_no_credentials_env(tmp_path), cwd=tmp_path)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_no_credentials_env(tmp_path),
+                       cwd=tmp_path)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines() == [r.stderr.strip()]
     assert r.stderr.startswith("error: no Google Cloud credentials"), r.stderr

@@ -100,7 +100,8 @@ def test_config_accepts_the_prefix_and_checks_the_zone():
 def test_cli_refuses_a_bad_zone_in_one_line_before_anything_else(args):
     r = CliRunner().invoke(main, [*args, "--config", VERTEX, "--dry-run"])
     assert r.exit_code == 1, r.output
-    assert r.output.strip() == "error: time zone 'Europe/Nowhere' is not an IANA time zone (e.g. Europe/Berlin, Etc/UTC)"
+    assert r.output.strip() == ("error: time zone 'Europe/Nowhere' is not an IANA time zone "
+                                "(e.g. Europe/Berlin, Etc/UTC)")
 
 
 @pytest.mark.parametrize("sub", ["list", "pause", "resume", "delete"])

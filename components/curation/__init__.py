@@ -6,6 +6,6 @@ Modules: `members` (what ingestion did with every input file, through components
 `dataset` (the FiftyOne dataset and its views; scores through components/scoring), `brain`
 (embeddings, the `embedding_map` map, the `similarity` index, mistakenness; reused when model and
 images are unchanged), `appconfig` (sidebar groups, colours and the `curation` workspace saved with
-the dataset), `feedback` (export of curator tags), `app` (MongoDB check and App launch). Imports ingest, scoring, transform,
-cache; imported only by the CLI (`pipeline/cli/curate.py`).
+the dataset), `feedback` (export of curator tags), `app` (MongoDB check and App launch). Imports ingest,
+scoring, transform, cache; imported only by the CLI (`pipeline/cli/curate.py`).
 """

@@ -16,7 +16,7 @@ def quiet_fiftyone() -> None:
     os.environ.setdefault("FIFTYONE_LOGGING_LEVEL", "WARNING")   # "Computing hardness..." goes to stdout
     logging.getLogger("fiftyone.core.odm.database").setLevel(logging.ERROR)
     import fiftyone as fo
-    import fiftyone.brain  # noqa: F401 - its loggers exist before their level is set
+    import fiftyone.brain  # its loggers exist before their level is set
     fo.core.logging.set_logging_level(logging.WARNING)
 
 
@@ -58,12 +58,12 @@ def launch(name: str, address: str = "127.0.0.1", port: int = 5151, view: str | 
     # one only when the port has none, and stops it when the session closes).
     import fiftyone.core.session.session as fosession
     if service is not None:
-        fosession._server_services[port] = service
+        fosession._server_services[port] = service  # noqa: SLF001 - FiftyOne's per-port server map (see above)
     try:
         return fo.launch_app(ds, view=v, spaces=spaces, address=address, port=port, remote=True, auto=False)
     except BaseException:
         if service is not None:
-            fosession._server_services.pop(port, None)
+            fosession._server_services.pop(port, None)  # noqa: SLF001 - FiftyOne's per-port server map
             service.stop()
         raise
 
@@ -175,7 +175,7 @@ def start_server(address: str, port: int, timeout: float, progress=lambda line: 
         if _fiftyone_answers(address, port):
             return None   # a FiftyOne App already serves there: the session attaches to it, as FiftyOne does
         raise CurationError(f"port {port} on {address} is in use by another program; choose another --port")
-    why = "timeout"
+    why: str | None = "timeout"
     for attempt in range(1, ATTEMPTS + 1):
         service = _server_service(address, port)
         why = _wait_listening(service, port, timeout, progress, attempt)
@@ -183,8 +183,8 @@ def start_server(address: str, port: int, timeout: float, progress=lambda line: 
             return service
         service.stop()   # closes the wrapper's stdin: it stops the server it started
         if attempt < ATTEMPTS:
-            progress(f"FiftyOne App server on port {port} {'did not listen within %.0f s' % timeout if why == 'timeout' else why}; "
-                     "trying again")
+            detail = f"did not listen within {timeout:.0f} s" if why == "timeout" else why
+            progress(f"FiftyOne App server on port {port} {detail}; trying again")
     load, cores = _load()
     if why == "timeout":
         raise CurationError(

@@ -20,7 +20,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +77,7 @@ def model_fingerprint(model_dir: str) -> str:
 
 def embeddings_fingerprint(model_fp: str, layer: str, paths: Sequence[str], images: Sequence[bytes]) -> str:
     h = hashlib.sha256(f"{model_fp}\0{layer}\0".encode())
-    for path, data in sorted(zip(paths, images)):
+    for path, data in sorted(zip(paths, images, strict=True)):
         h.update(path.encode() + b"\0" + hashlib.sha256(data).digest())
     return h.hexdigest()
 
@@ -102,7 +103,8 @@ def _reusable(ds, ids: list[str], fingerprint: str) -> bool:
     return len(view) == len(ids) and len(view.exists(EMBEDDING_FIELD)) == len(ids)
 
 
-def update_embeddings(ds, ids: list[str], images: Sequence[bytes], embed: Callable[[Sequence[bytes]], object],
+def update_embeddings(ds, ids: list[str], images: Sequence[bytes],
+                      embed: Callable[[Sequence[bytes]], np.ndarray | None],
                       fingerprint: str, method: str = DEFAULT_MAP_METHOD, unavailable: Callable[[], str] = str,
                       progress: Callable[[str], None] = lambda s: None) -> BrainStatus:
     """Embeddings of the scored samples `ids` (images in the same order) on the samples, the 2-D map
@@ -144,7 +146,7 @@ def update_embeddings(ds, ids: list[str], images: Sequence[bytes], embed: Callab
     view = ds.exists(EMBEDDING_FIELD)
     n, dim = len(view), len(view.first()[EMBEDDING_FIELD])
     progress(f"{method} map of {n} embeddings")
-    kwargs = {"seed": SEED, "verbose": False}
+    kwargs: dict[str, Any] = {"seed": SEED, "verbose": False}
     if method == "tsne":
         kwargs.update(perplexity=float(min(30.0, max(1.0, (n - 1) / 3))), pca_dims=50 if min(n, dim) > 50 else None)
     fob.compute_visualization(view, embeddings=EMBEDDING_FIELD, brain_key=MAP_KEY, method=method, num_dims=2,

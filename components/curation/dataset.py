@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 
 from components.curation import appconfig, brain
@@ -65,17 +66,16 @@ def _duplicate_image(member: dict, summary: dict):
     """Re-ingest a duplicate's original file exactly as ingestion would (it is not in the TFRecords):
     (encoded bytes, orig metadata) or (None, {})."""
     from components.ingest.images import decode_file
-    from components.ingest.listing import ImageInput
+    from components.ingest.listing import ImageInput, member_input
     from schemas.config import IngestConfig
-    from components.ingest.listing import member_input
     opts = IngestConfig.from_dict(summary.get("options") or {})
-    fields = dict(label=member.get("label") or "real", source=member.get("source") or "unknown",
+    fields: dict[str, Any] = dict(label=member.get("label") or "real", source=member.get("source") or "unknown",
                   generator=member.get("generator") or "", content=member.get("content") or "unknown")
     # a member of an archive is read again by its byte range (archive/member path)
     item = member_input(member["path"], **fields) or ImageInput(path=member["path"], **fields)
     try:
         kind, payload = decode_file(item, opts)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - an unreadable original shows no image, never fails the build
         return None, {}
     if kind != "ok":
         return None, {}
@@ -135,7 +135,7 @@ def build_dataset(name: str, run_id: str, examples_uri: str, model_dir: str | No
     ds = fo.load_dataset(name) if fo.dataset_exists(name) else fo.Dataset(name)
     ds.persistent = True
     by_path = {m["path"]: m for m in members}
-    existing = dict(zip(*ds.values(["path", "id"]))) if len(ds) and ds.has_sample_field("path") else {}
+    existing = dict(zip(*ds.values(["path", "id"]), strict=True)) if len(ds) and ds.has_sample_field("path") else {}
     stale = [sid for p, sid in existing.items() if p not in by_path]
     if stale:
         ds.delete_samples(stale)
@@ -195,7 +195,7 @@ def build_dataset(name: str, run_id: str, examples_uri: str, model_dir: str | No
         progress(f"scoring {len(images)} images with {model_dir} (threshold {thr:g})")
         paths = sorted(images)
         p = scorer.score_batched([images[q] for q in paths])
-        ids_by_path = dict(zip(*ds.values(["path", "id"])))
+        ids_by_path = dict(zip(*ds.values(["path", "id"]), strict=True))
         ids = [ids_by_path[q] for q in paths]
         preds = []
         for pi in p:
@@ -253,7 +253,7 @@ def saved_view_definitions(ds, threshold: float | None, margin: float) -> dict:
     return {
         "false_positives": (ds.match(F(EVAL_KEY) == "FP").sort_by("p_synthesized", reverse=True),) * 2,
         "false_negatives": (ds.match(F(EVAL_KEY) == "FN").sort_by("p_synthesized"),) * 2,
-        "uncertain": (ds.match((F("p_synthesized") != None) & (distance < margin)).sort_by(distance),) * 2,  # noqa: E711
+        "uncertain": (ds.match((F("p_synthesized") != None) & (distance < margin)).sort_by(distance),) * 2,  # noqa: E711 - a FiftyOne query expression, not a comparison
         # the model disagrees with ground_truth, most confident first (brain.compute_mistakenness), on
         # samples it did not train on (a model reproduces the labels it was fit to, wrong ones too),
         # without those a curator has reviewed

@@ -37,8 +37,8 @@ def decisions(ds) -> list[dict]:
         (F() == EXCLUDE_TAG) | F().starts_with(RELABEL_PREFIX)).length() > 0)
     out: dict[str, dict] = {}
     bad = []
-    shas = dict(zip(*tagged.values(["path", "sha256"]))) if ds.has_sample_field("sha256") else {}
-    for path, tags in zip(*tagged.values(["path", "tags"])):
+    shas = dict(zip(*tagged.values(["path", "sha256"]), strict=True)) if ds.has_sample_field("sha256") else {}
+    for path, tags in zip(*tagged.values(["path", "tags"]), strict=True):
         relabels = sorted({t[len(RELABEL_PREFIX):].strip().lower() for t in tags if t.startswith(RELABEL_PREFIX)})
         invalid = [r for r in relabels if r not in LABELS]
         if invalid or len(relabels) > 1:

@@ -9,7 +9,7 @@ file (no duplicate detection then: every written file is its own cluster's repre
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from components.cache import cache_dir, key
 from components.ingest import outputs
@@ -103,9 +103,9 @@ def check_accounting(members: list[dict], summary: dict, n_records: int | None =
     problems = []
     if len(members) != summary.get("inputs"):
         problems.append(f"{len(members)} members but {summary.get('inputs')} inputs")
-    for status, key in SUMMARY_KEYS.items():
-        if counts[status] != summary.get(key, 0):
-            problems.append(f"{counts[status]} {status} members but {key}={summary.get(key, 0)}")
+    for status, summary_key in SUMMARY_KEYS.items():
+        if counts[status] != summary.get(summary_key, 0):
+            problems.append(f"{counts[status]} {status} members but {summary_key}={summary.get(summary_key, 0)}")
     if n_records is not None and n_records != counts["written"]:
         problems.append(f"{n_records} TFRecord examples but {counts['written']} written members")
     if len({m["path"] for m in members}) != len(members):

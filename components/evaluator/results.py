@@ -61,11 +61,12 @@ def load(uri: str, models: tuple[str, ...] = (CANDIDATE, BASELINE)) -> TfmaResul
         by_split: dict[str | None, list[tuple[tuple, dict]]] = {}
         for slice_key, metrics in result.slicing_metrics:
             values = metrics.get("", {}).get("", {})
-            row = {k: x for k, x in ((k, _value(v)) for k, v in values.items()) if k in REPORT_METRICS and x is not None}
+            row = {k: x for k, x in ((k, _value(v)) for k, v in values.items())
+                   if k in REPORT_METRICS and x is not None}
             split, rest = _split_of(slice_key)
             by_split.setdefault(split, []).append((rest, row))
         # in distribution: the eval split's slices, or (no split feature) every slice as before
-        own = by_split.get(EVAL_SPLIT) if EVAL_SPLIT in by_split else by_split.get(None, [])
+        own = by_split[EVAL_SPLIT] if EVAL_SPLIT in by_split else by_split.get(None, [])
         out.metrics[model], out.slices[model] = _table(own)
         for split, items in by_split.items():
             if split not in (None, EVAL_SPLIT):
@@ -73,7 +74,7 @@ def load(uri: str, models: tuple[str, ...] = (CANDIDATE, BASELINE)) -> TfmaResul
                 out.holdout.setdefault(split, {})[model] = {"metrics": metrics_, "slices": slices_}
     try:
         validation = tfma.load_validation_result(uri)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - no validation result: validation_ok stays unknown
         return out
     out.validation_ok = bool(validation.validation_ok)
     for per_slice in validation.metric_validations_per_slice:

@@ -26,7 +26,8 @@ import struct
 import tarfile
 import zipfile
 import zlib
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Literal, TypeVar
 
 from schemas.config import is_gcs
 
@@ -34,6 +35,12 @@ ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 SPAN_GAP = 64 * 1024          # members closer than this are fetched in one read
 SPAN_MAX = 32 * 1024 * 1024   # largest single read
 _ZIP_SLACK = 512              # the local header's extra field may differ from the central one
+# A zip member's local file header (APPNOTE.TXT 4.3.7; the values zipfile uses internally, not public API):
+# signature, then fixed fields, of which the file name length and the extra field length are the last two.
+_ZIP_LOCAL_HEADER = "<4s2B4HL2L2H"
+_ZIP_LOCAL_SIGNATURE = b"PK\003\004"
+_ZIP_LOCAL_HEADER_SIZE = struct.calcsize(_ZIP_LOCAL_HEADER)   # 30
+_ZIP_NAME_LENGTH, _ZIP_EXTRA_LENGTH = 10, 11                   # field indices in the unpacked header
 
 
 def archive_kind(name: str) -> str | None:
@@ -134,6 +141,8 @@ def open_archive(path: str, version: str = ""):
 def list_members(path: str, version: str = "") -> list[Entry]:
     """Every member of the archive at `path`, in archive order. ArchiveError if it cannot be read."""
     kind = archive_kind(path)
+    if kind is None:   # callers pass archives only (they ask archive_kind first)
+        raise ArchiveError("not an archive name (.zip, .tar, .tar.gz, .tgz)")
     try:
         with open_archive(path, version) as f:
             if kind == "zip":
@@ -158,7 +167,7 @@ def _list_zip(f) -> list[Entry]:
 
 
 def _list_tar(f, kind: str, streamed: bool) -> list[Entry]:
-    mode = ("r|gz" if kind == "tgz" else "r|") if streamed else "r:"
+    mode: Literal["r|gz", "r|", "r:"] = ("r|gz" if kind == "tgz" else "r|") if streamed else "r:"
     out = []
     with tarfile.open(fileobj=f, mode=mode) as t:
         for k, ti in enumerate(t):
@@ -188,10 +197,10 @@ def clean_name(name: str) -> str:
 # ------------------------------------------------------------------------------------ reading members
 def _zip_data(buf: bytes, e: Entry, max_bytes: int) -> bytes:
     """The member's bytes from a buffer beginning at its local header (ValueError: buffer short)."""
-    if len(buf) < zipfile.sizeFileHeader or buf[:4] != zipfile.stringFileHeader:
+    if len(buf) < _ZIP_LOCAL_HEADER_SIZE or buf[:4] != _ZIP_LOCAL_SIGNATURE:
         raise MemberError("corrupt_member", "no local file header at the listed offset")
-    fields = struct.unpack(zipfile.structFileHeader, buf[:zipfile.sizeFileHeader])
-    start = zipfile.sizeFileHeader + fields[zipfile._FH_FILENAME_LENGTH] + fields[zipfile._FH_EXTRA_FIELD_LENGTH]
+    fields = struct.unpack(_ZIP_LOCAL_HEADER, buf[:_ZIP_LOCAL_HEADER_SIZE])
+    start = _ZIP_LOCAL_HEADER_SIZE + fields[_ZIP_NAME_LENGTH] + fields[_ZIP_EXTRA_LENGTH]
     raw = buf[start:start + e.csize]
     if len(raw) < e.csize:
         raise ValueError("short")
@@ -213,11 +222,11 @@ def _zip_data(buf: bytes, e: Entry, max_bytes: int) -> bytes:
         zi.compress_type, zi.compress_size, zi.file_size, zi.CRC, zi.flag_bits = \
             e.method, e.csize, e.size, e.crc, e.flags
         try:
-            with zipfile.ZipExtFile(io.BytesIO(raw), "rb", zi) as z:
+            with zipfile.ZipExtFile(io.BytesIO(raw), "r", zi) as z:   # "r": as ZipFile.open passes it
                 data = z.read(max_bytes + 1)
         except NotImplementedError as err:
             raise MemberError("unsupported_compression", str(err)) from None
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError, Exception) as err:  # noqa: BLE001
+        except Exception as err:  # noqa: BLE001 - any other decompression failure: a corrupt member
             raise MemberError("corrupt_member", f"{type(err).__name__}: {err}") from None
     if len(data) != e.size:
         raise MemberError("corrupt_member", f"{len(data)} bytes once decompressed, declared {e.size}")
@@ -229,7 +238,7 @@ def _zip_data(buf: bytes, e: Entry, max_bytes: int) -> bytes:
 def member_span(e: Entry) -> tuple[int, int]:
     """The byte range [start, end) to fetch for a ranged member (zip: header + data + slack)."""
     if e.kind == "zip":
-        return e.offset, e.offset + zipfile.sizeFileHeader + len(e.name.encode()) + e.csize + _ZIP_SLACK
+        return e.offset, e.offset + _ZIP_LOCAL_HEADER_SIZE + len(e.name.encode()) + e.csize + _ZIP_SLACK
     return e.offset, e.offset + e.size
 
 
@@ -250,8 +259,11 @@ def _from_buffer(path: str, version: str, e: Entry, buf: bytes, max_bytes: int) 
     return data
 
 
-def read_members(path: str, version: str, entries: Iterable[tuple[object, Entry]], max_bytes: int
-                 ) -> Iterator[tuple[object, bytes | MemberError]]:
+K = TypeVar("K")   # the caller's key of a member, handed back with its bytes
+
+
+def read_members(path: str, version: str, entries: Iterable[tuple[K, Entry]], max_bytes: int
+                 ) -> Iterator[tuple[K, bytes | MemberError]]:
     """(key, bytes or MemberError) for every (key, entry) of one archive, in archive order: ranged
     reads of spans of neighbouring members (zip, tar), or one stream up to the last member (tgz)."""
     todo = sorted(entries, key=lambda ke: ke[1].offset)
@@ -265,10 +277,10 @@ def read_members(path: str, version: str, entries: Iterable[tuple[object, Entry]
         start, end = member_span(todo[k][1])
         j = k + 1
         while j < len(todo):
-            s, e = member_span(todo[j][1])
-            if s - end > SPAN_GAP or e - start > SPAN_MAX:
+            next_start, next_end = member_span(todo[j][1])
+            if next_start - end > SPAN_GAP or next_end - start > SPAN_MAX:
                 break
-            end = max(end, e)
+            end = max(end, next_end)
             j += 1
         try:
             buf = read_range(path, start, end - start, version)
@@ -285,7 +297,8 @@ def read_members(path: str, version: str, entries: Iterable[tuple[object, Entry]
         k = j
 
 
-def _stream_tgz(path: str, version: str, todo: list[tuple[object, Entry]], max_bytes: int):
+def _stream_tgz(path: str, version: str, todo: list[tuple[K, Entry]], max_bytes: int
+                ) -> Iterator[tuple[K, bytes | MemberError]]:
     wanted = {e.index: (key, e) for key, e in todo}
     done = set()
     try:
@@ -298,8 +311,10 @@ def _stream_tgz(path: str, version: str, todo: list[tuple[object, Entry]], max_b
                         yield key, MemberError("corrupt_member", "the archive changed since it was listed")
                     elif ti.size > max_bytes:
                         yield key, MemberError("too_large", f"{ti.size} bytes > {max_bytes}")
+                    elif (member := t.extractfile(ti)) is None:   # listed as a file, now a link/dir
+                        yield key, MemberError("corrupt_member", "the archive changed since it was listed")
                     else:
-                        yield key, t.extractfile(ti).read()
+                        yield key, member.read()
                     if len(done) == len(wanted):
                         return
     except Exception as err:  # noqa: BLE001 - truncated/corrupt stream: the rest are quarantined

@@ -18,7 +18,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import imagehash
 import numpy as np
@@ -129,7 +129,7 @@ def _pairs_in_sorted_runs(order: np.ndarray, keys_sorted: np.ndarray, hashes: np
             close = popcount(hashes[i] ^ hashes[j]) <= max_distance
             out.append(np.stack([i[close], j[close]], axis=1))
     # longer runs (many similar hashes): all pairs beyond the first big_run - 1 neighbours, blockwise
-    for s, ln in zip(starts[lengths > big_run], lengths[lengths > big_run]):
+    for s, ln in zip(starts[lengths > big_run], lengths[lengths > big_run], strict=True):
         members = order[s:s + ln]
         for a in range(0, ln, 1024):
             block = members[a:a + 1024]

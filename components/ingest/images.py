@@ -18,7 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from components.ingest import dedup
 from components.ingest.listing import LABEL_IDS, ImageInput
-from components.ingest.records import Example, make_example
+from components.ingest.records import ExampleMessage, make_example
 from schemas.config import IngestConfig, is_gcs
 
 _EXT_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".gif": "GIF", ".webp": "WEBP",
@@ -32,7 +32,7 @@ Image.MAX_IMAGE_PIXELS = None
 @dataclasses.dataclass(frozen=True)
 class Decoded:
     """A decoded, accepted file: the tf.Example plus what deduplication needs."""
-    example: Example
+    example: ExampleMessage
     pixel_sha: str      # sha256 of the oriented RGB pixels (exact duplicates)
     phash: int          # 64-bit perceptual hash (near duplicates)
     pixels: int         # width x height, to keep the largest copy of a cluster
@@ -127,7 +127,8 @@ def _float_to_l(img: Image.Image) -> Image.Image:
         raise Unsupported("unsupported_pixel_values", "float image with NaN or infinite values")
     lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
     if lo < 0 or hi > 255:
-        raise Unsupported("unsupported_pixel_values", f"float image with values {lo:g}..{hi:g} (expected 0..1 or 0..255)")
+        raise Unsupported("unsupported_pixel_values",
+                          f"float image with values {lo:g}..{hi:g} (expected 0..1 or 0..255)")
     scale = 255.0 if hi <= 1.0 else 1.0
     return Image.fromarray(np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8), "L")
 
@@ -162,10 +163,10 @@ def decode_file(item: ImageInput, opts: IngestConfig, data: bytes | None = None)
     if len(data) > opts.max_file_bytes:
         return quarantine("too_large", f"{len(data)} bytes > {opts.max_file_bytes}")
     try:
-        img = Image.open(io.BytesIO(data))
+        img: Image.Image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         return quarantine("not_an_image")
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - whatever Pillow raises on open, the file is not an image
         return quarantine("not_an_image", f"{type(e).__name__}: {e}")
     fmt = (img.format or "UNKNOWN").upper()
     width, height = img.size
@@ -210,6 +211,7 @@ def _encode(item: ImageInput, opts: IngestConfig, img: Image.Image, data: bytes,
         small = Image.fromarray(downscale(pixels, opts.max_side), "RGB")
     phash = dedup.perceptual_hash(small)
     thumb = dedup.color_thumbnail(np.asarray(small))
+    codec: str
     if opts.neutralize_format:
         buf = io.BytesIO()
         if opts.codec == "JPEG":

@@ -23,7 +23,8 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -106,7 +107,7 @@ class _Scan(beam.DoFn):
         """One chunk of the listing: loose files one by one; archive members by byte ranges, the
         neighbouring members of one archive fetched together (archives.read_members)."""
         from components.ingest.archives import MemberError, entry_from_list, read_members
-        groups: dict[tuple[str, str], list] = {}
+        groups: dict[tuple[str, str], list[ImageInput]] = {}
         for item in _read_chunk(chunk_path):
             if item.archive:
                 groups.setdefault((item.archive, item.archive_version), []).append(item)
@@ -142,7 +143,7 @@ class _Scan(beam.DoFn):
     def finish_bundle(self):
         self._spill.close()
         self._meta.close()
-        yield WindowedValue(self._meta_path, 0, [GlobalWindow()])
+        yield WindowedValue(self._meta_path, 0, (GlobalWindow(),))
 
     def teardown(self):
         self._progress.close()
@@ -187,7 +188,7 @@ class _WriteShard(beam.DoFn):
         (split, shard), num_shards, refs_path = task
         refs = (json.loads(line) for line in _read_lines(refs_path))
         path = outputs.shard_path(self._out, split, shard, num_shards)
-        readers: dict[str, object] = {}
+        readers: dict[str, Any] = {}
         try:
             with GzipTFRecordWriter(FileSystems.create(path, compression_type="uncompressed")) as w:
                 for spill, offset, length, cluster_id in refs:

@@ -31,7 +31,8 @@ import math
 import os
 import posixpath
 import stat
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from components.ingest.archives import (ArchiveError, archive_kind, clean_name, list_members,
                                         split_archive_path, unsafe_name)
@@ -68,8 +69,9 @@ class ImageInput:
                 self.holdout, self.archive, list(self.entry)]
 
     @classmethod
-    def from_list(cls, v: list) -> "ImageInput":
-        return cls(*v[:-1], tuple(v[-1]))
+    def from_list(cls, v: list) -> ImageInput:
+        path, label, source, generator, content, size, version, holdout, archive, entry = v
+        return cls(path, label, source, generator, content, size, version, holdout, archive, tuple(entry))
 
     @property
     def archive_version(self) -> str:
@@ -288,8 +290,8 @@ def _manifest_rows(manifest: str) -> Iterator[tuple[str, dict]]:
     its record starts on, the header being line 1)."""
     text = read_text(manifest)
     if "\x00" in text:
-        line = text[:text.index("\x00")].count("\n") + 1
-        raise InputError(f"{manifest}: line {line} holds a NUL byte: not a text manifest (CSV or JSONL)")
+        line_no = text[:text.index("\x00")].count("\n") + 1
+        raise InputError(f"{manifest}: line {line_no} holds a NUL byte: not a text manifest (CSV or JSONL)")
     if manifest.endswith(".jsonl"):
         for n, line in enumerate(text.splitlines(), 1):
             if line.strip():
@@ -339,7 +341,7 @@ def read_manifest(manifest: str, max_file_bytes: int, allowed_roots: tuple[str, 
         if label not in LABELS:
             raise InputError(f"{manifest}: {where} has label {row['label']!r}; expected one of {', '.join(LABELS)}")
         source, generator, content = (_text_field(manifest, where, row, k, d)
-                                      for k, d in zip(META_FIELDS, ("unknown", "", "unknown")))
+                                      for k, d in zip(META_FIELDS, ("unknown", "", "unknown"), strict=True))
         rows.append((row["path"], label, source, generator, content))
     if not rows:
         raise InputError(f"{manifest}: no rows")
@@ -348,10 +350,12 @@ def read_manifest(manifest: str, max_file_bytes: int, allowed_roots: tuple[str, 
         for r in roots:
             if is_gcs(r):
                 gcs_index.update({u: (s, g) for u, s, g in _gcs_list(r)})
-    items, rejected = [], []
+    items: list[ImageInput] = []
+    rejected: list[dict] = []
     archives = _ArchiveIndex(max_file_bytes)
     for rel, label, source, generator, content in rows:
-        def reject(path, status, reason, detail=""):
+        def reject(path, status, reason, detail="", *, label=label, source=source, generator=generator,
+                   content=content):  # this row's fields, bound now
             rejected.append(rejected_record(path, label, source, status, reason, detail, generator, content))
         if is_gcs(rel) or gcs:
             path = rel if is_gcs(rel) else _norm_gcs(posixpath.join(root, rel))
@@ -426,17 +430,17 @@ def _kind(mode: int) -> str:
 
 
 # --------------------------------------------------------------------------------------- folders
-def _walk_local(root: str, roots: list[str]) -> Iterator[tuple[str, str, object]]:
+def _walk_local(root: str, roots: list[str]) -> Iterator[tuple[str, str, Any]]:
     """(relative path, kind, payload): kind 'file' (payload os.stat_result), 'reject'
     (payload (status, reason, detail)). Sorted, symlinked folders inside the roots followed once."""
     active: set[str] = set()
 
-    def walk(dir_path: str, rel_dir: str) -> Iterator[tuple[str, str, object]]:
+    def walk(dir_path: str, rel_dir: str) -> Iterator[tuple[str, str, Any]]:
         real = os.path.realpath(dir_path)
         try:
             entries = sorted(os.scandir(dir_path), key=lambda e: e.name)
-        except OSError as e:   # not marked as being walked: reached again by another path, it is unreadable again
-            yield rel_dir + "/", "reject", ("quarantined", "unreadable_path", f"{type(e).__name__}: {e.strerror}")
+        except OSError as err:   # not marked as being walked: reached again by another path, it is unreadable again
+            yield rel_dir + "/", "reject", ("quarantined", "unreadable_path", f"{type(err).__name__}: {err.strerror}")
             return
         active.add(real)
         for e in entries:
@@ -559,7 +563,8 @@ def list_inputs(input_base: str, max_file_bytes: int = 2 ** 62, allowed_roots: t
                          f"({', '.join(tops[:5])}{' …' if len(tops) > 5 else ''}): move them into a label folder "
                          "or list them in a manifest.csv")
     if not items and not any(r["status"] == "quarantined" for r in rejected):
-        raise InputError(f"no images under {base!r}: expected {base}/real/... and {base}/synthesized/... or a manifest.csv")
+        raise InputError(f"no images under {base!r}: expected {base}/real/... and {base}/synthesized/... "
+                         "or a manifest.csv")
     return Listing(base, items, rejected)
 
 
@@ -619,7 +624,8 @@ def match_feedback(items: Sequence[ImageInput], feedback: dict[str, dict], max_b
     (`unmatched`, their paths in `unmatched_paths`): the caller warns."""
     by_path = {it.path: it for it in items}
     matched: dict[str, dict] = {}
-    stats = {"entries": len(feedback), "by_path": 0, "by_content": 0, "unmatched": 0, "unmatched_paths": []}
+    n_by_path = n_by_content = 0
+    unmatched: list[str] = []
     hashes: dict[str, str | None] = {}
 
     def sha(it: ImageInput) -> str | None:
@@ -632,11 +638,11 @@ def match_feedback(items: Sequence[ImageInput], feedback: dict[str, dict], max_b
         it = by_path.get(path)
         if it is not None and (not rec.get("sha256") or sha(it) == rec["sha256"]):
             matched[path] = rec
-            stats["by_path"] += 1
+            n_by_path += 1
         elif rec.get("sha256"):
             pending.append(rec)
         else:
-            stats["unmatched_paths"].append(path)
+            unmatched.append(path)
     if pending:
         by_size: dict[int, list[dict]] = {}
         by_name: dict[str, list[dict]] = {}
@@ -654,11 +660,11 @@ def match_feedback(items: Sequence[ImageInput], feedback: dict[str, dict], max_b
                 if rec["path"] not in found and sha(it) == rec["sha256"]:
                     matched[it.path] = rec
                     found.add(rec["path"])
-                    stats["by_content"] += 1
+                    n_by_content += 1
                     break
-        stats["unmatched_paths"] += sorted(rec["path"] for rec in pending if rec["path"] not in found)
-    stats["unmatched"] = len(stats["unmatched_paths"])
-    return matched, stats
+        unmatched += sorted(rec["path"] for rec in pending if rec["path"] not in found)
+    return matched, {"entries": len(feedback), "by_path": n_by_path, "by_content": n_by_content,
+                     "unmatched": len(unmatched), "unmatched_paths": unmatched}
 
 
 def apply_feedback(listing: Listing, feedback: dict[str, dict], max_bytes: int = 1 << 62) -> Listing:

@@ -22,7 +22,7 @@ import shutil
 import socket
 import tempfile
 import uuid
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -281,7 +281,7 @@ class OutputLock:
             return True
         return True
 
-    def acquire(self) -> "OutputLock":
+    def acquire(self) -> OutputLock:
         data = json.dumps(self.info).encode()
         if is_gcs(self.path):
             return self._acquire_gcs(data)
@@ -310,12 +310,11 @@ class OutputLock:
             return None
 
     def _blob(self):
-        from google.cloud import storage  # noqa: F401
         from components.ingest.listing import _gcs_client
         bucket, _, name = self.path[len("gs://"):].partition("/")
         return _gcs_client().bucket(bucket).blob(name)
 
-    def _acquire_gcs(self, data: bytes) -> "OutputLock":
+    def _acquire_gcs(self, data: bytes) -> OutputLock:
         """Create-if-absent: the generation-0 precondition makes the upload atomic on GCS. The
         existence check before and the token check after add nothing on GCS itself but keep the lock
         working against emulators that ignore preconditions (gcp-storage-emulator does)."""
@@ -325,7 +324,7 @@ class OutputLock:
         def holder() -> dict:
             try:
                 return json.loads(blob.download_as_bytes())
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - an unreadable lock file has no known holder
                 return {}
         if blob.exists():
             raise OutputError(self._holder_text(holder()))
@@ -349,7 +348,7 @@ class OutputLock:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(self.path)
 
-    def __enter__(self) -> "OutputLock":
+    def __enter__(self) -> OutputLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -387,7 +387,7 @@ def _assign_shards(cols: _Columns, fates: _Fates, split_buckets: Sequence[tuple[
         cid = fates.cluster[i]
         shards[(split, int(cid, 16) % num_shards)].append(
             (cid, cols.path[i], cols.spill_names[cols.spill[i]], cols.offset[i], cols.length[i]))
-    ordered = {}
+    ordered: dict[tuple[str, int], list[ShardRef]] = {}
     for key in list(shards):
         ordered[key] = [ShardRef(sp, off, ln, cid) for cid, _, sp, off, ln in sorted(shards.pop(key))]
     # A held-out set left empty (every image leaked into training, or a leave-out value no input has)

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import gzip
 import struct
-from typing import BinaryIO, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any, BinaryIO, TypeAlias
 
 import google_crc32c
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -59,9 +60,11 @@ def _build_classes():
 
 
 Example = _build_classes()
+# An Example message, for annotations: its class is built at run time, so it has no static type.
+ExampleMessage: TypeAlias = Any
 
 
-def make_example(features: Mapping[str, bytes | str | int]) -> "Example":
+def make_example(features: Mapping[str, bytes | str | int]) -> ExampleMessage:
     """bytes/str values become a one-element bytes_list, ints a one-element int64_list."""
     ex = Example()
     fmap = ex.features.feature
@@ -73,7 +76,7 @@ def make_example(features: Mapping[str, bytes | str | int]) -> "Example":
     return ex
 
 
-def parse_example(serialized: bytes) -> "Example":
+def parse_example(serialized: bytes) -> ExampleMessage:
     ex = Example()
     ex.ParseFromString(serialized)
     return ex
@@ -107,7 +110,7 @@ class GzipTFRecordWriter:
         self._gz.close()
         self._raw.close()
 
-    def __enter__(self) -> "GzipTFRecordWriter":
+    def __enter__(self) -> GzipTFRecordWriter:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -30,8 +30,9 @@ import stat
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any
 
 MODEL_JSON = "model.json"
 CALIBRATION_PATH = "assets.extra/calibration.json"  # inside a version: the calibrated threshold
@@ -52,6 +53,14 @@ def version_number(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _number(version: str) -> int:
+    """version_number of a name that is a version (listed as one, or just committed)."""
+    n = version_number(version)
+    if n is None:
+        raise RegistryError(f"not a version name: {version!r}")
+    return n
+
+
 def now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
@@ -63,7 +72,7 @@ def gcs_client():
     return storage_client()
 
 
-def list_tree(location: str, skip: tuple[str, ...] = (), client=None) -> list[tuple[str, object]]:
+def list_tree(location: str, skip: tuple[str, ...] = (), client=None) -> list[tuple[str, Any]]:
     """(relative name, blob) of every object under gs://bucket/prefix; each blob carries the
     generation it was listed at (downloading it fetches exactly that generation)."""
     client = client or gcs_client()
@@ -77,7 +86,7 @@ def list_tree(location: str, skip: tuple[str, ...] = (), client=None) -> list[tu
     return out
 
 
-def tree_generation(objects: list[tuple[str, object]]) -> str:
+def tree_generation(objects: list[tuple[str, Any]]) -> str:
     """A digest of the objects' names and generations: changes whenever any object under the prefix
     is replaced, added or removed (the cache key of a gs:// model, which a path alone is not)."""
     import hashlib
@@ -88,7 +97,7 @@ def tree_generation(objects: list[tuple[str, object]]) -> str:
 
 
 def download_tree(location: str, dest: str | os.PathLike, skip: tuple[str, ...] = (), client=None,
-                  objects: list[tuple[str, object]] | None = None) -> Path:
+                  objects: list[tuple[str, Any]] | None = None) -> Path:
     """Copies every object under gs://bucket/prefix (or the `objects` listed by `list_tree`, each at
     its listed generation) into the local folder `dest`, atomically (into a temporary sibling renamed
     into place), and keeps an existing `dest` as it is: `dest` must name one immutable content
@@ -164,12 +173,15 @@ class _Base:
     location: str
 
     # -- subclasses implement
-    def _version_names(self) -> list[str]: ...
-    def _read_json(self, rel: str) -> dict | None: ...
+    def _version_names(self) -> list[str]:
+        raise NotImplementedError
+
+    def _read_json(self, rel: str) -> dict | None:
+        raise NotImplementedError
 
     def versions(self) -> list[str]:
         """Committed versions (those with model.json), oldest first."""
-        return sorted(self._version_names(), key=version_number)
+        return sorted(self._version_names(), key=_number)
 
     def aliases(self) -> dict[str, str]:
         return _check_aliases(self._read_json(ALIASES_JSON) or {}, self._where(ALIASES_JSON))
@@ -221,7 +233,7 @@ class _Base:
             except (RegistryError, OSError) as e:
                 meta, status, error = {}, "unreadable", str(e)
 
-            def get(*keys):   # a hand-edited model.json may hold anything at any level
+            def get(*keys, meta=meta):   # a hand-edited model.json may hold anything at any level
                 node = meta
                 for k in keys:
                     node = node.get(k) if isinstance(node, dict) else None
@@ -236,7 +248,7 @@ class _Base:
             out.append({"version": v, "aliases": by_version[v], "status": "dangling", "created_at": None,
                         "run_id": None, "accuracy": None, "auc": None, "threshold": None, "data_fingerprint": None,
                         "error": f"{', '.join(by_version[v])} -> {v}: no such version (dangling alias)"})
-        return sorted(out, key=lambda e: version_number(e["version"]))
+        return sorted(out, key=lambda e: _number(e["version"]))
 
     @staticmethod
     def _check_alias(alias: str) -> None:
@@ -346,8 +358,8 @@ class LocalRegistry(_Base):
         with self._locked():
             current = self.aliases()
             for a in aliases:  # never move an alias backwards past a concurrent, newer push
-                if version_number(current.get(a, "")) is None or \
-                        version_number(current[a]) < version_number(version):
+                cur = version_number(current.get(a, ""))
+                if cur is None or cur < _number(version):
                     current[a] = version
             self._write_aliases(current)
         return version
@@ -474,11 +486,12 @@ class GcsRegistry(_Base):
 
     def advance_aliases(self, version: str, aliases) -> None:
         """Point `aliases` at `version`, never moving one backwards past a newer concurrent push."""
-        n = version_number(version)
+        n = _number(version)
 
         def move(cur: dict) -> dict:
             for a in aliases:
-                if version_number(cur.get(a, "")) is None or version_number(cur[a]) < n:
+                old = version_number(cur.get(a, ""))
+                if old is None or old < n:
                     cur[a] = version
             return cur
         if aliases:

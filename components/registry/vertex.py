@@ -45,7 +45,8 @@ def parse_target(location: str) -> VertexTarget:
     if len(parts) != 3 or not all(parts) or not artifacts.startswith("gs://"):
         raise RegistryError(f"registry {location!r}: expected "
                             "vertex://PROJECT/LOCATION/MODEL_ID?artifacts=gs://bucket/prefix")
-    return VertexTarget(*parts, artifacts=artifacts)
+    project, location_id, model_id = parts
+    return VertexTarget(project, location_id, model_id, artifacts=artifacts)
 
 
 def open_readable(location: str):

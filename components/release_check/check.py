@@ -104,7 +104,8 @@ def holdout_figures(labels: np.ndarray, scores: np.ndarray, eval_labels: np.ndar
 
 def holdout_gate(holdout: dict, thresholds: dict) -> tuple[list[str], list[str]]:
     """(failures, passed) of the candidate on every held-out set, each naming its set."""
-    failures, passed = [], []
+    failures: list[str] = []
+    passed: list[str] = []
     min_auc, max_gap = thresholds.get("min_holdout_auc"), thresholds.get("max_generalisation_gap")
     for name, figures in holdout.items():
         r = figures[CANDIDATE]
@@ -169,7 +170,8 @@ def production_gate(production: dict | None, thresholds: dict) -> tuple[list[str
     if not production or not production.get("compared"):
         return [], []
     version = production["version"]
-    failures, passed = [], []
+    failures: list[str] = []
+    passed: list[str] = []
     cand, prod = production["metrics"].get(CANDIDATE, {}), production["metrics"].get(PRODUCTION, {})
     for name, key in (("binary_accuracy", "min_accuracy_gain_over_production"),
                       ("auc", "min_auc_gain_over_production")):
@@ -201,7 +203,8 @@ def score_holdout_sets(examples_uri: str, names, scorers: dict, eval_labels: np.
     """({set: {model: figures}}, {set: {"labels", "examples", "scores": {model: [...]}}}) for every
     held-out set; a set emptied by leak removal has no shards and gets empty figures."""
     eval_auc = {m: cal.roc_curve(eval_labels, eval_scores[m])["auc"] for m in scorers}
-    figures, raw = {}, {}
+    figures: dict[str, dict] = {}
+    raw: dict = {}
     for name in names:
         split = holdout_split(name)
         if outputs.shards(examples_uri, split):

@@ -4,15 +4,11 @@ import json
 
 import tensorflow as tf
 from tfx import v1 as tfx
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.types import artifact as tfx_artifact
 from tfx.types import standard_artifacts
 
 from components.release_check.check import run_release_check
-
-InputArtifact = tfx.dsl.components.InputArtifact
-OutputArtifact = tfx.dsl.components.OutputArtifact
-Parameter = tfx.dsl.components.Parameter
-
 
 class ReleaseCheckResult(tfx_artifact.Artifact):
     """release_check.json (calibration, robustness, verdict and reasons) + scores.json."""
@@ -20,7 +16,7 @@ class ReleaseCheckResult(tfx_artifact.Artifact):
 
 
 @tfx.dsl.components.component
-def ReleaseCheck(
+def ReleaseCheck(  # noqa: N802 - a TFX component: the function name is its class name
     examples: InputArtifact[standard_artifacts.Examples],
     model: InputArtifact[standard_artifacts.Model],
     baseline_model: InputArtifact[standard_artifacts.Model],

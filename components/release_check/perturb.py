@@ -5,7 +5,7 @@ results are stored as PNG (lossless), so only the named perturbation acts on the
 from __future__ import annotations
 
 import io
-from typing import Callable
+from collections.abc import Callable
 
 from PIL import Image, ImageFilter
 
@@ -28,7 +28,7 @@ def downscale(factor: float) -> Callable[[bytes], bytes]:
     def f(data: bytes) -> bytes:
         img = _rgb(data)
         size = (max(1, round(img.width * factor)), max(1, round(img.height * factor)))
-        return _encode(img.resize(size, Image.BILINEAR, reducing_gap=None), "PNG")
+        return _encode(img.resize(size, Image.Resampling.BILINEAR, reducing_gap=None), "PNG")
     return f
 
 

@@ -3,7 +3,7 @@
 curating every written file."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 

@@ -10,7 +10,8 @@
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +47,7 @@ class Scorer:
             raise ModelLoadError(f"{self.model_dir!r} has no {SERVING_IMAGES!r} signature "
                                  f"(has: {', '.join(self._loaded.signatures) or 'none'})")
         self._serve = self._loaded.signatures[SERVING_IMAGES]
-        self._embed = None
+        self._embed: tuple[Any, int, str] | None = None   # (embedding model, input size, input mode)
         self.embedding_note = ""   # why there are no embeddings, once that is known
 
     def __call__(self, images: Sequence[bytes]) -> np.ndarray:

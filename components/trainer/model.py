@@ -44,7 +44,7 @@ def _natural(key: str) -> list:
 def load_vgg16_weights(base: keras.Model, path: str) -> int:
     """Load VGG16 conv weights from a Keras 2 `.h5` (layer_names attribute) or a Keras 3
     `.weights.h5` file (…/vars/0, …/vars/1 groups, any nesting). Returns the layers loaded."""
-    convs = [l for l in base.layers if isinstance(l, keras.layers.Conv2D)]
+    convs = [layer for layer in base.layers if isinstance(layer, keras.layers.Conv2D)]
     if "://" in path:  # gs:// (or any tf.io.gfile URI): h5py reads local files only
         import tempfile
 
@@ -52,7 +52,7 @@ def load_vgg16_weights(base: keras.Model, path: str) -> int:
         local = os.path.join(tempfile.mkdtemp(prefix="synthdetect-weights-"), os.path.basename(path))
         try:
             tf.io.gfile.copy(path, local, overwrite=True)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - any filesystem/network failure is one line for the user
             raise WeightsError(f"model.weights={path!r} cannot be copied: {type(e).__name__}: {e}") from None
         path = local
     try:
@@ -74,7 +74,7 @@ def load_vgg16_weights(base: keras.Model, path: str) -> int:
     pairs.sort(key=lambda p: _natural(p[0]))
     if len(pairs) != len(convs):
         raise WeightsError(f"model.weights={path!r}: found {len(pairs)} 3x3 conv layers, VGG16 has {len(convs)}")
-    for layer, (name, k, b) in zip(convs, pairs):
+    for layer, (name, k, b) in zip(convs, pairs, strict=True):
         want = tuple(layer.kernel.shape)
         if k.shape != want:
             raise WeightsError(f"model.weights={path!r}: {name} has shape {k.shape}, {layer.name} needs {want}")

@@ -122,7 +122,8 @@ def _data_fingerprint(file_patterns) -> str:
     ds = tf.data.TFRecordDataset(match_files(patterns), compression_type="GZIP").batch(256).map(parse)
     digests = []
     for images, labels in ds.as_numpy_iterator():   # parsed values: a tf.Example's bytes are not canonical
-        digests += [hashlib.sha256(b"".join(im) + lab.tobytes()).digest() for im, lab in zip(images, labels)]
+        digests += [hashlib.sha256(b"".join(im) + lab.tobytes()).digest()
+                    for im, lab in zip(images, labels, strict=True)]
     return "records:" + hashlib.sha256(b"".join(sorted(digests))).hexdigest()
 
 

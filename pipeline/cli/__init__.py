@@ -25,7 +25,7 @@ import logging
 import click
 
 from pipeline.cli import cloud, config, curate, ingest, predict, registry, report, run, runs
-from pipeline.cli.common import EXIT_CODES_HELP, UserError  # noqa: F401 - part of this package's interface
+from pipeline.cli.common import EXIT_CODES_HELP, UserError
 
 COMMANDS = (run.run, report.report, config.show_config, ingest.ingest, runs.runs, registry.registry,
             predict.predict, curate.curate, cloud.compile_cmd, cloud.submit, cloud.schedule)

@@ -109,7 +109,8 @@ def finish_job(job: dict, allow_unblessed: bool) -> None:
         raise UserError(f"pipeline job {job['name']} {state}" + (f": {job['error']}" if job.get("error") else ""))
     console.print(f"pipeline job {job['name']} succeeded: "
                   + ("not evaluated" if job["blessed"] is None else "BLESSED" if job["blessed"] else "NOT BLESSED")
-                  + (f", pushed {job['pushed_version']} ({job['pushed_to']})" if job["pushed_version"] else ", not pushed"))
+                  + (f", pushed {job['pushed_version']} ({job['pushed_to']})" if job["pushed_version"]
+                     else ", not pushed"))
     exit_with_decision(job["blessed"], job["pushed_version"], allow_unblessed)
 
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from typing import Iterator
+from collections.abc import Iterator
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning")  # Beam workers too
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ noise; the run log has the rest
 warnings.filterwarnings("ignore", category=FutureWarning)
 
-import click  # noqa: E402
-from rich.console import Console  # noqa: E402
+import click  # noqa: E402 - after the environment settings above
+from rich.console import Console  # noqa: E402 - after the environment settings above
 
 DEFAULT_CONFIG = "configs/local.yaml"
 VERTEX_CONFIG = "configs/vertex.yaml"

@@ -74,8 +74,8 @@ def _connect() -> None:
 @click.option("--view", default=None, help="saved view to open in the App")
 @click.option("--json", "as_json", is_flag=True, help="print the build result as JSON")
 @click.pass_context
-def curate(ctx, config, sets, run, examples, name, model, threshold, uncertain_margin, map_method, launch, port, address,
-           start_timeout, view, as_json) -> None:
+def curate(ctx, config, sets, run, examples, name, model, threshold, uncertain_margin, map_method, launch, port,
+           address, start_timeout, view, as_json) -> None:
     """Build or update the curators' FiftyOne dataset of a run (one sample per input file), or serve it."""
     import importlib.util
     if importlib.util.find_spec("fiftyone") is None:   # the runtime lock (the images) has no FiftyOne
@@ -101,6 +101,7 @@ def curate(ctx, config, sets, run, examples, name, model, threshold, uncertain_m
             outputs = _run_outputs(cfg, run)
         from components.curation.dataset import build_dataset
         model_dir, model_threshold = _model(model, cfg, outputs)
+        assert outputs.examples is not None   # of_examples sets it; _run_outputs refuses a run without
         try:
             res = build_dataset(name, outputs.run_id, outputs.examples, model_dir=model_dir,
                                 threshold=threshold if threshold is not None else model_threshold,

@@ -18,7 +18,7 @@ from pipeline.cli.common import (UserError, config_option, console, feedback_lin
                                  set_option)
 
 
-def _no_space(e: BaseException) -> bool:
+def _no_space(e: BaseException | None) -> bool:
     seen = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
@@ -71,7 +71,8 @@ def _watch(progress_dir: str, n_items: int, stop: threading.Event, show: bool, t
     moment each phase ended (for the timing line printed at the end)."""
     import contextlib
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
 
     from components.ingest.job import count_progress, planned_writes
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -241,9 +242,10 @@ def ingest(data_input: str, out_dir: str, config: str, sets: tuple[str, ...], be
     console.print(f"wrote {out_dir}/Split-*/, ingest_summary.json, members.jsonl, quarantine.jsonl", soft_wrap=True)
     if {"scan_end", "plan_end", "write_end"} <= set(times):
         t = times
+        scan_start = t.get("scan_start", t["job_start"])
         progress_console.print(
-            f"time: listing {t['job_start'] - t['start']:.1f}s, start-up {t.get('scan_start', t['job_start']) - t['job_start']:.1f}s, "
-            f"scan {t['scan_end'] - t.get('scan_start', t['job_start']):.1f}s, plan {t['plan_end'] - t['scan_end']:.1f}s, "
+            f"time: listing {t['job_start'] - t['start']:.1f}s, start-up {scan_start - t['job_start']:.1f}s, "
+            f"scan {t['scan_end'] - scan_start:.1f}s, plan {t['plan_end'] - t['scan_end']:.1f}s, "
             f"write {t['write_end'] - t['plan_end']:.1f}s, finish {t['job_end'] - t['write_end']:.1f}s, "
             f"replace {t0 + dt - t['job_end']:.1f}s", soft_wrap=True)
     for w in s.get("warnings", []):

@@ -7,7 +7,8 @@ import math
 import os
 import sys
 import tempfile
-from typing import Iterator
+from collections.abc import Iterator
+from typing import TextIO
 
 import click
 
@@ -195,7 +196,8 @@ def predict(model_ref, paths, registry_location, config, sets, batch_size, thres
                         "skipped)")
     # --out is written to a temporary file beside it and renamed into place at the end: a failure
     # (a full disk, Ctrl-C) never leaves a file with a cut last line, and an earlier file stays as it was
-    tmp_path = None
+    tmp_path: str | None = None
+    out: TextIO
     if out_path:
         try:
             fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(out_path)}-", suffix=".tmp",
@@ -211,7 +213,8 @@ def predict(model_ref, paths, registry_location, config, sets, batch_size, thres
 
     def emit(path: str, p: float | None, error: Error | None) -> None:
         if p is not None and not math.isfinite(float(p)):   # valid JSON only: never a bare NaN
-            p, error = None, error or ("model_error", f"non-finite score {float(p)}")
+            error = error or ("model_error", f"non-finite score {float(p)}")
+            p = None
         row = {"path": path, "p_synthesized": None if p is None else round(float(p), 6),
                "label": None if p is None else ("synthesized" if p >= threshold else "real"),
                "threshold": threshold, "model_version": version}
@@ -229,14 +232,14 @@ def predict(model_ref, paths, registry_location, config, sets, batch_size, thres
                 good = [(path, data) for path, data, err in prepared if data is not None]
                 scores: dict[str, float | Error] = {}
                 try:
-                    scores = dict(zip([p for p, _ in good], score([d for _, d in good]))) if good else {}
+                    scores = dict(zip([p for p, _ in good], score([d for _, d in good]), strict=True)) if good else {}
                 except Exception:  # noqa: BLE001 - one bad image must not sink the batch: retry one by one
                     for path, data in good:
                         try:
                             scores[path] = float(score([data])[0])
-                        except Exception as e:  # noqa: BLE001
+                        except Exception as e:  # noqa: BLE001 - reported for this file
                             scores[path] = ("model_error", f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
-                for path, data, err in prepared:
+                for path, _data, err in prepared:
                     s = scores.get(path) if err is None else None
                     if isinstance(s, tuple):
                         err, s = s, None
@@ -247,6 +250,7 @@ def predict(model_ref, paths, registry_location, config, sets, batch_size, thres
         if out_path:
             os.fsync(out.fileno())
             out.close()
+            assert tmp_path is not None   # made with out_path above
             os.replace(tmp_path, out_path)
             tmp_path = None
     except OSError as e:
@@ -271,4 +275,4 @@ def predict(model_ref, paths, registry_location, config, sets, batch_size, thres
         raise click.exceptions.Exit(EXIT_UNSCORED)
 
 
-predict.help = predict.help.replace("{unscored}", str(EXIT_UNSCORED))
+predict.help = (predict.help or "").replace("{unscored}", str(EXIT_UNSCORED))

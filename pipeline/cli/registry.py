@@ -125,8 +125,9 @@ def _print_model_json(meta: dict, all_aliases: dict, location: str, console) -> 
     prod = meta.get("compared_with_production")
     if isinstance(prod, dict) and prod.get("compared"):
         m = prod.get("metrics") or {}
+        cand, pm = m.get("candidate") or {}, m.get("production") or {}
         console.print(f"  compared with production {prod.get('version')}: " + ", ".join(
-            f"{k} {(m.get('candidate') or {}).get(k, float('nan')):.3f} vs {(m.get('production') or {}).get(k, float('nan')):.3f}"
+            f"{k} {cand.get(k, float('nan')):.3f} vs {pm.get(k, float('nan')):.3f}"
             for k in ("binary_accuracy", "auc")))
     elif isinstance(prod, dict):
         console.print(f"  compared with production: no ({prod.get('reason')})")

@@ -119,7 +119,8 @@ def print_report(rep) -> None:
     if rep.blessed is None:
         console.print("[red]no blessing: the evaluator did not finish[/]")
     elif rep.blessed:
-        console.print("[green]BLESSED[/]: " + "; ".join(rep.blessing_reasons or ["the candidate cleared every threshold"]))
+        console.print("[green]BLESSED[/]: "
+                      + "; ".join(rep.blessing_reasons or ["the candidate cleared every threshold"]))
     else:
         console.print("[yellow]NOT BLESSED[/]: " + "; ".join(rep.validation_failures))
     console.print(f"pushed: {rep.pushed_version} ({short(rep.pushed_to)})" if rep.pushed_to

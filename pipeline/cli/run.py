@@ -98,7 +98,7 @@ def run(config: str, sets: tuple[str, ...], runner: str | None, as_json: bool, a
     exit_with_decision(report.blessed, report.pushed_to, allow_unblessed, report.duplicate_of)
 
 
-run.help = run.help.format(not_blessed=EXIT_NOT_BLESSED)
+run.help = (run.help or "").format(not_blessed=EXIT_NOT_BLESSED)
 
 
 def _remove_partial_outputs(cfg) -> None:

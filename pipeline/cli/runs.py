@@ -23,14 +23,15 @@ def runs(ctx: click.Context, config: str, sets: tuple[str, ...], as_json: bool) 
     cfg = load(config, sets)
     if cfg.runner == "vertex":
         return _vertex_runs(cfg, as_json)
-    from pipeline.runs import list_runs, to_json
+    from pipeline.runs import list_runs
     with user_errors(FileNotFoundError):
         summaries = list_runs(cfg.metadata_path, cfg.pipeline_name, cfg.pipeline_root)
     unreadable = [s for s in summaries if (s.process or {}).get("state") == "unreadable"]
     _list_local(cfg, summaries, as_json)
     if unreadable:   # every run is listed first; one unreadable record is not a success either
         more = f" (and {len(unreadable) - 1} more)" if len(unreadable) > 1 else ""
-        raise UserError(f"run {unreadable[0].run_id}: unreadable process record {unreadable[0].process['error']}{more}")
+        error = (unreadable[0].process or {})["error"]
+        raise UserError(f"run {unreadable[0].run_id}: unreadable process record {error}{more}")
 
 
 def _list_local(cfg, summaries, as_json: bool) -> None:
