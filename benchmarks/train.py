@@ -43,7 +43,7 @@ def ingest(out: Path, max_side: int, images: int) -> tuple[list[str], str]:
     import apache_beam as beam
 
     from components.ingest.job import build_ingest
-    from components.ingest.images import IngestOptions
+    from schemas.config import IngestConfig
     source = str(REPO / "data" / "sample")
     if (EVAL_V2 / "manifest.csv").is_file():
         with open(EVAL_V2 / "manifest.csv", newline="") as f:
@@ -56,7 +56,7 @@ def ingest(out: Path, max_side: int, images: int) -> tuple[list[str], str]:
             w.writeheader()
             w.writerows({"path": str(EVAL_V2 / r["path"]), "label": r["label"]} for r in keep)
     with beam.Pipeline() as p:
-        build_ingest(p, source, str(out), IngestOptions(dedup=False, max_side=max_side, allowed_roots=(str(EVAL_V2),)),
+        build_ingest(p, source, str(out), IngestConfig(dedup=False, max_side=max_side, allowed_roots=(str(EVAL_V2),)),
                      [("train", 1)])
     return sorted(str(f) for f in out.glob("Split-train/*.gz")), source
 

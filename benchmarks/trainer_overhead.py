@@ -51,10 +51,10 @@ class _EpochTimes(keras.callbacks.Callback):
 def _sample_examples(tmp: str) -> str:
     import apache_beam as beam
 
-    from components.ingest.images import IngestOptions
+    from schemas.config import IngestConfig
     from components.ingest.job import build_ingest
     with beam.Pipeline() as p:
-        build_ingest(p, str(REPO / "data" / "sample"), tmp, IngestOptions(dedup=False), [("train", 1)])
+        build_ingest(p, str(REPO / "data" / "sample"), tmp, IngestConfig(dedup=False), [("train", 1)])
     return tmp
 
 

@@ -137,11 +137,13 @@ def grid_metrics(model_dir: str, report: dict, labels: dict, args, grids: list[i
     """AUC with 1 vs `grids` crops on the eval split (as stored) and the unseen set (prepared as
     `synthdetect predict` does, with the run's ingestion options)."""
     from components.scoring.examples import read_split
-    from components.ingest.images import ImageInput, IngestOptions, decode_file
+    from components.ingest.images import decode_file
+    from components.ingest.listing import ImageInput
+    from schemas.config import IngestConfig
     images, y, _ = read_split(report["artifacts"][output_name(EXAMPLE_GEN, EXAMPLES)], "eval")
     out = {"eval_split": grid_aucs(model_dir, images, y, grids)}
     from pipeline.cli.common import load
-    opts = IngestOptions.from_dict(load(args.config, tuple(args.sets)).ingest.model_dump())
+    opts = IngestConfig.from_dict(load(args.config, tuple(args.sets)).ingest.model_dump())
     imgs, ys = [], []
     for path, row in labels.items():
         status, dec = decode_file(ImageInput(path, row["label"]), opts)

@@ -52,8 +52,8 @@ class DataConfig(_Strict):
 
 
 class IngestConfig(_Strict):
-    """Ingestion options. Also the options object of the ingestion code itself
-    (`components.ingest.images.IngestOptions` is this class)."""
+    """Ingestion options. Also the options object of the ingestion code itself (one definition of
+    each default): `IngestConfig(**kw)` validates, `IngestConfig.from_dict(d)` reads recorded options."""
     neutralize_format: bool = Field(True, description="re-encode every image with one codec (see shortcuts.md)")
     codec: Literal["JPEG", "PNG"] = "JPEG"
     quality: int = Field(95, ge=1, le=100)

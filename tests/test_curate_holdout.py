@@ -6,9 +6,9 @@ import uuid
 from pathlib import Path
 
 
-from components.ingest.images import IngestOptions
 from components.ingest.job import run_ingest
 from components.ingest.listing import resolve_run_inputs
+from schemas.config import IngestConfig
 from tests.test_ingest_beam import SPLITS, encode, scene
 from tests.test_registry import tiny_model
 
@@ -31,8 +31,8 @@ def test_held_out_samples_are_tagged_and_scored(make_tree, tmp_path):
         (held / rel).parent.mkdir(parents=True, exist_ok=True)
         (held / rel).write_bytes(data)
     out = tmp_path / "out"
-    listing = resolve_run_inputs(str(train), IngestOptions(), [("unseen", str(held))])
-    summary = run_ingest(listing, str(out), IngestOptions(), SPLITS, ["--direct_running_mode=in_memory"])
+    listing = resolve_run_inputs(str(train), IngestConfig(), [("unseen", str(held))])
+    summary = run_ingest(listing, str(out), IngestConfig(), SPLITS, ["--direct_running_mode=in_memory"])
     assert summary["holdout_sets"]["unseen"]["written"] == 6
 
     ensure_database()

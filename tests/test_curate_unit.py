@@ -48,7 +48,7 @@ def test_feedback_export_from_tags(tiny_dataset, tmp_path):
                     {"path": paths[3], "action": "exclude"}]
     assert (res.excluded, res.relabeled, res.both) == (2, 1, 1)
     # the file is what ingestion reads
-    from components.ingest.images import read_feedback
+    from components.ingest.listing import read_feedback
     assert set(read_feedback(str(out))) == {paths[1], paths[2], paths[3]}
 
 
@@ -218,7 +218,7 @@ def test_archive_members_are_materialised_for_the_app_and_duplicates_re_read(tmp
 
     from components.curation.dataset import _duplicate_image
     from components.curation.members import local_media
-    from components.ingest.images import IngestOptions
+    from schemas.config import IngestConfig
     from tests.conftest import image_bytes
     from tests.test_ingest_archives import write_tar
     data = image_bytes(seed=3)
@@ -229,7 +229,7 @@ def test_archive_members_are_materialised_for_the_app_and_duplicates_re_read(tmp
     for path in (f"{tmp_path}/p.zip/sub/a.jpg", f"{tmp_path}/p.tgz/b.jpg"):
         local = local_media(path, str(cache))
         assert local.startswith(str(cache)) and local.endswith(".jpg") and Path(local).read_bytes() == data
-        raw, meta = _duplicate_image({"path": path, "label": "real"}, {"options": IngestOptions().model_dump()})
+        raw, meta = _duplicate_image({"path": path, "label": "real"}, {"options": IngestConfig().model_dump()})
         assert raw and meta["orig_format"] == "JPEG"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "p.tgz", "p.zip"]   # nothing extracted
     missing = local_media(f"{tmp_path}/p.zip/nope.jpg", str(cache))   # not a member: shown as broken media

@@ -5,8 +5,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components.ingest.images import (ImageInput, IngestOptions, InputError, apply_feedback, decode_file,
-                                      list_inputs, read_feedback)
+from components.ingest.images import decode_file
+from components.ingest.listing import ImageInput, InputError, apply_feedback, list_inputs, read_feedback
+from schemas.config import IngestConfig
 from tests.conftest import image_bytes
 
 
@@ -16,7 +17,7 @@ def feat(ex, name):
 
 
 def decode(data: bytes, name="x.jpg", opts=None):
-    kind, payload = decode_file(ImageInput(path=name, label="real"), opts or IngestOptions(), data=data)
+    kind, payload = decode_file(ImageInput(path=name, label="real"), opts or IngestConfig(), data=data)
     return kind, (payload.example if kind == "ok" else payload)
 
 
@@ -55,7 +56,7 @@ def test_bad_manifest_and_empty_folder_are_input_errors(tmp_path):
 
 
 def test_neutralised_output_is_one_codec_and_bounded_size():
-    kind, ex = decode(image_bytes("PNG", size=(600, 300)), "x.png", IngestOptions(max_side=128, quality=90))
+    kind, ex = decode(image_bytes("PNG", size=(600, 300)), "x.png", IngestConfig(max_side=128, quality=90))
     assert kind == "ok"
     out = Image.open(io.BytesIO(ex.features.feature["image_raw"].bytes_list.value[0]))
     assert out.format == "JPEG" and max(out.size) == 128 and out.size == (128, 64)
@@ -66,7 +67,7 @@ def test_neutralised_output_is_one_codec_and_bounded_size():
 
 def test_max_side_0_keeps_native_size_and_still_neutralises():
     for fmt in ("PNG", "JPEG"):
-        kind, ex = decode(image_bytes(fmt, size=(600, 300)), f"x.{fmt.lower()}", IngestOptions(max_side=0))
+        kind, ex = decode(image_bytes(fmt, size=(600, 300)), f"x.{fmt.lower()}", IngestConfig(max_side=0))
         assert kind == "ok"
         out = Image.open(io.BytesIO(ex.features.feature["image_raw"].bytes_list.value[0]))
         assert out.format == "JPEG" and out.size == (600, 300) and feat(ex, "codec") == "JPEG"
@@ -74,7 +75,7 @@ def test_max_side_0_keeps_native_size_and_still_neutralises():
 
 def test_raw_mode_keeps_published_bytes():
     data = image_bytes("PNG")
-    kind, ex = decode(data, "x.png", IngestOptions(neutralize_format=False))
+    kind, ex = decode(data, "x.png", IngestConfig(neutralize_format=False))
     assert kind == "ok" and ex.features.feature["image_raw"].bytes_list.value[0] == data
 
 
@@ -90,9 +91,9 @@ def test_bad_files_are_quarantined_with_a_reason(data, reason):
 
 
 def test_pixel_limit_and_unreadable_path():
-    kind, rec = decode(image_bytes(size=(100, 100)), opts=IngestOptions(max_pixels=5000))
+    kind, rec = decode(image_bytes(size=(100, 100)), opts=IngestConfig(max_pixels=5000))
     assert (kind, rec["reason"]) == ("quarantine", "too_many_pixels")
-    kind, rec = decode_file(ImageInput(path="/no/such/file.jpg", label="real"), IngestOptions())
+    kind, rec = decode_file(ImageInput(path="/no/such/file.jpg", label="real"), IngestConfig())
     assert (kind, rec["reason"]) == ("quarantine", "unreadable_path")
 
 

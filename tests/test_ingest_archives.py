@@ -12,10 +12,10 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from components.ingest.images import IngestOptions
 from components.ingest.job import build_ingest
 from components.ingest.listing import list_inputs
 from components.ingest.outputs import read_summary
+from schemas.config import IngestConfig
 from tests.conftest import REPO, image_bytes
 
 SPLITS = [("train", 7), ("eval", 3)]
@@ -23,7 +23,7 @@ CIFAKE = REPO.parent / "shared" / "data" / "cifake"
 
 
 def run_ingest(data_input, out_dir, opts=None, multi=False) -> dict:
-    opts = opts or IngestOptions()
+    opts = opts or IngestConfig()
     args = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"] if multi else \
         ["--direct_running_mode=in_memory"]
     with beam.Pipeline(options=PipelineOptions(args)) as p:
@@ -94,7 +94,7 @@ def extract_in_place(root: Path, parts: dict[str, dict[str, bytes]]) -> None:
 def test_zip_and_tar_parts_ingest_to_the_same_shards_as_the_extracted_files(tmp_path, neutralize):
     root = tmp_path / "data"
     parts = parts_tree(root)
-    opts = IngestOptions(neutralize_format=neutralize)
+    opts = IngestConfig(neutralize_format=neutralize)
     s_zip = run_ingest(root, tmp_path / "from-zip", opts)
     extract_in_place(root, parts)
     s_dir = run_ingest(root, tmp_path / "from-folders", opts)
@@ -280,7 +280,7 @@ def test_every_bad_archive_and_member_is_accounted_for(tmp_path):
             if kind == tarfile.SYMTYPE:
                 ti.linkname = "/etc/passwd"
             tf_.addfile(ti, io.BytesIO(payload))
-    s = run_ingest(root, tmp_path / "out", IngestOptions(max_file_bytes=100_000))
+    s = run_ingest(root, tmp_path / "out", IngestConfig(max_file_bytes=100_000))
     m = members(tmp_path / "out")
     q = {json.loads(line)["path"][len(str(root)) + 1:]: json.loads(line)
          for line in (tmp_path / "out/quarantine.jsonl").read_text().splitlines()}

@@ -13,7 +13,7 @@ from PIL import Image
 
 from components.ingest.job import build_ingest
 from components.ingest.outputs import read_summary
-from components.ingest.images import IngestOptions
+from schemas.config import IngestConfig
 
 SPLITS = [("train", 7), ("eval", 3)]
 
@@ -32,7 +32,7 @@ def encode(img: Image.Image, fmt="JPEG", **kw) -> bytes:
 
 
 def run_ingest(data_input, out_dir, opts=None) -> dict:
-    opts = opts or IngestOptions()
+    opts = opts or IngestConfig()
     with beam.Pipeline(options=PipelineOptions(["--direct_running_mode=in_memory"])) as p:
         build_ingest(p, str(data_input), str(out_dir), opts, SPLITS)
     return read_summary(str(out_dir))
@@ -112,8 +112,8 @@ def test_same_split_with_format_neutralisation_on_and_off(make_tree, tmp_path):
     files = {f"real/photos/big{i}.jpg": encode(scene(300 + i, size=(1200, 900)), quality=90) for i in range(16)}
     files.update({f"synthesized/sd/s{i}.png": encode(scene(400 + i, size=(512, 512)), "PNG") for i in range(8)})
     root = make_tree(files)
-    run_ingest(root, tmp_path / "raw", IngestOptions(neutralize_format=False))
-    run_ingest(root, tmp_path / "neutral", IngestOptions(neutralize_format=True))
+    run_ingest(root, tmp_path / "raw", IngestConfig(neutralize_format=False))
+    run_ingest(root, tmp_path / "neutral", IngestConfig(neutralize_format=True))
 
     def split_by_path(out):
         return {m["path"]: m["split"] for m in members(out) if m["status"] == "written"}
@@ -135,7 +135,7 @@ def test_rerun_gives_byte_identical_tfrecords(dup_tree, tmp_path):
 
 def test_dedup_off_keeps_every_decodable_file(dup_tree, tmp_path):
     root, n = dup_tree
-    s = run_ingest(root, tmp_path / "out", IngestOptions(dedup=False))
+    s = run_ingest(root, tmp_path / "out", IngestConfig(dedup=False))
     assert (s["written"], s["exact_duplicates"], s["near_duplicates"]) == (n - 1, 0, 0)
     assert s["quarantine_reasons"] == {"not_an_image": 1}
 
@@ -144,7 +144,7 @@ def test_curator_exclusions_are_accounted(dup_tree, tmp_path):
     root, n = dup_tree
     fb = tmp_path / "fb.jsonl"
     fb.write_text(json.dumps({"path": str(root / "real/photos/u0.jpg"), "action": "exclude"}) + "\n")
-    s = run_ingest(root, tmp_path / "out", IngestOptions(feedback=str(fb)))
+    s = run_ingest(root, tmp_path / "out", IngestConfig(feedback=str(fb)))
     assert s["inputs"] == n and s["accounted_for"]
     assert s["quarantine_reasons"]["curator_excluded"] == 1
     excluded = [x for x in members(tmp_path / "out") if x["reason"] == "curator_excluded"]

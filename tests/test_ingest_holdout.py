@@ -4,11 +4,11 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from components.ingest.images import IngestOptions
 from components.ingest.job import run_ingest
 from components.ingest.listing import resolve_run_inputs
 from components.ingest.outputs import read_members
 from components.ingest.records import parse_example, read_gzip_tfrecords
+from schemas.config import IngestConfig
 from tests.test_ingest_beam import SPLITS, encode, scene
 
 IN_MEMORY = ["--direct_running_mode=in_memory"]
@@ -38,8 +38,8 @@ def test_holdout_set_is_ingested_apart_and_leaks_are_dropped(make_tree, tmp_path
     for rel, data in files.items():
         (held / rel).parent.mkdir(parents=True, exist_ok=True)
         (held / rel).write_bytes(data)
-    listing = resolve_run_inputs(str(train), IngestOptions(), [("unseen", str(held))])
-    s = run_ingest(listing, str(tmp_path / "out"), IngestOptions(), SPLITS, IN_MEMORY)
+    listing = resolve_run_inputs(str(train), IngestConfig(), [("unseen", str(held))])
+    s = run_ingest(listing, str(tmp_path / "out"), IngestConfig(), SPLITS, IN_MEMORY)
     assert s["accounted_for"] and s["inputs"] == 16 + 11
     h = s["holdout_sets"]["unseen"]
     assert (h["inputs"], h["written"], h["leaked_into_training"], h["quarantined"]) == (11, 8, 2, 1)
@@ -63,15 +63,15 @@ def test_leave_one_out_moves_a_source_out_of_training(make_tree, tmp_path):
                       **{f"synthesized/sd/s{i}.png": encode(scene(100 + i), "PNG") for i in range(6)},
                       **{f"synthesized/phone/q{i}.png": encode(scene(150 + i), "PNG") for i in range(4)}})
     leave = {"field": "source", "value": "phone", "name": "left_out"}
-    listing = resolve_run_inputs(str(root), IngestOptions(), (), leave)
-    s = run_ingest(listing, str(tmp_path / "out"), IngestOptions(), SPLITS, IN_MEMORY)
+    listing = resolve_run_inputs(str(root), IngestConfig(), (), leave)
+    s = run_ingest(listing, str(tmp_path / "out"), IngestConfig(), SPLITS, IN_MEMORY)
     assert s["accounted_for"] and s["holdout_sets"]["left_out"]["written"] == 8
     exs = examples_by_split(tmp_path / "out")
     sources = {split: Counter(feat(e, "source") for e in es) for split, es in exs.items()}
     assert "phone" not in sources["train"] and "phone" not in sources["eval"]
     assert sources["holdout_left_out"] == {"phone": 8}
     # the same leave-out in the fingerprint: changing it changes what the pipeline caches on
-    other = resolve_run_inputs(str(root), IngestOptions(), (), {**leave, "value": "cam"})
+    other = resolve_run_inputs(str(root), IngestConfig(), (), {**leave, "value": "cam"})
     assert other.fingerprint() != listing.fingerprint()
     assert json.loads((tmp_path / "out" / "ingest_summary.json").read_text())["written_by_label"] == \
         {"real": 6, "synthesized": 6}
@@ -85,8 +85,8 @@ def test_a_held_out_set_emptied_by_leaks_still_has_its_split(make_tree, tmp_path
     held = tmp_path / "held"
     (held / "real" / "x").mkdir(parents=True)
     (held / "real" / "x" / "copy.jpg").write_bytes((train / "real/cam/r1.jpg").read_bytes())
-    listing = resolve_run_inputs(str(train), IngestOptions(), [("gone", str(held))])
-    s = run_ingest(listing, str(tmp_path / "out"), IngestOptions(), SPLITS, IN_MEMORY)
+    listing = resolve_run_inputs(str(train), IngestConfig(), [("gone", str(held))])
+    s = run_ingest(listing, str(tmp_path / "out"), IngestConfig(), SPLITS, IN_MEMORY)
     assert s["accounted_for"] and s["holdout_sets"]["gone"]["leaked_into_training"] == 1
     assert s["holdout_sets"]["gone"]["written"] == 0
     shards = sorted((tmp_path / "out" / "Split-holdout_gone").glob("*.gz"))

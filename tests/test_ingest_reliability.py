@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from components.ingest.images import IngestOptions, decode_file
+from components.ingest.images import decode_file
 from components.ingest.job import run_ingest
 from components.ingest.listing import ImageInput, list_inputs
 from components.ingest.outputs import OutputError, OutputLock, read_members, read_summary
 from components.ingest.records import read_gzip_tfrecords
+from schemas.config import IngestConfig
 from tests.test_ingest_beam import SPLITS, encode, scene
 
 CLI = str(Path(sys.executable).parent / "synthdetect")
@@ -113,8 +114,8 @@ def test_a_fifo_or_device_is_refused_without_blocking(tmp_path):
     result = {}
 
     def read_both():
-        result["fifo"] = decode_file(ImageInput(str(fifo), "real"), IngestOptions())[1]["reason"]
-        result["device"] = decode_file(ImageInput("/dev/zero", "real"), IngestOptions())[1]["reason"]
+        result["fifo"] = decode_file(ImageInput(str(fifo), "real"), IngestConfig())[1]["reason"]
+        result["device"] = decode_file(ImageInput("/dev/zero", "real"), IngestConfig())[1]["reason"]
 
     t = threading.Thread(target=read_both, daemon=True)
     t.start()
@@ -128,7 +129,7 @@ def test_skipped_and_rejected_inputs_are_counted_by_the_invariant(tmp_path):
     (root / "real" / "src" / ".DS_Store").write_bytes(b"junk")
     (root / "real" / "README.md").write_text("about these photos")
     os.mkfifo(root / "synthesized" / "src" / "pipe.png")
-    s = run_ingest(str(root), str(tmp_path / "out"), IngestOptions(), SPLITS, IN_MEMORY)
+    s = run_ingest(str(root), str(tmp_path / "out"), IngestConfig(), SPLITS, IN_MEMORY)
     assert s["inputs"] == 6 + 3 and s["accounted_for"]
     assert s["inputs"] == s["written"] + s["exact_duplicates"] + s["near_duplicates"] + s["quarantined"] + s["skipped"]
     assert s["skip_reasons"] == {"documentation": 1, "hidden": 1} and s["quarantine_reasons"] == {"not_a_file": 1}
@@ -149,7 +150,7 @@ def test_flat_and_tiny_images_are_not_near_duplicates_of_each_other(tmp_path):
     for rel, img in imgs.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         img.save(root / rel)
-    s = run_ingest(str(root), str(tmp_path / "out"), IngestOptions(), SPLITS, IN_MEMORY)
+    s = run_ingest(str(root), str(tmp_path / "out"), IngestConfig(), SPLITS, IN_MEMORY)
     st = {Path(m["path"]).name: (m["status"], m["reason"]) for m in read_members(str(tmp_path / "out"))}
     assert s["near_duplicates"] == 0 and "label_conflict" not in s["quarantine_reasons"], st
     assert s["exact_duplicates"] == 1 and {st["black_big.png"][0], st["black_copy.png"][0]} == {"written",
@@ -325,7 +326,7 @@ def test_same_structure_in_other_colours_is_not_a_near_duplicate(tmp_path):
     blue.resize((180, 135), Image.LANCZOS).save(root / "real" / "a" / "blue_small.jpg", quality=90)
     from components.ingest import dedup
     assert dedup.hamming(dedup.perceptual_hash(blue), dedup.perceptual_hash(orange)) <= 6   # pHash alone: a match
-    run_ingest(str(root), str(tmp_path / "out"), IngestOptions(), SPLITS, IN_MEMORY)
+    run_ingest(str(root), str(tmp_path / "out"), IngestConfig(), SPLITS, IN_MEMORY)
     st = {Path(m["path"]).name: m for m in read_members(str(tmp_path / "out"))}
     assert st["blue_small.jpg"]["cluster_id"] == st["blue.png"]["cluster_id"]
     assert st["orange.png"]["status"] == "written" and st["orange.png"]["cluster_id"] != st["blue.png"]["cluster_id"]

@@ -196,9 +196,10 @@ def test_float_images_are_scaled_not_written_black(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from components.ingest.images import IngestOptions, decode_file
+    from components.ingest.images import decode_file
+    from schemas.config import IngestConfig
     from components.ingest.listing import ImageInput
-    opts = IngestOptions(codec="PNG")
+    opts = IngestConfig(codec="PNG")
 
     def tiff(arr: np.ndarray) -> bytes:
         buf = io.BytesIO()
@@ -227,7 +228,8 @@ def write_manifest(path: Path, lines: list) -> Path:
 def test_manifest_metadata_numbers_are_text_and_other_types_are_named(tmp_path):
     """Case 5: `"generator": 1.5` quarantined a good image as corrupt_image; `"source": 2024` became
     an int64 feature that ExampleValidator rejected later."""
-    from components.ingest.images import IngestOptions, decode_file
+    from components.ingest.images import decode_file
+    from schemas.config import IngestConfig
     from components.ingest.listing import InputError, list_inputs
     from tests.test_ingest_beam import encode, scene
     (tmp_path / "a.jpg").write_bytes(encode(scene(1)))
@@ -235,7 +237,7 @@ def test_manifest_metadata_numbers_are_text_and_other_types_are_named(tmp_path):
                                                "content": "cat"}])
     [item] = list_inputs(str(m)).items
     assert (item.source, item.generator, item.content) == ("2024", "1.5", "cat")
-    kind, d = decode_file(item, IngestOptions())
+    kind, d = decode_file(item, IngestConfig())
     assert kind == "ok", d
     feats = d.example.features.feature
     assert feats["source"].bytes_list.value == [b"2024"] and feats["generator"].bytes_list.value == [b"1.5"]

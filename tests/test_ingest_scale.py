@@ -11,10 +11,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pipeline import PipelineVisitor
 
 from components.ingest import dedup
-from components.ingest.images import IngestOptions
 from components.ingest.job import build_ingest
 from components.ingest.outputs import read_summary
-from components.ingest.plan import make_plan
+from components.ingest.plan import ScanRow, make_plan
+from schemas.config import IngestConfig
 from tests.test_ingest_beam import SPLITS, dup_tree, run_ingest  # noqa: F401 - fixture
 
 MAX_BYTES_LEAF = 256  # the longest bytes value allowed in a shuffled element (hashes are hex strings)
@@ -71,7 +71,7 @@ def test_no_image_payload_reaches_a_shuffle_or_side_input(dup_tree, tmp_path):  
     root, n = dup_tree
     log = str(tmp_path / "probe.jsonl")
     p = beam.Pipeline(options=PipelineOptions(["--direct_running_mode=in_memory"]))
-    build_ingest(p, str(root), str(tmp_path / "out"), IngestOptions(), SPLITS)
+    build_ingest(p, str(root), str(tmp_path / "out"), IngestConfig(), SPLITS)
     steps = watch_shuffles(p, log)
     p.run().wait_until_finish()
     assert any("Distribute" in s for s in steps) and any("side input" in s for s in steps), steps
@@ -84,7 +84,7 @@ def test_no_image_payload_reaches_a_shuffle_or_side_input(dup_tree, tmp_path):  
 
 def test_multi_process_output_is_byte_identical_to_in_process(dup_tree, tmp_path):  # noqa: F811 - the imported fixture
     root, _ = dup_tree
-    opts = IngestOptions()
+    opts = IngestConfig()
     for name, args in (("one", ["--direct_running_mode=in_memory"]),
                        ("two", ["--direct_running_mode=multi_processing", "--direct_num_workers=2"])):
         with beam.Pipeline(options=PipelineOptions(args)) as p:
@@ -105,25 +105,25 @@ def _rows(n_distinct=300, seed=0):
         while abs(h.bit_count() - 32) > 8:
             h = rng.getrandbits(64)
         label = "real" if i % 2 else "synthesized"
-        rows.append(["ok", f"/d/{label}/{i:05d}.jpg", label, "s", "", "c", f"{rng.getrandbits(256):064x}",
-                     f"{rng.getrandbits(256):064x}", h, 100 + i, 50 + i, f"spill-{i % 3}", i * 10, 10, "80" * 48, ""])
+        rows.append(ScanRow(f"/d/{label}/{i:05d}.jpg", label, "s", "", "c", f"{rng.getrandbits(256):064x}",
+                            f"{rng.getrandbits(256):064x}", h, 100 + i, 50 + i, f"spill-{i % 3}", i * 10, 10,
+                            "80" * 48))
     # a planted near duplicate (3 bits flipped) and an exact duplicate of row 0
-    near = list(rows[0])
-    near[1], near[6], near[7], near[8] = "/d/x/near.jpg", "aa" * 32, "bb" * 32, rows[0][8] ^ 0b10101
-    exact = list(rows[0])
-    exact[1], exact[6] = "/d/x/exact.jpg", "cc" * 32
+    near = rows[0]._replace(path="/d/x/near.jpg", sha256="aa" * 32, pixel_sha="bb" * 32, phash=rows[0].phash ^ 0b10101)
+    exact = rows[0]._replace(path="/d/x/exact.jpg", sha256="cc" * 32)
     return rows + [near, exact]
 
 
 def test_plan_depends_on_row_contents_not_on_their_order_or_bundles():
     rows = _rows()
-    opts = IngestOptions()
+    opts = IngestConfig()
     a = make_plan(rows, [], opts, SPLITS, len(rows))
-    shuffled = [list(r) for r in rows]
+    shuffled = list(rows)
     random.Random(1).shuffle(shuffled)
     b = make_plan(shuffled, [], opts, SPLITS, len(rows))
     assert list(a.member_lines()) == list(b.member_lines()) and a.summary == b.summary
-    assert {k: [r[3] for r in v] for k, v in a.shards.items()} == {k: [r[3] for r in v] for k, v in b.shards.items()}
+    assert {k: [r.cluster_id for r in v] for k, v in a.shards.items()} == \
+        {k: [r.cluster_id for r in v] for k, v in b.shards.items()}
     m = {json.loads(line)["path"]: json.loads(line) for line in a.member_lines()}
     assert m["/d/x/near.jpg"]["status"] == "near_duplicate" and m["/d/x/exact.jpg"]["status"] == "exact_duplicate"
     assert a.summary["accounted_for"] and a.summary["written"] == 300

@@ -14,11 +14,12 @@ import pytest
 from PIL import Image
 
 from components.evaluator.eval_config import make_eval_config
-from components.ingest.images import ImageInput, IngestOptions, decode_file
+from components.ingest.images import decode_file
+from components.ingest.listing import ImageInput
 from components.registry.component import RegistryPusher
 from components.registry.store import LocalRegistry
 from components.release_check.component import ReleaseCheck
-from schemas.config import ThresholdConfig
+from schemas.config import IngestConfig, ThresholdConfig
 from tests.test_registry import tiny_model
 
 THRESHOLDS = ThresholdConfig()  # the defaults: accuracy >= 0.9, AUC >= 0.95, gains >= 0, drop <= 0.1
@@ -38,7 +39,7 @@ def examples(tmp_path_factory) -> Path:
 
 def _example(name: str, label: str, data: bytes, source: str, split: str) -> bytes:
     status, ex = decode_file(ImageInput(name, label, source=source, generator=source, content="objects"),
-                             IngestOptions(), data)  # format neutralisation on, JPEG q95, as in the pipeline
+                             IngestConfig(), data)  # format neutralisation on, JPEG q95, as in the pipeline
     assert status == "ok"
     ex = getattr(ex, "example", ex)  # Decoded or tf.Example
     ex.features.feature["split"].bytes_list.value.append(split.encode())  # as ImageExampleGen writes it
@@ -113,7 +114,7 @@ def _run_gate(tmp_path: Path, examples: Path, candidate: str, registry: Path, ru
     pusher = RegistryPusher(model=cm.outputs["result"], model_blessing=check.outputs["blessing"],
                             release_check=check.outputs["check"], examples=ex.outputs["result"],
                             registry=str(registry), model_name="vgg16_finetune", pipeline_name="gate-test",
-                            ingest=IngestOptions().__dict__)
+                            ingest=IngestConfig().__dict__)
     pipeline = tfx.dsl.Pipeline(
         pipeline_name="gate-test", pipeline_root=str(tmp_path / "root"),
         components=[ex, cm, bm, evaluator, check, pusher],

@@ -16,10 +16,10 @@ from typing import Any
 
 from components.curation import appconfig, brain
 from components.curation.members import CurationError, default_cache_dir, iter_written, load_members, local_media
+from components.ingest.listing import LABELS          # (negative, positive) for binary evaluation
 from components.scoring.models import ModelError, resolve_model
 from components.scoring.scorer import EMBEDDING_LAYER, ModelLoadError, Scorer
 
-LABELS = ("real", "synthesized")          # (negative, positive) for binary evaluation
 EVAL_KEY = "eval"
 MANAGED_TAGS = ("quarantined", "false_positive", "false_negative", "holdout")
 SAVED_VIEWS = ("false_positives", "false_negatives", "uncertain", "likely_label_errors", "duplicates", "quarantined",
@@ -65,9 +65,10 @@ class BuildResult:
 def _duplicate_image(member: dict, summary: dict):
     """Re-ingest a duplicate's original file exactly as ingestion would (it is not in the TFRecords):
     (encoded bytes, orig metadata) or (None, {})."""
-    from components.ingest.images import ImageInput, IngestOptions, decode_file
-    from components.ingest.listing import member_input
-    opts = IngestOptions.from_dict(summary.get("options") or {})
+    from components.ingest.images import decode_file
+    from components.ingest.listing import ImageInput, member_input
+    from schemas.config import IngestConfig
+    opts = IngestConfig.from_dict(summary.get("options") or {})
     fields: dict[str, Any] = dict(label=member.get("label") or "real", source=member.get("source") or "unknown",
                   generator=member.get("generator") or "", content=member.get("content") or "unknown")
     # a member of an archive is read again by its byte range (archive/member path)

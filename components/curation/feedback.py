@@ -16,10 +16,10 @@ import json
 import os
 
 from components.curation.members import CurationError
+from components.ingest.listing import LABELS
 
 EXCLUDE_TAG = "exclude"
 RELABEL_PREFIX = "relabel:"
-LABELS = ("real", "synthesized")
 
 
 @dataclasses.dataclass

@@ -18,15 +18,15 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from components.ingest import outputs
-from components.ingest.images import IngestOptions
 from components.ingest.job import build_ingest
 from components.ingest.listing import inputs_fingerprint, resolve_run_inputs
 from components.ingest.plan import HOLDOUT_PREFIX
+from schemas.config import IngestConfig
 
 
 # ------------------------------------------------------------------------------------ options
-def ingest_options(exec_properties: dict[str, Any]) -> IngestOptions:
-    return IngestOptions.from_dict(_custom_dict(exec_properties))
+def ingest_options(exec_properties: dict[str, Any]) -> IngestConfig:
+    return IngestConfig.from_dict(_custom_dict(exec_properties))
 
 
 def _custom_dict(exec_properties: dict[str, Any]) -> dict:

@@ -17,14 +17,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from components.ingest import dedup
-from components.ingest.listing import (LABEL_IDS, LABELS, ImageInput, InputError, apply_feedback,
-                                       list_inputs, read_feedback)
+from components.ingest.listing import LABEL_IDS, ImageInput
 from components.ingest.records import ExampleMessage, make_example
 from schemas.config import IngestConfig, is_gcs
-
-# The options of one ingestion are the validated config section itself (one definition of each
-# default): `IngestOptions(**kw)` validates, `IngestOptions.from_dict(d)` reads recorded options.
-IngestOptions = IngestConfig
 
 _EXT_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".gif": "GIF", ".webp": "WEBP",
                 ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
@@ -250,6 +245,3 @@ def _encode(item: ImageInput, opts: IngestConfig, img: Image.Image, data: bytes,
     return Decoded(example=example, pixel_sha=pixel_sha, phash=phash, pixels=width * height,
                    min_side=min(width, height), thumb=thumb)
 
-
-__all__ = ["Decoded", "IngestOptions", "ImageInput", "InputError", "ReadRefused", "decode_file", "read_file",
-           "quarantine_record", "list_inputs", "read_feedback", "apply_feedback", "LABELS", "LABEL_IDS"]

@@ -33,7 +33,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from components.ingest import outputs
 from components.ingest.listing import ImageInput, Listing, resolve_inputs
-from components.ingest.plan import holdout_split, make_plan, ok_row, q_row
+from components.ingest.plan import QuarantineRow, Row, ScanRow, holdout_split, make_plan, parse_row_line, row_line
 from components.ingest.records import GzipTFRecordWriter, parse_example
 
 WORK_DIR = "_ingest_work"          # inside the output folder while the job runs; deleted at the end
@@ -117,14 +117,13 @@ class _Scan(beam.DoFn):
             entries = [(it, entry_from_list(it.entry)) for it in items]
             for item, data in read_members(archive, version, entries, self._opts.max_file_bytes):
                 if isinstance(data, MemberError):
-                    self._write_row(q_row(item.path, item.label, item.source, item.generator, item.content,
-                                          data.reason, data.detail, item.holdout))
+                    self._write_row(QuarantineRow.of(item, data.reason, data.detail))
                 else:
                     self._scan(item, data)
         return ()
 
-    def _write_row(self, row: list) -> None:
-        self._meta.write((json.dumps(row) + "\n").encode())
+    def _write_row(self, row: Row) -> None:
+        self._meta.write(row_line(row).encode())
         self._progress.tick()
 
     def _scan(self, item: ImageInput, data: bytes | None) -> None:
@@ -134,14 +133,11 @@ class _Scan(beam.DoFn):
             data = payload.example.SerializeToString(deterministic=True)
             self._spill.write(data)
             f = payload.example.features.feature
-            row = ok_row(item.path, item.label, item.source, item.generator, item.content,
-                         f["sha256"].bytes_list.value[0].decode(), payload.pixel_sha, payload.phash,
-                         payload.pixels, payload.min_side, self._spill_name, self._offset, len(data), payload.thumb,
-                         item.holdout)
+            row: Row = ScanRow.of(item, payload, f["sha256"].bytes_list.value[0].decode(), self._spill_name,
+                                  self._offset, len(data))
             self._offset += len(data)
         else:
-            row = q_row(item.path, item.label, item.source, item.generator, item.content, payload["reason"],
-                        payload.get("detail", ""), item.holdout)
+            row = QuarantineRow.of(item, payload["reason"], payload.get("detail", ""))
         self._write_row(row)
 
     def finish_bundle(self):
@@ -164,7 +160,7 @@ def _plan(meta_paths: list[str], work_dir: str, rejected_path: str, opts, split_
     def rows():
         for p in sorted(meta_paths):
             for line in _read_lines(p):
-                yield json.loads(line)
+                yield parse_row_line(line)
     rejected = [json.loads(line) for line in _read_lines(rejected_path)]
     plan = make_plan(rows(), rejected, opts, split_buckets, n_inputs, holdout_names)
     if progress_dir:

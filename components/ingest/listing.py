@@ -39,8 +39,8 @@ from components.ingest.archives import (ArchiveError, archive_kind, clean_name, 
 from components.ingest.archives import gcs_client as _gcs_client
 from schemas.config import is_gcs
 
-LABELS = ("real", "synthesized")
-LABEL_IDS = {"real": 0, "synthesized": 1}
+LABELS = ("real", "synthesized")                  # (negative, positive): the label_id is the index
+LABEL_IDS = {label: k for k, label in enumerate(LABELS)}
 MANIFEST_NAMES = ("manifest.csv", "manifest.jsonl")
 DOC_NAMES = {"readme", "readme.md", "readme.txt", "readme.rst", "license", "license.txt", "license.md",
              "credits.md", "credits.txt", "notes.md"}
@@ -714,7 +714,7 @@ def listing_session():
 
 
 def resolve_inputs(data_input: str, opts) -> Listing:
-    """The listing of `data_input` after curator feedback (`opts`: IngestOptions)."""
+    """The listing of `data_input` after curator feedback (`opts`: IngestConfig)."""
     key = (data_input, opts.max_file_bytes, tuple(opts.allowed_roots), opts.feedback)
     if _SESSION is not None and key in _SESSION:
         return _SESSION[key]

@@ -18,47 +18,111 @@ Memory is a few hundred bytes per input, held in columns (numpy arrays and lists
 from __future__ import annotations
 
 import dataclasses
+import enum
 import itertools
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from components.ingest import dedup
+from components.ingest.listing import LABELS, ImageInput
+from schemas.config import IngestConfig
+
+if TYPE_CHECKING:
+    from components.ingest.images import Decoded
 
 STATUSES = ("written", "exact_duplicate", "near_duplicate", "quarantined", "skipped", "leaked_into_training")
-# their indices (a plan's status column)
-WRITTEN, EXACT, NEAR, QUAR, LEAKED = (STATUSES.index(x) for x in (
-    "written", "exact_duplicate", "near_duplicate", "quarantined", "leaked_into_training"))
+WRITTEN, EXACT, NEAR, QUARANTINED, SKIPPED, LEAKED = range(len(STATUSES))    # a status as an index into STATUSES
 HOLDOUT_PREFIX = "holdout_"
-LABELS = ("real", "synthesized")
 
 
 def num_shards_for(n_inputs: int) -> int:
     return max(1, min(256, n_inputs // 2000 + 1))
 
 
-# one row of the scan's metadata (JSON list); "ok" rows and "q" (quarantined while decoding) rows
-OK_FIELDS = ("path", "label", "source", "generator", "content", "sha256", "pixel_sha", "phash", "pixels",
-             "min_side", "spill", "offset", "length", "thumb", "holdout")
-Q_FIELDS = ("path", "label", "source", "generator", "content", "reason", "detail", "holdout")
-
-
 def holdout_split(name: str) -> str:
     return f"{HOLDOUT_PREFIX}{name}"
 
 
-def ok_row(path, label, source, generator, content, sha256, pixel_sha, phash, pixels, min_side, spill, offset,
-           length, thumb: bytes = b"", holdout="") -> list:
-    return ["ok", path, label, source, generator, content, sha256, pixel_sha, int(phash), int(pixels),
-            int(min_side), spill, int(offset), int(length), thumb.hex(), holdout]
+# ------------------------------------------------------------------------------------ the scan's rows
+# One line of the scan's metadata per file: a JSON list, the row's tag ("ok" or "q") then its fields.
+class ScanRow(NamedTuple):
+    """A decoded file: its hashes, size, and where its encoded example was spilled."""
+    path: str
+    label: str
+    source: str
+    generator: str
+    content: str
+    sha256: str          # of the file's bytes (hex)
+    pixel_sha: str       # of the decoded pixels (hex): exact duplicates
+    phash: int           # 64-bit perceptual hash: near duplicates
+    pixels: int          # width x height
+    min_side: int
+    spill: str           # the spill file holding the encoded example ...
+    offset: int          # ... at this offset ...
+    length: int          # ... this long
+    thumb: str           # the colour thumbnail (hex)
+    holdout: str = ""    # the held-out set it belongs to ("": the training input)
+
+    @classmethod
+    def of(cls, item: ImageInput, decoded: Decoded, sha256: str, spill: str, offset: int, length: int) -> ScanRow:
+        """The row of an input decoded as `decoded`."""
+        return cls(item.path, item.label, item.source, item.generator, item.content, sha256, decoded.pixel_sha,
+                   int(decoded.phash), int(decoded.pixels), int(decoded.min_side), spill, int(offset), int(length),
+                   decoded.thumb.hex(), item.holdout)
 
 
-def q_row(path, label, source, generator, content, reason, detail="", holdout="") -> list:
-    return ["q", path, label, source, generator, content, reason, detail[:300], holdout]
+class QuarantineRow(NamedTuple):
+    """A file that failed to decode (or to be read from its archive)."""
+    path: str
+    label: str
+    source: str
+    generator: str
+    content: str
+    reason: str
+    detail: str = ""
+    holdout: str = ""
+
+    @classmethod
+    def of(cls, item: ImageInput, reason: str, detail: str = "") -> QuarantineRow:
+        """The row of an input quarantined for `reason`."""
+        return cls(item.path, item.label, item.source, item.generator, item.content, reason, detail[:300],
+                   item.holdout)
 
 
+Row = ScanRow | QuarantineRow
+_TAGS = {ScanRow: "ok", QuarantineRow: "q"}
+
+
+def row_line(row: Row) -> str:
+    """The row as a line of the scan's metadata."""
+    return json.dumps([_TAGS[type(row)], *row]) + "\n"
+
+
+def parse_row_line(line: str) -> Row:
+    tag, *fields = json.loads(line)
+    return (ScanRow if tag == "ok" else QuarantineRow)(*fields)
+
+
+class ShardRef(NamedTuple):
+    """One example of a shard's reading order: where it was spilled, and its cluster."""
+    spill: str
+    offset: int
+    length: int
+    cluster_id: str
+
+
+class Kind(enum.IntEnum):
+    """Where an input's member record comes from."""
+    DECODED = 0        # a decoded file: row k of the columns
+    UNDECODED = 1      # a file that failed to decode: QuarantineRow k
+    LISTED = 2         # an input decided at listing time: rejected record k
+
+
+# ------------------------------------------------------------------------------------ the plan's state
 class _Columns:
     """The decoded files, column-wise (compact at 200k files)."""
 
@@ -80,39 +144,80 @@ class _Columns:
         self._spill_index: dict[str, int] = {}
         self._meta_index: dict[tuple, tuple] = {}
 
-    def add(self, r: list) -> None:
-        _, path, label, source, generator, content, sha256, pixel_sha, phash, pixels, min_side, spill, off, ln, \
-            thumb, holdout = r
-        self.path.append(path)
-        self.label.append(LABELS.index(label))
-        key = (source, generator, content)
+    def add(self, r: ScanRow) -> None:
+        self.path.append(r.path)
+        self.label.append(LABELS.index(r.label))
+        key = (r.source, r.generator, r.content)
         self.meta.append(self._meta_index.setdefault(key, key))
-        self.sha256.append(bytes.fromhex(sha256))
-        self.pixel_sha.append(bytes.fromhex(pixel_sha))
-        self.phash.append(phash)
-        self.pixels.append(pixels)
-        self.min_side.append(min_side)
-        self.thumb.append(bytes.fromhex(thumb).ljust(3 * dedup.THUMB_SIDE ** 2, b"\0"))
-        if spill not in self._spill_index:
-            self._spill_index[spill] = len(self.spill_names)
-            self.spill_names.append(spill)
-        self.spill.append(self._spill_index[spill])
-        self.offset.append(off)
-        self.length.append(ln)
-        self.holdout.append(holdout)
+        self.sha256.append(bytes.fromhex(r.sha256))
+        self.pixel_sha.append(bytes.fromhex(r.pixel_sha))
+        self.phash.append(r.phash)
+        self.pixels.append(r.pixels)
+        self.min_side.append(r.min_side)
+        self.thumb.append(bytes.fromhex(r.thumb).ljust(3 * dedup.THUMB_SIDE ** 2, b"\0"))
+        if r.spill not in self._spill_index:
+            self._spill_index[r.spill] = len(self.spill_names)
+            self.spill_names.append(r.spill)
+        self.spill.append(self._spill_index[r.spill])
+        self.offset.append(r.offset)
+        self.length.append(r.length)
+        self.holdout.append(r.holdout)
 
     def __len__(self) -> int:
         return len(self.path)
+
+    def cluster_id(self, i: int) -> str:
+        return self.pixel_sha[i].hex()[:16]
+
+    def rank(self, i: int) -> tuple:
+        """The order inside a cluster: the largest image first."""
+        return (-self.pixels[i], self.path[i])
+
+    def by_role(self, idx: list[int]) -> dict[str, list[int]]:
+        """`idx` by held-out set ("": the training input)."""
+        out: dict[str, list[int]] = defaultdict(list)
+        for i in idx:
+            out[self.holdout[i]].append(i)
+        return out
+
+
+class _Fates:
+    """Each decoded file's fate, by column row."""
+
+    def __init__(self, n: int):
+        self.status = np.zeros(n, dtype=np.int8)                  # index into STATUSES
+        self.reason: dict[int, tuple[str, str]] = {}               # row -> (reason, detail)
+        self.cluster = [""] * n
+        self.representative = np.zeros(n, dtype=bool)
+        self.split = np.full(n, -1, dtype=np.int16)               # index into the split names (-1: none)
+
+    def set(self, i: int, status: int, cid: str) -> None:
+        self.status[i], self.cluster[i] = status, cid
+
+    def write(self, i: int, cid: str) -> None:
+        self.status[i], self.representative[i], self.cluster[i] = WRITTEN, True, cid
+
+    def conflict(self, i: int, cid: str, detail: str) -> None:
+        self.set(i, QUARANTINED, cid)
+        self.reason[i] = ("label_conflict", detail)
+
+    def leak(self, i: int, cid: str, how: str) -> None:
+        self.set(i, LEAKED, cid)
+        self.reason[i] = ("leaked_into_training", f"{how} of a training input (cluster {cid})")
 
 
 @dataclasses.dataclass
 class Plan:
     summary: dict
-    shards: dict[tuple[str, int], list[tuple[str, int, int, str]]]   # (split, shard) -> [(spill, off, len, cluster)]
+    shards: dict[tuple[str, int], list[ShardRef]]    # (split, shard) -> reading order
     num_shards: int
-    _members: list[tuple[str, int, int]]            # (path, kind, index), sorted by path; lines made when written
-    _fields: Callable[[int, int], dict]              # (kind, index) -> the member's fields
-    _quarantined: list[tuple[str, int, int]]         # the quarantined members, the same way
+    _members: list[tuple[str, Kind, int]]            # (path, kind, index), sorted by path; lines made when written
+    _quarantined: list[tuple[str, Kind, int]]        # the quarantined members, the same way
+    _cols: _Columns
+    _fates: _Fates
+    _bad: list[QuarantineRow]
+    _rejected: Sequence[dict]
+    _split_names: list[str]
 
     def member_lines(self) -> Iterator[str]:
         for _, kind, k in self._members:
@@ -125,200 +230,229 @@ class Plan:
             m = self._fields(kind, k)
             yield _line({key: m[key] for key in ("path", "label", "source", "reason", "detail")})
 
+    def _fields(self, kind: Kind, k: int) -> dict:
+        """The member record of input k of its kind."""
+        if kind == Kind.DECODED:
+            cols, fates = self._cols, self._fates
+            source, generator, content = cols.meta[k]
+            why, detail = fates.reason.get(k, ("", ""))
+            split = self._split_names[fates.split[k]] if fates.split[k] >= 0 else ""
+            return {"path": cols.path[k], "label": LABELS[cols.label[k]], "source": source, "generator": generator,
+                    "content": content, "sha256": cols.sha256[k].hex(), "cluster_id": fates.cluster[k],
+                    "representative": bool(fates.representative[k]), "status": STATUSES[fates.status[k]],
+                    "reason": why, "detail": detail, "split": split, "holdout": cols.holdout[k]}
+        # a QuarantineRow has the fields of a listing-time record (listing.rejected_record) but its status
+        r = {**self._bad[k]._asdict(), "status": "quarantined"} if kind == Kind.UNDECODED else self._rejected[k]
+        return {"path": r["path"], "label": r["label"], "source": r["source"], "generator": r.get("generator", ""),
+                "content": r.get("content", ""), "sha256": "", "cluster_id": "", "representative": False,
+                "status": r["status"], "reason": r["reason"], "detail": r.get("detail", ""), "split": "",
+                "holdout": r.get("holdout", "")}
+
 
 def _line(d: dict) -> str:
     return json.dumps(d, sort_keys=True) + "\n"
 
 
-def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_buckets: Sequence[tuple[str, int]],
-              n_inputs: int, holdout_names: Sequence[str] = ()) -> Plan:
-    """`opts`: IngestOptions; `rejected`: listing-time records (status skipped|quarantined);
-    `holdout_names`: the held-out sets (rows name theirs in their last field, "" for training)."""
-    cols = _Columns()
-    bad: list[list] = []
-    for r in rows:
-        (cols.add if r[0] == "ok" else bad.append)(r)
-    n = len(cols)
-    order = sorted(range(n), key=cols.path.__getitem__)           # deterministic: rows sorted by path
-    status = np.zeros(n, dtype=np.int8)                           # index into STATUSES
-    reason: dict[int, tuple[str, str]] = {}                       # row -> (reason, detail)
-    cluster = [""] * n
-    rep_flag = np.zeros(n, dtype=bool)
-    split_names = [name for name, _ in split_buckets] + [holdout_split(h) for h in holdout_names]
-
-    def rank(i: int) -> tuple:
-        return (-cols.pixels[i], cols.path[i])
-
-    def by_role(idx: list[int]) -> dict[str, list[int]]:
-        out: dict[str, list[int]] = defaultdict(list)
-        for i in idx:
-            out[cols.holdout[i]].append(i)
-        return out
-
-    def leak(i: int, cid: str, how: str) -> None:
-        status[i], cluster[i] = LEAKED, cid
-        reason[i] = ("leaked_into_training", f"{how} of a training input (cluster {cid})")
-
+# ------------------------------------------------------------------------------------ the steps
+def make_plan(rows: Iterable[Row], rejected: Sequence[dict], opts: IngestConfig,
+              split_buckets: Sequence[tuple[str, int]], n_inputs: int, holdout_names: Sequence[str] = ()) -> Plan:
+    """`rows`: the scan's; `rejected`: listing-time records (status skipped|quarantined);
+    `holdout_names`: the held-out sets (rows name theirs in `holdout`, "" for training)."""
+    cols, bad = _columns(rows)
+    fates = _Fates(len(cols))
     if opts.dedup:
-        # groups of equal pixels by sorting, not a dict of lists (memory at 200k files); exact_of
-        # holds only representatives that have copies
-        by_pixels = sorted(order, key=cols.pixel_sha.__getitem__)
-        reps: list[int] = []
-        exact_of: dict[int, list[int]] = {}
-        for _, grouped in itertools.groupby(by_pixels, key=cols.pixel_sha.__getitem__):
-            group = sorted(grouped, key=rank)
-            if len(group) == 1 and not cols.holdout[group[0]]:
-                reps.append(group[0])
-                continue
-            cid = cols.pixel_sha[group[0]].hex()[:16]
-            roles = by_role(group)
-            for role, part in sorted(roles.items()):
-                if role and "" in roles:              # a held-out copy of a training input
-                    for i in part:
-                        leak(i, cid, "exact duplicate")
-                    continue
-                if len(part) > 1 and len({cols.label[i] for i in part}) > 1:
-                    for i in part:
-                        status[i], cluster[i] = QUAR, cid
-                        reason[i] = ("label_conflict", f"exact duplicate {cid}")
-                    continue
-                reps.append(part[0])
-                if len(part) > 1:
-                    exact_of[part[0]] = part[1:]
-        del by_pixels
-        # near duplicates among the exact representatives (every role at once), on their pHashes
-        reps.sort(key=lambda i: (cols.pixel_sha[i], cols.holdout[i]))   # root = smallest pixel hash
-        eligible = np.array([not dedup.is_degenerate(cols.phash[i], cols.min_side[i]) for i in reps], dtype=bool)
-        elig_idx = np.flatnonzero(eligible)
-        hashes = np.array([cols.phash[reps[k]] for k in elig_idx], dtype=np.uint64)
-        pairs = dedup.near_duplicate_pairs(hashes, opts.near_duplicate_max_distance, opts.lsh_tables, opts.lsh_bits)
-        pairs = elig_idx[pairs] if len(pairs) else np.zeros((0, 2), dtype=np.int64)
-        thumbs = np.frombuffer(b"".join(cols.thumb[i] for i in reps),
-                               dtype=np.uint8).reshape(len(reps), 3 * dedup.THUMB_SIDE ** 2)
-        pairs = dedup.color_close(thumbs, pairs, opts.near_duplicate_max_color_diff)
-        cols.thumb.clear()                                   # no longer needed
-        del thumbs
-        roots = dedup.cluster_roots(len(reps), pairs)
-        sizes = np.bincount(roots, minlength=len(reps))
-        clusters: dict[int, list[int]] = defaultdict(list)
-        for k, i in enumerate(reps):
-            if sizes[roots[k]] == 1 and not cols.holdout[i]:   # alone in its cluster: written
-                cid = cols.pixel_sha[i].hex()[:16]
-                cluster[i], status[i], rep_flag[i] = cid, WRITTEN, True
-                for d in exact_of.get(i, ()):
-                    status[d], cluster[d] = EXACT, cid
-                continue
-            clusters[int(roots[k])].append(i)
-        for root_k, cluster_members in clusters.items():
-            cid = cols.pixel_sha[reps[root_k]].hex()[:16]
-            roles = by_role(cluster_members)
-            for role, part in sorted(roles.items()):
-                part.sort(key=rank)
-                if role and "" in roles:          # near duplicates of a training input
-                    for i in part:
-                        leak(i, cid, "near duplicate")
-                        for d in exact_of.get(i, ()):
-                            leak(d, cid, "near duplicate")
-                    continue
-                conflict = len({cols.label[i] for i in part}) > 1
-                for pos, i in enumerate(part):
-                    cluster[i] = cid
-                    for d in exact_of.get(i, ()):
-                        status[d], cluster[d] = EXACT, cid
-                    if conflict:
-                        status[i] = QUAR
-                        reason[i] = ("label_conflict", f"near-duplicate cluster {cid}")
-                    elif pos == 0:
-                        status[i], rep_flag[i] = WRITTEN, True
-                    else:
-                        status[i] = NEAR
+        reps, exact_of = _exact_clusters(cols, fates)
+        _near_clusters(cols, fates, reps, exact_of, opts)
     else:
-        for i in order:
-            status[i], rep_flag[i], cluster[i] = WRITTEN, True, cols.pixel_sha[i].hex()[:16]
-
+        for i in range(len(cols)):
+            fates.write(i, cols.cluster_id(i))
+    split_names = [name for name, _ in split_buckets] + [holdout_split(h) for h in holdout_names]
     num_shards = num_shards_for(n_inputs)
+    shards = _assign_shards(cols, fates, split_buckets, split_names, holdout_names, num_shards)
+    members, quarantined, tally = _account(cols, fates, bad, rejected, split_names, holdout_names)
+    summary = _summary(tally, len(members), n_inputs, num_shards, opts, holdout_names)
+    return Plan(summary, shards, num_shards, members, quarantined, cols, fates, bad, rejected, split_names)
+
+
+def _columns(rows: Iterable[Row]) -> tuple[_Columns, list[QuarantineRow]]:
+    """The decoded files' rows as columns; the rows of files that failed to decode."""
+    cols = _Columns()
+    bad: list[QuarantineRow] = []
+    for r in rows:
+        if isinstance(r, ScanRow):
+            cols.add(r)
+        else:
+            bad.append(r)
+    return cols, bad
+
+
+def _exact_clusters(cols: _Columns, fates: _Fates) -> tuple[list[int], dict[int, list[int]]]:
+    """Groups of equal pixels: held-out copies of a training input leak, label conflicts are
+    quarantined. Returns the groups' representatives and, for those that have copies, the copies."""
+    # groups by sorting, not a dict of lists (memory at 200k files)
+    by_pixels = sorted(sorted(range(len(cols)), key=cols.path.__getitem__), key=cols.pixel_sha.__getitem__)
+    reps: list[int] = []
+    exact_of: dict[int, list[int]] = {}
+    for _, grouped in itertools.groupby(by_pixels, key=cols.pixel_sha.__getitem__):
+        group = sorted(grouped, key=cols.rank)
+        if len(group) == 1 and not cols.holdout[group[0]]:
+            reps.append(group[0])
+            continue
+        cid = cols.cluster_id(group[0])
+        roles = cols.by_role(group)
+        for role, part in sorted(roles.items()):
+            if role and "" in roles:              # a held-out copy of a training input
+                for i in part:
+                    fates.leak(i, cid, "exact duplicate")
+                continue
+            if len(part) > 1 and len({cols.label[i] for i in part}) > 1:
+                for i in part:
+                    fates.conflict(i, cid, f"exact duplicate {cid}")
+                continue
+            reps.append(part[0])
+            if len(part) > 1:
+                exact_of[part[0]] = part[1:]
+    return reps, exact_of
+
+
+def _near_roots(cols: _Columns, reps: list[int], opts: IngestConfig) -> np.ndarray:
+    """For each representative (sorted by pixel hash, then role), the root of its near-duplicate
+    cluster: close pHashes (never degenerate ones) and close colours. Frees the thumbnails."""
+    eligible = np.array([not dedup.is_degenerate(cols.phash[i], cols.min_side[i]) for i in reps], dtype=bool)
+    elig_idx = np.flatnonzero(eligible)
+    hashes = np.array([cols.phash[reps[k]] for k in elig_idx], dtype=np.uint64)
+    pairs = dedup.near_duplicate_pairs(hashes, opts.near_duplicate_max_distance, opts.lsh_tables, opts.lsh_bits)
+    pairs = elig_idx[pairs] if len(pairs) else np.zeros((0, 2), dtype=np.int64)
+    thumbs = np.frombuffer(b"".join(cols.thumb[i] for i in reps), dtype=np.uint8)
+    thumbs = thumbs.reshape(len(reps), 3 * dedup.THUMB_SIDE ** 2)
+    pairs = dedup.color_close(thumbs, pairs, opts.near_duplicate_max_color_diff)
+    cols.thumb.clear()                                   # no longer needed
+    return dedup.cluster_roots(len(reps), pairs)
+
+
+def _near_clusters(cols: _Columns, fates: _Fates, reps: list[int], exact_of: dict[int, list[int]],
+                   opts: IngestConfig) -> None:
+    """Near duplicates among the exact representatives (every role at once): the largest of a
+    cluster is written, the others are near duplicates; held-out near duplicates of a training input
+    leak; label conflicts are quarantined. The exact copies follow their representative."""
+    reps.sort(key=lambda i: (cols.pixel_sha[i], cols.holdout[i]))   # root = smallest pixel hash
+    roots = _near_roots(cols, reps, opts)
+    sizes = np.bincount(roots, minlength=len(reps))
+    clusters: dict[int, list[int]] = defaultdict(list)
+    for k, i in enumerate(reps):
+        if sizes[roots[k]] == 1 and not cols.holdout[i]:   # alone in its cluster: written
+            cid = cols.cluster_id(i)
+            fates.write(i, cid)
+            for d in exact_of.get(i, ()):
+                fates.set(d, EXACT, cid)
+            continue
+        clusters[int(roots[k])].append(i)
+    for root_k, members in clusters.items():
+        cid = cols.cluster_id(reps[root_k])
+        roles = cols.by_role(members)
+        for role, part in sorted(roles.items()):
+            part.sort(key=cols.rank)
+            if role and "" in roles:          # near duplicates of a training input
+                for i in part:
+                    fates.leak(i, cid, "near duplicate")
+                    for d in exact_of.get(i, ()):
+                        fates.leak(d, cid, "near duplicate")
+                continue
+            conflict = len({cols.label[i] for i in part}) > 1
+            for pos, i in enumerate(part):
+                fates.cluster[i] = cid
+                for d in exact_of.get(i, ()):
+                    fates.set(d, EXACT, cid)
+                if conflict:
+                    fates.conflict(i, cid, f"near-duplicate cluster {cid}")
+                elif pos == 0:
+                    fates.write(i, cid)
+                else:
+                    fates.status[i] = NEAR
+
+
+def _assign_shards(cols: _Columns, fates: _Fates, split_buckets: Sequence[tuple[str, int]], split_names: list[str],
+                   holdout_names: Sequence[str], num_shards: int) -> dict[tuple[str, int], list[ShardRef]]:
+    """Each representative's split (recorded in `fates.split`) and shard; each shard's reading
+    order (by cluster, then path)."""
     split_index = {name: k for k, name in enumerate(split_names)}
-    split_no = np.full(n, -1, dtype=np.int16)                     # row -> index into split_names (-1: none)
-    # (split, shard) -> [(cluster, path, spill, offset, length)]
     shards: dict[tuple[str, int], list[tuple[str, str, str, int, int]]] = defaultdict(list)
-    for i in np.flatnonzero(rep_flag).tolist():
+    for i in np.flatnonzero(fates.representative).tolist():
         # The split follows the representative's file bytes, not the cluster id (which comes from
         # decoded pixels, and those differ between raw mode's draft decoding and neutralisation).
         # Held-out inputs go to their own split, never to train or eval.
         role = cols.holdout[i]
         split = holdout_split(role) if role else dedup.split_for(cols.sha256[i].hex(), split_buckets)
-        split_no[i] = split_index[split]
-        shards[(split, int(cluster[i], 16) % num_shards)].append(
-            (cluster[i], cols.path[i], cols.spill_names[cols.spill[i]], cols.offset[i], cols.length[i]))
-    ordered: dict[tuple[str, int], list[tuple[str, int, int, str]]] = {}
+        fates.split[i] = split_index[split]
+        cid = fates.cluster[i]
+        shards[(split, int(cid, 16) % num_shards)].append(
+            (cid, cols.path[i], cols.spill_names[cols.spill[i]], cols.offset[i], cols.length[i]))
+    ordered: dict[tuple[str, int], list[ShardRef]] = {}
     for key in list(shards):
-        ordered[key] = [(sp, off, ln, cid) for cid, _, sp, off, ln in sorted(shards.pop(key))]
+        ordered[key] = [ShardRef(sp, off, ln, cid) for cid, _, sp, off, ln in sorted(shards.pop(key))]
     # A held-out set left empty (every image leaked into training, or a leave-out value no input has)
     # still gets one empty shard: the Evaluator and Transform read every split they are given.
     for h in holdout_names:
         if not any(split == holdout_split(h) for split, _ in ordered):
             ordered[(holdout_split(h), 0)] = []
+    return ordered
 
-    def split_of(i: int) -> str:
-        return split_names[split_no[i]] if split_no[i] >= 0 else ""
 
-    # members, sorted by path: (path, kind, index) only; their JSON lines are made as they are
-    # written (at 200k files the lines would be the plan's largest object)
-    members: list[tuple[str, int, int]] = []
-    quarantined: list[tuple[str, int, int]] = []
-    counts = dict.fromkeys(STATUSES, 0)
-    q_reasons: dict[str, int] = defaultdict(int)
-    s_reasons: dict[str, int] = defaultdict(int)
-    by_split = {s: dict.fromkeys(LABELS, 0) for s in split_names}
-    per_set = {h: dict.fromkeys(("inputs",) + STATUSES, 0) for h in holdout_names}
+@dataclasses.dataclass
+class _Tally:
+    """What the summary counts."""
+    counts: dict[str, int]                       # status -> inputs
+    quarantine_reasons: dict[str, int]
+    skip_reasons: dict[str, int]
+    by_split: dict[str, dict[str, int]]          # split -> label -> written
+    per_set: dict[str, dict[str, int]]           # held-out set -> "inputs" | status -> inputs
 
-    def fields(kind: int, k: int) -> dict:
-        """Member k of a kind: 0 a decoded file (a column row), 1 a file that failed to decode,
-        2 an input decided at listing time."""
-        if kind == 0:
-            source, generator, content = cols.meta[k]
-            why, detail = reason.get(k, ("", ""))
-            return {"path": cols.path[k], "label": LABELS[cols.label[k]], "source": source, "generator": generator,
-                    "content": content, "sha256": cols.sha256[k].hex(), "cluster_id": cluster[k],
-                    "representative": bool(rep_flag[k]), "status": STATUSES[status[k]], "reason": why,
-                    "detail": detail, "split": split_of(k), "holdout": cols.holdout[k]}
-        if kind == 1:
-            path, label, source, generator, content, why, detail, holdout = bad[k][1:]
-            st = "quarantined"
-        else:
-            r = rejected[k]
-            path, label, source, generator, content, st, why, detail, holdout = (
-                r["path"], r["label"], r["source"], r.get("generator", ""), r.get("content", ""), r["status"],
-                r["reason"], r.get("detail", ""), r.get("holdout", ""))
-        return {"path": path, "label": label, "source": source, "generator": generator, "content": content,
-                "sha256": "", "cluster_id": "", "representative": False, "status": st, "reason": why,
-                "detail": detail, "split": "", "holdout": holdout}
+    def add(self, status: str, why: str, holdout: str) -> None:
+        self.counts[status] += 1
+        if holdout in self.per_set:
+            self.per_set[holdout]["inputs"] += 1
+            self.per_set[holdout][status] += 1
+        if status == "quarantined":
+            self.quarantine_reasons[why] += 1
+        elif status == "skipped":
+            self.skip_reasons[why] += 1
 
-    def record(path: str, kind: int, k: int, st: str, why: str, holdout: str) -> None:
+
+def _account(cols: _Columns, fates: _Fates, bad: list[QuarantineRow], rejected: Sequence[dict],
+             split_names: list[str], holdout_names: Sequence[str]
+             ) -> tuple[list[tuple[str, Kind, int]], list[tuple[str, Kind, int]], _Tally]:
+    """Every input once: the members and the quarantined members, sorted by path, as (path, kind,
+    index) only (their JSON lines are made as they are written: at 200k files the lines would be the
+    plan's largest object); and the tally."""
+    members: list[tuple[str, Kind, int]] = []
+    quarantined: list[tuple[str, Kind, int]] = []
+    tally = _Tally(dict.fromkeys(STATUSES, 0), defaultdict(int), defaultdict(int),
+                   {s: dict.fromkeys(LABELS, 0) for s in split_names},
+                   {h: dict.fromkeys(("inputs",) + STATUSES, 0) for h in holdout_names})
+
+    def record(path: str, kind: Kind, k: int, status: str, why: str, holdout: str) -> None:
         members.append((path, kind, k))
-        if st == "quarantined":
+        if status == "quarantined":
             quarantined.append((path, kind, k))
-        counts[st] += 1
-        if holdout in per_set:
-            per_set[holdout]["inputs"] += 1
-            per_set[holdout][st] += 1
-        if st == "quarantined":
-            q_reasons[why] += 1
-        elif st == "skipped":
-            s_reasons[why] += 1
+        tally.add(status, why, holdout)
 
-    for i in range(n):
-        st = STATUSES[status[i]]
-        record(cols.path[i], 0, i, st, reason.get(i, ("", ""))[0], cols.holdout[i])
-        if st == "written":
-            by_split[split_of(i)][LABELS[cols.label[i]]] += 1
-    for k, r in enumerate(bad):
-        record(r[1], 1, k, "quarantined", r[6], r[8])
-    for k, rej in enumerate(rejected):
-        record(rej["path"], 2, k, rej["status"], rej["reason"], rej.get("holdout", ""))
+    for i in range(len(cols)):
+        status = STATUSES[fates.status[i]]
+        record(cols.path[i], Kind.DECODED, i, status, fates.reason.get(i, ("", ""))[0], cols.holdout[i])
+        if status == "written":
+            tally.by_split[split_names[fates.split[i]]][LABELS[cols.label[i]]] += 1
+    for k, q in enumerate(bad):
+        record(q.path, Kind.UNDECODED, k, "quarantined", q.reason, q.holdout)
+    for k, r in enumerate(rejected):
+        record(r["path"], Kind.LISTED, k, r["status"], r["reason"], r.get("holdout", ""))
     members.sort()
     quarantined.sort()
-    inputs = len(members)
+    return members, quarantined, tally
+
+
+def _summary(tally: _Tally, inputs: int, n_inputs: int, num_shards: int, opts: IngestConfig,
+             holdout_names: Sequence[str]) -> dict:
+    by_split, counts = tally.by_split, tally.counts
     written_by_label = {lab: sum(v[lab] for s, v in by_split.items() if not s.startswith(HOLDOUT_PREFIX))
                         for lab in LABELS}
     warnings = [f"split {s!r} is empty" for s, v in by_split.items() if not sum(v.values())]
@@ -333,8 +467,8 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
         "quarantined": counts["quarantined"],
         "skipped": counts["skipped"],
         "leaked_into_training": counts["leaked_into_training"],
-        "quarantine_reasons": dict(sorted(q_reasons.items())),
-        "skip_reasons": dict(sorted(s_reasons.items())),
+        "quarantine_reasons": dict(sorted(tally.quarantine_reasons.items())),
+        "skip_reasons": dict(sorted(tally.skip_reasons.items())),
         "written_by_split": by_split,
         "written_by_label": written_by_label,
         "num_shards": num_shards,
@@ -343,6 +477,5 @@ def make_plan(rows: Iterable[list], rejected: Sequence[dict], opts, split_bucket
         "options": opts.model_dump(mode="json", exclude={"workers"}),
     }
     if holdout_names:
-        summary["holdout_sets"] = {h: {"split": holdout_split(h), **{k: v for k, v in per_set[h].items()}}
-                                   for h in holdout_names}
-    return Plan(summary, ordered, num_shards, members, fields, quarantined)
+        summary["holdout_sets"] = {h: {"split": holdout_split(h), **tally.per_set[h]} for h in holdout_names}
+    return summary

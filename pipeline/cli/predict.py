@@ -111,7 +111,8 @@ def _prepare(path: str, reader, opts) -> tuple[bytes | None, Error | None]:
     """The bytes the model sees (decoded and re-encoded exactly as ingestion does), or an error
     (code, detail): the codes are ingestion's quarantine reasons (not_an_image, truncated_jpeg, …)
     plus not_found, unreachable, unreadable_path and model_error."""
-    from components.ingest.images import ImageInput, decode_file
+    from components.ingest.images import decode_file
+    from components.ingest.listing import ImageInput
     if reader is None:
         return None, ("not_found", "")
     if isinstance(reader, _Unreachable):
@@ -158,7 +159,7 @@ def predict(model_ref, paths, registry_location, config, sets, batch_size, thres
     unreachable, model_error, …) and `error_detail` the message.
 
     Exits 0 when every input was scored, {unscored} when any could not be (all lines are still written)."""
-    from components.ingest.images import IngestOptions
+    from schemas.config import IngestConfig
     from components.scoring.models import ModelError, resolve_model
     location = location_of(registry_location, config, sets) if model_ref.startswith("registry:") else None
     with user_errors(ModelError):
@@ -170,7 +171,7 @@ def predict(model_ref, paths, registry_location, config, sets, batch_size, thres
         except UserError:
             ingest = {}
     try:
-        opts = IngestOptions.from_dict(ingest)
+        opts = IngestConfig.from_dict(ingest)
     except (TypeError, ValueError) as e:
         from pydantic import ValidationError
 
