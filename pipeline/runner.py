@@ -93,23 +93,33 @@ def check_writable_folder(key: str, path: str) -> None:
                             f"{e.strerror or e}") from None
 
 
-def preflight(cfg: PipelineConfig):
-    """Checks that need no pipeline: pipeline_root, registry and the metadata database writable,
-    inputs listable, weights loadable. Returns the run's Listing (input count, curator feedback)."""
-    from components.ingest.component import input_base_and_pattern
-    from components.ingest.listing import resolve_run_inputs
-    from components.trainer.model import fetch_imagenet_weights
+def check_inputs(cfg: PipelineConfig):
+    """The checks that need neither the pipeline nor TensorFlow (run first: a mistake answers in a
+    second): pipeline_root, registry and the metadata database writable, inputs listable. Returns the
+    run's Listing (input count, curator feedback)."""
+    from components.ingest.listing import input_base_and_pattern, resolve_run_inputs
 
     check_writable_folder("pipeline_root", cfg.pipeline_root)
     check_writable_folder("registry", cfg.registry)
     check_metadata_path(cfg.metadata_path)
     base, pattern = input_base_and_pattern(cfg.data.input)
     ev = cfg.evaluation
-    listing = resolve_run_inputs(base if pattern == "*" else os.path.join(base, pattern), cfg.ingest,
-                                 [(h.name, h.input) for h in ev.holdout_sets],
-                                 ev.leave_out.model_dump() if ev.leave_out else None)
+    return resolve_run_inputs(base if pattern == "*" else os.path.join(base, pattern), cfg.ingest,
+                              [(h.name, h.input) for h in ev.holdout_sets],
+                              ev.leave_out.model_dump() if ev.leave_out else None)
+
+
+def check_weights(cfg: PipelineConfig) -> None:
+    """The pretrained weights loadable (WeightsError otherwise)."""
+    from components.trainer.model import fetch_imagenet_weights
     if cfg.model.weights == "imagenet":
         fetch_imagenet_weights()
+
+
+def preflight(cfg: PipelineConfig):
+    """check_inputs, then check_weights. Returns the run's Listing."""
+    listing = check_inputs(cfg)
+    check_weights(cfg)
     return listing
 
 

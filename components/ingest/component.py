@@ -1,7 +1,6 @@
 """The ingestion component: FileBasedExampleGen with our Beam image executor and input driver."""
 from __future__ import annotations
 
-import os
 
 from tfx import v1 as tfx
 from tfx.components.example_gen.component import FileBasedExampleGen
@@ -10,8 +9,9 @@ from tfx.proto import example_gen_pb2
 
 from components.ingest.executor import Driver, Executor, pack_options
 from components.ingest.job import parallelism_args
+from components.ingest.listing import input_base_and_pattern
 from components.ingest.plan import holdout_split
-from schemas.config import PipelineConfig, is_gcs
+from schemas.config import PipelineConfig
 
 
 class ImageExampleGen(FileBasedExampleGen):
@@ -19,14 +19,6 @@ class ImageExampleGen(FileBasedExampleGen):
 
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
     DRIVER_CLASS = Driver
-
-
-def input_base_and_pattern(data_input: str) -> tuple[str, str]:
-    """A folder is read by layout ('*'); a manifest file is named by the split pattern."""
-    if data_input.endswith((".csv", ".jsonl")):
-        return (data_input.rsplit("/", 1)[0] if is_gcs(data_input) else os.path.dirname(data_input),
-                os.path.basename(data_input))
-    return data_input.rstrip("/"), "*"
 
 
 def example_gen_input(data_input: str) -> tuple[str, example_gen_pb2.Input]:

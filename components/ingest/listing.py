@@ -568,6 +568,15 @@ def list_inputs(input_base: str, max_file_bytes: int = 2 ** 62, allowed_roots: t
     return Listing(base, items, rejected)
 
 
+def input_base_and_pattern(data_input: str) -> tuple[str, str]:
+    """A folder is read by layout ('*'); a manifest file is named by the split pattern
+    (ImageExampleGen's input_base and pattern)."""
+    if data_input.endswith((".csv", ".jsonl")):
+        return (data_input.rsplit("/", 1)[0] if is_gcs(data_input) else os.path.dirname(data_input),
+                os.path.basename(data_input))
+    return data_input.rstrip("/"), "*"
+
+
 # --------------------------------------------------------------------------------------- feedback
 def read_feedback(path: str) -> dict[str, dict]:
     """Curator decisions (`synthdetect curate export-feedback`): path -> {"action": "exclude"} or

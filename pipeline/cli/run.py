@@ -39,17 +39,23 @@ def run(config: str, sets: tuple[str, ...], runner: str | None, as_json: bool, a
     if cfg.runner == "vertex":
         raise _vertex_hint(config)
     from components.ingest.listing import InputError, listing_session
+    from pipeline.runner import LocationError, check_inputs, check_weights
+
+    # one listing of the input for the preflight, the ExampleGen fingerprint and ingestion; locations
+    # and inputs are checked before TensorFlow and TFX are imported (a mistake answers in a second)
+    click.get_current_context().with_resource(listing_session())
+    try:
+        listing = check_inputs(cfg)
+    except (InputError, LocationError) as e:
+        raise UserError(str(e)) from None
     from components.trainer.model import WeightsError
     from pipeline import process_record
     from pipeline.pipeline import create_components
     from pipeline.report import run_report
-    from pipeline.runner import LocationError, PipelineFailed, new_run_id, preflight, run_local
-
-    # one listing of the input for the preflight, the ExampleGen fingerprint and ingestion
-    click.get_current_context().with_resource(listing_session())
+    from pipeline.runner import PipelineFailed, new_run_id, run_local
     try:
-        listing = preflight(cfg)
-    except (InputError, WeightsError, LocationError) as e:
+        check_weights(cfg)
+    except WeightsError as e:
         raise UserError(str(e)) from None
     n_inputs = listing.n_inputs
     if listing.feedback:
