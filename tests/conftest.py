@@ -155,6 +155,7 @@ XDIST_GROUPS = {"test_e2e": "blessed_run", "test_runs": "blessed_run",
                 "test_curate": "fiftyone", "test_curate_unit": "fiftyone", "test_curate_holdout": "fiftyone"}
 
 
+@pytest.hookimpl(tryfirst=True)   # before xdist's own hook, which reads the groups into the node ids
 def pytest_collection_modifyitems(config, items):
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else item.nodeid.split("::")[0]
