@@ -219,10 +219,11 @@ def test_saved_views(run, ds):
     evals = Counter(ds.values("eval"))
     assert views["false_positives"] == evals["FP"] and views["false_negatives"] == evals["FN"]
     assert set(ds.load_saved_view("false_positives").values("eval")) <= {"FP"}
-    # likely label errors: exactly the samples where the model disagrees, most confident first
+    # likely label errors: the samples the model did not train on where it disagrees, most confident first
     errors = ds.load_saved_view("likely_label_errors")
-    assert views["likely_label_errors"] == evals["FP"] + evals["FN"] == len(errors)
-    assert set(errors.values("eval")) <= {"FP", "FN"}
+    untrained = [e for e, sp in zip(*ds.values(["eval", "split"]), strict=True) if sp != "train"]
+    assert views["likely_label_errors"] == sum(e in ("FP", "FN") for e in untrained) == len(errors)
+    assert set(errors.values("eval")) <= {"FP", "FN"} and "train" not in set(errors.values("split"))
     assert errors.values("mistakenness") == sorted(errors.values("mistakenness"), reverse=True)
     assert views["uncertain"] == sum(1 for p in ds.values("p_synthesized") if p is not None and abs(p - thr) < margin)
     assert views["quarantined"] == s["quarantined"] > 0

@@ -305,9 +305,13 @@ def _start_big_ingest(tmp_path: Path, pairs: int = 400) -> tuple[subprocess.Pope
     # a temporary folder of its own: parallel test workers' ingestions make their own progress folders
     (tmp_path / "tmp").mkdir()
     before = set(os.listdir(tmp_path / "tmp"))
+    import signal
+    # SIGINT as a terminal leaves it (default): a test worker of pytest-xdist ignores it, and a child
+    # inherits an ignored SIGINT, so Ctrl-C would never reach the ingestion
     proc = subprocess.Popen([CLI, "ingest", "--no-progress", "--input", str(big), "--output", str(tmp_path / "out"),
                              "--set", "ingest.workers=2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, cwd=tmp_path, env={**os.environ, "TMPDIR": str(tmp_path / "tmp")})
+                            start_new_session=True, cwd=tmp_path, env={**os.environ, "TMPDIR": str(tmp_path / "tmp")},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 900                         # worker start-up on a loaded machine: minutes
     while not list(tmp_path.glob(".out.tmp-*/_ingest_work/meta-*")):   # workers are scanning
         assert proc.poll() is None and time.time() < deadline, proc.communicate()
