@@ -116,13 +116,6 @@ def check_weights(cfg: PipelineConfig) -> None:
         fetch_imagenet_weights()
 
 
-def preflight(cfg: PipelineConfig):
-    """check_inputs, then check_weights. Returns the run's Listing."""
-    listing = check_inputs(cfg)
-    check_weights(cfg)
-    return listing
-
-
 class _ProgressHandler(logging.Handler):
     """Turns LocalDagRunner's 'Component X is running/finished' log lines into progress updates."""
 
