@@ -136,6 +136,9 @@ class ModelConfig(_Strict):
     input_mode: Literal["resize", "crop"] = Field(
         "resize", description="resize: the whole image resized to image_size (the paper); crop: image_size crops "
         "at native resolution (random in training, centre or eval_crops grid in evaluation and serving)")
+    input_filter: Literal["none", "npr", "highpass"] = Field(
+        "none", description="network input: none (the image, the paper), npr (x - up(down(x)), Tan et al. 2024) or "
+        "highpass (SRM residuals): artifact-focused inputs, applied in training and serving alike")
     eval_crops: Literal[1, 5, 9] = Field(1, description="crop mode: mean score over 1 (centre), 5 (centre + "
                                          "corners) or 9 (3x3 grid) crops in evaluation and serving")
     epochs: StrictInt = Field(10, ge=1)

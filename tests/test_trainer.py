@@ -50,7 +50,8 @@ def transformed(tmp_path_factory):
     return tft.TFTransformOutput(str(tmp / "transform")), str(tmp / "data.gz"), tmp
 
 
-MODES = {"resize": {}, "crop": {"input_mode": "crop"}, "crop5": {"input_mode": "crop", "eval_crops": 5}}
+MODES = {"resize": {}, "crop": {"input_mode": "crop"}, "crop5": {"input_mode": "crop", "eval_crops": 5},
+         "crop-npr": {"input_mode": "crop", "input_filter": "npr"}, "highpass": {"input_filter": "highpass"}}
 
 
 def _train(tmp, model: dict, name: str):
@@ -100,9 +101,10 @@ def test_no_train_serve_skew(trained):
     with eval_crops the served score is the mean over the grid crops."""
     model, out, path, serving, mode = trained
     input_mode = MODES[mode].get("input_mode", "resize")
+    input_filter = MODES[mode].get("input_filter", "none")
     keras_model = keras.models.load_model(str(serving))
     ds = make_dataset([path], out.transformed_feature_spec(), SIZE, 12, shuffle=False, seed=0, deterministic=True,
-                      input_mode=input_mode)
+                      input_mode=input_mode, input_filter=input_filter)
     images, _ = next(iter(ds))
     raw = _raw_images()
     served = model.signatures["serving_images"](images=tf.constant(raw))["p_synthesized"].numpy()
@@ -110,7 +112,8 @@ def test_no_train_serve_skew(trained):
         examples=tf.constant([_to_example({"image_raw": r, "label_id": 0}) for r in raw]))["p_synthesized"].numpy()
     np.testing.assert_allclose(by_example, served, rtol=1e-5, atol=1e-6)
     # the input tensors of training's evaluation path agree with the serving-side decode
-    np.testing.assert_allclose(images.numpy(), decode_images(tf.constant(raw), SIZE, input_mode).numpy(), atol=1e-3)
+    np.testing.assert_allclose(images.numpy(), decode_images(tf.constant(raw), SIZE, input_mode,
+                                                             input_filter=input_filter).numpy(), atol=1e-3)
     if mode == "crop5":
         from components.transform.preprocessing import CROP_GRIDS
         direct = np.array([keras_model(_grid_windows(r, CROP_GRIDS[5]), training=False).numpy().mean() for r in raw])
@@ -120,6 +123,9 @@ def test_no_train_serve_skew(trained):
     if input_mode == "crop":  # native pixels: the evaluation input is the decoded image's centre window
         from components.transform.preprocessing import CROP_GRIDS
         want = np.concatenate([_grid_windows(r, CROP_GRIDS[1]) for r in raw])
+        if input_filter == "npr":  # each pixel minus its 2x2 cell's top-left pixel, computed with numpy
+            bgr = want + np.array([103.939, 116.779, 123.68], np.float32)
+            want = bgr - np.repeat(np.repeat(bgr[:, ::2, ::2], 2, axis=1), 2, axis=2)
         np.testing.assert_allclose(images.numpy(), want, atol=1e-3)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from components.trainer.artifact import SAVED_MODEL_FILE, input_mode, serving_model_dir
+from components.trainer.artifact import SAVED_MODEL_FILE, input_filter, input_mode, serving_model_dir
 
 SERVING_IMAGES = "serving_images"
 OUTPUT_KEY = "p_synthesized"
@@ -47,7 +47,7 @@ class Scorer:
             raise ModelLoadError(f"{self.model_dir!r} has no {SERVING_IMAGES!r} signature "
                                  f"(has: {', '.join(self._loaded.signatures) or 'none'})")
         self._serve = self._loaded.signatures[SERVING_IMAGES]
-        self._embed: tuple[Any, int, str] | None = None   # (embedding model, input size, input mode)
+        self._embed: tuple[Any, int, str, str] | None = None   # (embedding model, input size, mode, filter)
         self.embedding_note = ""   # why there are no embeddings, once that is known
 
     def __call__(self, images: Sequence[bytes]) -> np.ndarray:
@@ -74,7 +74,7 @@ class Scorer:
                 model = keras.models.load_model(self.model_dir, compile=False)
                 layer = model.get_layer(EMBEDDING_LAYER)
                 self._embed = (keras.Model(model.input, keras.layers.GlobalAveragePooling2D()(layer.output)),
-                               int(model.input_shape[1]), input_mode(self.model_dir))
+                               int(model.input_shape[1]), input_mode(self.model_dir), input_filter(self.model_dir))
             except Exception as e:  # noqa: BLE001 - predictions still work; embeddings are skipped
                 self.embedding_note = f"no embeddings ({_first_line(e)[:120]})"
         return self._embed
@@ -87,8 +87,8 @@ class Scorer:
         embed = self._embedding_model()
         if embed is None:
             return None
-        model, image_size, mode = embed
-        out = [model(decode_images(tf.constant(list(images[i:i + batch_size])), image_size, mode),
+        model, image_size, mode, filt = embed
+        out = [model(decode_images(tf.constant(list(images[i:i + batch_size])), image_size, mode, input_filter=filt),
                      training=False).numpy() for i in range(0, len(images), batch_size)]
         return np.concatenate(out) if out else np.zeros([0, EMBEDDING_SIZE], np.float32)
 

@@ -33,9 +33,19 @@ def read_history(model_uri: str) -> dict | None:
         return json.load(f)
 
 
+def model_setting(model_uri: str, key: str, default: str) -> str:
+    """One `model.*` setting recorded with the model (`default` for models from before it was)."""
+    try:
+        return ((read_history(model_uri) or {}).get("config") or {}).get(key, default)
+    except (OSError, ValueError):
+        return default
+
+
 def input_mode(model_uri: str) -> str:
     """The model's `model.input_mode` ("resize" for models from before it was recorded)."""
-    try:
-        return ((read_history(model_uri) or {}).get("config") or {}).get("input_mode", "resize")
-    except (OSError, ValueError):
-        return "resize"
+    return model_setting(model_uri, "input_mode", "resize")
+
+
+def input_filter(model_uri: str) -> str:
+    """The model's `model.input_filter` ("none" for models from before it existed)."""
+    return model_setting(model_uri, "input_filter", "none")

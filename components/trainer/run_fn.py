@@ -35,7 +35,8 @@ def match_files(file_patterns) -> list[str]:
 
 def make_dataset(file_patterns, feature_spec: dict, image_size: int, batch_size: int,
                  shuffle: bool, seed: int, deterministic: bool = False, *, training: bool = False,
-                 augment_prob: float | None = None, input_mode: str = "resize") -> tf.data.Dataset:
+                 augment_prob: float | None = None, input_mode: str = "resize",
+                 input_filter: str = "none") -> tf.data.Dataset:
     """GZIP TFRecords -> (VGG16 input, label) batches: parallel interleave and map, AUTOTUNE,
     prefetch. `training`: each image gets a seed from a stream that changes every epoch (random
     crops in crop mode, and the shortcut augmentation when `augment_prob` is set); otherwise the
@@ -59,7 +60,7 @@ def make_dataset(file_patterns, feature_spec: dict, image_size: int, batch_size:
     def parse(serialized, seeds):
         feats = tf.io.parse_example(serialized, spec)
         images = decode_images(feats[IMAGE_KEY], image_size, input_mode, seeds=seeds if training else None,
-                               augment_prob=augment_prob)
+                               augment_prob=augment_prob, input_filter=input_filter)
         labels = tf.cast(tf.reshape(feats[LABEL_KEY], [-1, 1]), tf.float32)
         return images, labels
 
@@ -68,14 +69,15 @@ def make_dataset(file_patterns, feature_spec: dict, image_size: int, batch_size:
 
 
 def _signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutput, image_size: int,
-                input_mode: str = "resize", eval_crops: int = 1) -> dict:
+                input_mode: str = "resize", eval_crops: int = 1, input_filter: str = "none") -> dict:
     model.tft_layer = tf_transform_output.transform_features_layer()
     raw_spec = tf_transform_output.raw_feature_spec()
     serving_spec = {IMAGE_KEY: raw_spec[IMAGE_KEY]}
 
     def predict_from_raw(raw: dict) -> dict:
         transformed = model.tft_layer(raw)
-        return {"p_synthesized": predict_images(model, transformed[IMAGE_KEY], image_size, input_mode, eval_crops)}
+        return {"p_synthesized": predict_images(model, transformed[IMAGE_KEY], image_size, input_mode, eval_crops,
+                                                  input_filter)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_tf_examples(serialized):
@@ -238,11 +240,12 @@ def run_fn(fn_args) -> None:
     spec = tf_transform_output.transformed_feature_spec()
     augment_prob = m.augment_prob if m.augment else None
     train_ds = make_dataset(fn_args.train_files, spec, m.image_size, m.batch_size, True, m.seed, m.deterministic,
-                            training=True, augment_prob=augment_prob, input_mode=m.input_mode)
+                            training=True, augment_prob=augment_prob, input_mode=m.input_mode,
+                            input_filter=m.input_filter)
     # validation during fit: the evaluation input (crop mode: the centre crop; the exported
     # signatures average eval_crops crops)
     eval_ds = make_dataset(fn_args.eval_files, spec, m.image_size, m.batch_size, False, m.seed, m.deterministic,
-                           input_mode=m.input_mode)
+                           input_mode=m.input_mode, input_filter=m.input_filter)
     decay_steps = None
     if m.lr_schedule == "cosine":  # the schedule needs the real step count: count the records once
         n_train = sum(1 for _ in tf.data.TFRecordDataset(match_files(fn_args.train_files), compression_type="GZIP"))
@@ -253,9 +256,9 @@ def run_fn(fn_args) -> None:
                             learning_rate=m.learning_rate, l2=m.l2, label_smoothing=m.label_smoothing,
                             lr_schedule=m.lr_schedule, decay_steps=decay_steps, xla=m.xla)
     logging.info("training %s: %d params, weights=%s, %d epochs, batch %d, %dpx, strategy %s (%d replicas), "
-                 "augmentation p=%s, input %s (eval crops %d)", variant, model.count_params(), m.weights,
+                 "augmentation p=%s, input %s (eval crops %d, filter %s)", variant, model.count_params(), m.weights,
                  m.epochs, m.batch_size, m.image_size, m.strategy, strategy.num_replicas_in_sync,
-                 augment_prob, m.input_mode, m.eval_crops)
+                 augment_prob, m.input_mode, m.eval_crops, m.input_filter)
     ckpt = checkpoint_dir(fn_args, variant, m)
     journal = EpochJournal(ckpt)
     resumed = journal.load()
@@ -278,7 +281,8 @@ def run_fn(fn_args) -> None:
     best = best_epoch(history)
 
     model.save(fn_args.serving_model_dir, save_format="tf",
-               signatures=_signatures(model, tf_transform_output, m.image_size, m.input_mode, m.eval_crops))
+               signatures=_signatures(model, tf_transform_output, m.image_size, m.input_mode, m.eval_crops,
+                                      m.input_filter))
     extra = os.path.join(fn_args.serving_model_dir, os.path.dirname(HISTORY_PATH))
     tf.io.gfile.makedirs(extra)
     with tf.io.gfile.GFile(os.path.join(fn_args.serving_model_dir, HISTORY_PATH), "w") as f:

@@ -14,6 +14,19 @@ Two input modes (`model.input_mode`):
           below image_size is upscaled once (bilinear, aspect ratio kept) so its short side equals
           image_size, in training and serving alike. The augmentation (JPEG, blur, flip) is the same.
 
+Three input filters (`model.input_filter`), applied after the crop/resize, in the same function, so
+training and both serving signatures see the same tensor:
+  none      the image, VGG16 "caffe" normalised (the paper).
+  npr       Neighboring Pixel Relationships (Tan et al., CVPR 2024, "Rethinking the Up-Sampling
+            Operations in CNN-based Generative Network for Generalizable Deepfake Detection"):
+            x - up(down(x)) with nearest-neighbour x2, i.e. each pixel minus the top-left pixel of its
+            2x2 cell. It exposes the traces a generator's up-sampling decoder leaves and removes
+            the content; a constant (or 2x2-block-constant) image gives zeros.
+  highpass  three fixed SRM high-pass residuals of the luma (the 5x5 "KV", 3x3 second-order and
+            1-D second-order kernels of Fridrich & Kodovsky 2012, as used by Zhou et al., CVPR 2018),
+            one per input channel, reflect-padded: zero on constant images.
+Residual inputs are fed in 0..255 units (no mean subtraction: they are zero-mean already).
+
 Training randomness is stateless, seeded per image from make_dataset's seed stream (different
 every epoch, reproducible from the seed); evaluation and serving are deterministic.
 """
@@ -26,6 +39,7 @@ LABEL_KEY = "label_id"
 # Raw features the model needs at serving time (everything else is metadata for slicing).
 SERVING_FEATURES = (IMAGE_KEY,)
 INPUT_MODES = ("resize", "crop")
+INPUT_FILTERS = ("none", "npr", "highpass")
 # Evaluation crop grids (crop mode): offsets as halves of the free margin (0: top/left, 1: centre,
 # 2: bottom/right), (row, column).
 CROP_GRIDS = {1: ((1, 1),),
@@ -148,15 +162,54 @@ def vgg_normalise(rgb: tf.Tensor) -> tf.Tensor:
     return rgb[..., ::-1] - _BGR_MEANS
 
 
+def npr(rgb: tf.Tensor) -> tf.Tensor:
+    """[N, H, W, C] -> x - nearest_up_x2(x[:, ::2, ::2]): each pixel minus its 2x2 cell's top-left
+    pixel (odd sizes: the last row/column forms its own cell)."""
+    shape = tf.shape(rgb)
+    cells = tf.repeat(tf.repeat(rgb[:, ::2, ::2], 2, axis=1), 2, axis=2)[:, :shape[1], :shape[2]]
+    return rgb - cells
+
+
+# SRM kernels (Fridrich & Kodovsky 2012; Zhou et al. 2018): each sums to 0, so constant regions give 0.
+_SRM = [[[0, 0, 0, 0, 0], [0, -1, 2, -1, 0], [0, 2, -4, 2, 0], [0, -1, 2, -1, 0], [0, 0, 0, 0, 0]],
+        [[-1, 2, -2, 2, -1], [2, -6, 8, -6, 2], [-2, 8, -12, 8, -2], [2, -6, 8, -6, 2], [-1, 2, -2, 2, -1]],
+        [[0, 0, 0, 0, 0], [0, 0, 0, 0, 0], [0, 1, -2, 1, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]]]
+_SRM_SCALE = (4.0, 12.0, 2.0)
+_LUMA = tf.constant([0.299, 0.587, 0.114], dtype=tf.float32)
+
+
+def highpass(rgb: tf.Tensor) -> tf.Tensor:
+    """[N, H, W, 3] RGB -> [N, H, W, 3]: the three SRM residuals of the luma (reflect padding)."""
+    luma = tf.reduce_sum(rgb * _LUMA, axis=-1, keepdims=True)
+    padded = tf.pad(luma, [[0, 0], [2, 2], [2, 2], [0, 0]], mode="REFLECT")
+    kernels = [[[v / scale for v in row] for row in kern] for kern, scale in zip(_SRM, _SRM_SCALE, strict=True)]
+    k = tf.constant(kernels, tf.float32)
+    return tf.nn.conv2d(padded, tf.transpose(k, [1, 2, 0])[:, :, None, :], 1, "VALID")
+
+
+def model_input(rgb: tf.Tensor, input_filter: str = "none") -> tf.Tensor:
+    """Cropped/resized RGB images [N, size, size, 3] in 0..255 -> the network's input."""
+    if input_filter == "none":
+        return vgg_normalise(rgb)
+    if input_filter == "npr":
+        return npr(rgb)[..., ::-1]  # BGR like the normalised input (pretrained first layer's order)
+    if input_filter == "highpass":
+        return highpass(rgb)
+    raise ValueError(f"input_filter must be one of {INPUT_FILTERS}, got {input_filter!r}")
+
+
 def decode_images(encoded: tf.Tensor, image_size: int, input_mode: str = "resize", *, seeds: tf.Tensor | None = None,
-                  augment_prob: float | None = None, crops: int = 1) -> tf.Tensor:
-    """Batch of encoded images [N] -> VGG16 input [N * crops, size, size, 3] (image-major).
+                  augment_prob: float | None = None, crops: int = 1, input_filter: str = "none") -> tf.Tensor:
+    """Batch of encoded images [N] -> VGG16 input [N * crops, size, size, 3] (image-major), through
+    `input_filter` (see the module docstring).
 
     `seeds` ([N] int64, one per image) given: training input (random crop in crop mode, and the
     augmentation when `augment_prob` is set). Otherwise evaluation/serving: deterministic, with
     `crops` grid crops per image in crop mode (resize mode: 1)."""
     if input_mode not in INPUT_MODES:
         raise ValueError(f"input_mode must be one of {INPUT_MODES}, got {input_mode!r}")
+    if input_filter not in INPUT_FILTERS:
+        raise ValueError(f"input_filter must be one of {INPUT_FILTERS}, got {input_filter!r}")
     if crops not in CROP_GRIDS or (crops != 1 and (input_mode != "crop" or seeds is not None)):
         raise ValueError(f"crops={crops}: evaluation grids {tuple(CROP_GRIDS)} exist in crop mode only")
     out_spec = tf.TensorSpec([image_size, image_size, 3], tf.float32)
@@ -169,11 +222,11 @@ def decode_images(encoded: tf.Tensor, image_size: int, input_mode: str = "resize
         imgs = tf.reshape(imgs, [-1, image_size, image_size, 3])
     else:
         imgs = tf.map_fn(lambda b: decode_one(b, image_size), _flat(encoded), fn_output_signature=out_spec)
-    return vgg_normalise(imgs)
+    return model_input(imgs, input_filter)
 
 
 def predict_images(model, encoded: tf.Tensor, image_size: int, input_mode: str = "resize",
-                   crops: int = 1) -> tf.Tensor:
+                   crops: int = 1, input_filter: str = "none") -> tf.Tensor:
     """What the serving signatures compute: p_synthesized [N, 1], the mean over the image's crops."""
-    p = model(decode_images(encoded, image_size, input_mode, crops=crops), training=False)
+    p = model(decode_images(encoded, image_size, input_mode, crops=crops, input_filter=input_filter), training=False)
     return tf.reduce_mean(tf.reshape(tf.cast(p, tf.float32), [-1, crops]), axis=1, keepdims=True)
