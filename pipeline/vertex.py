@@ -298,7 +298,7 @@ def _pipeline_job(cfg: PipelineConfig, spec: str, credentials, job_id: str | Non
     v = cfg.vertex
     assert v is not None
     _check_spec(spec, cfg)
-    return aiplatform.PipelineJob(
+    job = aiplatform.PipelineJob(
         display_name=v.display_name or cfg.pipeline_name,
         template_path=str(Path(spec).resolve()),
         job_id=job_id,
@@ -310,6 +310,18 @@ def _pipeline_job(cfg: PipelineConfig, spec: str, credentials, job_id: str | Non
         project=v.project,
         location=v.region,
     )
+    never_cache_registry_tasks(job._gca_resource._pb.pipeline_spec)  # noqa: SLF001 - the request the SDK sends
+    return job
+
+
+def never_cache_registry_tasks(pipeline_spec) -> None:
+    """The SDK sets every task's cachingOptions to `enable_caching`: the registry steps
+    (pipeline.pipeline.NEVER_CACHED: resolving `production`, pushing) must run every time, as locally."""
+    from pipeline.pipeline import NEVER_CACHED
+    tasks = pipeline_spec["root"]["dag"]["tasks"]
+    for name in NEVER_CACHED:
+        if name in tasks:
+            tasks[name]["cachingOptions"]["enableCache"] = False
 
 
 def config_parameters(cfg: PipelineConfig) -> dict:

@@ -53,9 +53,13 @@ def _executor(job: dict, task: str) -> dict:
 
 
 def _same_graph(sent: dict, compiled: dict, enable_cache: bool) -> None:
-    """The request carries the compiled spec; the SDK only adds each task's caching option."""
+    """The request carries the compiled spec; the SDK only adds each task's caching option
+    (`enable_cache`, except for the registry steps, which never reuse a cached result)."""
+    from pipeline.pipeline import NEVER_CACHED
     tasks = sent["root"]["dag"]["tasks"]
-    assert {t.pop("cachingOptions")["enableCache"] for t in tasks.values()} == {enable_cache}
+    caching = {name: t.pop("cachingOptions")["enableCache"] for name, t in tasks.items()}
+    assert {caching[n] for n in tasks if n not in NEVER_CACHED} == {enable_cache}
+    assert {caching[n] for n in NEVER_CACHED} == {False}
     assert sent["root"] == compiled["root"]
     assert sent["deploymentSpec"] == compiled["deploymentSpec"]
 
@@ -127,9 +131,13 @@ def test_compiled_spec_is_a_vertex_pipeline_job_with_every_component(compiled, c
     assert str(REPO) not in path.read_text()
 
 
-def test_submit_dry_run_prints_the_create_request(compiled, cfg, tmp_path):
+@pytest.mark.parametrize("cache", [False, True])
+def test_submit_dry_run_prints_the_create_request(compiled, cfg, tmp_path, cache):
+    """With enable_cache true every task may reuse a cached result except ProductionModel and
+    RegistryPusher (the same rule as local runs)."""
     path, job = compiled
-    r = _cli("submit", "--config", VERTEX, "--spec", path, "--dry-run", env=_no_credentials_env(tmp_path))
+    r = _cli("submit", "--config", VERTEX, "--spec", path, "--dry-run", "--set", f"enable_cache={str(cache).lower()}",
+             env=_no_credentials_env(tmp_path))
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout)
     v = cfg.vertex
@@ -141,7 +149,7 @@ def test_submit_dry_run_prints_the_create_request(compiled, cfg, tmp_path):
     assert pj["serviceAccount"] == v.service_account
     assert pj["runtimeConfig"]["gcsOutputDirectory"] == v.pipeline_root
     assert pj["labels"] == v.labels and pj["displayName"] == cfg.pipeline_name
-    _same_graph(pj["pipelineSpec"], job["pipelineSpec"], cfg.enable_cache)
+    _same_graph(pj["pipelineSpec"], job["pipelineSpec"], cache)
     params = out["config_parameters"]
     assert params["data.input"] == cfg.data.input and params["model"]["image_size"] == cfg.model.image_size
 

@@ -108,3 +108,82 @@ def test_cli_refuses_a_bad_zone_in_one_line_before_anything_else(args):
 def test_schedule_subcommands_exist(sub):
     r = CliRunner().invoke(main, ["schedule", sub, "--help"])
     assert r.exit_code == 0, r.output
+
+
+# --json on the commands that change state (issue 27.10). The SDK's network calls are replaced by
+# FAKES of the library (PipelineJob.submit, PipelineJobSchedule.list/get) that record what was asked
+# and answer with the recorded resources above; our code runs unchanged, with credentials loaded
+# from a fake authorized-user ADC file (google-auth reads it without network).
+@pytest.fixture
+def fake_vertex(monkeypatch, tmp_path):
+    import json
+
+    from google.cloud import aiplatform
+    adc = tmp_path / "adc.json"
+    adc.write_text(json.dumps({"type": "authorized_user", "client_id": "x.apps.googleusercontent.com",
+                               "client_secret": "s", "refresh_token": "r"}))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
+    calls: list = []
+
+    def submit(self, service_account=None, network=None, **_):
+        calls.append(("submit", self.job_id, service_account))
+        self._gca_resource.name = f"{PARENT}/pipelineJobs/{self.job_id}"
+
+    class Listed:
+        def __init__(self, resource):
+            self.gca_resource = resource
+
+    class Got:
+        def __init__(self, name):
+            self.name = name
+
+        def pause(self):
+            calls.append(("pause", self.name))
+
+        def resume(self):
+            calls.append(("resume", self.name))
+
+        def delete(self):
+            calls.append(("delete", self.name))
+
+    monkeypatch.setattr(aiplatform.PipelineJob, "submit", submit)
+    monkeypatch.setattr(aiplatform.PipelineJobSchedule, "list",
+                        classmethod(lambda cls, **kw: [Listed(r) for r in LISTED]))
+    monkeypatch.setattr(aiplatform.PipelineJobSchedule, "get", classmethod(lambda cls, name, **kw: Got(name)))
+    return calls
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory):
+    import subprocess
+    import sys
+    from pathlib import Path
+    out = tmp_path_factory.mktemp("spec") / "pipeline.json"
+    r = subprocess.run([str(Path(sys.executable).parent / "synthdetect"), "compile", "--config", VERTEX,
+                        "--out", str(out)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return str(out)
+
+
+def test_submit_json_prints_the_created_job(fake_vertex, spec):
+    import json
+    r = CliRunner().invoke(main, ["submit", "--config", VERTEX, "--spec", spec, "--job-id", "synthdetect-x1",
+                                  "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["name"] == f"{PARENT}/pipelineJobs/synthdetect-x1" and "console.cloud.google.com" in out["console"]
+    assert fake_vertex == [("submit", "synthdetect-x1", "synthdetect-pipeline@my-project.iam.gserviceaccount.com")]
+    human = CliRunner().invoke(main, ["submit", "--config", VERTEX, "--spec", spec, "--job-id", "synthdetect-x2"])
+    assert human.exit_code == 0 and human.stdout.startswith(f"submitted {PARENT}/pipelineJobs/synthdetect-x2")
+
+
+@pytest.mark.parametrize("action, done", [("pause", "paused"), ("resume", "resumed"), ("delete", "deleted")])
+def test_schedule_changes_print_json(fake_vertex, action, done):
+    import json
+    r = CliRunner().invoke(main, ["schedule", action, "synthdetect-nightly", "--config", VERTEX, "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert (out["action"], out["id"], out["display_name"]) == (done, "222", "synthdetect-nightly")
+    assert fake_vertex == [(action, f"{PARENT}/schedules/222")]
+    unknown = CliRunner().invoke(main, ["schedule", action, "weekly", "--config", VERTEX, "--json"])
+    assert unknown.exit_code == 1 and unknown.output.startswith("error: no schedule 'weekly'")

@@ -81,8 +81,11 @@ def compile_cmd(config: str, sets: tuple[str, ...], runner: str, out: str) -> No
                                            "`synthdetect run` (0 blessed and pushed, 3 refused, 1 failed)")
 @click.option("--poll", type=click.FloatRange(1, 3600), default=30, show_default=True, help="seconds between polls")
 @allow_unblessed_option
+@click.option("--json", "as_json", is_flag=True,
+              help="print the submitted job (name, console link; with --wait its end state and release decision) "
+                   "as JSON on stdout; the exit code is the same")
 def submit(config: str, sets: tuple[str, ...], spec: str, dry_run: bool, params: tuple[str, ...],
-           job_id: str | None, wait: bool, poll: float, allow_unblessed: bool) -> None:
+           job_id: str | None, wait: bool, poll: float, allow_unblessed: bool, as_json: bool) -> None:
     """Run the compiled pipeline once on Vertex AI Pipelines (aiplatform PipelineJob)."""
     cfg = _vertex_cfg(config, sets)
     _quiet_libraries()     # before the import (it logs) and after it (it resets the levels)
@@ -93,21 +96,24 @@ def submit(config: str, sets: tuple[str, ...], spec: str, dry_run: bool, params:
         progress_console.print(f"  {task}: {state.lower()}")
     result = _cloud(vertex.submit, cfg, spec, dry_run=dry_run, job_id=job_id, params=params,
                     wait=wait and not dry_run, on_task=on_task, poll=poll)
-    if dry_run:
-        click.echo(json.dumps(result, indent=2, sort_keys=True))
-        return
-    console.print(f"submitted {result['name']}\n  {result['console']}")
+    if dry_run or as_json:
+        click.echo(json.dumps(result, indent=2, sort_keys=True, default=str))
+        if dry_run:
+            return
+    else:
+        console.print(f"submitted {result['name']}\n  {result['console']}")
     if wait:
-        finish_job(result["job"], allow_unblessed)
+        finish_job(result["job"], allow_unblessed, quiet=as_json)
 
 
-def finish_job(job: dict, allow_unblessed: bool) -> None:
-    """`submit --wait`'s end: the job's state and release decision as the exit code of a local run."""
+def finish_job(job: dict, allow_unblessed: bool, quiet: bool = False) -> None:
+    """`submit --wait`'s end: the job's state and release decision as the exit code of a local run
+    (`quiet`: the JSON on stdout said it; only the exit code and errors follow)."""
     from pipeline.vertex import SUCCEEDED
     state = (job["state"] or "").removeprefix("PIPELINE_STATE_").lower()
     if job["state"] != SUCCEEDED:
         raise UserError(f"pipeline job {job['name']} {state}" + (f": {job['error']}" if job.get("error") else ""))
-    console.print(f"pipeline job {job['name']} succeeded: "
+    (progress_console if quiet else console).print(f"pipeline job {job['name']} succeeded: "
                   + ("not evaluated" if job["blessed"] is None else "BLESSED" if job["blessed"] else "NOT BLESSED")
                   + (f", pushed {job['pushed_version']} ({job['pushed_to']})" if job["pushed_version"]
                      else f", not pushed: {job['duplicate_of']} in the registry is the same model"
@@ -125,9 +131,12 @@ def finish_job(job: dict, allow_unblessed: bool) -> None:
                                                 "(default: vertex.schedule.time_zone)")
 @click.option("--max-concurrent", type=int, default=None,
               help="max runs at once (default: vertex.schedule.max_concurrent_runs)")
+@click.option("--json", "as_json", is_flag=True, help="print the result ({name, cron, action: created|updated}) "
+                                                      "as JSON on stdout")
 @click.pass_context
 def schedule(ctx: click.Context, config: str, sets: tuple[str, ...], spec: str, dry_run: bool,
-             params: tuple[str, ...], cron: str | None, time_zone: str | None, max_concurrent: int | None) -> None:
+             params: tuple[str, ...], cron: str | None, time_zone: str | None, max_concurrent: int | None,
+             as_json: bool) -> None:
     """Run the compiled pipeline on a schedule (Vertex AI PipelineJobSchedule): creates it, or updates
     the schedule with the same display name (vertex.schedule.display_name). `schedule list`,
     `schedule pause|resume|delete NAME` manage them."""
@@ -146,7 +155,7 @@ def schedule(ctx: click.Context, config: str, sets: tuple[str, ...], spec: str, 
     _quiet_libraries()
     result = _cloud(vertex.schedule, cfg, spec, cron=cron, max_concurrent=max_concurrent, dry_run=dry_run,
                     params=params, time_zone=time_zone)
-    if dry_run:
+    if dry_run or as_json:
         click.echo(json.dumps(result, indent=2, sort_keys=True))
     else:
         console.print(f"{result['action']} schedule {result['name']} ({result['cron']})")
@@ -178,12 +187,17 @@ def _change(action: str, done: str):
     @click.argument("name")
     @vertex_config_option
     @set_option
-    def cmd(name: str, config: str, sets: tuple[str, ...]) -> None:
+    @click.option("--json", "as_json", is_flag=True,
+                  help=f"print the {done} schedule (as `schedule list --json` shows one, plus action) as JSON")
+    def cmd(name: str, config: str, sets: tuple[str, ...], as_json: bool) -> None:
         cfg = _vertex_cfg(config, sets)
         from pipeline import vertex
         _quiet_libraries()
         s = _cloud(vertex.change_schedule, cfg, name, action)
-        console.print(f"{done} schedule {s['display_name']} ({s['name']})")
+        if as_json:
+            click.echo(json.dumps({**s, "action": done}, indent=2, sort_keys=True))
+        else:
+            console.print(f"{done} schedule {s['display_name']} ({s['name']})")
     cmd.__doc__ = f"{action.capitalize()} one of this pipeline's schedules (NAME: display name, id or resource name)."
     cmd.help = cmd.__doc__
     return cmd
