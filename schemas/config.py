@@ -187,7 +187,8 @@ class HoldoutSet(_Strict):
 
 class LeaveOut(_Strict):
     field: Literal["generator", "source", "content"]
-    value: str = Field(min_length=1)
+    value: str | list[str] = Field(min_length=1, description="one value, or a list (a generator family with its "
+                                   "collection's photos spans several sources)")
     name: str = Field("left_out", pattern=r"^[a-z][a-z0-9_]{0,40}$", description="its held-out set's name")
 
 

@@ -73,6 +73,9 @@ def test_leave_one_out_moves_a_source_out_of_training(make_tree, tmp_path):
     # the same leave-out in the fingerprint: changing it changes what the pipeline caches on
     other = resolve_run_inputs(str(root), IngestConfig(), (), {**leave, "value": "cam"})
     assert other.fingerprint() != listing.fingerprint()
+    # a list of values leaves out a family spanning several sources
+    both = resolve_run_inputs(str(root), IngestConfig(), (), {**leave, "value": ["phone", "sd"]})
+    assert Counter(it.source for it in both.items if it.holdout == "left_out") == {"phone": 8, "sd": 6}
     assert json.loads((tmp_path / "out" / "ingest_summary.json").read_text())["written_by_label"] == \
         {"real": 6, "synthesized": 6}
 

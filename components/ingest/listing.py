@@ -739,17 +739,19 @@ def resolve_run_inputs(data_input: str, opts, holdout_sets: Sequence[tuple[str, 
                        leave_out: dict | None = None) -> Listing:
     """The training input plus the held-out sets (evaluation.holdout_sets: (name, input) pairs, each
     listed like data.input) and, with evaluation.leave_out {field, value, name}, the training inputs
-    whose `field` equals `value` moved into a held-out set of their own. One Listing, every item
+    whose `field` equals `value` (or one of a list of values) moved into a held-out set of their own. One Listing, every item
     tagged with its set ("" for training)."""
     main = resolve_inputs(data_input, opts)
     if not holdout_sets and not leave_out:
         return main
     items, rejected, names = list(main.items), list(main.rejected), []
     if leave_out:
-        field, value, name = leave_out["field"], str(leave_out["value"]), leave_out["name"]
+        field, name = leave_out["field"], leave_out["name"]
+        value = leave_out["value"]
+        values = {str(v) for v in value} if isinstance(value, list) else {str(value)}
         names.append(name)
-        items = [dataclasses.replace(it, holdout=name) if str(getattr(it, field)) == value else it for it in items]
-        rejected = [{**r, "holdout": name} if str(r.get(field, "")) == value else r for r in rejected]
+        items = [dataclasses.replace(it, holdout=name) if str(getattr(it, field)) in values else it for it in items]
+        rejected = [{**r, "holdout": name} if str(r.get(field, "")) in values else r for r in rejected]
     for name, inp in holdout_sets:
         names.append(name)
         held = resolve_inputs(inp, opts)
