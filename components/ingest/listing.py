@@ -739,8 +739,8 @@ def resolve_run_inputs(data_input: str, opts, holdout_sets: Sequence[tuple[str, 
                        leave_out: dict | None = None) -> Listing:
     """The training input plus the held-out sets (evaluation.holdout_sets: (name, input) pairs, each
     listed like data.input) and, with evaluation.leave_out {field, value, name}, the training inputs
-    whose `field` equals `value` (or one of a list of values) moved into a held-out set of their own. One Listing, every item
-    tagged with its set ("" for training)."""
+    whose `field` equals `value` (or one of a list of values) moved into a held-out set of their
+    own. One Listing, every item tagged with its set ("" for training)."""
     main = resolve_inputs(data_input, opts)
     if not holdout_sets and not leave_out:
         return main
