@@ -181,3 +181,30 @@ def test_paper_cifake_config_is_the_papers_protocol_at_native_size(monkeypatch):
     assert [h.name for h in cfg.evaluation.holdout_sets] == ["eval_v2"]
     reverse = load_config(REPO / "configs" / "paper-eval-v2.yaml")
     assert "cifake" in [h.name for h in reverse.evaluation.holdout_sets]
+
+
+def test_generalise_config_trains_on_the_union_and_leaves_one_family_out(monkeypatch):
+    """configs/generalise.yaml (issue 24): the committed union manifest lists through ../shared (every
+    row's source in one of the benchmark's families), and the left-out family is a held-out set
+    with both labels, gated by min_holdout_auc."""
+    import collections
+    import importlib.util
+
+    from components.ingest.listing import resolve_run_inputs
+    shared = REPO.parent / "shared" / "data"
+    if not (shared / "cifake" / "manifest.csv").is_file():
+        pytest.skip(f"reference data not present at {shared} (only in the development workspace)")
+    monkeypatch.chdir(REPO)
+    cfg = load_config(REPO / "configs" / "generalise.yaml")
+    spec = importlib.util.spec_from_file_location("generalisation", REPO / "benchmarks" / "generalisation.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    leave = cfg.evaluation.leave_out
+    assert sorted(leave.value) == sorted(bench.FAMILIES[leave.name])
+    listing = resolve_run_inputs(cfg.data.input, cfg.ingest, (), leave.model_dump())
+    assert not listing.rejected and len(listing.items) == 2542
+    assert all(bench.family_of(it.source) for it in listing.items)
+    by_set = collections.Counter((it.holdout, it.label) for it in listing.items)
+    assert by_set[(leave.name, "real")] > 0 and by_set[(leave.name, "synthesized")] > 0
+    assert {bench.family_of(it.source) for it in listing.items if not it.holdout} == set(bench.FAMILIES) - {leave.name}
+    assert cfg.thresholds.min_holdout_auc and (cfg.model.input_mode, cfg.ingest.max_side) == ("crop", 0)
