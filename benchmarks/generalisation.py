@@ -101,8 +101,9 @@ def ingest(manifest: Path, workdir: Path, max_file_bytes: int | None = None) -> 
     out = workdir / "examples"
     if (out / "ingest_summary.json").exists():
         return out
-    shared_root = os.path.commonpath([str((manifest.parent / r["path"]).resolve().parent)
-                                      for r in csv.DictReader(open(manifest, newline=""))])
+    with open(manifest, newline="") as f:
+        shared_root = os.path.commonpath([str((manifest.parent / r["path"]).resolve().parent)
+                                          for r in csv.DictReader(f)])
     args = [CLI, "ingest", "--input", str(manifest), "--output", str(out), "--no-progress",
             "--set", f"ingest.allowed_roots=[{shared_root}]", "--set", "ingest.max_side=0",
             "--set", "ingest.neutralize_format=true", "--set", "ingest.codec=JPEG", "--set", "ingest.quality=95",
@@ -153,13 +154,9 @@ def train_and_score(train: list[dict], evaluate: dict[str, list[dict]], *, model
                                                                       reshuffle_each_iteration=True)
     ds = tf.data.Dataset.zip(ds, tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True))
     prob = 0.5 if augment else None
-
-    def prep(x, s):
-        enc, y = x
-        return enc, y, s
-    ds = ds.map(prep).batch(batch_size).map(
-        lambda enc, y, s: (decode_images(enc, image_size, "crop", seeds=s, augment_prob=prob,
-                                         input_filter=input_filter), y),
+    ds = ds.batch(batch_size).map(
+        lambda pair, seeds: (decode_images(pair[0], image_size, "crop", seeds=seeds, augment_prob=prob,
+                                           input_filter=input_filter), pair[1]),
         num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
     net = build_model(image_size, weights=weights if model == "finetune" else "none", learning_rate=learning_rate)
     net.fit(ds, epochs=epochs, verbose=0)
@@ -244,7 +241,7 @@ def table(result: dict) -> str:
                   key=lambda c: (MODELS.index(c[0]) if c[0] in MODELS else 9,
                                  FILTERS.index(c[1]) if c[1] in FILTERS else 9, c[2]))
     fams = [f for f in FAMILIES if any(r["left_out"] == f for r in rows)]
-    cell = {key(r)[::1]: r for r in rows}
+    cell = {key(r): r for r in rows}
     head = ["left out (held-out n)"] + [f"{m} · {f}{' · aug' if a else ''}" for m, f, a in cols]
     lines = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * len(cols)]
     for g in fams:
@@ -255,10 +252,8 @@ def table(result: dict) -> str:
     for label, agg in (("mean", lambda xs: sum(xs) / len(xs)), ("worst", min)):
         out = []
         for c in cols:
-            h = [cell[(g, *c)]["holdout"]["auc"] for g in fams if (g, *c) in cell
-                 and cell[(g, *c)]["holdout"]["auc"] is not None]
-            e = [cell[(g, *c)]["eval"]["auc"] for g in fams if (g, *c) in cell
-                 and cell[(g, *c)]["eval"]["auc"] is not None]
+            h, e = ([cell[(g, *c)][part]["auc"] for g in fams if (g, *c) in cell
+                     and cell[(g, *c)][part]["auc"] is not None] for part in ("holdout", "eval"))
             out.append(f"**{_fmt(agg(h) if h else None)}** / {_fmt(agg(e) if e else None)}")
         lines.append(f"| {label} | " + " | ".join(out) + " |")
     return "\n".join(lines)
