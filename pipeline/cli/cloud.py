@@ -96,10 +96,11 @@ def submit(config: str, sets: tuple[str, ...], spec: str, dry_run: bool, params:
         progress_console.print(f"  {task}: {state.lower()}")
     result = _cloud(vertex.submit, cfg, spec, dry_run=dry_run, job_id=job_id, params=params,
                     wait=wait and not dry_run, on_task=on_task, poll=poll)
-    if dry_run or as_json:
+    if dry_run:
+        click.echo(json.dumps(result, indent=2, sort_keys=True))
+        return
+    if as_json:
         click.echo(json.dumps(result, indent=2, sort_keys=True, default=str))
-        if dry_run:
-            return
     else:
         console.print(f"submitted {result['name']}\n  {result['console']}")
     if wait:
