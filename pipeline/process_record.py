@@ -73,9 +73,8 @@ def expect(metadata_path: str, run_id: str, components: list[str]) -> None:
     _write(record_path(metadata_path, run_id), record)
 
 
-def components(metadata_path: str | None, run_id: str) -> list[str]:
-    """The components the run's record says it would execute ([] when not recorded or unreadable)."""
-    record = read(metadata_path, run_id) if metadata_path else None
+def components(record: dict | None) -> list[str]:
+    """The components a run's record (`read`) says it would execute ([] when not recorded)."""
     ids = (record or {}).get("components")
     return [str(i) for i in ids] if isinstance(ids, list) else []
 

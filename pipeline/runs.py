@@ -50,14 +50,18 @@ def _iso(ms: int | None) -> str | None:
 UNREADABLE = "unreadable"
 
 
-def _process(metadata_path: str | None, run_id: str) -> dict | None:
-    """The run's process and its state; state `unreadable` (with `error`) for a record that cannot be
-    used: the run is still listed, with what ML Metadata knows."""
+def _record(metadata_path: str | None, run_id: str) -> tuple[dict | None, dict | None]:
+    """(the run's process and its state, its record). State `unreadable` (with `error`, no record) for
+    a record that cannot be used: the run is still listed, with what ML Metadata knows."""
     why = process_record.problem(metadata_path, run_id) if metadata_path else None
     if why:
-        return {"pid": None, "host": None, "state": UNREADABLE, "outcome": None, "ended_at": None, "error": why}
+        return {"pid": None, "host": None, "state": UNREADABLE, "outcome": None, "ended_at": None, "error": why}, None
     record = process_record.read(metadata_path, run_id) if metadata_path else None
-    return _process_of(record) if record is not None else None
+    return (_process_of(record) if record is not None else None), record
+
+
+def _process(metadata_path: str | None, run_id: str) -> dict | None:
+    return _record(metadata_path, run_id)[0]
 
 
 def _process_of(record: dict) -> dict:
@@ -121,10 +125,10 @@ def status(run: RunRecord, metadata_path: str | None = None) -> str:
 
 def summarize(run: RunRecord, all_nodes: Sequence[str] = (), metadata_path: str | None = None) -> RunSummary:
     """One run's summary line (`all_nodes`: the components to list as "not run" when it has none)."""
-    process = _process(metadata_path, run.run_id)
+    process, record = _record(metadata_path, run.run_id)
     status, interrupted = _status(run, process)
     # what the run set out to execute (its process record), else every component this pipeline ever ran
-    components = {n: NOT_RUN for n in process_record.components(metadata_path, run.run_id) or all_nodes}
+    components = {n: NOT_RUN for n in process_record.components(record) or all_nodes}
     for e in run.executions:
         components[run.node(e.id)] = _execution_state(run, e, interrupted)
     start = min((e.create_time_since_epoch for e in run.executions), default=run.ctx.create_time_since_epoch)
@@ -132,15 +136,13 @@ def summarize(run: RunRecord, all_nodes: Sequence[str] = (), metadata_path: str 
     outputs = run.outputs()
     try:
         verdict = outputs.verdict(figures=False)
-        fingerprint = outputs.data_fingerprint()
+        decision: dict = {"data_fingerprint": outputs.data_fingerprint(), "blessed": verdict.blessed,
+                          "pushed_version": verdict.pushed_version, "pushed_to": verdict.pushed_to,
+                          "reasons": verdict.reasons}
     except OutputUnreadable as e:   # one run's damaged output does not hide it, nor the other runs
-        return RunSummary(run_id=run.run_id, start=_iso(start), end=_iso(end), status=status, components=components,
-                          data_fingerprint=None, blessed=None, pushed_version=None, process=process,
-                          unreadable=str(e))
+        decision = {"data_fingerprint": None, "blessed": None, "pushed_version": None, "unreadable": str(e)}
     return RunSummary(run_id=run.run_id, start=_iso(start), end=_iso(end), status=status, components=components,
-                      data_fingerprint=fingerprint, blessed=verdict.blessed,
-                      pushed_version=verdict.pushed_version, pushed_to=verdict.pushed_to, process=process,
-                      reasons=verdict.reasons)
+                      process=process, **decision)
 
 
 def list_runs(metadata_path: str, pipeline_name: str, pipeline_root: str) -> list[RunSummary]:
