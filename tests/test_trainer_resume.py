@@ -62,14 +62,33 @@ def data(transformed, tmp_path):  # noqa: F811 - the imported fixture, used by n
     return tmp_path
 
 
-def test_a_killed_trainer_resumes_at_the_next_epoch_with_the_same_inputs(data):
-    model = {"epochs": 3, "learning_rate": 0.001}
-    killed = train(data, model, kill_after=1)
+def test_a_killed_trainer_resumes_after_another_config_trained_and_reports_its_epochs(data):
+    """Three trainings (issue 25: one per behaviour would be five): settings A killed after epoch 1;
+    settings B then start from scratch (with early stopping: progress lines, best epoch) and leave A's
+    checkpoint alone; A again resumes at epoch 2 with the same inputs."""
+    a = {"epochs": 3, "learning_rate": 0.001}
+    killed = train(data, a, kill_after=1)
     assert killed.returncode == -9, killed.stderr[-2000:]
     [ckpt] = checkpoints(data)
     first = json.loads((ckpt / "epochs.json").read_text())
     assert len(first) == 1                                   # epoch 1 kept; epoch 2 was lost with the kill
-    again = train(data, model)
+
+    # another config: from scratch; A's checkpoint is left alone (B's own is removed once B is saved)
+    b = train(data, {"epochs": 4, "early_stopping_patience": 1, "learning_rate": 0.0005})
+    assert b.returncode == 0, b.stderr[-2000:]
+    assert "resuming" not in b.stdout and history(data)["resumed_after_epoch"] == 0
+    assert checkpoints(data) == [ckpt]
+    lines = [ln.split(": ", 1)[1] for ln in b.stdout.splitlines() if ln.startswith("synthdetect.progress: ")]
+    assert lines and all(ln.startswith("Trainer_baseline epoch ") and " loss " in ln and " val AUC " in ln
+                         and "ETA" in ln for ln in lines)
+    h = history(data)
+    aucs = h["history"]["val_auc"]
+    assert len(lines) == len(aucs)
+    assert h["best_epoch"] == max(range(len(aucs)), key=lambda i: aucs[i]) + 1
+    assert h["stopped_early"] == (len(aucs) < 4)
+
+    # A again: resumed after epoch 1
+    again = train(data, a)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resuming baseline" in again.stdout and "after epoch 1" in again.stdout
     h = history(data)
@@ -78,25 +97,3 @@ def test_a_killed_trainer_resumes_at_the_next_epoch_with_the_same_inputs(data):
     assert [ln for ln in again.stdout.splitlines() if "Trainer_baseline epoch" in ln][0].startswith(
         "synthdetect.progress: Trainer_baseline epoch 2/3")               # it ran epochs 2 and 3 only
     assert not checkpoints(data)                             # removed once the model is saved
-
-
-def test_a_changed_config_starts_from_scratch(data):
-    assert train(data, {"epochs": 2}, kill_after=1).returncode == -9
-    assert len(checkpoints(data)) == 1
-    again = train(data, {"epochs": 2, "learning_rate": 0.0005})
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert "resuming" not in again.stdout and history(data)["resumed_after_epoch"] == 0
-    assert len(checkpoints(data)) == 1                       # the other settings' checkpoint is left alone
-
-
-def test_progress_lines_and_best_epoch(data):
-    r = train(data, {"epochs": 4, "early_stopping_patience": 1, "learning_rate": 0.001})
-    assert r.returncode == 0, r.stderr[-2000:]
-    lines = [ln.split(": ", 1)[1] for ln in r.stdout.splitlines() if ln.startswith("synthdetect.progress: ")]
-    assert lines and all(ln.startswith("Trainer_baseline epoch ") and " loss " in ln and " val AUC " in ln
-                         and "ETA" in ln for ln in lines)
-    h = history(data)
-    aucs = h["history"]["val_auc"]
-    assert len(lines) == len(aucs)
-    assert h["best_epoch"] == max(range(len(aucs)), key=lambda i: aucs[i]) + 1
-    assert h["stopped_early"] == (len(aucs) < 4)
