@@ -179,7 +179,7 @@ def _plots(check: dict, histories: dict, out: str) -> dict[str, str]:
 
 def _one_class_slices(scores: dict | None) -> set[str]:
     """Slice names ("source=x") whose eval examples are all of one label (from scores.json)."""
-    from components.evaluator.eval_config import SLICE_FEATURES
+    from components.evaluator.names import SLICE_FEATURES
     classes: dict[str, set[int]] = {}
     for meta, label in zip(*((scores["examples"], scores["labels"]) if scores else ((), ())), strict=True):
         for key in SLICE_FEATURES:

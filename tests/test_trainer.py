@@ -233,3 +233,14 @@ def test_run_fn_reads_custom_config_through_model_config():
         model_settings({"variant": "baseline", "epochs": "ten"})
     with pytest.raises(ValueError, match="variant"):
         model_settings({"epochs": 2})
+
+
+def test_the_serving_folder_is_where_tfx_exports_it(tmp_path):
+    """artifact.serving_model_dir names TFX's folder itself (no TensorFlow import for a local path)."""
+    from tfx.utils import path_utils
+
+    from components.trainer.artifact import SAVED_MODEL_FILE, serving_model_dir
+    assert serving_model_dir(str(tmp_path)) == str(tmp_path)           # no SavedModel under it: itself
+    (tmp_path / "Format-Serving").mkdir()
+    (tmp_path / "Format-Serving" / SAVED_MODEL_FILE).write_bytes(b"")
+    assert serving_model_dir(str(tmp_path)) == path_utils.serving_model_path(str(tmp_path))

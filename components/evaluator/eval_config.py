@@ -12,16 +12,10 @@ from __future__ import annotations
 
 import tensorflow_model_analysis as tfma
 
+from components.evaluator.names import (BASELINE, CANDIDATE, EVAL_SPLIT, PREDICTION_KEY, PRODUCTION,
+                                        SLICE_FEATURES, SPLIT_FEATURE)
 from components.transform.preprocessing import LABEL_KEY
 from schemas.config import ThresholdConfig
-
-CANDIDATE = "candidate"
-BASELINE = "baseline"
-PRODUCTION = "production"   # the registry's production model (champion/challenger; a second Evaluator)
-PREDICTION_KEY = "p_synthesized"
-SPLIT_FEATURE = "split"
-EVAL_SPLIT = "eval"
-SLICE_FEATURES = ("label", "source", "generator", "content", "orig_format")
 
 
 def in_distribution() -> tfma.SlicingSpec:

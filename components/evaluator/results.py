@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from components.evaluator.eval_config import BASELINE, CANDIDATE, EVAL_SPLIT, SPLIT_FEATURE
+from components.evaluator.names import BASELINE, CANDIDATE, EVAL_SPLIT, SPLIT_FEATURE
 
 REPORT_METRICS = ("example_count", "binary_accuracy", "auc", "auc_pr", "precision", "recall", "f1_score")
 

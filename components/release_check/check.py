@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from components.evaluator import calibration as cal
 from components.evaluator import results as tfma_results
-from components.evaluator.eval_config import BASELINE, CANDIDATE, PRODUCTION
+from components.evaluator.names import BASELINE, CANDIDATE, PRODUCTION
 from components.ingest import outputs
 from components.ingest.plan import holdout_split
 from components.release_check.perturb import PERTURBATIONS

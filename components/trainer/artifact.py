@@ -14,21 +14,38 @@ HISTORY_PATH = os.path.join("assets.extra", HISTORY_FILE)   # inside the SavedMo
 SAVED_MODEL_FILE = "saved_model.pb"
 
 
+SERVING_DIR = "Format-Serving"   # tfx.utils.path_utils.serving_model_path of a generic (Keras) Trainer
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path
+
+
+def _exists(path: str) -> bool:
+    """Local paths without TensorFlow (a user's `predict` or `registry` error comes in a second, not
+    after TensorFlow's import); gs:// and other filesystems through tf.io.gfile."""
+    if _is_local(path):
+        return os.path.exists(path)
+    import tensorflow as tf
+    return tf.io.gfile.exists(path)
+
+
 def serving_model_dir(model_uri: str) -> str:
     """The SavedModel directory of a Trainer model artifact, or `model_uri` itself when that is
     already a SavedModel directory (local or gs://)."""
-    import tensorflow as tf
-    from tfx.utils import path_utils
-    sub = path_utils.serving_model_path(model_uri)
-    return sub if tf.io.gfile.exists(os.path.join(sub, SAVED_MODEL_FILE)) else model_uri
+    sub = os.path.join(model_uri, SERVING_DIR)
+    return sub if _exists(os.path.join(sub, SAVED_MODEL_FILE)) else model_uri
 
 
 def read_history(model_uri: str) -> dict | None:
     """training_history.json of a model artifact or SavedModel directory, or None without one."""
-    import tensorflow as tf
     path = os.path.join(serving_model_dir(model_uri), HISTORY_PATH)
-    if not tf.io.gfile.exists(path):
+    if not _exists(path):
         return None
+    if _is_local(path):
+        with open(path) as f:
+            return json.load(f)
+    import tensorflow as tf
     with tf.io.gfile.GFile(path) as f:
         return json.load(f)
 
