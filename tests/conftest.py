@@ -133,26 +133,56 @@ def cpu_hog():
 
 @pytest.fixture(scope="session")
 def blessed_run(tmp_path_factory) -> dict:
-    """One real `synthdetect run --json` on the bundled sample (32 px, 1 epoch, the gate held open:
-    blessed and pushed as v1), shared by the tests that only read what a run leaves (e2e, runs,
-    report): {"tmp", "config", "report", "stderr"}. Tests must not change anything under `tmp`."""
+    """One real `synthdetect run --json` (32 px, 1 epoch, no augmentation, the gate held open: blessed
+    and pushed as v1) on the bundled sample plus the curation cases (tests.helpers.make_curation_data:
+    an exact and a near duplicate, an empty file, a file that is not an image, a planted label error),
+    shared by the tests that read what a run leaves (e2e, runs, curate): {"tmp", "config", "data",
+    "report", "stderr"}. Tests must not change what the run wrote under `tmp` (new files beside it are fine)."""
     import json
 
-    from tests.helpers import cli, tiny_config
+    import yaml
+
+    from tests.helpers import cli, make_curation_data, tiny_config
     tmp = tmp_path_factory.mktemp("blessed-run")
-    config = tiny_config(tmp, "e2e.yaml")
+    config = tiny_config(tmp, "e2e.yaml", data=tmp / "data", augment=False)
+    # the split order as the run reads it (the written config's), for the planted label error's split
+    data = make_curation_data(tmp, list(yaml.safe_load(config.read_text())["data"]["split_ratios"].items()))
     out = cli("run", "--runner", "local", "--config", config, "--json", cwd=tmp)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Traceback" not in out.stderr
-    return {"tmp": tmp, "config": config, "report": json.loads(out.stdout), "stderr": out.stderr}
+    return {"tmp": tmp, "config": config, "data": data, "report": json.loads(out.stdout), "stderr": out.stderr}
+
+
+@pytest.fixture(scope="session")
+def vertex_spec(tmp_path_factory) -> Path:
+    """configs/vertex.yaml compiled once per test session by `synthdetect compile` (a TFX import and a
+    compile: ~30 s), shared by every module and xdist worker that reads it (a file lock in the session's
+    shared temp folder: the first worker compiles, the others wait and reuse). Read-only: copy to change."""
+    import subprocess
+
+    from filelock import FileLock
+
+    from tests.helpers import CLI
+    base = tmp_path_factory.getbasetemp()   # under xdist, one folder per worker in the session's folder
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    out = shared / "vertex-spec" / "pipeline.json"
+    with FileLock(str(shared / "vertex-spec.lock")):
+        if not out.is_file():
+            out.parent.mkdir(exist_ok=True)
+            r = subprocess.run([CLI, "compile", "--config", str(REPO / "configs" / "vertex.yaml"), "--out",
+                                str(out.with_suffix(".tmp"))], capture_output=True, text=True, timeout=900, cwd=REPO)
+            assert r.returncode == 0, r.stderr[-3000:]
+            assert "Traceback" not in r.stderr
+            out.with_suffix(".tmp").replace(out)
+    return out
 
 
 # xdist (make test runs `-n logical --dist loadgroup`): a module's tests stay on one worker, so its
-# module-scoped fixtures are built once; the modules reading the shared blessed run share a worker
-# (the session fixture is then built once), and every module that talks to FiftyOne's MongoDB runs on
-# one worker.
-XDIST_GROUPS = {"test_e2e": "blessed_run", "test_runs": "blessed_run",
-                "test_curate": "fiftyone", "test_curate_unit": "fiftyone", "test_curate_holdout": "fiftyone"}
+# module-scoped fixtures are built once; the modules reading the shared blessed run (e2e, runs, curate)
+# share a worker (the session fixture is then built once), and every module that talks to FiftyOne's
+# MongoDB runs on that worker too.
+XDIST_GROUPS = {"test_e2e": "blessed_run", "test_runs": "blessed_run", "test_curate": "blessed_run",
+                "test_curate_unit": "blessed_run", "test_curate_holdout": "blessed_run"}
 
 
 @pytest.hookimpl(tryfirst=True)   # before xdist's own hook, which reads the groups into the node ids

@@ -19,7 +19,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.conftest import REPO, SAMPLE
+from tests.conftest import REPO
+from tests.helpers import MISLABELLED, TENCH
 
 # the module fixture runs a pipeline and builds the dataset: 15 min did not suffice on a loaded machine
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
@@ -27,57 +28,11 @@ os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 CLI = str(Path(sys.executable).parent / "synthdetect")
 ENV = {**os.environ, "FIFTYONE_DO_NOT_TRACK": "true", "TF_USE_LEGACY_KERAS": "1"}
 ARTIFACTS = REPO / "test-artifacts"
-TENCH = "real/imagenet/n01440764_tench.JPEG"
-# The planted label error: a real photo (mirrored, so no duplicate of its source) labelled synthesized.
-MISLABELLED_FROM = "real/imagenet/n02096177_cairn.JPEG"
-MISLABELLED = "real/extra/mislabelled_photo.jpg"
-
-
 def _cli(*args, cwd, timeout=1800, env=None):
     out = subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env or ENV)
     assert out.returncode == 0, f"{args}: {out.stderr[-3000:]}"
     assert "Traceback" not in out.stderr
     return out
-
-
-def _make_data(root: Path) -> Path:
-    """data/sample plus an exact duplicate, a near duplicate (smaller re-encode), an empty file, a
-    file that is not an image and a real photo labelled synthesized, all listed in the folder's manifest."""
-    data = root / "data"
-    shutil.copytree(SAMPLE, data)
-    extra = data / "real" / "extra"
-    extra.mkdir()
-    shutil.copy(data / TENCH, extra / "tench_copy.JPEG")
-    with Image.open(data / TENCH) as im:
-        im.convert("RGB").resize((im.width * 9 // 10, im.height * 9 // 10), Image.LANCZOS).save(
-            extra / "tench_smaller.jpg", "JPEG", quality=90)
-    (extra / "empty.jpg").write_bytes(b"")
-    (extra / "notes.png").write_bytes(b"%PDF-1.4 not an image")
-    with open(data / "manifest.csv", "a") as f:
-        for name in ("tench_copy.JPEG", "tench_smaller.jpg", "empty.jpg", "notes.png"):
-            f.write(f"real/extra/{name},real,extra,,animals,,,,\n")
-        f.write(f"{MISLABELLED},synthesized,extra,,animals,,,,\n")
-    return data
-
-
-def _plant_mislabelled(data: Path, split_buckets: list) -> None:
-    """A real photo mirrored (no duplicate for ingestion: its hashes are not mirror-invariant) and
-    labelled synthesized (the manifest line is written by _make_data), in the eval split, so the model
-    never trains on the wrong label. The split is the hash of the file's bytes (in the config's split
-    order), so the JPEG quality is chosen for it."""
-    import hashlib
-    import io
-
-    from components.ingest.dedup import split_for
-    with Image.open(data / MISLABELLED_FROM) as im:
-        mirrored = im.convert("RGB").transpose(Image.FLIP_LEFT_RIGHT)
-    for quality in range(95, 70, -1):
-        buf = io.BytesIO()
-        mirrored.save(buf, "JPEG", quality=quality)
-        if split_for(hashlib.sha256(buf.getvalue()).hexdigest(), split_buckets) == "eval":
-            (data / MISLABELLED).write_bytes(buf.getvalue())
-            return
-    raise AssertionError("no JPEG quality puts the planted image in the eval split")
 
 
 def _delete_dataset(name: str) -> None:
@@ -87,36 +42,21 @@ def _delete_dataset(name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, request):
-    """One pipeline run (32 px, 1 epoch) and its curated dataset (built through the CLI)."""
-    tmp = tmp_path_factory.mktemp("curate")
-    data = _make_data(tmp)
-    cfg = yaml.safe_load((REPO / "configs" / "local.yaml").read_text())
-    cfg.update(pipeline_root=str(tmp / "root"), metadata_path=str(tmp / "mlmd.sqlite"),
-               registry=str(tmp / "registry"),
-               thresholds={"min_accuracy": 0.0, "min_auc": 0.0, "min_accuracy_gain": -1.0, "min_auc_gain": -1.0})
-    cfg["data"]["input"] = str(data)
-    cfg["model"].update(image_size=32, epochs=1, batch_size=16, weights="none", deterministic=True)
-    from schemas.config import ModelConfig
-    if "augment" in ModelConfig.model_fields:   # not under test here; keeps the run small
-        cfg["model"]["augment"] = False
-    cfg_path = tmp / "pipeline.yaml"
-    cfg_path.write_text(yaml.safe_dump(cfg))
-    _plant_mislabelled(data, list(yaml.safe_load(cfg_path.read_text())["data"]["split_ratios"].items()))
-    t0 = time.time()
-    report = json.loads(_cli("run", "--config", str(cfg_path), "--json", cwd=tmp).stdout)
-    t_run = time.time() - t0
+def run(blessed_run, request):
+    """The session's shared pipeline run (tests/conftest.py: 32 px, 1 epoch, on tests.helpers.make_curation_data)
+    and its curated dataset (built through the CLI)."""
+    tmp, cfg_path, report = blessed_run["tmp"], blessed_run["config"], blessed_run["report"]
     name = f"synthdetect-test-{uuid.uuid4().hex[:8]}"
     request.addfinalizer(lambda: _delete_dataset(name))   # also when the setup fails after this point
     t0 = time.time()
     built = json.loads(_cli("curate", "--config", str(cfg_path), "--run", "latest", "--name", name, "--json",
                             cwd=tmp).stdout)
-    print(f"pipeline run {t_run:.0f}s, curate {time.time() - t0:.0f}s")
+    print(f"curate {time.time() - t0:.0f}s")
     from components.curation.app import ensure_database
     ensure_database()
     examples = report["artifacts"]["ImageExampleGen.examples"]
     members = [json.loads(line) for line in Path(examples, "members.jsonl").read_text().splitlines()]
-    yield {"tmp": tmp, "cfg": cfg_path, "data": data, "report": report, "summary": report["ingest"],
+    yield {"tmp": tmp, "cfg": cfg_path, "data": blessed_run["data"], "report": report, "summary": report["ingest"],
            "examples": examples, "members": members, "name": name, "built": built}
 
 

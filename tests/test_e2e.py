@@ -28,13 +28,16 @@ def run_pipeline(tmp_path: Path, thresholds: dict, expect_exit: int = 0, *args: 
 def test_pipeline_runs_end_to_end_and_pushes_a_working_model(blessed_run, tmp_path):
     rep, run_dir = blessed_run["report"], blessed_run["tmp"]
     # piped stderr (a CI log, `make run | tee`): each progress line whole, never wrapped at 80 columns
-    line = rf"^run {rep['run_id']}: 80 input files from {re.escape(str(SAMPLE))}; 12 components; log: \S+\.log$"
+    data = re.escape(str(blessed_run["data"]))
+    line = rf"^run {rep['run_id']}: 85 input files from {data}; 12 components; log: \S+\.log$"
     assert re.search(line, blessed_run["stderr"], re.M), blessed_run["stderr"][:2000]
     # ingestion: every sample file accounted for, TFRecords in both splits
     ingest = rep["ingest"]
-    n_files = sum(1 for p in SAMPLE.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    assert ingest["inputs"] == n_files == 80
-    assert ingest["written"] + ingest["quarantined"] == ingest["inputs"] and ingest["accounted_for"]
+    n_files = sum(1 for p in blessed_run["data"].rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    assert ingest["inputs"] == n_files == 85          # the 80 sample files and the 5 curation cases
+    # the empty file and the one that is not an image quarantined, the exact and the near duplicate dropped
+    assert (ingest["quarantined"], ingest["exact_duplicates"], ingest["near_duplicates"]) == (2, 1, 1)
+    assert ingest["written"] + 4 == ingest["inputs"] and ingest["accounted_for"]
     examples = rep["artifacts"]["ImageExampleGen.examples"]
     for split in ("train", "eval"):
         assert glob.glob(os.path.join(examples, f"Split-{split}", "*.gz")), split
@@ -102,7 +105,7 @@ def test_pipeline_runs_end_to_end_and_pushes_a_working_model(blessed_run, tmp_pa
 
 
 # A refused run through the whole CLI (exit 3, nothing pushed, the decision kept by report/runs --json)
-# is tests/test_e2e_holdout.py's run: refused by its held-out gate.
+# is tests/test_runs_interrupted.py's resumed run: refused by its held-out gate.
 REFUSING = {"min_accuracy": 1.0, "min_auc": 1.0, "min_accuracy_gain": 0.5, "min_auc_gain": 0.5}
 
 
