@@ -100,13 +100,9 @@ def assert_one_line(r, metadata):
     assert _waited(metadata) <= PROBE_BUDGET_S, f"waited {metadata.waited} s on the metadata server"
 
 
-@pytest.fixture(scope="module")
-def spec(tmp_path_factory):
-    out = tmp_path_factory.mktemp("spec") / "pipeline.json"
-    r = subprocess.run([CLI, "compile", "--config", str(VERTEX), "--out", str(out)], capture_output=True, text=True,
-                       timeout=900, cwd=REPO)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return out
+@pytest.fixture
+def spec(vertex_spec):
+    return vertex_spec
 
 
 @pytest.mark.parametrize("command", [("submit",), ("schedule", "--cron", "0 3 * * 1")])

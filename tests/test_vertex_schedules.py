@@ -153,16 +153,9 @@ def fake_vertex(monkeypatch, tmp_path):
     return calls
 
 
-@pytest.fixture(scope="module")
-def spec(tmp_path_factory):
-    import subprocess
-    import sys
-    from pathlib import Path
-    out = tmp_path_factory.mktemp("spec") / "pipeline.json"
-    r = subprocess.run([str(Path(sys.executable).parent / "synthdetect"), "compile", "--config", VERTEX,
-                        "--out", str(out)], capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return str(out)
+@pytest.fixture
+def spec(vertex_spec):
+    return str(vertex_spec)
 
 
 def test_submit_json_prints_the_created_job(fake_vertex, spec):
