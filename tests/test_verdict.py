@@ -17,7 +17,7 @@ import pytest
 
 from components.release_check.blessing import read_reasons, write_marker
 from pipeline.artifacts import OutputUnreadable, RunRecord
-from tests.helpers import CLI, REPO, SAMPLE, tiny_config
+from tests.helpers import REPO, SAMPLE, cli_in_process, tiny_config
 
 PIPELINE = "synthdetect"
 REFUSED = ["auc = 0.610 < 0.8", "accuracy drop under jpeg_q50 = +0.210 > 0.05"]
@@ -103,7 +103,7 @@ def outputs_of(md: Path, run_id: str | None = None):
 
 
 def _cli(*args, cwd=REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([CLI, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600)
+    return cli_in_process(*args, cwd=cwd)   # runs / report only read
 
 
 def _one_error_line(proc: subprocess.CompletedProcess, *fragments: str, code: int = 1) -> str:
