@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import cli
+from tests.helpers import cli, cli_in_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]   # the shared run is built by the first test
 COMPONENTS = ("ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
@@ -14,7 +14,8 @@ COMPONENTS = ("ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleVal
 
 
 def _cli(*args, cwd):
-    return cli(*args, cwd=cwd)
+    """In this process: `runs` only reads (the one-line errors below go through the real executable)."""
+    return cli_in_process(*args, cwd=cwd)
 
 
 @pytest.fixture
@@ -92,8 +93,8 @@ def test_runs_show_latest_and_without_a_run_is_the_newest_run(local_run):
 
 def test_unknown_run_and_missing_database_are_one_line(local_run, tmp_path):
     tmp, path, _ = local_run
-    out = _cli("runs", "--config", path, "show", "no-such-run", cwd=tmp)
+    out = cli("runs", "--config", path, "show", "no-such-run", cwd=tmp)
     assert out.returncode != 0 and len(out.stderr.strip().splitlines()) == 1
     assert out.stderr.startswith("error: run 'no-such-run' not found")
-    out = _cli("runs", "--config", path, "--set", f"metadata_path={tmp_path / 'none.sqlite'}", cwd=tmp)
+    out = cli("runs", "--config", path, "--set", f"metadata_path={tmp_path / 'none.sqlite'}", cwd=tmp)
     assert out.returncode != 0 and out.stderr.startswith("error: no ML Metadata database")
