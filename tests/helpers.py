@@ -26,14 +26,18 @@ def cli(*args, cwd: Path | str, timeout: float = 1800, env: dict | None = None) 
 
 
 def tiny_config(tmp: Path, name: str = "pipeline.yaml", data: Path | str = SAMPLE, thresholds: dict | None = None,
-                **model) -> Path:
+                evaluation: dict | None = None, **model) -> Path:
     """configs/local.yaml with every output under `tmp`, `data` as input, 32 px, 1 epoch, no
-    pretrained weights, deterministic; `model` overrides model settings. Returns the written path."""
+    pretrained weights, deterministic; `model` overrides model settings (these defaults too),
+    `evaluation` replaces the evaluation section. Returns the written path."""
     cfg = yaml.safe_load((REPO / "configs" / "local.yaml").read_text())
     cfg.update(pipeline_root=str(tmp / "root"), metadata_path=str(tmp / "mlmd.sqlite"),
                registry=str(tmp / "registry"), thresholds=dict(OPEN_GATE if thresholds is None else thresholds))
+    if evaluation is not None:
+        cfg["evaluation"] = evaluation
     cfg["data"]["input"] = str(data)
-    cfg["model"].update(image_size=32, epochs=1, batch_size=16, weights="none", deterministic=True, **model)
+    cfg["model"].update({"image_size": 32, "epochs": 1, "batch_size": 16, "weights": "none", "deterministic": True,
+                         **model})
     path = tmp / name
     path.write_text(yaml.safe_dump(cfg))
     return path
