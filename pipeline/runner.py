@@ -144,10 +144,10 @@ def new_run_id() -> str:
 
 def run_local(cfg: PipelineConfig, log_path: str, run_id: str | None = None, on_event=None) -> str:
     """Runs the whole pipeline; returns the run id. All library logging goes to `log_path`."""
-    from tfx import v1 as tfx
     from tfx.dsl.compiler import compiler
     from tfx.orchestration.portable import runtime_parameter_utils
     from tfx.dsl.compiler import constants
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from pipeline.pipeline import create_pipeline, never_cache_registry_steps
 
@@ -168,7 +168,7 @@ def run_local(cfg: PipelineConfig, log_path: str, run_id: str | None = None, on_
         never_cache_registry_steps(ir)
         runtime_parameter_utils.substitute_runtime_parameter(
             ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
-        tfx.orchestration.LocalDagRunner().run_with_ir(ir)
+        LocalDagRunner().run_with_ir(ir)
         outcome = "complete"
     except Exception as e:  # re-raised with the failing component and the log path
         outcome = "failed"

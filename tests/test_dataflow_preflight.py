@@ -6,7 +6,7 @@ import time
 
 from click.testing import CliRunner
 
-from components.ingest.job import dataflow_preflight
+from components.ingest.beam_args import dataflow_preflight
 from pipeline.cli import main
 from tests.conftest import SAMPLE
 

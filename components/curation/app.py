@@ -121,6 +121,17 @@ def _fiftyone_answers(address: str, port: int) -> bool:
         return False
 
 
+def port_is_free(address: str, port: int) -> bool:
+    """True: nothing listens on address:port; False: a FiftyOne App does (a session attaches to it);
+    CurationError (one line) when another program holds the port. Needs neither FiftyOne nor MongoDB,
+    so `curate --launch` says it before starting either."""
+    if not _port_in_use(address, port):
+        return True
+    if _fiftyone_answers(address, port):
+        return False
+    raise CurationError(f"port {port} on {address} is in use by another program; choose another --port")
+
+
 def _server_service(address: str, port: int):
     """FiftyOne's ServerService (its server process under FiftyOne's service wrapper, which stops the
     server when this process dies), started without FiftyOne's fixed 60 s wait: `_wait_listening`
@@ -171,10 +182,8 @@ def start_server(address: str, port: int, timeout: float, progress=lambda line: 
     """Starts the App server on address:port, waiting up to `timeout` s per attempt with progress
     lines, and trying once more after a timeout or a crash. Returns FiftyOne's ServerService (None:
     a FiftyOne App already serves that port), or raises CurationError with one line saying what to do."""
-    if _port_in_use(address, port):
-        if _fiftyone_answers(address, port):
-            return None   # a FiftyOne App already serves there: the session attaches to it, as FiftyOne does
-        raise CurationError(f"port {port} on {address} is in use by another program; choose another --port")
+    if not port_is_free(address, port):
+        return None   # a FiftyOne App already serves there: the session attaches to it, as FiftyOne does
     why: str | None = "timeout"
     for attempt in range(1, ATTEMPTS + 1):
         service = _server_service(address, port)

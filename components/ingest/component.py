@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 
-from tfx import v1 as tfx
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
 from components.ingest.executor import Driver, Executor, pack_options
-from components.ingest.job import parallelism_args
+from components.ingest.beam_args import parallelism_args
 from components.ingest.listing import input_base_and_pattern
 from components.ingest.plan import holdout_split
 from schemas.config import PipelineConfig
@@ -24,7 +23,7 @@ class ImageExampleGen(FileBasedExampleGen):
 def example_gen_input(data_input: str) -> tuple[str, example_gen_pb2.Input]:
     """ImageExampleGen's input_base and input_config for `data.input`."""
     base, pattern = input_base_and_pattern(data_input)
-    return base, tfx.proto.Input(splits=[tfx.proto.Input.Split(name="all", pattern=pattern)])
+    return base, example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="all", pattern=pattern)])
 
 
 def make_example_gen(cfg: PipelineConfig, input_base=None, input_config=None) -> ImageExampleGen:
@@ -32,16 +31,16 @@ def make_example_gen(cfg: PipelineConfig, input_base=None, input_config=None) ->
     also be placeholders (on Vertex, the runtime parameters' values). Its id is the pipeline's to give
     (TFX's default: the class name)."""
     base, config = example_gen_input(cfg.data.input)
-    splits = [tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
+    splits = [example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=buckets)
               for name, buckets in cfg.data.split_ratios.items()]
     # held-out sets get splits of their own (the executor fills them, never from the hash buckets)
-    splits += [tfx.proto.SplitConfig.Split(name=holdout_split(name), hash_buckets=1)
+    splits += [example_gen_pb2.SplitConfig.Split(name=holdout_split(name), hash_buckets=1)
                for name in cfg.evaluation.holdout_names()]
     gen = ImageExampleGen(
         input_base=base if input_base is None else input_base,
         input_config=config if input_config is None else input_config,
         # hash buckets per split; the executor assigns whole duplicate clusters to splits
-        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=splits)),
+        output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=splits)),
         custom_config=pack_options({**cfg.ingest.model_dump(), **cfg.evaluation.ingest_spec()}),
     )
     # The same parallelism as `synthdetect ingest` (one Beam worker process per core on the

@@ -24,8 +24,6 @@ import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 
-from apache_beam.io.filesystems import FileSystems
-
 from schemas.config import is_gcs
 
 SUMMARY_FILE = "ingest_summary.json"
@@ -35,48 +33,55 @@ SIDE_FILES = (SUMMARY_FILE, MEMBERS_FILE, QUARANTINE_FILE)
 SPLIT_PREFIX = "Split-"
 
 
+def _fs():
+    """Beam's FileSystems (local paths and gs:// alike), loaded on first use: Beam takes seconds to
+    import, and deciding whether a local output is safe needs none of it."""
+    from apache_beam.io.filesystems import FileSystems
+    return FileSystems
+
+
 class OutputError(Exception):
     """The output location is unusable (user mistake or a concurrent writer); one-line message."""
 
 
 def split_dir(out_dir: str, split: str) -> str:
-    return FileSystems.join(out_dir, f"{SPLIT_PREFIX}{split}")
+    return _fs().join(out_dir, f"{SPLIT_PREFIX}{split}")
 
 
 def shard_path(out_dir: str, split: str, shard: int, num_shards: int) -> str:
-    return FileSystems.join(split_dir(out_dir, split), f"data_tfrecord-{shard:05d}-of-{num_shards:05d}.gz")
+    return _fs().join(split_dir(out_dir, split), f"data_tfrecord-{shard:05d}-of-{num_shards:05d}.gz")
 
 
 def _open_text(path: str) -> str:
-    with FileSystems.open(path, compression_type="uncompressed") as f:
+    with _fs().open(path, compression_type="uncompressed") as f:
         return f.read().decode()
 
 
 def read_summary(out_dir: str) -> dict:
-    return json.loads(_open_text(FileSystems.join(out_dir, SUMMARY_FILE)))
+    return json.loads(_open_text(_fs().join(out_dir, SUMMARY_FILE)))
 
 
 def read_members(out_dir: str) -> list[dict]:
-    return [json.loads(line) for line in _open_text(FileSystems.join(out_dir, MEMBERS_FILE)).splitlines() if line]
+    return [json.loads(line) for line in _open_text(_fs().join(out_dir, MEMBERS_FILE)).splitlines() if line]
 
 
 def read_quarantine(out_dir: str) -> list[dict]:
-    return [json.loads(line) for line in _open_text(FileSystems.join(out_dir, QUARANTINE_FILE)).splitlines()
+    return [json.loads(line) for line in _open_text(_fs().join(out_dir, QUARANTINE_FILE)).splitlines()
             if line]
 
 
 # -- read helpers for everything that reads an ingestion back (runs, report, curate, the pusher)
 def has_file(out_dir: str, name: str) -> bool:
-    return FileSystems.exists(FileSystems.join(out_dir, name))
+    return _fs().exists(_fs().join(out_dir, name))
 
 
 def summary_bytes(out_dir: str) -> bytes:
     """ingest_summary.json exactly as stored (its hash is the data fingerprint); FileNotFoundError
     when the folder has none (not an ingestion output, or an incomplete one)."""
-    path = FileSystems.join(out_dir, SUMMARY_FILE)
-    if not FileSystems.exists(path):
+    path = _fs().join(out_dir, SUMMARY_FILE)
+    if not _fs().exists(path):
         raise FileNotFoundError(path)
-    with FileSystems.open(path, compression_type="uncompressed") as f:
+    with _fs().open(path, compression_type="uncompressed") as f:
         return f.read()
 
 
@@ -92,16 +97,16 @@ def fingerprint(out_dir: str) -> str:
 
 def shards(out_dir: str, split: str = "*") -> dict[str, list[str]]:
     """Split name -> its TFRecord shards (sorted), for one split or all of them."""
-    pattern = FileSystems.join(out_dir, f"{SPLIT_PREFIX}{split}", "data_tfrecord-*")
+    pattern = _fs().join(out_dir, f"{SPLIT_PREFIX}{split}", "data_tfrecord-*")
     out: dict[str, list[str]] = {}
-    for m in sorted(m.path for r in FileSystems.match([pattern]) for m in r.metadata_list):
+    for m in sorted(m.path for r in _fs().match([pattern]) for m in r.metadata_list):
         split_name = m.rstrip("/").split("/")[-2].removeprefix(SPLIT_PREFIX)
         out.setdefault(split_name, []).append(m)
     return out
 
 
 def write_summary(out_dir: str, summary: dict) -> None:
-    with FileSystems.create(FileSystems.join(out_dir, SUMMARY_FILE)) as f:
+    with _fs().create(_fs().join(out_dir, SUMMARY_FILE)) as f:
         f.write((json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
 
 
@@ -109,13 +114,13 @@ def clear_output(out_dir: str) -> None:
     """Removes the summary first (the folder stops claiming to be complete), then the side files and
     every Split-*/data_tfrecord-* shard of an earlier ingestion, whatever its split names were."""
     for name in SIDE_FILES:
-        path = FileSystems.join(out_dir, name)
-        if FileSystems.exists(path):
-            FileSystems.delete([path])
-    pattern = FileSystems.join(out_dir, f"{SPLIT_PREFIX}*", "data_tfrecord-*")
-    stale = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
+        path = _fs().join(out_dir, name)
+        if _fs().exists(path):
+            _fs().delete([path])
+    pattern = _fs().join(out_dir, f"{SPLIT_PREFIX}*", "data_tfrecord-*")
+    stale = [m.path for r in _fs().match([pattern]) for m in r.metadata_list]
     if stale:
-        FileSystems.delete(stale)
+        _fs().delete(stale)
 
 
 # ------------------------------------------------------------------------------------ what may be replaced
@@ -215,7 +220,7 @@ def safe_output(out_dir: str, inputs: Sequence[str] = (), *, cwd: str | None = N
         if src_is_folder and _contains(src, target):
             raise OutputError(f"--output {shown!r} is inside the input folder {inp!r} (its shards would become "
                               "inputs of the next ingestion): choose a folder outside it")
-    exists = FileSystems.exists(target + "/" + SUMMARY_FILE) if is_gcs(target) else os.path.isdir(target)
+    exists = _fs().exists(target + "/" + SUMMARY_FILE) if is_gcs(target) else os.path.isdir(target)
     if is_gcs(target) or exists:
         has_summary, foreign = _foreign_entries(target)
         if foreign:
@@ -398,7 +403,7 @@ def remove_tree(path: str) -> None:
     if is_gcs(path):
         objs = _gcs_objects(path)
         if objs:
-            FileSystems.delete(objs)
+            _fs().delete(objs)
     else:
         shutil.rmtree(path, ignore_errors=True)
 
@@ -415,15 +420,15 @@ def _replace(tmp: str, out_dir: str) -> None:
     # gs:// has no rename: drop the old summary first (the old output stops claiming completeness),
     # then its objects, copy the new ones with the summary last, then drop the temporary prefix.
     old_summary = f"{out_dir}/{SUMMARY_FILE}"
-    if FileSystems.exists(old_summary):
-        FileSystems.delete([old_summary])
+    if _fs().exists(old_summary):
+        _fs().delete([old_summary])
     old_objs = _gcs_objects(out_dir)
     if old_objs:
-        FileSystems.delete(old_objs)
+        _fs().delete(old_objs)
     new_objs = _gcs_objects(tmp)
     summary = [o for o in new_objs if o.endswith("/" + SUMMARY_FILE) and o.count("/") == tmp.count("/") + 1]
     rest = [o for o in new_objs if o not in summary]
     for batch in (rest, summary):
         if batch:
-            FileSystems.copy(batch, [out_dir + o[len(tmp):] for o in batch])
-    FileSystems.delete(new_objs)
+            _fs().copy(batch, [out_dir + o[len(tmp):] for o in batch])
+    _fs().delete(new_objs)

@@ -2,8 +2,8 @@
 
 import json
 
-from tfx import v1 as tfx
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact as tfx_artifact
 from tfx.types import standard_artifacts
 
@@ -15,7 +15,7 @@ class ReleaseCheckResult(tfx_artifact.Artifact):
     TYPE_NAME = "synthdetect.ReleaseCheck"  # Vertex requires namespace.Name artifact type names
 
 
-@tfx.dsl.components.component
+@component
 def ReleaseCheck(  # noqa: N802 - a TFX component: the function name is its class name
     examples: InputArtifact[standard_artifacts.Examples],
     model: InputArtifact[standard_artifacts.Model],

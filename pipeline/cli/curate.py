@@ -89,6 +89,12 @@ def curate(ctx, config, sets, run, examples, name, model, threshold, uncertain_m
     from components.curation.members import CurationError
     cfg = load(config, sets)
     name = name or cfg.pipeline_name
+    if launch:   # a port held by another program: said before MongoDB and FiftyOne start
+        from components.curation.app import port_is_free
+        try:
+            port_is_free(address, port)
+        except CurationError as e:
+            raise UserError(str(e)) from None
     _connect()
     import fiftyone as fo
     if not launch or run is not None or examples is not None or not fo.dataset_exists(name):

@@ -143,10 +143,9 @@ def ingest(data_input: str, out_dir: str, config: str, sets: tuple[str, ...], be
     The output is written into a temporary folder next to --output and replaces it only when the
     job succeeded; a lock file (<output>.lock) makes a second ingestion into the same output fail."""
     cfg = _load_for_ingest(config, sets, data_input)
+    # what is wrong with the arguments is said before Beam (about 5 s) is loaded
     from components.ingest import outputs
-    from components.ingest.job import beam_options, dataflow_preflight, ingest_beam_args, is_local_runner, run_ingest
-    from components.ingest.listing import InputError, resolve_run_inputs
-    from pipeline.logs import route_library_logs
+    from components.ingest.beam_args import beam_options, dataflow_preflight, ingest_beam_args, is_local_runner
 
     args = ingest_beam_args(list(beam_args), cfg.ingest.workers)
     missing = dataflow_preflight(args)   # before any work: every missing option at once
@@ -166,6 +165,9 @@ def ingest(data_input: str, out_dir: str, config: str, sets: tuple[str, ...], be
         raise UserError(str(e)) from None
     if not out_dir.startswith("gs://") and os.path.abspath(given) != out_dir:
         progress_console.print(f"--output {given} resolves to {out_dir}: writing there", soft_wrap=True)
+    from components.ingest.job import run_ingest
+    from components.ingest.listing import InputError, resolve_run_inputs
+    from pipeline.logs import route_library_logs
     from pipeline.reaper import Reaper
     opts = cfg.ingest
     job_log = os.path.join(tempfile.gettempdir(), f"synthdetect-ingest-{os.getpid()}.log")
