@@ -92,3 +92,17 @@ def storage_client():
                               credentials=AnonymousCredentials())
     creds, project = credentials()
     return storage.Client(project=project or os.environ.get("GOOGLE_CLOUD_PROJECT"), credentials=creds)
+
+
+def beam_gcs_on_emulator() -> None:
+    """On the emulator, Beam's gs:// filesystem connects anonymously at once. (Beam looks up Application
+    Default Credentials itself, retrying four times with back-off — about 24 s in every process —
+    before it falls back to an anonymous client; the emulator needs no credentials.) Beam caches its
+    answer per process in `apache_beam.internal.gcp.auth._Credentials` (Beam 2.74; no public switch:
+    `--no_auth` does not reach gcsio); elsewhere Beam's own lookup is left alone."""
+    if not emulated():
+        return
+    from apache_beam.internal.gcp import auth
+    with auth._Credentials._credentials_lock:  # noqa: SLF001 - see above
+        auth._Credentials._credentials = None  # noqa: SLF001
+        auth._Credentials._credentials_init = True  # noqa: SLF001

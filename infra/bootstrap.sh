@@ -17,10 +17,14 @@ find_python() {
 }
 
 PY=$(find_python) || { echo "error: python3.10 not found (synthdetect needs Python 3.10 for TFX 1.16)" >&2; exit 1; }
-STAMP=.venv/.synthdetect-lock.sha256          # .venv matches the lock files + setup.py
+STAMP=.venv/.synthdetect-lock.sha256          # .venv matches the lock files + setup.py + RECIPE
 LOCKS=(requirements.lock requirements-dev.lock)
 MONGOD_STAMP=.venv/.synthdetect-mongod.sha256  # ... and FiftyOne's mongod loaded with that .venv
-want=$(cat "${LOCKS[@]}" setup.py | sha256sum | cut -d' ' -f1)
+# How .venv is made; a new value re-syncs every existing .venv once. 2: with bytecode (.pyc) compiled at
+# install. Without it every process compiles each module it imports (TensorFlow, TFX, Beam: two to
+# three times the CPU of an import), and where PYTHONDONTWRITEBYTECODE is set it does so every time.
+RECIPE="venv-recipe 2: --compile-bytecode"
+want=$( (cat "${LOCKS[@]}" setup.py; echo "$RECIPE") | sha256sum | cut -d' ' -f1)
 
 # FiftyOne's MongoDB: only curation needs it, so a failure is a warning, but it is not recorded as
 # done: the next bootstrap tries again.
@@ -47,8 +51,9 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 echo "bootstrap: syncing .venv from ${LOCKS[*]} with uv" >&2
 [ -x .venv/bin/python ] || uv venv --quiet .venv --python "$PY"
-uv pip sync --quiet --python .venv/bin/python "${LOCKS[@]}"
-uv pip install --quiet --python .venv/bin/python --no-deps -e .
+# --compile-bytecode: uv compiles the whole site-packages, packages it did not change included
+uv pip sync --quiet --compile-bytecode --python .venv/bin/python "${LOCKS[@]}"
+uv pip install --quiet --compile-bytecode --python .venv/bin/python --no-deps -e .
 echo "$want" > "$STAMP"
 ensure_mongod
 echo "bootstrap: .venv ready" >&2

@@ -55,7 +55,8 @@ def test_images_sync_exactly_one_lock_file_and_install_this_package_without_deps
     syncs = re.findall(r"uv pip sync (.*?) (\S+lock)\b", runs)
     assert [path for _, path in syncs] == [f"/synthdetect/{lock}"]
     installs = re.findall(r"(?:uv )?pip install ([^&]+)", runs)
-    assert [i.split() for i in installs] == [["--python", "/opt/venv/bin/python", "--no-deps", "."]], installs
+    assert [i.split() for i in installs] == [["--compile-bytecode", "--python", "/opt/venv/bin/python", "--no-deps",
+                                              "."]], installs
     copies = [i for i in instructions(dockerfile) if i.startswith("COPY ") and "--from" not in i]
     assert any(lock.split("/")[-1] in c for c in copies)
     # the package's source tree lives where the compiled Vertex spec expects it
@@ -394,6 +395,57 @@ def test_no_early_exiting_reader_in_a_pipeline_of_the_setup_scripts():
     assert offending == []
 
 
+def venv_stamp(locks_and_setup: bytes) -> str:
+    """What infra/bootstrap.sh records for a .venv made from these lock files + setup.py by its RECIPE."""
+    recipe = re.search(r'^RECIPE="([^"]+)"$', (INFRA / "bootstrap.sh").read_text(), re.M)
+    assert recipe, "infra/bootstrap.sh names its RECIPE"
+    return hashlib.sha256(locks_and_setup + recipe.group(1).encode() + b"\n").hexdigest()
+
+
+def test_bootstrap_resyncs_a_venv_made_by_an_older_recipe_with_bytecode_compiled(tmp_path):
+    """A .venv stamped by the previous recipe (same locks, no .pyc files) is synced once more, with
+    --compile-bytecode on both uv calls, and stamped; the next bootstrap calls uv no more. (A fake `uv`
+    on PATH records its calls: nothing is installed.)"""
+    import sys
+    repo = tmp_path / "repo"
+    (repo / "infra").mkdir(parents=True)
+    shutil.copy2(INFRA / "bootstrap.sh", repo / "infra" / "bootstrap.sh")
+    for name, text in (("requirements.lock", "pins\n"), ("requirements-dev.lock", "dev pins\n"),
+                       ("setup.py", "setup\n")):
+        (repo / name).write_text(text)
+    (repo / ".venv" / "bin").mkdir(parents=True)
+    (repo / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    stamp = repo / ".venv" / ".synthdetect-lock.sha256"
+    stamp.write_text(hashlib.sha256(b"pins\ndev pins\nsetup\n").hexdigest() + "\n")   # recipe 1: locks + setup.py
+    bin_dir, calls = tmp_path / "bin", tmp_path / "uv-calls"
+    bin_dir.mkdir()
+    (bin_dir / "uv").write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    (bin_dir / "uv").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin", "FIFTYONE_DATABASE_URI": "mongodb://127.0.0.1:9"}
+
+    def bootstrap():
+        return subprocess.run(["bash", str(repo / "infra" / "bootstrap.sh")], capture_output=True, text=True,
+                              timeout=120, env=env)
+
+    r = bootstrap()
+    assert r.returncode == 0, r.stderr
+    made = calls.read_text().splitlines()
+    assert [c.split()[:2] for c in made] == [["pip", "sync"], ["pip", "install"]], made
+    assert all("--compile-bytecode" in c.split() for c in made), made
+    assert made[0].endswith("requirements.lock requirements-dev.lock") and made[1].endswith("--no-deps -e .")
+    assert stamp.read_text().strip() == venv_stamp(b"pins\ndev pins\nsetup\n")
+    r = bootstrap()
+    assert r.returncode == 0 and calls.read_text().splitlines() == made   # up to date: uv not called
+
+
+@pytest.mark.parametrize("dockerfile", [CPU, GPU])
+def test_images_compile_bytecode_at_build(dockerfile):
+    """The containers run as a non-root user with PYTHONDONTWRITEBYTECODE: without .pyc files made at
+    build, every step would compile each module it imports at each start."""
+    installs = [r for r in run_lines(dockerfile) if re.search(r"\buv pip (sync|install)\b", r)]
+    assert len(installs) == 2 and all("--compile-bytecode" in r.split() for r in installs), installs
+
+
 @needs_gcc
 def test_bootstrap_does_not_record_a_failed_mongod_step_and_retries_it(tmp_path):
     """infra/bootstrap.sh with an up-to-date .venv (a copy of the scripts in a scratch repository):
@@ -409,7 +461,7 @@ def test_bootstrap_does_not_record_a_failed_mongod_step_and_retries_it(tmp_path)
     (repo / "setup.py").write_text("setup\n")
     (repo / ".venv" / "bin").mkdir(parents=True)
     (repo / ".venv" / "bin" / "python").symlink_to(sys.executable)
-    want = hashlib.sha256(b"pins\ndev pins\nsetup\n").hexdigest()
+    want = venv_stamp(b"pins\ndev pins\nsetup\n")
     (repo / ".venv" / ".synthdetect-lock.sha256").write_text(want + "\n")
     (tmp_path / "bin").mkdir()
     binary, libdir, saved = _build_with_missing_libs(tmp_path / "bin")

@@ -31,10 +31,13 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
+from components.gcloud import beam_gcs_on_emulator
 from components.ingest import outputs
 from components.ingest.listing import ImageInput, Listing, resolve_inputs
 from components.ingest.plan import QuarantineRow, Row, ScanRow, holdout_split, make_plan, parse_row_line, row_line
 from components.ingest.records import GzipTFRecordWriter, parse_example
+
+beam_gcs_on_emulator()   # in each worker process too (they import this module)
 
 WORK_DIR = "_ingest_work"          # inside the output folder while the job runs; deleted at the end
 

@@ -37,6 +37,9 @@ def _fs():
     """Beam's FileSystems (local paths and gs:// alike), loaded on first use: Beam takes seconds to
     import, and deciding whether a local output is safe needs none of it."""
     from apache_beam.io.filesystems import FileSystems
+
+    from components.gcloud import beam_gcs_on_emulator
+    beam_gcs_on_emulator()
     return FileSystems
 
 
