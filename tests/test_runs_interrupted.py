@@ -19,12 +19,14 @@ from PIL import Image
 from components.registry.store import LocalRegistry
 from pipeline import process_record
 from tests.conftest import REPO
-from tests.helpers import tiny_config
+from tests.helpers import cli_in_process, tiny_config
 
 CLI = str(Path(sys.executable).parent / "synthdetect")
 
 
 def _cli(*args, cwd):
+    """A real `synthdetect` process (the pipeline runs); the read-only commands run in process
+    (tests.helpers.cli_in_process)."""
     return subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, timeout=1800, cwd=cwd)
 
 
@@ -142,7 +144,7 @@ def test_a_killed_run_is_interrupted_and_the_next_run_resumes_and_is_refused_on_
     partial = sorted((tmp_path / "root" / trainer).glob("model/*"))
     assert partial, list((tmp_path / "root" / trainer).rglob("*"))
 
-    out = _cli("runs", "--config", config, "--json", cwd=tmp_path)
+    out = cli_in_process("runs", "--config", config, "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     (run,) = json.loads(out.stdout)
     assert run["run_id"] == run_id
@@ -154,12 +156,12 @@ def test_a_killed_run_is_interrupted_and_the_next_run_resumes_and_is_refused_on_
     assert run["process"]["pid"] == proc.pid and run["process"]["state"] == "gone"
     assert run["process"]["outcome"] is None  # SIGKILL: the run could record nothing
     assert run["end"]
-    out = _cli("runs", "--config", config, cwd=tmp_path)
+    out = cli_in_process("runs", "--config", config, cwd=tmp_path)
     line = next(li for li in out.stdout.splitlines() if li.startswith(run_id))
     assert " interrupted " in line and "running" not in line and re.search(r" \d+/12 components ", line), line
     assert f"{trainer}: interrupted" in out.stdout and f"process {proc.pid} on" in out.stdout
 
-    out = _cli("runs", "--config", config, "show", run_id, "--json", cwd=tmp_path)
+    out = cli_in_process("runs", "--config", config, "show", run_id, "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     lineage = json.loads(out.stdout)
     assert lineage["status"] == "interrupted"
@@ -167,10 +169,10 @@ def test_a_killed_run_is_interrupted_and_the_next_run_resumes_and_is_refused_on_
     assert lineage["models"] == []  # the partial model folder is not an artifact of the run
     assert lineage["production_model"]["found"] is False   # the (empty) registry's, resolved before training
 
-    out = _cli("report", run_id, "--config", config, "--json", cwd=tmp_path)
+    out = cli_in_process("report", run_id, "--config", config, "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout)["status"] == "interrupted"
-    out = _cli("report", run_id, "--config", config, cwd=tmp_path)
+    out = cli_in_process("report", run_id, "--config", config, cwd=tmp_path)
     assert f"run {run_id}: interrupted" in out.stdout
 
     # the same command again: partial folders removed, the Trainer resumed, the run completes ...
@@ -208,18 +210,18 @@ def test_a_killed_run_is_interrupted_and_the_next_run_resumes_and_is_refused_on_
     assert "NOT BLESSED: nothing pushed (exit 3; --allow-unblessed exits 0)" in out.stderr
     assert not (tmp_path / "registry").exists() or not any((tmp_path / "registry").rglob("saved_model.pb"))
     assert LocalRegistry(tmp_path / "registry").versions() == []
-    got = _cli("report", "--json", "--config", config, cwd=tmp_path)
+    got = cli_in_process("report", "--json", "--config", config, cwd=tmp_path)
     assert got.returncode == 0, got.stderr[-3000:]   # it only reads
     got = json.loads(got.stdout)
     assert got["blessed"] is False and got["run_id"] == rep["run_id"]
     assert any(f.startswith("held-out set gen_b:") for f in got["validation_failures"])
-    out = _cli("runs", "--config", config, "--json", cwd=tmp_path)
+    out = cli_in_process("runs", "--config", config, "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     runs = json.loads(out.stdout)
     assert [(r["run_id"], r["status"]) for r in runs] == [(rep["run_id"], "complete"), (run_id, "interrupted")]
     assert runs[0]["blessed"] is False and any(f.startswith("held-out set gen_b:") for f in runs[0]["reasons"])
     # model.json is not written (nothing pushed); `report` shows the held-out set
-    shown = _cli("report", "--config", config, "--out", tmp_path / "report", cwd=tmp_path)
+    shown = cli_in_process("report", "--config", config, "--out", tmp_path / "report", cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr[-3000:]
     assert "held-out sets" in shown.stdout and "gen_b" in shown.stdout
     md = (tmp_path / "report" / "report.md").read_text()
@@ -248,7 +250,7 @@ def test_a_run_killed_before_tfx_created_its_context_is_listed_as_interrupted(tm
     from pipeline.artifacts import open_store
     assert open_store(str(tmp_path / "mlmd.sqlite")).get_context_by_type_and_name("pipeline_run", run_id) is None
 
-    out = _cli("runs", "--config", config, "--json", cwd=tmp_path)
+    out = cli_in_process("runs", "--config", config, "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     runs = json.loads(out.stdout)
     # beside the run that ML Metadata knows (one finished step of eight: incomplete): both listed, newest first
@@ -256,15 +258,15 @@ def test_a_run_killed_before_tfx_created_its_context_is_listed_as_interrupted(tm
     run = runs[0]
     assert run["process"]["pid"] == proc.pid and run["process"]["state"] == "gone" and run["process"]["outcome"] is None
     assert run["pushed_version"] is None and run["blessed"] is None and run["start"]
-    out = _cli("runs", "--config", config, cwd=tmp_path)
+    out = cli_in_process("runs", "--config", config, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     line = next(li for li in out.stdout.splitlines() if li.startswith(run_id))
     assert " interrupted " in line and f"process {proc.pid} on" in out.stdout
-    out = _cli("runs", "--config", config, "show", run_id, "--json", cwd=tmp_path)
+    out = cli_in_process("runs", "--config", config, "show", run_id, "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout)["status"] == "interrupted"
     # another pipeline sharing the database does not list it
-    out = _cli("runs", "--config", config, "--set", "pipeline_name=another-pipeline", "--json", cwd=tmp_path)
+    out = cli_in_process("runs", "--config", config, "--set", "pipeline_name=another-pipeline", "--json", cwd=tmp_path)
     assert out.returncode == 0 and json.loads(out.stdout) == [], out.stderr[-2000:]
 
 
@@ -301,7 +303,7 @@ def test_one_unreadable_run_record_does_not_hide_the_other_runs(tmp_path, record
     path = process_record.record_path(str(md), "r2")
     rec = {"run_id": "r2", "host": socket.gethostname(), "outcome": None, **record}
     Path(path).write_text(json.dumps({k: (os.getpid() if v == "PID" else v) for k, v in rec.items()}))
-    proc = _cli("runs", "--set", f"metadata_path={md}", cwd=REPO)
+    proc = cli_in_process("runs", "--set", f"metadata_path={md}", cwd=REPO)
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert "r1" in proc.stdout and "r2" in proc.stdout, proc.stdout
     r2 = proc.stdout[proc.stdout.index("\nr2"):]
