@@ -18,8 +18,10 @@ run: bootstrap
 
 # Tests run in parallel worker processes (pytest-xdist), one per logical CPU, at most 4; a module's tests
 # stay on one worker (tests/conftest.py groups them). TEST_WORKERS=0 runs them in this process.
+# --no-loadscope-reorder: groups are handed out in collection order, which tests/conftest.py makes
+# longest first (xdist's own order, by number of tests, started the longest group last).
 TEST_WORKERS ?= logical
-XDIST := -n $(TEST_WORKERS) --maxprocesses 4 --dist loadgroup
+XDIST := -n $(TEST_WORKERS) --maxprocesses 4 --dist loadgroup --no-loadscope-reorder
 
 # Default suite: unit tests plus real end-to-end pipeline runs at tiny image size (CI runs this).
 test: bootstrap chromium

@@ -185,8 +185,19 @@ XDIST_GROUPS = {"test_e2e": "blessed_run", "test_runs": "blessed_run", "test_cur
                 "test_curate_unit": "blessed_run", "test_curate_holdout": "blessed_run"}
 
 
+# The longest groups (a few minutes each on 2 cores: whole pipeline runs, trainings), handed out
+# first: xdist gives the workers the groups in collection order, and one of these collected last
+# would run alone while the other workers idle (longest-first keeps the suite's time near its
+# total divided by the workers).
+LONGEST_FIRST = ("blessed_run", "test_runs_interrupted", "test_champion", "test_trainer", "test_trainer_resume")
+
+
 @pytest.hookimpl(tryfirst=True)   # before xdist's own hook, which reads the groups into the node ids
 def pytest_collection_modifyitems(config, items):
-    for item in items:
+    def group(item) -> str:
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(XDIST_GROUPS.get(module, module)))
+        return XDIST_GROUPS.get(module, module)
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(group(item)))
+    rank = {g: i for i, g in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(group(item), len(rank)))   # stable: each module's order kept
