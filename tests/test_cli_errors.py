@@ -3,16 +3,13 @@ in a --set override, an unusable metadata_path, a corrupt registry aliases.json,
 to a --model SavedModel, and model settings that are not real integers."""
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from components.registry.store import ALIASES_JSON, LocalRegistry
 from schemas.config import ConfigError, load_config
 from tests.conftest import REPO, SAMPLE
-
-CLI = str(Path(sys.executable).parent / "synthdetect")
+from tests.helpers import CLI
 
 
 def _cli(*args, cwd=REPO) -> subprocess.CompletedProcess:

@@ -3,7 +3,6 @@ commands that change state, one error code per kind of failure in `predict`'s li
 import io
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,8 +10,7 @@ from PIL import Image
 
 from components.registry.store import LocalRegistry
 from tests.test_registry import tiny_model
-
-CLI = str(Path(sys.executable).parent / "synthdetect")
+from tests.helpers import CLI
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -4,7 +4,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,8 +11,8 @@ import yaml
 
 from schemas.config import ConfigError, load_config
 from tests.conftest import REPO
+from tests.helpers import CLI
 
-CLI = str(Path(sys.executable).parent / "synthdetect")
 VERTEX = REPO / "configs" / "vertex.yaml"
 BEAM_COMPONENTS = ("ImageExampleGen", "StatisticsGen", "Transform", "Evaluator", "ProductionEvaluator")
 TRAINERS = ("Trainer_vgg16_finetune", "Trainer_baseline")

@@ -1,15 +1,14 @@
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from schemas.config import ConfigError, load_config
 from tests.conftest import REPO
+from tests.helpers import CLI
 
 LOCAL = REPO / "configs" / "local.yaml"
-CLI = str(Path(sys.executable).parent / "synthdetect")
 
 
 def write(tmp_path, text: str) -> Path:

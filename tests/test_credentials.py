@@ -12,13 +12,12 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
+from tests.helpers import CLI
 
-CLI = str(Path(sys.executable).parent / "synthdetect")
 VERTEX = REPO / "configs" / "vertex.yaml"
 ONE_LINE = ("error: no Google Cloud credentials: run gcloud auth application-default login or set "
             "GOOGLE_APPLICATION_CREDENTIALS")

@@ -9,7 +9,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -20,12 +19,11 @@ import yaml
 from PIL import Image
 
 from tests.conftest import REPO
-from tests.helpers import MISLABELLED, TENCH
+from tests.helpers import CLI, MISLABELLED, TENCH
 
 # the module fixture runs a pipeline and builds the dataset: 15 min did not suffice on a loaded machine
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
-CLI = str(Path(sys.executable).parent / "synthdetect")
 ENV = {**os.environ, "FIFTYONE_DO_NOT_TRACK": "true", "TF_USE_LEGACY_KERAS": "1"}
 ARTIFACTS = REPO / "test-artifacts"
 def _cli(*args, cwd, timeout=1800, env=None):

@@ -3,16 +3,15 @@ and the one-line error when MongoDB cannot be reached. Real FiftyOne + the bundl
 import json
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
+from tests.helpers import CLI
 
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
-CLI = str(Path(sys.executable).parent / "synthdetect")
 
 
 @pytest.fixture

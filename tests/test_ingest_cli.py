@@ -3,15 +3,13 @@ import csv
 import io
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from tests.test_ingest_beam import encode, scene
-
-CLI = str(Path(sys.executable).parent / "synthdetect")
+from tests.helpers import CLI
 
 
 def unusual_inputs(d: Path) -> dict[str, tuple[bytes | None, str]]:

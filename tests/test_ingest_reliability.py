@@ -20,8 +20,8 @@ from components.ingest.outputs import OutputError, OutputLock, read_members, rea
 from components.ingest.records import read_gzip_tfrecords
 from schemas.config import IngestConfig
 from tests.test_ingest_beam import SPLITS, encode, scene
+from tests.helpers import CLI
 
-CLI = str(Path(sys.executable).parent / "synthdetect")
 IN_MEMORY = ["--direct_running_mode=in_memory"]
 
 

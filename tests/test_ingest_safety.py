@@ -4,14 +4,12 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.test_ingest_reliability import assert_consistent, error_lines, tree
-
-CLI = str(Path(sys.executable).parent / "synthdetect")
+from tests.helpers import CLI
 
 
 def snapshot(root: Path, skip: Path | None = None) -> dict[str, str]:

@@ -2,7 +2,6 @@
 with the Trainer's signatures, so no training is needed)."""
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,8 +9,8 @@ import pytest
 from components.registry.store import LocalRegistry
 from tests.conftest import SAMPLE, fill_disk
 from tests.test_registry import tiny_model
+from tests.helpers import CLI
 
-CLI = str(Path(sys.executable).parent / "synthdetect")
 IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
 
 

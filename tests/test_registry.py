@@ -17,6 +17,7 @@ import tensorflow as tf
 from components.registry.store import (ALIASES_JSON, MODEL_JSON, STAGING_PREFIX, LocalRegistry, RegistryError,
                                        open_registry)
 from tests.conftest import REPO
+from tests.helpers import CLI
 
 
 # ------------------------------------------------------------------------------ tiny SavedModels
@@ -188,7 +189,6 @@ def test_registry_location_errors(tmp_path):
 
 
 # ------------------------------------------------- issue 28.9, 27.8, 26.3: what the CLI shows
-CLI = str(Path(sys.executable).parent / "synthdetect")
 
 
 def _cli(*args, cwd) -> subprocess.CompletedProcess:

@@ -2,16 +2,13 @@
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from components.registry.store import GcsRegistry, open_registry
 from tests.conftest import SAMPLE
 from tests.test_registry import tiny_model
-
-CLI = str(Path(sys.executable).parent / "synthdetect")
+from tests.helpers import CLI
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,9 +18,7 @@ from PIL import Image
 from components.registry.store import LocalRegistry
 from pipeline import process_record
 from tests.conftest import REPO
-from tests.helpers import cli_in_process, tiny_config
-
-CLI = str(Path(sys.executable).parent / "synthdetect")
+from tests.helpers import CLI, cli_in_process, tiny_config
 
 
 def _cli(*args, cwd):

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 from tests.conftest import REPO
+from tests.helpers import CLI
 
 PACKAGES = ("components", "pipeline", "schemas")
-CLI = str(Path(sys.executable).parent / "synthdetect")
 
 
 def _modules() -> dict[str, Path]:

@@ -6,8 +6,6 @@ RECORDED/FAKE RESPONSES: the job resources below are google.cloud.aiplatform_v1 
 output artifacts with their metadata), standing in for what `PipelineJob._sync_gca_resource()` /
 `PipelineJob.list()` fetch. Nothing here talks to Google Cloud and none of our code is replaced."""
 import subprocess
-import sys
-from pathlib import Path
 
 import click
 import pytest
@@ -17,8 +15,8 @@ from pipeline.cli.runs import vertex_job_line
 from pipeline.vertex import job_summary, wait_for_job
 from tests.conftest import REPO
 from tests.test_cloud import _no_credentials_env
+from tests.helpers import CLI
 
-CLI = str(Path(sys.executable).parent / "synthdetect")
 VERTEX = REPO / "configs" / "vertex.yaml"
 NAME = "projects/my-project/locations/us-central1/pipelineJobs/synthdetect-20261126"
 
