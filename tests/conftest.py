@@ -201,3 +201,33 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(pytest.mark.xdist_group(group(item)))
     rank = {g: i for i, g in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(group(item), len(rank)))   # stable: each module's order kept
+
+
+@pytest.fixture(scope="module")
+def transformed(tmp_path_factory):
+    """A real TFT transform graph and GZIP TFRecords of transformed examples of the bundled sample
+    (tests.tiny_models.transform_sample): (TFTransformOutput, records path, folder)."""
+    from tests.tiny_models import transform_sample
+    return transform_sample(tmp_path_factory.mktemp("tft"))
+
+
+# a folder with exact and near duplicates, a label clash and a broken file (ingestion tests)
+@pytest.fixture
+def dup_tree(make_tree):
+    """(folder, number of files): 12 + 12 distinct images, an exact duplicate, three near duplicates,
+    one picture under both labels, a broken PNG."""
+    from tests.helpers import encode, scene
+    base = scene(1)
+    files = {f"real/photos/u{i}.jpg": encode(scene(100 + i)) for i in range(12)}
+    files.update({f"synthesized/sd/s{i}.png": encode(scene(200 + i), "PNG") for i in range(12)})
+    files.update({
+        "real/photos/base.png": encode(base, "PNG"),
+        "real/photos/base_copy.png": encode(base, "PNG"),                    # exact: same pixels
+        "real/photos/base_q100.jpg": encode(base, quality=100),               # near: JPEG changes pixels
+        "real/photos/base_small.jpg": encode(base.resize((144, 108)), quality=95),  # near: resized by 10%
+        "real/photos/base_q70.jpg": encode(base, quality=70),                 # near: recompressed
+        "real/photos/clash.png": encode(scene(7), "PNG"),                     # same pixels, both labels
+        "synthesized/sd/clash.png": encode(scene(7), "PNG"),
+        "synthesized/sd/broken.png": b"\x89PNG\r\n\x1a\n broken",
+    })
+    return make_tree(files), len(files)

@@ -2,13 +2,22 @@
 run's data."""
 from __future__ import annotations
 
+import io
+import os
 import shutil
 import subprocess
 import sys
+import tarfile
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import yaml
 from PIL import Image
+
+from components.ingest.outputs import read_members, read_summary
+from components.ingest.records import read_gzip_tfrecords
+from schemas.config import IngestConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
@@ -108,3 +117,105 @@ def cli_in_process(*args, cwd: Path | str = REPO) -> subprocess.CompletedProcess
     finally:
         os.chdir(before)
     return subprocess.CompletedProcess(["synthdetect", *map(str, args)], r.exit_code, r.stdout, r.stderr)
+
+
+# images and an in-process ingestion
+SPLITS = [("train", 7), ("eval", 3)]
+
+
+def scene(seed: int, size=(160, 120)) -> Image.Image:
+    """A smooth random picture (low-frequency content, like a photo at thumbnail scale)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, size=(6, 8, 3), dtype=np.uint8)
+    return Image.fromarray(small, "RGB").resize(size, Image.BICUBIC)
+
+
+def encode(img: Image.Image, fmt="JPEG", **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def run_ingest(data_input, out_dir, opts=None) -> dict:
+    """`data_input` ingested into `out_dir` by the Beam job, in this process; the summary."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from components.ingest.job import build_ingest
+    opts = opts or IngestConfig()
+    with beam.Pipeline(options=PipelineOptions(["--direct_running_mode=in_memory"])) as p:
+        build_ingest(p, str(data_input), str(out_dir), opts, SPLITS)
+    return read_summary(str(out_dir))
+
+
+# ingestion outputs
+def error_lines(stderr: str) -> list[str]:
+    return [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+
+
+def tree(root: Path, n: int = 6, seed: int = 0) -> Path:
+    for i in range(n):
+        for label, fmt in (("real", "JPEG"), ("synthesized", "PNG")):
+            p = root / label / "src" / f"{label[0]}{seed}_{i}.{'jpg' if fmt == 'JPEG' else 'png'}"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(encode(scene(seed * 1000 + i * 2 + (label == "real")), fmt))
+    return root
+
+
+def shard_records(out: Path) -> int:
+    return sum(len(list(read_gzip_tfrecords(open(p, "rb")))) for p in out.glob("Split-*/*.gz"))
+
+
+def assert_consistent(out: Path) -> dict:
+    """A complete output: the summary's counts match the shards and members.jsonl."""
+    s = read_summary(str(out))
+    members = read_members(str(out))
+    assert s["accounted_for"] and s["inputs"] == len(members)
+    assert shard_records(out) == s["written"] == sum(m["status"] == "written" for m in members)
+    assert not list(out.glob("_ingest_work"))
+    return s
+
+
+# archives
+def write_zip(path: Path, files: dict[str, bytes], stored: set[str] = frozenset()) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data, compress_type=zipfile.ZIP_STORED if name in stored else zipfile.ZIP_DEFLATED)
+
+
+def write_tar(path: Path, files: dict[str, bytes]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz" if path.name.endswith((".tgz", ".tar.gz")) else "w") as t:
+        for name, data in files.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+
+
+# a pipeline of ImageExampleGen alone
+def run_example_gen(cfg) -> None:
+    """A pipeline of ImageExampleGen alone (LocalDagRunner, cache on), run once."""
+    from tfx import v1 as tfx
+
+    from components.ingest.component import make_example_gen
+    tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
+        pipeline_name="ingest-cache-test", pipeline_root=cfg.pipeline_root, components=[make_example_gen(cfg)],
+        enable_cache=True, beam_pipeline_args=list(cfg.beam_args),
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(cfg.metadata_path)))
+
+
+def execution_states(md: str) -> list[int]:
+    """The ML Metadata executions' states, oldest first."""
+    from pipeline.artifacts import open_store
+    store = open_store(md)
+    return [e.last_known_state for e in sorted(store.get_executions(), key=lambda e: e.id)]
+
+
+# no Google Cloud credentials anywhere
+def no_adc_env(tmp_path) -> dict:
+    """No Application Default Credentials anywhere: no key file, an empty gcloud config, no metadata server."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "CLOUDSDK_", "GCE_"))}
+    env.update(CLOUDSDK_CONFIG=str(tmp_path / "gcloud"), HOME=str(tmp_path / "home"),
+               GCE_METADATA_HOST="127.0.0.1:9", GCE_METADATA_IP="127.0.0.1:9", NO_GCE_CHECK="True")
+    return env

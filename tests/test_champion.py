@@ -14,8 +14,8 @@ from components.registry.production import ProductionModel
 from pipeline.pipeline import never_cache_registry_steps
 from components.registry.store import LocalRegistry
 from schemas.config import ThresholdConfig
-from tests.test_registry import _Tiny, tiny_model
-from tests.test_registry_gate import make_eval_examples
+from tests.tiny_models import _Tiny, tiny_model
+from tests.tiny_models import make_eval_examples
 
 
 class _AtThreshold(_Tiny):

@@ -114,7 +114,7 @@ def test_model_integer_settings_in_a_config_file(tmp_path):
 # ------------------------------------------------------------------------------ registry files
 @pytest.fixture(scope="module")
 def pushed(tmp_path_factory):
-    from tests.test_registry import tiny_model
+    from tests.tiny_models import tiny_model
     root = tmp_path_factory.mktemp("errors")
     model = tiny_model(root / "sm", "good")
     reg = LocalRegistry(root / "reg")

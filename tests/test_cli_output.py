@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from components.registry.store import LocalRegistry
-from tests.test_registry import tiny_model
+from tests.tiny_models import tiny_model
 from tests.helpers import CLI
 
 

@@ -1,7 +1,6 @@
 """Google Cloud: the compiled Vertex pipeline spec, submit/schedule requests (dry run), the
 no-credentials error, and the vertex: config section. Nothing here talks to Google Cloud."""
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -11,7 +10,7 @@ import yaml
 
 from schemas.config import ConfigError, load_config
 from tests.conftest import REPO
-from tests.helpers import CLI
+from tests.helpers import CLI, no_adc_env
 
 VERTEX = REPO / "configs" / "vertex.yaml"
 BEAM_COMPONENTS = ("ImageExampleGen", "StatisticsGen", "Transform", "Evaluator", "ProductionEvaluator")
@@ -21,14 +20,6 @@ TRAINERS = ("Trainer_vgg16_finetune", "Trainer_baseline")
 def _cli(*args, env=None, cwd=REPO):
     return subprocess.run([CLI, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600,
                           env=env)
-
-
-def _no_credentials_env(tmp_path) -> dict:
-    """No Application Default Credentials anywhere: no key file, an empty gcloud config, no metadata server."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "CLOUDSDK_", "GCE_"))}
-    env.update(CLOUDSDK_CONFIG=str(tmp_path / "gcloud"), HOME=str(tmp_path / "home"),
-               GCE_METADATA_HOST="127.0.0.1:9", GCE_METADATA_IP="127.0.0.1:9", NO_GCE_CHECK="True")
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +123,7 @@ def test_submit_dry_run_prints_the_create_request(compiled, cfg, tmp_path, cache
     RegistryPusher (the same rule as local runs)."""
     path, job = compiled
     r = _cli("submit", "--config", VERTEX, "--spec", path, "--dry-run", "--set", f"enable_cache={str(cache).lower()}",
-             env=_no_credentials_env(tmp_path))
+             env=no_adc_env(tmp_path))
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout)
     v = cfg.vertex
@@ -152,7 +143,7 @@ def test_submit_dry_run_prints_the_create_request(compiled, cfg, tmp_path, cache
 def test_schedule_dry_run_prints_the_schedule_request(compiled, cfg, tmp_path):
     path, job = compiled
     r = _cli("schedule", "--config", VERTEX, "--spec", path, "--cron", "0 3 * * 1", "--max-concurrent", "1",
-             "--dry-run", env=_no_credentials_env(tmp_path))
+             "--dry-run", env=no_adc_env(tmp_path))
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout)
     v = cfg.vertex
@@ -168,7 +159,7 @@ def test_schedule_dry_run_prints_the_schedule_request(compiled, cfg, tmp_path):
     _same_graph(create["pipelineJob"]["pipelineSpec"], job["pipelineSpec"], cfg.enable_cache)
     assert out["config_parameters"]["registry"] == cfg.registry
     # defaults from config
-    r = _cli("schedule", "--config", VERTEX, "--spec", path, "--dry-run", env=_no_credentials_env(tmp_path))
+    r = _cli("schedule", "--config", VERTEX, "--spec", path, "--dry-run", env=no_adc_env(tmp_path))
     sched = json.loads(r.stdout)["request"]["schedule"]
     assert sched["cron"] == f"TZ={v.schedule.time_zone} {v.schedule.cron}"
     assert int(sched["maxConcurrentRunCount"]) == v.schedule.max_concurrent_runs
@@ -177,7 +168,7 @@ def test_schedule_dry_run_prints_the_schedule_request(compiled, cfg, tmp_path):
 @pytest.mark.parametrize("command", [("submit",), ("schedule", "--cron", "0 3 * * 1")])
 def test_without_credentials_the_real_commands_fail_with_one_line(compiled, tmp_path, command):
     path, _ = compiled
-    r = _cli(*command, "--config", VERTEX, "--spec", path, env=_no_credentials_env(tmp_path))
+    r = _cli(*command, "--config", VERTEX, "--spec", path, env=no_adc_env(tmp_path))
     assert r.returncode != 0
     assert "Traceback" not in r.stderr + r.stdout
     lines = r.stderr.strip().splitlines()
@@ -435,7 +426,7 @@ def test_the_aiplatform_sdk_accepts_the_spec_with_parameter_values(compiled, cfg
 
 def test_param_on_submit_and_schedule_is_checked_and_shown_in_the_dry_run(compiled, cfg, tmp_path):
     path, _ = compiled
-    env = _no_credentials_env(tmp_path)
+    env = no_adc_env(tmp_path)
     r = _cli("submit", "--config", VERTEX, "--spec", path, "--dry-run", "--param", "epochs=1",
              "--param", "min_auc=0.8", "--param", "min_holdout_auc=0.75", env=env)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -466,7 +457,7 @@ def test_param_on_submit_and_schedule_is_checked_and_shown_in_the_dry_run(compil
 def test_a_bad_param_is_one_line(compiled, tmp_path, param, message):
     path, _ = compiled
     r = _cli("submit", "--config", VERTEX, "--spec", path, "--dry-run", "--param", param,
-             env=_no_credentials_env(tmp_path))
+             env=no_adc_env(tmp_path))
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith(f"error: {message}"), r.stderr
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from components.ingest.job import run_ingest
 from components.ingest.listing import resolve_run_inputs
 from schemas.config import IngestConfig
-from tests.test_ingest_beam import SPLITS, encode, scene
-from tests.test_registry import tiny_model
+from tests.helpers import SPLITS, encode, scene
+from tests.tiny_models import tiny_model
 
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 

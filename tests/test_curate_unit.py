@@ -219,7 +219,7 @@ def test_archive_members_are_materialised_for_the_app_and_duplicates_re_read(tmp
     from components.curation.members import local_media
     from schemas.config import IngestConfig
     from tests.conftest import image_bytes
-    from tests.test_ingest_archives import write_tar
+    from tests.helpers import write_tar
     data = image_bytes(seed=3)
     with zipfile.ZipFile(tmp_path / "p.zip", "w") as z:
         z.writestr("sub/a.jpg", data)

@@ -17,6 +17,7 @@ from components.ingest.listing import list_inputs
 from components.ingest.outputs import read_summary
 from schemas.config import IngestConfig
 from tests.conftest import REPO, image_bytes
+from tests.helpers import write_tar, write_zip
 
 SPLITS = [("train", 7), ("eval", 3)]
 CIFAKE = REPO.parent / "shared" / "data" / "cifake"
@@ -37,22 +38,6 @@ def members(out_dir) -> dict[str, dict]:
 
 def shard_bytes(out_dir) -> dict[str, bytes]:
     return {str(p.relative_to(out_dir)): p.read_bytes() for p in sorted(Path(out_dir).glob("Split-*/*.gz"))}
-
-
-def write_zip(path: Path, files: dict[str, bytes], stored: set[str] = frozenset()) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w") as z:
-        for name, data in files.items():
-            z.writestr(name, data, compress_type=zipfile.ZIP_STORED if name in stored else zipfile.ZIP_DEFLATED)
-
-
-def write_tar(path: Path, files: dict[str, bytes]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz" if path.name.endswith((".tgz", ".tar.gz")) else "w") as t:
-        for name, data in files.items():
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            t.addfile(ti, io.BytesIO(data))
 
 
 def parts_tree(root: Path) -> dict[str, dict[str, bytes]]:
@@ -196,16 +181,16 @@ def test_example_gen_reads_zip_parts_and_its_cache_follows_the_archives(tmp_path
     from ml_metadata.proto import metadata_store_pb2
 
     from schemas.config import PipelineConfig
-    from tests.test_ingest_pipeline import _run, _states
+    from tests.helpers import execution_states, run_example_gen
     root = tmp_path / "data"
     n = sum(len(files) for files in parts_tree(root).values())
     cfg = PipelineConfig.model_validate({
         "pipeline_root": str(tmp_path / "root"), "metadata_path": str(tmp_path / "md.sqlite"),
         "data": {"input": str(root)}}).resolved()
     execution = metadata_store_pb2.Execution
-    _run(cfg)
-    _run(cfg)
-    assert _states(cfg.metadata_path) == [execution.COMPLETE, execution.CACHED]
+    run_example_gen(cfg)
+    run_example_gen(cfg)
+    assert execution_states(cfg.metadata_path) == [execution.COMPLETE, execution.CACHED]
     outs = sorted((tmp_path / "root").glob("**/ingest_summary.json"))
     assert json.loads(outs[0].read_text())["inputs"] == n
     # the same member names, one image changed inside one archive, the archive's size unchanged
@@ -214,8 +199,8 @@ def test_example_gen_reads_zip_parts_and_its_cache_follows_the_archives(tmp_path
     write_zip(part, {f"s{i:02d}.png": image_bytes("PNG", seed=i + (100 if i == 31 else 0)) for i in range(30, 34)},
               stored={f"s{i:02d}.png" for i in range(30, 34)})
     assert part.stat().st_size == size
-    _run(cfg)
-    assert _states(cfg.metadata_path) == [execution.COMPLETE, execution.CACHED, execution.COMPLETE]
+    run_example_gen(cfg)
+    assert execution_states(cfg.metadata_path) == [execution.COMPLETE, execution.CACHED, execution.COMPLETE]
 
 
 # ------------------------------------------------------------------------------------ bad archives and members

@@ -4,38 +4,11 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-import apache_beam as beam
-import numpy as np
-import pytest
 import tensorflow as tf
-from apache_beam.options.pipeline_options import PipelineOptions
 from PIL import Image
 
-from components.ingest.job import build_ingest
-from components.ingest.outputs import read_summary
 from schemas.config import IngestConfig
-
-SPLITS = [("train", 7), ("eval", 3)]
-
-
-def scene(seed: int, size=(160, 120)) -> Image.Image:
-    """A smooth random picture (low-frequency content, like a photo at thumbnail scale)."""
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 255, size=(6, 8, 3), dtype=np.uint8)
-    return Image.fromarray(small, "RGB").resize(size, Image.BICUBIC)
-
-
-def encode(img: Image.Image, fmt="JPEG", **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, fmt, **kw)
-    return buf.getvalue()
-
-
-def run_ingest(data_input, out_dir, opts=None) -> dict:
-    opts = opts or IngestConfig()
-    with beam.Pipeline(options=PipelineOptions(["--direct_running_mode=in_memory"])) as p:
-        build_ingest(p, str(data_input), str(out_dir), opts, SPLITS)
-    return read_summary(str(out_dir))
+from tests.helpers import SPLITS, encode, run_ingest, scene
 
 
 def members(out_dir) -> list[dict]:
@@ -49,24 +22,6 @@ def records(out_dir) -> dict[str, list[tf.train.Example]]:
         out[split] = [tf.train.Example.FromString(r.numpy())
                       for r in tf.data.TFRecordDataset(files, compression_type="GZIP")] if files else []
     return out
-
-
-@pytest.fixture
-def dup_tree(make_tree):
-    base = scene(1)
-    files = {f"real/photos/u{i}.jpg": encode(scene(100 + i)) for i in range(12)}
-    files.update({f"synthesized/sd/s{i}.png": encode(scene(200 + i), "PNG") for i in range(12)})
-    files.update({
-        "real/photos/base.png": encode(base, "PNG"),
-        "real/photos/base_copy.png": encode(base, "PNG"),                    # exact: same pixels
-        "real/photos/base_q100.jpg": encode(base, quality=100),               # near: JPEG changes pixels
-        "real/photos/base_small.jpg": encode(base.resize((144, 108)), quality=95),  # near: resized by 10%
-        "real/photos/base_q70.jpg": encode(base, quality=70),                 # near: recompressed
-        "real/photos/clash.png": encode(scene(7), "PNG"),                     # same pixels, both labels
-        "synthesized/sd/clash.png": encode(scene(7), "PNG"),
-        "synthesized/sd/broken.png": b"\x89PNG\r\n\x1a\n broken",
-    })
-    return make_tree(files), len(files)
 
 
 def test_invariant_dedup_and_conflicts(dup_tree, tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.test_ingest_beam import encode, scene
+from tests.helpers import encode, scene
 from tests.helpers import CLI
 
 

@@ -1,7 +1,7 @@
 """Ingestion from gs:// against a real GCS HTTP server on localhost (gcp-storage-emulator)."""
 import pytest
 
-from tests.test_ingest_beam import encode, run_ingest, scene
+from tests.helpers import encode, run_ingest, scene
 
 
 @pytest.fixture

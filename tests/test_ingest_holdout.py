@@ -9,7 +9,7 @@ from components.ingest.listing import resolve_run_inputs
 from components.ingest.outputs import read_members
 from components.ingest.records import parse_example, read_gzip_tfrecords
 from schemas.config import IngestConfig
-from tests.test_ingest_beam import SPLITS, encode, scene
+from tests.helpers import SPLITS, encode, scene
 
 IN_MEMORY = ["--direct_running_mode=in_memory"]
 

@@ -17,10 +17,10 @@ from components.ingest.images import decode_file
 from components.ingest.job import run_ingest
 from components.ingest.listing import ImageInput, list_inputs
 from components.ingest.outputs import OutputError, OutputLock, read_members, read_summary
-from components.ingest.records import read_gzip_tfrecords
 from schemas.config import IngestConfig
-from tests.test_ingest_beam import SPLITS, encode, scene
+from tests.helpers import SPLITS, encode, scene
 from tests.helpers import CLI
+from tests.helpers import assert_consistent, tree
 
 IN_MEMORY = ["--direct_running_mode=in_memory"]
 
@@ -28,33 +28,6 @@ IN_MEMORY = ["--direct_running_mode=in_memory"]
 def ingest_cli(*args, timeout=600, **kw):
     return subprocess.run([CLI, "ingest", "--no-progress", *args], capture_output=True, text=True, timeout=timeout,
                           **kw)
-
-
-def error_lines(stderr: str) -> list[str]:
-    return [ln for ln in stderr.splitlines() if ln.startswith("error:")]
-
-
-def tree(root: Path, n: int = 6, seed: int = 0) -> Path:
-    for i in range(n):
-        for label, fmt in (("real", "JPEG"), ("synthesized", "PNG")):
-            p = root / label / "src" / f"{label[0]}{seed}_{i}.{'jpg' if fmt == 'JPEG' else 'png'}"
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_bytes(encode(scene(seed * 1000 + i * 2 + (label == "real")), fmt))
-    return root
-
-
-def shard_records(out: Path) -> int:
-    return sum(len(list(read_gzip_tfrecords(open(p, "rb")))) for p in out.glob("Split-*/*.gz"))
-
-
-def assert_consistent(out: Path) -> dict:
-    """A complete output: the summary's counts match the shards and members.jsonl."""
-    s = read_summary(str(out))
-    members = read_members(str(out))
-    assert s["accounted_for"] and s["inputs"] == len(members)
-    assert shard_records(out) == s["written"] == sum(m["status"] == "written" for m in members)
-    assert not list(out.glob("_ingest_work"))
-    return s
 
 
 # ------------------------------------------------------------------------------------ 2, 5, 6: listing
@@ -297,7 +270,7 @@ def test_disk_full_is_one_error_line_and_leaves_nothing_half_written(tmp_path, t
 def test_predict_on_a_folder_with_a_fifo_does_not_hang(tmp_path):
     """Case 5: a FIFO in the folder hung `predict FOLDER` forever."""
     from components.registry.store import LocalRegistry
-    from tests.test_registry import tiny_model
+    from tests.tiny_models import tiny_model
     reg = LocalRegistry(tmp_path / "reg")
     reg.push(str(tiny_model(tmp_path / "sm", "good")), {"model_name": "tiny", "threshold": 0.5})
     folder = tmp_path / "imgs"

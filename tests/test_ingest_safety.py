@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_ingest_reliability import assert_consistent, error_lines, tree
+from tests.helpers import assert_consistent, error_lines, tree
 from tests.helpers import CLI
 
 
@@ -229,7 +229,7 @@ def test_manifest_metadata_numbers_are_text_and_other_types_are_named(tmp_path):
     from components.ingest.images import decode_file
     from schemas.config import IngestConfig
     from components.ingest.listing import InputError, list_inputs
-    from tests.test_ingest_beam import encode, scene
+    from tests.helpers import encode, scene
     (tmp_path / "a.jpg").write_bytes(encode(scene(1)))
     m = write_manifest(tmp_path / "m.jsonl", [{"path": "a.jpg", "label": "real", "source": 2024, "generator": 1.5,
                                                "content": "cat"}])
@@ -267,7 +267,7 @@ def test_manifest_errors_name_the_line_and_a_nul_byte_is_an_input_error(tmp_path
 
 def test_an_unreadable_folder_reached_through_a_symlink_is_unreadable_not_a_loop(tmp_path):
     from components.ingest.listing import list_inputs
-    from tests.test_ingest_beam import encode, scene
+    from tests.helpers import encode, scene
     import shutil
     import tempfile
     base = Path(tempfile.mkdtemp(prefix="synthdetect-test-"))   # pytest's tmp_path is private to root

@@ -15,7 +15,7 @@ from components.ingest.job import build_ingest
 from components.ingest.outputs import read_summary
 from components.ingest.plan import ScanRow, make_plan
 from schemas.config import IngestConfig
-from tests.test_ingest_beam import SPLITS, dup_tree, run_ingest  # noqa: F401 - fixture
+from tests.helpers import SPLITS
 
 MAX_BYTES_LEAF = 256  # the longest bytes value allowed in a shuffled element (hashes are hex strings)
 
@@ -67,7 +67,7 @@ def watch_shuffles(p: beam.Pipeline, log: str) -> list[str]:
     return [label for label, _ in watched]
 
 
-def test_no_image_payload_reaches_a_shuffle_or_side_input(dup_tree, tmp_path):  # noqa: F811 - the imported fixture
+def test_no_image_payload_reaches_a_shuffle_or_side_input(dup_tree, tmp_path):
     root, n = dup_tree
     log = str(tmp_path / "probe.jsonl")
     p = beam.Pipeline(options=PipelineOptions(["--direct_running_mode=in_memory"]))
@@ -82,7 +82,7 @@ def test_no_image_payload_reaches_a_shuffle_or_side_input(dup_tree, tmp_path):  
     assert read_summary(str(tmp_path / "out"))["written"] == 25   # and the job did its work
 
 
-def test_multi_process_output_is_byte_identical_to_in_process(dup_tree, tmp_path):  # noqa: F811 - the imported fixture
+def test_multi_process_output_is_byte_identical_to_in_process(dup_tree, tmp_path):
     root, _ = dup_tree
     opts = IngestConfig()
     for name, args in (("one", ["--direct_running_mode=in_memory"]),

@@ -8,7 +8,7 @@ import pytest
 
 from components.registry.store import LocalRegistry
 from tests.conftest import SAMPLE, fill_disk
-from tests.test_registry import tiny_model
+from tests.tiny_models import tiny_model
 from tests.helpers import CLI
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
@@ -175,7 +175,7 @@ def test_predict_scores_archives_and_folders_of_archives_member_by_member(tmp_pa
     the same image loose; a bad member or archive is an error line."""
     import zipfile
 
-    from tests.test_ingest_archives import write_tar
+    from tests.helpers import write_tar
     imgs = sorted((SAMPLE / "real").rglob("*.JPEG"))[:3]
     parts = tmp_path / "parts"
     parts.mkdir()

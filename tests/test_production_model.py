@@ -13,7 +13,7 @@ from components.registry.production import (FOUND, VERSION, ProductionModelExecu
                                             read_production, seen_at_build)
 from components.registry.store import ALIASES_JSON, LocalRegistry, RegistryError
 from schemas.config import PipelineConfig
-from tests.test_registry import tiny_model
+from tests.tiny_models import tiny_model
 
 
 def _run(registry: str, out: Path):

@@ -18,50 +18,10 @@ from components.registry.store import (ALIASES_JSON, MODEL_JSON, STAGING_PREFIX,
                                        open_registry)
 from tests.conftest import REPO
 from tests.helpers import CLI
+from tests.tiny_models import tiny_model
 
 
 # ------------------------------------------------------------------------------ tiny SavedModels
-class _Tiny(tf.Module):
-    """p_synthesized from a hand-written rule on the decoded image:
-    good: brightness (robust), fragile: pixel-to-pixel noise energy (destroyed by blur/JPEG),
-    constant: 0.5 for everything (a sabotaged model)."""
-
-    def __init__(self, kind: str):
-        super().__init__()
-        self.kind = kind
-
-    def _score(self, encoded):
-        img = tf.cast(tf.io.decode_image(encoded, channels=3, expand_animations=False), tf.float32)
-        if self.kind == "good":
-            return tf.sigmoid((tf.reduce_mean(img) - 128.0) / 8.0)
-        if self.kind == "fragile":
-            energy = tf.reduce_mean(tf.abs(img[:, 1:, :] - img[:, :-1, :]))
-            return tf.sigmoid((energy - 20.0) / 2.0)
-        return tf.constant(0.5)
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
-    def serve_images(self, images):
-        p = tf.map_fn(self._score, images, fn_output_signature=tf.float32)
-        return {"p_synthesized": tf.reshape(p, [-1, 1])}
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-    def serve_examples(self, examples):
-        feats = tf.io.parse_example(examples, {"image_raw": tf.io.FixedLenFeature([], tf.string)})
-        return self.serve_images(feats["image_raw"])
-
-
-def tiny_model(path: Path, kind: str = "good") -> Path:
-    """Writes a SavedModel (serving_default on tf.Examples, serving_images on bytes) to `path`."""
-    m = _Tiny(kind)
-    tf.saved_model.save(m, str(path), signatures={
-        "serving_default": m.serve_examples.get_concrete_function(),
-        "serving_images": m.serve_images.get_concrete_function()})
-    extra = path / "assets.extra"
-    extra.mkdir(exist_ok=True)
-    (extra / "training_history.json").write_text(json.dumps(
-        {"variant": kind, "config": {"image_size": 32},
-         "history": {"loss": [0.7, 0.5], "val_loss": [0.72, 0.6], "accuracy": [0.5, 0.8], "val_accuracy": [0.5, 0.7]}}))
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -5,87 +5,25 @@ hand-written SavedModels as candidate and baseline.
 A sabotaged (constant-output) candidate and a fragile one (right only on clean images) are not
 blessed and add no version; a good candidate is pushed with model.json filled in."""
 import hashlib
-import io
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from components.evaluator.eval_config import make_eval_config
-from components.ingest.images import decode_file
-from components.ingest.listing import ImageInput
 from components.registry.component import RegistryPusher
 from components.registry.store import LocalRegistry
 from components.release_check.component import ReleaseCheck
 from schemas.config import IngestConfig, ThresholdConfig
-from tests.test_registry import tiny_model
+from tests.tiny_models import tiny_model
+from tests.tiny_models import N_PER_CLASS, make_eval_examples
 
 THRESHOLDS = ThresholdConfig()  # the defaults: accuracy >= 0.9, AUC >= 0.95, gains >= 0, drop <= 0.1
-N_PER_CLASS = 10
-
-
-def _png(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(arr.astype(np.uint8), "RGB").save(buf, "PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
 def examples(tmp_path_factory) -> Path:
     return make_eval_examples(tmp_path_factory.mktemp("examples"))
-
-
-def _example(name: str, label: str, data: bytes, source: str, split: str) -> bytes:
-    status, ex = decode_file(ImageInput(name, label, source=source, generator=source, content="objects"),
-                             IngestConfig(), data)  # format neutralisation on, JPEG q95, as in the pipeline
-    assert status == "ok"
-    ex = getattr(ex, "example", ex)  # Decoded or tf.Example
-    ex.features.feature["split"].bytes_list.value.append(split.encode())  # as ImageExampleGen writes it
-    return ex.SerializeToString()
-
-
-def _write_split(root: Path, split: str, records: list[bytes]) -> None:
-    import tensorflow as tf
-    (root / f"Split-{split}").mkdir(parents=True)
-    with tf.io.TFRecordWriter(str(root / f"Split-{split}" / "data_tfrecord-00000-of-00001.gz"), "GZIP") as w:
-        for r in records:
-            w.write(r)
-
-
-def _real(rng) -> bytes:
-    ramp = np.linspace(30, 80, 48)[None, :, None] * np.ones((48, 48, 3))
-    return _png(ramp + rng.normal(0, 1, ramp.shape))
-
-
-def _synth(rng) -> bytes:
-    return _png(np.clip(170 + rng.normal(0, 45, (48, 48, 3)), 0, 255))
-
-
-def make_eval_examples(root: Path, holdout: bool = False) -> Path:
-    """Eval split as ImageExampleGen writes it: synthesized = bright and noisy, real = dark and smooth.
-    With `holdout`: two held-out splits, `holdout_same_gen` (both labels, made like the eval split)
-    and `holdout_unseen_gen` (synthesized only, by a "generator" whose images are dark and smooth
-    like the real ones: the brightness rule is at chance there)."""
-    rng = np.random.default_rng(0)
-    records = []
-    for i in range(N_PER_CLASS):
-        records.append(_example(f"real/{i}.png", "real", _real(rng), "camera", "eval"))
-        records.append(_example(f"synthesized/{i}.png", "synthesized", _synth(rng), "gen-a", "eval"))
-    _write_split(root, "eval", records)
-    n = len(records)
-    if holdout:
-        same = [_example(f"same/real/{i}.png", "real", _real(rng), "camera-b", "holdout_same_gen") for i in range(6)]
-        same += [_example(f"same/synth/{i}.png", "synthesized", _synth(rng), "gen-a2", "holdout_same_gen")
-                 for i in range(6)]
-        unseen = [_example(f"unseen/{i}.png", "synthesized", _real(rng), "gen-b", "holdout_unseen_gen")
-                  for i in range(8)]
-        _write_split(root, "holdout_same_gen", same)
-        _write_split(root, "holdout_unseen_gen", unseen)
-        n += len(same) + len(unseen)
-    (root / "ingest_summary.json").write_text(json.dumps({"inputs": n, "written": n}))
-    return root
 
 
 def _run_gate(tmp_path: Path, examples: Path, candidate: str, registry: Path, run_id: str,

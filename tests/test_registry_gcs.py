@@ -7,7 +7,7 @@ import pytest
 
 from components.registry.store import GcsRegistry, open_registry
 from tests.conftest import SAMPLE
-from tests.test_registry import tiny_model
+from tests.tiny_models import tiny_model
 from tests.helpers import CLI
 
 

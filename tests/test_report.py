@@ -7,8 +7,8 @@ from pathlib import Path
 from components.release_check.check import run_release_check
 from pipeline.report import RunReport, write_markdown_report
 from schemas.config import ThresholdConfig
-from tests.test_registry import tiny_model
-from tests.test_registry_gate import N_PER_CLASS, make_eval_examples
+from tests.tiny_models import tiny_model
+from tests.tiny_models import N_PER_CLASS, make_eval_examples
 
 
 def test_report_renders_tables_and_figures(tmp_path):
@@ -47,7 +47,7 @@ def test_an_eval_split_without_synthesized_images_is_refused_and_reported_as_na(
 
     from pipeline.artifacts import RunOutputs
     from pipeline.cli.report import print_report
-    from tests.test_registry_gate import _example, _real, _write_split
+    from tests.tiny_models import _example, _real, _write_split
     rng = np.random.default_rng(1)
     examples = tmp_path / "examples"
     _write_split(examples, "eval", [_example(f"real/{i}.png", "real", _real(rng), "camera", "eval") for i in range(8)])

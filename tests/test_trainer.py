@@ -3,51 +3,19 @@ augmentation policy, crop mode's random training crops and deterministic evaluat
 import json
 import types
 
-import apache_beam as beam
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_transform as tft
-import tensorflow_transform.beam as tft_beam
 import tf_keras as keras
-from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
 from components.trainer.run_fn import make_dataset, run_fn
-from components.transform.preprocessing import decode_images, preprocessing_fn
+from components.transform.preprocessing import decode_images
 from schemas.config import PipelineConfig
 from pipeline.pipeline import trainer_config
 from tests.conftest import SAMPLE
+from tests.tiny_models import sample_examples, to_example
 
 SIZE = 32
-
-
-def _examples(n_per_label: int = 6) -> list[dict]:
-    files = sorted(SAMPLE.glob("real/*/*"))[:n_per_label] + sorted(SAMPLE.glob("synthesized/*/*"))[:n_per_label]
-    return [{"image_raw": [f.read_bytes()], "label_id": [0 if "/real/" in str(f) else 1]} for f in files]
-
-
-def _to_example(d):
-    return tf.train.Example(features=tf.train.Features(feature={
-        "image_raw": tf.train.Feature(bytes_list=tf.train.BytesList(value=[d["image_raw"]])),
-        "label_id": tf.train.Feature(int64_list=tf.train.Int64List(value=[d["label_id"]]))})).SerializeToString()
-
-
-@pytest.fixture(scope="module")
-def transformed(tmp_path_factory):
-    """A real TFT transform graph and GZIP TFRecords of transformed examples (one Beam pipeline)."""
-    tmp = tmp_path_factory.mktemp("tft")
-    spec = {"image_raw": tf.io.FixedLenFeature([1], tf.string), "label_id": tf.io.FixedLenFeature([1], tf.int64)}
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
-    with beam.Pipeline() as p, tft_beam.Context(temp_dir=str(tmp / "tmp")):
-        raw = p | beam.Create(_examples())
-        (data, _), transform_fn = (raw, metadata) | tft_beam.AnalyzeAndTransformDataset(preprocessing_fn)
-        transform_fn | tft_beam.WriteTransformFn(str(tmp / "transform"))
-        (data | beam.Map(_to_example)
-         | beam.io.WriteToTFRecord(str(tmp / "data"), file_name_suffix=".gz", num_shards=1,
-                                   shard_name_template=""))
-    # TFX's Transform also stores the raw metadata, which the serving signatures parse with
-    metadata_io.write_metadata(metadata, str(tmp / "transform" / tft.TFTransformOutput.RAW_METADATA_DIR))
-    return tft.TFTransformOutput(str(tmp / "transform")), str(tmp / "data.gz"), tmp
 
 
 MODES = {"resize": {}, "crop": {"input_mode": "crop"}, "crop5": {"input_mode": "crop", "eval_crops": 5},
@@ -74,7 +42,7 @@ def trained(request, transformed):
 
 
 def _raw_images() -> list[bytes]:
-    return [e["image_raw"][0] for e in _examples()]
+    return [e["image_raw"][0] for e in sample_examples()]
 
 
 def test_export_has_both_signatures_and_history(trained):
@@ -109,7 +77,7 @@ def test_no_train_serve_skew(trained):
     raw = _raw_images()
     served = model.signatures["serving_images"](images=tf.constant(raw))["p_synthesized"].numpy()
     by_example = model.signatures["serving_default"](
-        examples=tf.constant([_to_example({"image_raw": r, "label_id": 0}) for r in raw]))["p_synthesized"].numpy()
+        examples=tf.constant([to_example({"image_raw": r, "label_id": 0}) for r in raw]))["p_synthesized"].numpy()
     np.testing.assert_allclose(by_example, served, rtol=1e-5, atol=1e-6)
     # the input tensors of training's evaluation path agree with the serving-side decode
     np.testing.assert_allclose(images.numpy(), decode_images(tf.constant(raw), SIZE, input_mode,

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_trainer import transformed  # noqa: F401  (module-scoped fixture: a real TFT graph + data)
 
 SCRIPT = textwrap.dedent('''
     import json, os, signal, sys, types, logging
@@ -54,7 +53,7 @@ def history(tmp: Path) -> dict:
 
 
 @pytest.fixture
-def data(transformed, tmp_path):  # noqa: F811 - the imported fixture, used by name
+def data(transformed, tmp_path):
     """The transformed sample in a folder of this test's own (the checkpoint key reads the files)."""
     _, _, src = transformed
     os.symlink(src / "transform", tmp_path / "transform")

@@ -14,7 +14,7 @@ from pipeline.cli.cloud import finish_job
 from pipeline.cli.runs import vertex_job_line
 from pipeline.vertex import job_summary, wait_for_job
 from tests.conftest import REPO
-from tests.test_cloud import _no_credentials_env
+from tests.helpers import no_adc_env
 from tests.helpers import CLI
 
 VERTEX = REPO / "configs" / "vertex.yaml"
@@ -108,7 +108,7 @@ def test_vertex_runs_and_wait_without_credentials_are_one_line(tmp_path, args, v
     """`runs` on a vertex config asks Vertex AI (not the local ML Metadata database)."""
     extra = ("--spec", str(vertex_spec)) if args[0] == "submit" else ()
     cmd = [CLI, args[0], "--config", str(VERTEX), *args[1:], *extra]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_no_credentials_env(tmp_path),
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=no_adc_env(tmp_path),
                        cwd=tmp_path)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines() == [r.stderr.strip()]
