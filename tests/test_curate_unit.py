@@ -269,18 +269,23 @@ def test_the_app_starts_beside_two_busy_processes(tiny_dataset, cpu_hog):
     import time
 
     import requests
+    import signal
+    import threading
     ds, _ = tiny_dataset
     port = _free_port()
     assert all(h.poll() is None for h in cpu_hog)
     app = _launch(ds.name, port)
+    # the command's stderr as it comes: the App server can answer before the command says it serves
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(app.stderr), daemon=True)
+    reader.start()
+    serving = f"FiftyOne App serving dataset {ds.name!r}"
     try:
         deadline = time.time() + 840
-        while time.time() < deadline and app.poll() is None:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
+        while time.time() < deadline and app.poll() is None and not any(serving in ln for ln in lines):
             time.sleep(1)
-        assert app.poll() is None, app.stderr.read()[-3000:]
+        assert app.poll() is None, "".join(lines)[-3000:]
+        assert any(serving in ln for ln in lines), "".join(lines)[-3000:]
         answered = None
         for _ in range(60):   # the server answers once it has finished starting
             try:
@@ -290,9 +295,17 @@ def test_the_app_starts_beside_two_busy_processes(tiny_dataset, cpu_hog):
                 time.sleep(2)
         assert answered and "version" in answered
     finally:
-        err = _stop(app)
+        if app.poll() is None:
+            app.send_signal(signal.SIGTERM)
+        try:
+            app.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(app.pid, signal.SIGKILL)
+            app.wait()
+        reader.join(timeout=30)
+    err = "".join(lines)
     assert "Traceback" not in err and "ServiceListenTimeout" not in err, err[-3000:]
-    assert f"FiftyOne App serving dataset {ds.name!r}" in err
+    assert "FiftyOne App stopped" in err, err[-3000:]
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0, "the App server outlived the command"
 
