@@ -99,10 +99,18 @@ def beam_gcs_on_emulator() -> None:
     Default Credentials itself, retrying four times with back-off — about 24 s in every process —
     before it falls back to an anonymous client; the emulator needs no credentials.) Beam caches its
     answer per process in `apache_beam.internal.gcp.auth._Credentials` (Beam 2.74; no public switch:
-    `--no_auth` does not reach gcsio); elsewhere Beam's own lookup is left alone."""
-    if not emulated():
+    `--no_auth` does not reach gcsio); elsewhere Beam's own lookup is left alone. The cache is Beam's
+    for all of Google Cloud (a Dataflow submission too): with the emulator set, everything Beam does is
+    anonymous, as the emulator implies."""
+    global _beam_anonymous
+    if not emulated() and not _beam_anonymous:
         return
     from apache_beam.internal.gcp import auth
     with auth._Credentials._credentials_lock:  # noqa: SLF001 - see above
         auth._Credentials._credentials = None  # noqa: SLF001
-        auth._Credentials._credentials_init = True  # noqa: SLF001
+        # emulator gone (a test unset it): Beam looks for credentials again, as it would have
+        auth._Credentials._credentials_init = emulated()  # noqa: SLF001
+    _beam_anonymous = emulated()
+
+
+_beam_anonymous = False   # whether beam_gcs_on_emulator set Beam's cache (undone without the emulator)

@@ -246,7 +246,8 @@ def _free_port() -> int:
 def _launch(name: str, port: int, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "FIFTYONE_DO_NOT_TRACK": "true", "TF_USE_LEGACY_KERAS": "1"}
     return subprocess.Popen([CLI, "curate", "--name", name, "--launch", "--port", str(port), *extra], cwd=REPO,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
 
 
 def _stop(app: subprocess.Popen) -> str:

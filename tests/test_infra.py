@@ -444,6 +444,8 @@ def test_images_compile_bytecode_at_build(dockerfile):
     build, every step would compile each module it imports at each start."""
     installs = [r for r in run_lines(dockerfile) if re.search(r"\buv pip (sync|install)\b", r)]
     assert len(installs) == 2 and all("--compile-bytecode" in r.split() for r in installs), installs
+    # the source tree too: the steps run from it (python -m ..., WORKDIR), not from site-packages
+    assert any(re.search(r"python -m compileall -q pipeline components schemas\b", r) for r in run_lines(dockerfile))
 
 
 @needs_gcc

@@ -152,14 +152,14 @@ def _serve(name: str, address: str, port: int, view: str | None, start_timeout: 
         raise UserError(f"cannot start the FiftyOne App on {address}:{port}: {type(e).__name__}: "
                         f"{str(e).splitlines()[0] if str(e) else ''}") from None
     host = "localhost" if address in ("127.0.0.1", "localhost") else address
-    click.echo(f"FiftyOne App serving dataset {name!r} at http://{host}:{port}/ (Ctrl-C to stop)", err=True)
-    sys.stderr.flush()
 
     def stop(signum, frame):  # SIGTERM, and SIGINT even where a background shell ignored it
         raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGTERM, stop)   # before "serving": a stop right after it still stops cleanly
     signal.signal(signal.SIGINT, stop)
     try:
+        click.echo(f"FiftyOne App serving dataset {name!r} at http://{host}:{port}/ (Ctrl-C to stop)", err=True)
+        sys.stderr.flush()
         session.wait(-1)
     except KeyboardInterrupt:
         pass
