@@ -219,3 +219,17 @@ def no_adc_env(tmp_path) -> dict:
     env.update(CLOUDSDK_CONFIG=str(tmp_path / "gcloud"), HOME=str(tmp_path / "home"),
                GCE_METADATA_HOST="127.0.0.1:9", GCE_METADATA_IP="127.0.0.1:9", NO_GCE_CHECK="True")
     return env
+
+
+# stopping a command started in its own session (start_new_session=True)
+def stop_session(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM to `proc` if it still runs, then up to `timeout` s for it to end; after that its whole
+    process group is SIGKILLed."""
+    import signal
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -19,7 +18,7 @@ import yaml
 from PIL import Image
 
 from tests.conftest import REPO
-from tests.helpers import CLI, MISLABELLED, TENCH
+from tests.helpers import CLI, MISLABELLED, TENCH, stop_session
 
 # the module fixture runs a pipeline and builds the dataset: 15 min did not suffice on a loaded machine
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
@@ -341,12 +340,7 @@ def test_app_serves_the_dataset_on_localhost_in_a_real_browser(run, ds):
         with Image.open(shot) as im:
             assert im.size == (1400, 900)
     finally:
-        app.send_signal(signal.SIGTERM)
-        try:
-            app.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(app.pid, signal.SIGKILL)
-            app.wait()
+        stop_session(app, timeout=60)
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0, "the App server outlived the command"
 

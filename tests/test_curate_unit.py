@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.helpers import CLI
+from tests.helpers import CLI, stop_session
 
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 
@@ -270,7 +270,6 @@ def test_the_app_starts_beside_two_busy_processes(tiny_dataset, cpu_hog):
     import time
 
     import requests
-    import signal
     import threading
     ds, _ = tiny_dataset
     port = _free_port()
@@ -296,13 +295,7 @@ def test_the_app_starts_beside_two_busy_processes(tiny_dataset, cpu_hog):
                 time.sleep(2)
         assert answered and "version" in answered
     finally:
-        if app.poll() is None:
-            app.send_signal(signal.SIGTERM)
-        try:
-            app.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            os.killpg(app.pid, signal.SIGKILL)
-            app.wait()
+        stop_session(app, timeout=120)
         reader.join(timeout=30)
     err = "".join(lines)
     assert "Traceback" not in err and "ServiceListenTimeout" not in err, err[-3000:]
