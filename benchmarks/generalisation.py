@@ -24,8 +24,10 @@ random in training, the mean over the 5-crop grid in evaluation, as the serving 
     # 2. the table (resumable: rows already in --out are kept and skipped)
     .venv/bin/python benchmarks/generalisation.py run --manifest configs/generalise-union.csv \\
         --workdir runs/generalise --out benchmarks/results/generalisation.json
-    # 3. print the table of a results file
+    # 3. print the table of a results file; draw one or more as a bar chart
     .venv/bin/python benchmarks/generalisation.py table benchmarks/results/generalisation.json
+    .venv/bin/python benchmarks/generalisation.py plot benchmarks/results/generalisation*.json \\
+        --select finetune:none,finetune:npr --out docs/results/generalisation.png
 """
 from __future__ import annotations
 
@@ -259,6 +261,74 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------------------- plot
+GOAL_MEAN, GOAL_FLOOR = 0.80, 0.65  # issue 24: mean held-out AUC >= 0.80, no family below 0.65
+
+
+def plot_series(results: list[dict], select: set[str] | None) -> list[tuple[str, dict]]:
+    """(label, {family: row}) per column of every results file, in file then table order."""
+    out = []
+    for result in results:
+        s = result.get("settings", {})
+        for r in result["rows"]:
+            name = f"{r['model']} · {r['filter']}{' · aug' if r['augment'] else ''}"
+            if select and name.replace(" · ", ":") not in select:
+                continue
+            label = f"{name}, {s.get('image_size', '?')} px, {s.get('epochs', '?')} ep"
+            for lab, cells in out:
+                if lab == label:
+                    cells[r["left_out"]] = r
+                    break
+            else:
+                out.append((label, {r["left_out"]: r}))
+    return out
+
+
+def plot(results: list[dict], out: Path, select: set[str] | None = None) -> Path:
+    """Grouped bars: the held-out AUC per left-out family (and their mean) for every configuration,
+    the eval-split AUC as a tick on each bar, chance and issue 24's goal as lines."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    series = plot_series(results, select)
+    if not series:
+        raise SystemExit("error: no rows to plot (check --select against the results' model · filter columns)")
+    fams = [f for f in FAMILIES if any(f in cells for _, cells in series)]
+    groups = [*fams, "mean"]
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(max(8.0, 1.6 * len(groups) + 0.5 * len(series)), 5.2), dpi=110)
+    for i, (label, cells) in enumerate(series):
+        held = [cells[f]["holdout"]["auc"] if f in cells else np.nan for f in fams]
+        ev = [cells[f]["eval"]["auc"] if f in cells else np.nan for f in fams]
+        complete = all(f in cells for f in fams)
+        held.append(float(np.nanmean(held)) if complete else np.nan)
+        ev.append(float(np.nanmean(ev)) if complete else np.nan)
+        x = np.arange(len(groups)) - 0.4 + width * (i + 0.5)
+        ax.bar(x, [np.nan if v is None else v for v in held], width * 0.92, label=label)
+        ax.scatter(x, [np.nan if v is None else v for v in ev], marker="_", s=160 * width * 4, color="black",
+                   zorder=3, label="eval-split AUC (in distribution)" if i == 0 else None)
+    ax.axhline(0.5, color="grey", ls="--", lw=1, label="chance")
+    ax.axhline(GOAL_FLOOR, color="tab:orange", ls=":", lw=1.2, label=f"goal: every family ≥ {GOAL_FLOOR}")
+    ax.axhline(GOAL_MEAN, color="tab:green", ls="--", lw=1.2, label=f"goal: mean ≥ {GOAL_MEAN}")
+    n = {f: next(cells[f]["holdout"]["n"] for _, cells in series if f in cells) for f in fams}
+    ax.set_xticks(np.arange(len(groups)), [f"{f}\n(n={n[f]})" for f in fams] + ["mean"])
+    ax.set_ylim(0.2, 1.0)
+    ax.set_ylabel("AUC on the left-out family (never trained on)")
+    ax.set_title("Leave one generator family out: held-out AUC per family (bars), eval-split AUC (ticks)",
+                 fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -286,12 +356,19 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--max-file-bytes", type=int, default=None)
     t = sub.add_parser("table", help="print the Markdown table of a results file")
     t.add_argument("results")
+    p = sub.add_parser("plot", help="bar chart of one or more results files (held-out and eval AUC per family)")
+    p.add_argument("results", nargs="+")
+    p.add_argument("--out", default="docs/results/generalisation.png")
+    p.add_argument("--select", default="", help="comma-separated model:filter[:aug] columns, e.g. finetune:none")
     args = ap.parse_args(argv)
     if args.cmd == "manifest":
         counts = write_manifest(Path(args.out), Path(args.shared), args.cifake_per_label)
         print(f"wrote {args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     elif args.cmd == "run":
         print(table(run(args)))
+    elif args.cmd == "plot":
+        select = {c.strip() for c in args.select.split(",") if c.strip()} or None
+        print(f"wrote {plot([json.loads(Path(r).read_text()) for r in args.results], Path(args.out), select)}")
     else:
         print(table(json.loads(Path(args.results).read_text())))
     return 0

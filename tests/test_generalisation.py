@@ -69,3 +69,31 @@ def test_a_tiny_leave_one_out_run_produces_the_table_row(tmp_path, capsys):
     # resumable: a rerun keeps the row and trains nothing
     assert bench.main(args) == 0
     assert json.loads(out.read_text())["rows"] == result["rows"]
+
+
+def _row(family: str, model: str, flt: str, held: float, ev: float, n: int = 100) -> dict:
+    return {"left_out": family, "model": model, "filter": flt, "augment": False,
+            "holdout": {"auc": held, "n": n}, "eval": {"auc": ev, "n": 50}}
+
+
+def test_plot_draws_every_selected_column_and_refuses_an_empty_selection(tmp_path, capsys):
+    bench = _bench()
+    results = [{"settings": {"image_size": 32, "epochs": 5},
+                "rows": [_row(f, m, "none", 0.6, 0.8) for f in ("sd-v1", "ml72") for m in ("finetune", "baseline")]},
+               {"settings": {"image_size": 64, "epochs": 12}, "rows": [_row("sd-v1", "finetune", "none", 0.7, 0.85)]}]
+    paths = []
+    for i, r in enumerate(results):
+        paths.append(tmp_path / f"r{i}.json")
+        paths[-1].write_text(json.dumps(r))
+    out = tmp_path / "docs" / "gen.png"
+    assert bench.main(["plot", *map(str, paths), "--select", "finetune:none", "--out", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.size[0] > im.size[1] > 300
+    assert not list(out.parent.glob("*.tmp-*"))
+    series = bench.plot_series(results, {"finetune:none"})
+    # one series per (file, column): the 64 px file adds its own, the baseline is not selected
+    assert [label for label, _ in series] == ["finetune · none, 32 px, 5 ep", "finetune · none, 64 px, 12 ep"]
+    assert sorted(series[0][1]) == ["ml72", "sd-v1"] and sorted(series[1][1]) == ["sd-v1"]
+    with pytest.raises(SystemExit, match="no rows to plot"):
+        bench.main(["plot", str(paths[0]), "--select", "finetune:npr", "--out", str(tmp_path / "x.png")])
