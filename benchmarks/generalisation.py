@@ -329,6 +329,115 @@ def plot(results: list[dict], out: Path, select: set[str] | None = None) -> Path
     return out
 
 
+# ----------------------------------------------------------------------------------------- cues
+CUE_CROP = 32  # px: the spectra are of non-overlapping 32 px luma crops (CIFAKE's images are one crop)
+_IJG_LUMA = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+             14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+             49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99)
+
+
+def jpeg_quality(im) -> int | None:
+    """The IJG quality that scales the standard luma table to this JPEG's (None: not a JPEG)."""
+    tables = getattr(im, "quantization", None)
+    if not tables:
+        return None
+    scale = 100.0 * sum(tables[0]) / sum(_IJG_LUMA)
+    return round(5000 / scale) if scale > 100 else round((200 - scale) / 2)
+
+
+def log_spectrum(data: bytes):
+    """Mean log power spectrum (centred) of up to 64 non-overlapping CUE_CROP px crops of the luma."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    with Image.open(io.BytesIO(data)) as im:
+        a = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+    c = CUE_CROP
+    crops = [a[y:y + c, x:x + c] for y in range(0, a.shape[0] - c + 1, c) for x in range(0, a.shape[1] - c + 1, c)]
+    x = np.stack([crops[i] for i in np.linspace(0, len(crops) - 1, min(len(crops), 64)).astype(int)])
+    x = x - x.mean(axis=(1, 2), keepdims=True)
+    return np.log(np.abs(np.fft.fftshift(np.fft.fft2(x), axes=(1, 2))) ** 2 + 1e-8).mean(0)
+
+
+def cues(manifest: Path, workdir: Path) -> dict:
+    """What tells the labels apart inside each family, without a CNN: the originals' format, size and
+    JPEG quality (from the manifest's files), the high-frequency energy after ingestion (log power at
+    radius >= 1/4 of the crop minus radius < 1/8) and its AUC (synthesized vs real) per family, and a
+    linear probe on the 2-D log spectrum (logistic regression, leave one family out)."""
+    import io
+    import statistics
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from components.ingest.archives import split_archive_path
+    sources: dict[tuple[str, str], list[tuple[str, int, int | None]]] = defaultdict(list)
+    with open(manifest, newline="") as f:
+        for r in csv.DictReader(f):
+            family = family_of(r["source"])
+            if family is None:
+                continue
+            path = os.path.join(manifest.resolve().parent, r["path"])
+            inside = split_archive_path(path)
+            if inside:
+                with zipfile.ZipFile(inside[0]) as z:
+                    data = z.read(inside[1])
+            else:
+                data = Path(path).read_bytes()
+            with Image.open(io.BytesIO(data)) as im:
+                sources[(family, r["label"])].append((im.format or "?", max(im.size), jpeg_quality(im)))
+    rows = load_examples(ingest(manifest, workdir))
+    c = CUE_CROP
+    yy, xx = np.mgrid[0:c, 0:c]
+    radius = np.hypot(yy - c // 2, xx - c // 2)
+    high, low = radius >= c / 4, (radius > 0) & (radius < c / 8)
+    spectra = np.stack([log_spectrum(r["image"]) for r in rows])
+    hf = spectra[:, high].mean(1) - spectra[:, low].mean(1)
+    y = np.array([r["label"] for r in rows])
+    fam = np.array([r["family"] for r in rows])
+    split = np.array([r["split"] for r in rows])
+    probe_x = spectra[:, ::2, ::2].reshape(len(rows), -1)
+    out: dict = {"crop": c, "families": {}}
+    for g in FAMILIES:
+        if not (fam == g).any():
+            continue
+        entry: dict = {}
+        for label in ("real", "synthesized"):
+            props = sources.get((g, label), [])
+            q = [p[2] for p in props if p[2] is not None]
+            entry[label] = {"n": len(props), "formats": sorted({p[0] for p in props}),
+                            "max_side_median": statistics.median([p[1] for p in props]) if props else None,
+                            "jpeg_quality_median": statistics.median(q) if q else None,
+                            "hf_energy_mean": round(float(hf[(fam == g) & (y == (label == "synthesized"))].mean()), 3)}
+        entry["hf_auc"] = round(float(roc_auc_score(y[fam == g], hf[fam == g])), 3)
+        train, held, ev = (fam != g) & (split == "train"), fam == g, (fam != g) & (split == "eval")
+        probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000)).fit(probe_x[train], y[train])
+        entry["spectrum_probe"] = {part: round(float(roc_auc_score(y[m], probe.predict_proba(probe_x[m])[:, 1])), 3)
+                                   for part, m in (("holdout", held), ("eval", ev))}
+        out["families"][g] = entry
+    return out
+
+
+def cues_table(result: dict) -> str:
+    lines = ["| family | real: format, side, JPEG q | synthesized: format, side, JPEG q | HF energy real / synth"
+             " | AUC of HF energy (synth > real) | spectrum probe: held-out / eval AUC |",
+             "| --- | --- | --- | ---: | ---: | ---: |"]
+    for g, e in result["families"].items():
+        def src(d: dict) -> str:
+            q = d["jpeg_quality_median"]
+            return f"{'+'.join(d['formats'])}, {d['max_side_median']:.0f} px{'' if q is None else f', q{q:.0f}'}"
+        lines.append(f"| {g} | {src(e['real'])} | {src(e['synthesized'])} | {e['real']['hf_energy_mean']:.2f} / "
+                     f"{e['synthesized']['hf_energy_mean']:.2f} | {e['hf_auc']:.2f} | "
+                     f"{_fmt(e['spectrum_probe']['holdout'])} / {_fmt(e['spectrum_probe']['eval'])} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -360,12 +469,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("results", nargs="+")
     p.add_argument("--out", default="docs/results/generalisation.png")
     p.add_argument("--select", default="", help="comma-separated model:filter[:aug] columns, e.g. finetune:none")
+    c = sub.add_parser("cues", help="per family: the originals' format/size/JPEG quality, high-frequency energy, "
+                                    "a linear spectrum probe (no CNN)")
+    c.add_argument("--manifest", default="configs/generalise-union.csv")
+    c.add_argument("--workdir", default="runs/generalise")
+    c.add_argument("--out", default="benchmarks/results/generalisation-cues.json")
     args = ap.parse_args(argv)
     if args.cmd == "manifest":
         counts = write_manifest(Path(args.out), Path(args.shared), args.cifake_per_label)
         print(f"wrote {args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     elif args.cmd == "run":
         print(table(run(args)))
+    elif args.cmd == "cues":
+        result = cues(Path(args.manifest), Path(args.workdir))
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        print(cues_table(result))
     elif args.cmd == "plot":
         select = {c.strip() for c in args.select.split(",") if c.strip()} or None
         print(f"wrote {plot([json.loads(Path(r).read_text()) for r in args.results], Path(args.out), select)}")

@@ -97,3 +97,36 @@ def test_plot_draws_every_selected_column_and_refuses_an_empty_selection(tmp_pat
     assert sorted(series[0][1]) == ["ml72", "sd-v1"] and sorted(series[1][1]) == ["sd-v1"]
     with pytest.raises(SystemExit, match="no rows to plot"):
         bench.main(["plot", str(paths[0]), "--select", "finetune:npr", "--out", str(tmp_path / "x.png")])
+
+
+def test_cues_measure_each_familys_sources_and_high_frequency_energy(tmp_path, capsys):
+    """In the tiny union the synthesized images are 2x nearest-upsampled noise: less high-frequency
+    energy than the real (white) noise in both families, so the energy's AUC is ~0 and a spectrum
+    probe trained on one family recognises the other."""
+    bench = _bench()
+    manifest = _tiny_union(tmp_path)
+    out = tmp_path / "cues.json"
+    assert bench.main(["cues", "--manifest", str(manifest), "--workdir", str(tmp_path / "work"), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["crop"] == 32 and sorted(result["families"]) == ["cifake", "ml72"]
+    for fam in ("ml72", "cifake"):
+        e = result["families"][fam]
+        assert e["real"]["n"] == e["synthesized"]["n"] == 12
+        assert e["real"]["formats"] == ["PNG"] and e["real"]["max_side_median"] == 48
+        assert e["real"]["jpeg_quality_median"] is None
+        assert e["synthesized"]["hf_energy_mean"] < e["real"]["hf_energy_mean"]
+        assert e["hf_auc"] < 0.1
+        assert e["spectrum_probe"]["holdout"] > 0.9
+    assert "| ml72 | PNG, 48 px | PNG, 48 px |" in capsys.readouterr().out
+
+
+def test_jpeg_quality_is_read_from_the_quantisation_table(tmp_path):
+    bench = _bench()
+    for q in (50, 75, 95):
+        path = tmp_path / f"q{q}.jpg"
+        Image.fromarray(np.zeros([16, 16, 3], np.uint8)).save(path, quality=q)
+        with Image.open(path) as im:
+            assert bench.jpeg_quality(im) == q
+    Image.fromarray(np.zeros([16, 16, 3], np.uint8)).save(tmp_path / "x.png")
+    with Image.open(tmp_path / "x.png") as im:
+        assert bench.jpeg_quality(im) is None
