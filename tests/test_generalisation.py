@@ -106,7 +106,8 @@ def test_cues_measure_each_familys_sources_and_high_frequency_energy(tmp_path, c
     bench = _bench()
     manifest = _tiny_union(tmp_path)
     out = tmp_path / "cues.json"
-    assert bench.main(["cues", "--manifest", str(manifest), "--workdir", str(tmp_path / "work"), "--out", str(out)]) == 0
+    args = ["cues", "--manifest", str(manifest), "--workdir", str(tmp_path / "work"), "--out", str(out)]
+    assert bench.main(args) == 0
     result = json.loads(out.read_text())
     assert result["crop"] == 32 and sorted(result["families"]) == ["cifake", "ml72"]
     for fam in ("ml72", "cifake"):
