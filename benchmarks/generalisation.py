@@ -265,26 +265,38 @@ def table(result: dict) -> str:
 GOAL_MEAN, GOAL_FLOOR = 0.80, 0.65  # issue 24: mean held-out AUC >= 0.80, no family below 0.65
 
 
-def plot_series(results: list[dict], select: set[str] | None) -> list[tuple[str, dict]]:
-    """(label, {family: row}) per column of every results file, in file then table order."""
-    out = []
-    for result in results:
+def plot_series(results: list[tuple[str, dict]], select: set[str] | None) -> list[tuple[str, dict]]:
+    """(label, {family: row}) per results file and column, in file then row order. `results` are
+    (name, results) pairs; a label two files would share gets the file's name."""
+    out: list[tuple[str, dict]] = []
+    for name, result in results:
         s = result.get("settings", {})
+        cols: dict[str, dict] = {}
         for r in result["rows"]:
-            name = f"{r['model']} · {r['filter']}{' · aug' if r['augment'] else ''}"
-            if select and name.replace(" · ", ":") not in select:
+            col = f"{r['model']} · {r['filter']}{' · aug' if r['augment'] else ''}"
+            if select and col.replace(" · ", ":") not in select:
                 continue
-            label = f"{name}, {s.get('image_size', '?')} px, {s.get('epochs', '?')} ep"
-            for lab, cells in out:
-                if lab == label:
-                    cells[r["left_out"]] = r
-                    break
-            else:
-                out.append((label, {r["left_out"]: r}))
+            cols.setdefault(f"{col}, {s.get('image_size', '?')} px, {s.get('epochs', '?')} ep", {})[r["left_out"]] = r
+        out += list(cols.items())
+        if len({label for label, _ in out}) < len(out):  # the same settings in another file: say which is which
+            out[-len(cols):] = [(f"{label} [{name}]", cells) for label, cells in out[-len(cols):]]
     return out
 
 
-def plot(results: list[dict], out: Path, select: set[str] | None = None) -> Path:
+def plot_values(cells: dict, fams: list[str]) -> tuple[list[float], list[float]]:
+    """Held-out and eval AUC per family, then their means (NaN: no row, no AUC, or a family missing
+    from the mean)."""
+    def auc(f: str, part: str) -> float:
+        v = cells[f][part]["auc"] if f in cells else None
+        return float("nan") if v is None else float(v)
+    out = []
+    for part in ("holdout", "eval"):
+        vals = [auc(f, part) for f in fams]
+        out.append([*vals, sum(vals) / len(vals) if vals and all(v == v for v in vals) else float("nan")])
+    return out[0], out[1]
+
+
+def plot(results: list[tuple[str, dict]], out: Path, select: set[str] | None = None) -> Path:
     """Grouped bars: the held-out AUC per left-out family (and their mean) for every configuration,
     the eval-split AUC as a tick on each bar, chance and issue 24's goal as lines."""
     import matplotlib
@@ -300,21 +312,18 @@ def plot(results: list[dict], out: Path, select: set[str] | None = None) -> Path
     width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(max(8.0, 1.6 * len(groups) + 0.5 * len(series)), 5.2), dpi=110)
     for i, (label, cells) in enumerate(series):
-        held = [cells[f]["holdout"]["auc"] if f in cells else np.nan for f in fams]
-        ev = [cells[f]["eval"]["auc"] if f in cells else np.nan for f in fams]
-        complete = all(f in cells for f in fams)
-        held.append(float(np.nanmean(held)) if complete else np.nan)
-        ev.append(float(np.nanmean(ev)) if complete else np.nan)
+        held, ev = plot_values(cells, fams)
         x = np.arange(len(groups)) - 0.4 + width * (i + 0.5)
-        ax.bar(x, [np.nan if v is None else v for v in held], width * 0.92, label=label)
-        ax.scatter(x, [np.nan if v is None else v for v in ev], marker="_", s=160 * width * 4, color="black",
-                   zorder=3, label="eval-split AUC (in distribution)" if i == 0 else None)
+        ax.bar(x, held, width * 0.92, label=label)
+        ax.scatter(x, ev, marker="_", s=160 * width * 4, color="black", zorder=3,
+                   label="eval-split AUC (in distribution)" if i == 0 else None)
     ax.axhline(0.5, color="grey", ls="--", lw=1, label="chance")
     ax.axhline(GOAL_FLOOR, color="tab:orange", ls=":", lw=1.2, label=f"goal: every family ≥ {GOAL_FLOOR}")
     ax.axhline(GOAL_MEAN, color="tab:green", ls="--", lw=1.2, label=f"goal: mean ≥ {GOAL_MEAN}")
-    n = {f: next(cells[f]["holdout"]["n"] for _, cells in series if f in cells) for f in fams}
-    ax.set_xticks(np.arange(len(groups)), [f"{f}\n(n={n[f]})" for f in fams] + ["mean"])
-    ax.set_ylim(0.2, 1.0)
+    ns = {f: sorted({cells[f]["holdout"]["n"] for _, cells in series if f in cells}) for f in fams}
+    ax.set_xticks(np.arange(len(groups)), [f"{f}\n(n={'–'.join(map(str, sorted({n[0], n[-1]})))})"
+                                           for f, n in ns.items()] + ["mean"])
+    ax.set_ylim(0.0, 1.0)
     ax.set_ylabel("AUC on the left-out family (never trained on)")
     ax.set_title("Leave one generator family out: held-out AUC per family (bars), eval-split AUC (ticks)",
                  fontsize=10)
@@ -337,12 +346,17 @@ _IJG_LUMA = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14,
 
 
 def jpeg_quality(im) -> int | None:
-    """The IJG quality that scales the standard luma table to this JPEG's (None: not a JPEG)."""
+    """The IJG quality (1-100) whose luma table (scaled and clamped to 1..255 as libjpeg does) is
+    closest to this JPEG's (None: not a JPEG)."""
     tables = getattr(im, "quantization", None)
     if not tables:
         return None
-    scale = 100.0 * sum(tables[0]) / sum(_IJG_LUMA)
-    return round(5000 / scale) if scale > 100 else round((200 - scale) / 2)
+    total = sum(tables[0])
+
+    def ijg_sum(q: int) -> int:
+        scale = 5000 // q if q < 50 else 200 - 2 * q
+        return sum(min(max((t * scale + 50) // 100, 1), 255) for t in _IJG_LUMA)
+    return min(range(1, 101), key=lambda q: (abs(ijg_sum(q) - total), -q))
 
 
 def log_spectrum(data: bytes):
@@ -354,6 +368,8 @@ def log_spectrum(data: bytes):
     with Image.open(io.BytesIO(data)) as im:
         a = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
     c = CUE_CROP
+    if a.shape[0] < c or a.shape[1] < c:  # smaller than one crop: mirrored up to it
+        a = np.pad(a, [(0, max(0, c - a.shape[0])), (0, max(0, c - a.shape[1]))], mode="symmetric")
     crops = [a[y:y + c, x:x + c] for y in range(0, a.shape[0] - c + 1, c) for x in range(0, a.shape[1] - c + 1, c)]
     x = np.stack([crops[i] for i in np.linspace(0, len(crops) - 1, min(len(crops), 64)).astype(int)])
     x = x - x.mean(axis=(1, 2), keepdims=True)
@@ -404,6 +420,9 @@ def cues(manifest: Path, workdir: Path) -> dict:
     split = np.array([r["split"] for r in rows])
     probe_x = spectra[:, ::2, ::2].reshape(len(rows), -1)
     out: dict = {"crop": c, "families": {}}
+
+    def auc(mask, score) -> float | None:  # None where the set holds one label
+        return round(float(roc_auc_score(y[mask], score)), 3) if len(set(y[mask].tolist())) == 2 else None
     for g in FAMILIES:
         if not (fam == g).any():
             continue
@@ -414,12 +433,18 @@ def cues(manifest: Path, workdir: Path) -> dict:
             entry[label] = {"n": len(props), "formats": sorted({p[0] for p in props}),
                             "max_side_median": statistics.median([p[1] for p in props]) if props else None,
                             "jpeg_quality_median": statistics.median(q) if q else None,
-                            "hf_energy_mean": round(float(hf[(fam == g) & (y == (label == "synthesized"))].mean()), 3)}
-        entry["hf_auc"] = round(float(roc_auc_score(y[fam == g], hf[fam == g])), 3)
+                            "hf_energy_mean": None}
+            energy = hf[(fam == g) & (y == (label == "synthesized"))]
+            if len(energy):
+                entry[label]["hf_energy_mean"] = round(float(energy.mean()), 3)
+        entry["hf_auc"] = auc(fam == g, hf[fam == g])
         train, held, ev = (fam != g) & (split == "train"), fam == g, (fam != g) & (split == "eval")
-        probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000)).fit(probe_x[train], y[train])
-        entry["spectrum_probe"] = {part: round(float(roc_auc_score(y[m], probe.predict_proba(probe_x[m])[:, 1])), 3)
-                                   for part, m in (("holdout", held), ("eval", ev))}
+        entry["spectrum_probe"] = {"holdout": None, "eval": None}
+        if len(set(y[train].tolist())) == 2:  # trained on the other families' train split only
+            probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+            probe.fit(probe_x[train], y[train])
+            entry["spectrum_probe"] = {part: auc(m, probe.predict_proba(probe_x[m])[:, 1])
+                                       for part, m in (("holdout", held), ("eval", ev))}
         out["families"][g] = entry
     return out
 
@@ -430,10 +455,12 @@ def cues_table(result: dict) -> str:
              "| --- | --- | --- | ---: | ---: | ---: |"]
     for g, e in result["families"].items():
         def src(d: dict) -> str:
+            if not d["n"]:
+                return "–"
             q = d["jpeg_quality_median"]
             return f"{'+'.join(d['formats'])}, {d['max_side_median']:.0f} px{'' if q is None else f', q{q:.0f}'}"
-        lines.append(f"| {g} | {src(e['real'])} | {src(e['synthesized'])} | {e['real']['hf_energy_mean']:.2f} / "
-                     f"{e['synthesized']['hf_energy_mean']:.2f} | {e['hf_auc']:.2f} | "
+        lines.append(f"| {g} | {src(e['real'])} | {src(e['synthesized'])} | {_fmt(e['real']['hf_energy_mean'])} / "
+                     f"{_fmt(e['synthesized']['hf_energy_mean'])} | {_fmt(e['hf_auc'])} | "
                      f"{_fmt(e['spectrum_probe']['holdout'])} / {_fmt(e['spectrum_probe']['eval'])} |")
     return "\n".join(lines)
 
@@ -487,7 +514,8 @@ def main(argv: list[str] | None = None) -> int:
         print(cues_table(result))
     elif args.cmd == "plot":
         select = {c.strip() for c in args.select.split(",") if c.strip()} or None
-        print(f"wrote {plot([json.loads(Path(r).read_text()) for r in args.results], Path(args.out), select)}")
+        results = [(Path(r).stem, json.loads(Path(r).read_text())) for r in args.results]
+        print(f"wrote {plot(results, Path(args.out), select)}")
     else:
         print(table(json.loads(Path(args.results).read_text())))
     return 0

@@ -21,17 +21,19 @@ def _bench():
     return mod
 
 
-def _tiny_union(tmp_path, n: int = 12):
+def _tiny_union(tmp_path, n: int = 12, flip_cifake: bool = False):
     """Two families: 'synthesized' images are nearest-upsampled noise (a decoder's x2 trace),
-    'real' ones plain noise; 48 px PNG (ingestion re-encodes them as JPEG q95)."""
+    'real' ones plain noise; 48 px PNG (ingestion re-encodes them as JPEG q95). `flip_cifake`: the
+    other way round in cifake (its real images upsampled), so the families' cues point opposite ways."""
     rng = np.random.default_rng(0)
     rows = []
     for source, family in (("ml72-playground", "ml72"), ("cifake-sd14", "cifake"), ("cifar10", "cifake")):
         for label in (("real", "synthesized") if source == "ml72-playground" else
                       ("synthesized",) if source == "cifake-sd14" else ("real",)):
             for i in range(n):
-                arr = rng.integers(0, 256, [24, 24, 3]) if label == "synthesized" else rng.integers(0, 256, [48, 48, 3])
-                if label == "synthesized":
+                upsampled = (label == "synthesized") != (flip_cifake and family == "cifake")
+                arr = rng.integers(0, 256, [24, 24, 3]) if upsampled else rng.integers(0, 256, [48, 48, 3])
+                if upsampled:
                     arr = np.repeat(np.repeat(arr, 2, axis=0), 2, axis=1)
                 path = tmp_path / "imgs" / family / label / f"{source}-{i}.png"
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,9 +91,9 @@ def test_plot_draws_every_selected_column_and_refuses_an_empty_selection(tmp_pat
     assert bench.main(["plot", *map(str, paths), "--select", "finetune:none", "--out", str(out)]) == 0
     assert f"wrote {out}" in capsys.readouterr().out
     with Image.open(out) as im:
-        assert im.format == "PNG" and im.size[0] > im.size[1] > 300
+        assert im.format == "PNG"
     assert not list(out.parent.glob("*.tmp-*"))
-    series = bench.plot_series(results, {"finetune:none"})
+    series = bench.plot_series(list(zip(("r0", "r1"), results, strict=True)), {"finetune:none"})
     # one series per (file, column): the 64 px file adds its own, the baseline is not selected
     assert [label for label, _ in series] == ["finetune · none, 32 px, 5 ep", "finetune · none, 64 px, 12 ep"]
     assert sorted(series[0][1]) == ["ml72", "sd-v1"] and sorted(series[1][1]) == ["sd-v1"]
@@ -99,31 +101,56 @@ def test_plot_draws_every_selected_column_and_refuses_an_empty_selection(tmp_pat
         bench.main(["plot", str(paths[0]), "--select", "finetune:npr", "--out", str(tmp_path / "x.png")])
 
 
-def test_cues_measure_each_familys_sources_and_high_frequency_energy(tmp_path, capsys):
-    """In the tiny union the synthesized images are 2x nearest-upsampled noise: less high-frequency
-    energy than the real (white) noise in both families, so the energy's AUC is ~0 and a spectrum
-    probe trained on one family recognises the other."""
+def test_plot_keeps_files_with_the_same_settings_apart():
     bench = _bench()
-    manifest = _tiny_union(tmp_path)
+    a = {"settings": {"image_size": 64, "epochs": 12}, "rows": [_row("sd-v1", "finetune", "none", 0.6, 0.8)]}
+    b = {"settings": {"image_size": 64, "epochs": 12}, "rows": [_row("sd-v1", "finetune", "none", 0.7, 0.9)]}
+    series = bench.plot_series([("seed1", a), ("seed2", b)], None)
+    assert [label for label, _ in series] == ["finetune · none, 64 px, 12 ep",
+                                              "finetune · none, 64 px, 12 ep [seed2]"]
+    assert [cells["sd-v1"]["holdout"]["auc"] for _, cells in series] == [0.6, 0.7]
+
+
+def test_plot_values_mean_only_over_a_complete_column():
+    bench = _bench()
+    fams = ["sd-v1", "ml72", "cifake"]
+    cells = {f: _row(f, "finetune", "none", h, e) for f, h, e in (("sd-v1", 0.6, 0.8), ("ml72", 0.7, 0.9),
+                                                                 ("cifake", 0.5, 0.7))}
+    held, ev = bench.plot_values(cells, fams)
+    assert held == pytest.approx([0.6, 0.7, 0.5, 0.6]) and ev == pytest.approx([0.8, 0.9, 0.7, 0.8])
+    cells["ml72"]["holdout"]["auc"] = None          # a set with one label has no AUC
+    del cells["cifake"]                             # a family this column did not run
+    held, ev = bench.plot_values(cells, fams)
+    assert held[0] == 0.6 and all(np.isnan(held[1:])) and ev[:2] == [0.8, 0.9] and np.isnan(ev[3])
+
+
+def test_cues_measure_each_familys_sources_and_high_frequency_energy(tmp_path, capsys):
+    """ml72's synthesized images are 2x nearest-upsampled noise (less high-frequency energy than
+    its real white noise), cifake's real ones are: the energy's AUC is ~0 in ml72 and ~1 in cifake,
+    and a spectrum probe trained on cifake alone (the other family's train split) ranks ml72
+    upside down — it would not if held-out images leaked into its training."""
+    bench = _bench()
+    manifest = _tiny_union(tmp_path, flip_cifake=True)
     out = tmp_path / "cues.json"
     args = ["cues", "--manifest", str(manifest), "--workdir", str(tmp_path / "work"), "--out", str(out)]
     assert bench.main(args) == 0
     result = json.loads(out.read_text())
     assert result["crop"] == 32 and sorted(result["families"]) == ["cifake", "ml72"]
-    for fam in ("ml72", "cifake"):
+    for fam, direction in (("ml72", -1), ("cifake", 1)):
         e = result["families"][fam]
         assert e["real"]["n"] == e["synthesized"]["n"] == 12
         assert e["real"]["formats"] == ["PNG"] and e["real"]["max_side_median"] == 48
         assert e["real"]["jpeg_quality_median"] is None
-        assert e["synthesized"]["hf_energy_mean"] < e["real"]["hf_energy_mean"]
-        assert e["hf_auc"] < 0.1
-        assert e["spectrum_probe"]["holdout"] > 0.9
+        assert direction * (e["synthesized"]["hf_energy_mean"] - e["real"]["hf_energy_mean"]) > 0
+        assert (e["hf_auc"] < 0.1) if direction < 0 else (e["hf_auc"] > 0.9)
+        assert e["spectrum_probe"]["holdout"] < 0.1   # trained on the other family, whose cue points the other way
+        assert e["spectrum_probe"]["eval"] > 0.9      # in distribution
     assert "| ml72 | PNG, 48 px | PNG, 48 px |" in capsys.readouterr().out
 
 
 def test_jpeg_quality_is_read_from_the_quantisation_table(tmp_path):
     bench = _bench()
-    for q in (50, 75, 95):
+    for q in (1, 10, 19, 33, 50, 67, 75, 95, 96, 100):
         path = tmp_path / f"q{q}.jpg"
         Image.fromarray(np.zeros([16, 16, 3], np.uint8)).save(path, quality=q)
         with Image.open(path) as im:
