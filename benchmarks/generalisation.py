@@ -98,16 +98,19 @@ def write_manifest(out: Path, shared: Path, cifake_per_label: int) -> dict[str, 
 
 
 # -------------------------------------------------------------------------------------- ingest
+def shared_root(manifest: Path) -> str:
+    """The folder every row of the manifest lies under (ingestion's allowed root)."""
+    with open(manifest, newline="") as f:
+        return os.path.commonpath([str((manifest.parent / r["path"]).resolve().parent) for r in csv.DictReader(f)])
+
+
 def ingest(manifest: Path, workdir: Path, max_file_bytes: int | None = None) -> Path:
     """`synthdetect ingest` of the union into workdir/examples (kept: a rerun reuses it)."""
     out = workdir / "examples"
     if (out / "ingest_summary.json").exists():
         return out
-    with open(manifest, newline="") as f:
-        shared_root = os.path.commonpath([str((manifest.parent / r["path"]).resolve().parent)
-                                          for r in csv.DictReader(f)])
     args = [CLI, "ingest", "--input", str(manifest), "--output", str(out), "--no-progress",
-            "--set", f"ingest.allowed_roots=[{shared_root}]", "--set", "ingest.max_side=0",
+            "--set", f"ingest.allowed_roots=[{shared_root(manifest)}]", "--set", "ingest.max_side=0",
             "--set", "ingest.neutralize_format=true", "--set", "ingest.codec=JPEG", "--set", "ingest.quality=95",
             "--set", "data.split_ratios={train: 7, eval: 3}"]
     if max_file_bytes:
@@ -184,6 +187,11 @@ def fold(rows: list[dict], left_out: str) -> tuple[list[dict], dict[str, list[di
     return train, evaluate
 
 
+def column(model: str, input_filter: str, augment: bool) -> str:
+    """A configuration's name in the table and the chart: `finetune · npr` (`· aug` with augmentation)."""
+    return f"{model} · {input_filter}{' · aug' if augment else ''}"
+
+
 def key(row: dict) -> tuple:
     return (row["left_out"], row["model"], row["filter"], row["augment"])
 
@@ -244,7 +252,7 @@ def table(result: dict) -> str:
                                  FILTERS.index(c[1]) if c[1] in FILTERS else 9, c[2]))
     fams = [f for f in FAMILIES if any(r["left_out"] == f for r in rows)]
     cell = {key(r): r for r in rows}
-    head = ["left out (held-out n)"] + [f"{m} · {f}{' · aug' if a else ''}" for m, f, a in cols]
+    head = ["left out (held-out n)"] + [column(*c) for c in cols]
     lines = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * len(cols)]
     for g in fams:
         n = next((r["holdout"]["n"] for r in rows if r["left_out"] == g), 0)
@@ -273,7 +281,7 @@ def plot_series(results: list[tuple[str, dict]], select: set[str] | None) -> lis
         s = result.get("settings", {})
         cols: dict[str, dict] = {}
         for r in result["rows"]:
-            col = f"{r['model']} · {r['filter']}{' · aug' if r['augment'] else ''}"
+            col = column(r["model"], r["filter"], r["augment"])
             if select and col.replace(" · ", ":") not in select:
                 continue
             cols.setdefault(f"{col}, {s.get('image_size', '?')} px, {s.get('epochs', '?')} ep", {})[r["left_out"]] = r
@@ -383,7 +391,6 @@ def cues(manifest: Path, workdir: Path) -> dict:
     linear probe on the 2-D log spectrum (logistic regression, leave one family out)."""
     import io
     import statistics
-    import zipfile
 
     import numpy as np
     from PIL import Image
@@ -392,22 +399,20 @@ def cues(manifest: Path, workdir: Path) -> dict:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from components.ingest.archives import split_archive_path
+    from components.ingest.images import read_input
+    from components.ingest.listing import resolve_inputs
+    from schemas.config import IngestConfig
+    opts = IngestConfig(allowed_roots=(shared_root(manifest),))
     sources: dict[tuple[str, str], list[tuple[str, int, int | None]]] = defaultdict(list)
-    with open(manifest, newline="") as f:
-        for r in csv.DictReader(f):
-            family = family_of(r["source"])
-            if family is None:
-                continue
-            path = os.path.join(manifest.resolve().parent, r["path"])
-            inside = split_archive_path(path)
-            if inside:
-                with zipfile.ZipFile(inside[0]) as z:
-                    data = z.read(inside[1])
-            else:
-                data = Path(path).read_bytes()
-            with Image.open(io.BytesIO(data)) as im:
-                sources[(family, r["label"])].append((im.format or "?", max(im.size), jpeg_quality(im)))
+    listing = resolve_inputs(str(manifest), opts)
+    if listing.rejected:   # ingestion quarantines the same rows: they are in neither half of the table
+        print(f"note: {len(listing.rejected)} manifest rows not readable as inputs (see `synthdetect ingest`)",
+              file=sys.stderr)
+    for it in listing.items:   # the originals, read as ingestion reads them
+        family = family_of(it.source)
+        if family is not None:
+            with Image.open(io.BytesIO(read_input(it, opts.max_file_bytes))) as im:
+                sources[(family, it.label)].append((im.format or "?", max(im.size), jpeg_quality(im)))
     rows = load_examples(ingest(manifest, workdir))
     c = CUE_CROP
     yy, xx = np.mgrid[0:c, 0:c]
